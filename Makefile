@@ -1,0 +1,36 @@
+# Both `run` and `test` create the virtual environment themselves, so a fresh
+# clone needs nothing but Python 3.11+.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+DATA   ?= .idnode-demo
+
+.PHONY: run test lint bench clean venv
+
+$(BIN)/idnode: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/idnode
+
+venv: $(BIN)/idnode
+
+run: venv
+	@test -f $(DATA)/idnode.toml || $(BIN)/idnode init --data-dir $(DATA) --prefix 88.100.1
+	@$(BIN)/idnode demo --data-dir $(DATA) --if-empty
+	$(BIN)/idnode serve --data-dir $(DATA)
+
+test: venv
+	$(BIN)/python -m pytest -q
+	$(MAKE) lint
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+bench: venv
+	$(BIN)/python bench/resolve.py
+
+clean:
+	rm -rf $(VENV) $(DATA) .pytest_cache .mypy_cache .ruff_cache

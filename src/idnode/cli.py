@@ -1,0 +1,302 @@
+"""The ``idnode`` command. Each command builds a Config and calls the library.
+
+Exit codes: 0 success; 1 the operation failed (the message says why: handle not
+found, server unreachable, rejected input, ...); 2 the command line was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from idnode import __version__
+from idnode.client import HandleClient, Transport
+from idnode.config import Config, load_config
+from idnode.demo import DEMO_PREFIX, demo_records
+from idnode.errors import IdnodeError, InvalidValue
+from idnode.handle.codes import ResponseCode
+from idnode.handle.messages import ErrorResponse, ResolutionResponse
+from idnode.jsonformat import record_from_json, record_to_json, value_to_json
+from idnode.node import Node, init_node, open_node
+from idnode.storage.base import HandleRecord
+
+app = typer.Typer(
+    help="idnode: an industrial internet identifier node (Handle protocol, Handle.Net JSON API).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path,
+    typer.Option("--data-dir", "-d", envvar="IDNODE_DATA_DIR", help="Node data directory."),
+]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _config(data_dir: Path, **overrides: Any) -> Config:
+    try:
+        return load_config(data_dir, overrides)
+    except IdnodeError as exc:
+        _fail(exc.message)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        out.print(f"idnode {__version__}")
+        raise typer.Exit
+
+
+@app.command()
+def init(
+    data_dir: DataDir = Path(".idnode"),
+    prefix: Annotated[str, typer.Option(help="Prefix this node serves, e.g. 88.100.1.")] = DEMO_PREFIX,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    handle_port: Annotated[int, typer.Option(help="Handle protocol port (UDP+TCP).")] = 2641,
+    http_port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    public_address: Annotated[str, typer.Option(help="Address published in HS_SITE.")] = "",
+) -> None:
+    """Create a node: database, homed prefix, server key and an admin key pair."""
+    settings: dict[str, object] = {
+        "host": host,
+        "handle_port": handle_port,
+        "http_port": http_port,
+        "public_address": public_address or None,
+    }
+    config = _config(data_dir, **settings)
+    try:
+        node = init_node(config, prefix, settings)
+    except IdnodeError as exc:
+        _fail(exc.message)
+    node.close()
+    out.print(f"initialised {data_dir} serving prefix [bold]{prefix}[/]")
+    out.print(f"admin identity: 300:0.NA/{prefix} (private key {data_dir / 'admin_key.pem'})")
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = Path(".idnode"),
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    handle_port: Annotated[int | None, typer.Option(help="Handle protocol port.")] = None,
+    http_port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (SO_REUSEPORT).")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+) -> None:
+    """Serve the node over Handle UDP/TCP and HTTP until interrupted."""
+    from idnode.server.runner import serve_forever
+
+    config = _config(
+        data_dir,
+        host=host,
+        handle_port=handle_port,
+        http_port=http_port,
+        workers=workers,
+        log_level=log_level,
+    )
+    try:
+        serve_forever(config, announce=lambda line: out.print(line, highlight=False))
+    except IdnodeError as exc:
+        _fail(exc.message)
+    except KeyboardInterrupt:
+        pass
+
+
+def _parse_server(server: str) -> tuple[str, int]:
+    host, sep, port = server.rpartition(":")
+    if not sep:
+        return server, 2641
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        _fail(f"--server must be host or host:port, got {server!r}", 2)
+
+
+@app.command()
+def resolve(
+    handle: Annotated[str, typer.Argument(help="Handle to resolve, e.g. 88.100.1/PUMP-0001.")],
+    server: Annotated[str, typer.Option(help="Handle server, host[:port].")] = "127.0.0.1:2641",
+    index: Annotated[list[int] | None, typer.Option(help="Only values with this index.")] = None,
+    type_: Annotated[
+        list[str] | None, typer.Option("--type", help="Only values of this type ('X.' = subtypes).")
+    ] = None,
+    transport: Annotated[str, typer.Option(help="auto (UDP, TCP if truncated), udp or tcp.")] = "auto",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 3.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print Handle.Net-style JSON.")] = False,
+) -> None:
+    """Resolve a handle over the Handle protocol (works against any Handle server)."""
+    if transport not in ("auto", "udp", "tcp"):
+        _fail("--transport must be auto, udp or tcp", 2)
+    chosen: Transport = transport  # type: ignore[assignment]
+    host, port = _parse_server(server)
+    client = HandleClient(host, port, timeout=timeout)
+    try:
+        reply = client.resolve(handle, tuple(index or ()), tuple(type_ or ()), chosen)
+    except IdnodeError as exc:
+        _fail(exc.message)
+    code = reply.response_code
+    if reply.truncated:
+        _fail("the answer did not fit in a UDP packet (truncated); use --transport tcp or auto")
+    if code != ResponseCode.SUCCESS or not isinstance(reply.body, ResolutionResponse):
+        text = reply.body.message if isinstance(reply.body, ErrorResponse) else ""
+        if as_json:
+            out.print_json(data={"responseCode": int(code), "handle": handle, "message": text})
+        _fail(f"{code.name.lower().replace('_', ' ')} ({int(code)}): {text}".rstrip(": "))
+    record = HandleRecord(reply.body.handle, reply.body.values)
+    if as_json:
+        out.print_json(data={"responseCode": 1} | record_to_json(record))
+        return
+    table = Table(title=record.handle, title_justify="left")
+    for column in ("index", "type", "data", "ttl", "permissions"):
+        table.add_column(column)
+    for value in record.values:
+        shown = value_to_json(value)["data"]["value"]
+        table.add_row(
+            str(value.index),
+            value.type,
+            shown if isinstance(shown, str) else json.dumps(shown),
+            str(value.ttl),
+            value.permissions.bit_string(),
+        )
+    out.print(table)
+
+
+def _read_jsonl(path: Path, rejected: list[str]) -> Iterator[HandleRecord]:
+    stream = sys.stdin if str(path) == "-" else path.open(encoding="utf-8")
+    try:
+        for lineno, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                yield record_from_json(json.loads(line))
+            except (json.JSONDecodeError, IdnodeError) as exc:
+                reason = exc.message if isinstance(exc, IdnodeError) else f"bad JSON: {exc.msg}"
+                rejected.append(f"line {lineno}: {reason}")
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+@app.command("import")
+def import_(
+    source: Annotated[Path, typer.Argument(help="JSONL file of records ('-' for stdin).")],
+    data_dir: DataDir = Path(".idnode"),
+    replace: Annotated[bool, typer.Option(help="Overwrite handles that exist.")] = False,
+) -> None:
+    """Load records from JSONL (one {"handle", "values"} object per line)."""
+    if str(source) != "-" and not source.is_file():
+        _fail(f"{source}: no such file")
+    node = _open(data_dir)
+    rejected: list[str] = []
+    try:
+        with _progress() as progress:
+            task = progress.add_task("importing", total=None)
+
+            def counted() -> Iterator[HandleRecord]:
+                for record in _read_jsonl(source, rejected):
+                    progress.advance(task)
+                    yield record
+
+            written, skipped = node.service.import_records(counted(), replace=replace)
+    except (IdnodeError, OSError, UnicodeDecodeError) as exc:
+        _fail(getattr(exc, "message", str(exc)))
+    finally:
+        node.close()
+    out.print(f"{written} written, {skipped} skipped (existing), {len(rejected)} rejected")
+    for line in rejected[:50]:
+        err.print(f"  {line}", highlight=False)
+    if len(rejected) > 50:
+        err.print(f"  ... and {len(rejected) - 50} more", highlight=False)
+    if rejected:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    data_dir: DataDir = Path(".idnode"),
+    prefix: Annotated[str | None, typer.Option(help="Only handles under this prefix.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default stdout).")] = None,
+) -> None:
+    """Write records as JSONL, in the format `idnode import` reads."""
+    node = _open(data_dir)
+    try:
+        stream = output.open("w", encoding="utf-8") if output else sys.stdout
+        try:
+            for record in node.service.export_records(prefix):
+                stream.write(json.dumps(record_to_json(record), ensure_ascii=False) + "\n")
+        finally:
+            if output:
+                stream.close()
+    except OSError as exc:
+        _fail(str(exc))
+    finally:
+        node.close()
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = Path(".idnode"),
+    serials: Annotated[int, typer.Option(help="Number of serial-numbered pumps.")] = 2000,
+    if_empty: Annotated[bool, typer.Option(help="Do nothing if the prefix has records.")] = False,
+) -> None:
+    """Load the demo: a pump manufacturer under 88.100.1 (models, pumps, parts, ...)."""
+    node = _open(data_dir)
+    try:
+        if if_empty and node.service.count(DEMO_PREFIX) > 0:
+            return
+        node.service.home_prefix(DEMO_PREFIX)
+        with _progress() as progress:
+            task = progress.add_task("loading demo", total=None)
+
+            def counted() -> Iterator[HandleRecord]:
+                for record in demo_records(serials):
+                    progress.advance(task)
+                    yield record
+
+            written, _ = node.service.import_records(counted(), replace=True)
+    except IdnodeError as exc:
+        _fail(exc.message)
+    finally:
+        node.close()
+    out.print(f"demo loaded: {written} identifiers under {DEMO_PREFIX}, e.g. {DEMO_PREFIX}/PUMP-0001")
+
+
+def _open(data_dir: Path) -> Node:
+    try:
+        return open_node(_config(data_dir))
+    except IdnodeError as exc:
+        _fail(exc.message)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""One typed configuration, loadable from a TOML file, a mapping and the environment.
+
+Precedence, lowest first: defaults, ``<data dir>/idnode.toml``, ``IDNODE_*`` environment
+variables, then explicit overrides (the CLI's options). Every setting is documented in
+``docs/configuration.md``; a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from idnode.errors import ConfigError
+
+__all__ = ["CONFIG_FILE", "Config", "dump_toml", "load_config"]
+
+CONFIG_FILE = "idnode.toml"
+ENV_PREFIX = "IDNODE_"
+
+
+@dataclass(frozen=True)
+class Config:
+    #: Directory holding the database, keys and idnode.toml.
+    data_dir: Path = Path(".idnode")
+    #: Database URL; empty means ``sqlite:///<data_dir>/idnode.db``.
+    database: str = ""
+    #: Address the servers bind to.
+    host: str = "127.0.0.1"
+    #: Address published in this node's HS_SITE; empty means ``host`` (or 127.0.0.1
+    #: when ``host`` is a wildcard).
+    public_address: str = ""
+    #: Handle protocol port, for both UDP and TCP.
+    handle_port: int = 2641
+    #: HTTP port (Handle.Net JSON API, proxy pages, /healthz).
+    http_port: int = 8000
+    #: Worker processes sharing the ports through SO_REUSEPORT.
+    workers: int = 1
+    #: Largest UDP reply; bigger answers are sent truncated so the client uses TCP.
+    udp_max_response: int = 512
+    #: Connections a worker serves at once over TCP; more wait in the kernel backlog.
+    tcp_max_connections: int = 1024
+    #: Seconds an idle TCP connection is kept open.
+    tcp_idle_timeout: float = 30.0
+    #: Log level for the servers: debug, info, warning, error.
+    log_level: str = "info"
+    #: Handle that holds this node's administrator key (set by ``idnode init``).
+    admin_handle: str = ""
+    #: Index of the administrator's HS_PUBKEY value.
+    admin_index: int = 300
+
+    @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite:///{(self.data_dir / 'idnode.db').resolve()}"
+
+    @property
+    def advertised_address(self) -> str:
+        if self.public_address:
+            return self.public_address
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def replace(self, **changes: Any) -> Config:
+        return _build(dataclasses.asdict(self) | changes)
+
+
+def _coerce(name: str, raw: Any, target: Any) -> Any:
+    kind = type(target)
+    try:
+        if kind is Path:
+            return Path(raw)
+        if kind is bool:
+            return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+        if kind in (int, float, str):
+            return kind(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name!r}: cannot use {raw!r} as {kind.__name__}") from exc
+    return raw
+
+
+def _build(values: Mapping[str, Any]) -> Config:
+    defaults = Config()
+    known = set(Config.setting_names())
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    kwargs = {
+        name: _coerce(name, values[name], getattr(defaults, name))
+        for name in known
+        if name in values
+    }
+    config = Config(**kwargs)
+    _validate(config)
+    return config
+
+
+def _validate(config: Config) -> None:
+    for name in ("handle_port", "http_port"):
+        port = getattr(config, name)
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{name} must be 0..65535, got {port}")
+    if config.workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {config.workers}")
+    if not 64 <= config.udp_max_response <= 65507:
+        raise ConfigError("udp_max_response must be between 64 and 65507 bytes")
+    if config.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"log_level must be debug, info, warning or error: {config.log_level}")
+
+
+def load_config(
+    data_dir: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    env_values = {
+        key[len(ENV_PREFIX) :].lower(): val
+        for key, val in env.items()
+        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in Config.setting_names()
+    }
+    directory = data_dir or Path(env_values.get("data_dir", Config.data_dir))
+    path = directory / CONFIG_FILE
+    if path.exists():
+        try:
+            values.update(tomllib.loads(path.read_text(encoding="utf-8")))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    values.update(env_values)
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    values["data_dir"] = directory
+    return _build(values)
+
+
+def dump_toml(values: Mapping[str, Any]) -> str:
+    """Write simple settings (str, int, float, bool) as TOML for ``idnode init``."""
+    lines = []
+    for key, value in values.items():
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, int | float):
+            lines.append(f"{key} = {value}")
+        else:
+            escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'{key} = "{escaped}"')
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,147 @@
+"""The one exception hierarchy of idnode, and the one place it maps to wire codes.
+
+Every error a front end can report carries the Handle response code it stands for.
+The Handle servers put that code in the response header; the HTTP API turns it into a
+status with :func:`http_status` and a JSON body with the same ``responseCode``; the
+CLI prints the message and exits non-zero. Adding an error means adding a class here,
+never a translation table in a front end.
+
+Protocol errors split the way h11 splits them: :class:`RemoteProtocolError` when the
+peer sent bytes we cannot accept, :class:`LocalProtocolError` when our own code asked
+the codec to build something invalid (a bug, or bad input that should have been
+validated earlier).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from idnode.handle.codes import ResponseCode
+
+__all__ = [
+    "AuthenticationNeeded",
+    "ConfigError",
+    "HandleAlreadyExists",
+    "HandleNotFound",
+    "IdnodeError",
+    "InvalidHandle",
+    "InvalidValue",
+    "LocalProtocolError",
+    "MessageTooLarge",
+    "NotResponsible",
+    "OperationNotSupported",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "ServerBusy",
+    "ServerError",
+    "StorageError",
+    "ValuesNotFound",
+    "http_status",
+]
+
+
+class IdnodeError(Exception):
+    """Root of every error idnode raises on purpose."""
+
+    response_code: ClassVar[ResponseCode] = ResponseCode.ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ProtocolError(IdnodeError):
+    response_code = ResponseCode.PROTOCOL_ERROR
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent a message that does not follow the protocol."""
+
+
+class MessageTooLarge(RemoteProtocolError):
+    """A declared length is over the limit; the bytes are never read or allocated."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to encode something the protocol cannot carry."""
+
+
+class OperationNotSupported(IdnodeError):
+    response_code = ResponseCode.OPERATION_NOT_SUPPORTED
+
+
+class ServerBusy(IdnodeError):
+    response_code = ResponseCode.SERVER_TOO_BUSY
+
+
+class ServerError(IdnodeError):
+    """Something failed on our side; the message is safe to show to the client."""
+
+    response_code = ResponseCode.ERROR
+
+
+class HandleNotFound(IdnodeError):
+    response_code = ResponseCode.HANDLE_NOT_FOUND
+
+
+class HandleAlreadyExists(IdnodeError):
+    response_code = ResponseCode.HANDLE_ALREADY_EXISTS
+
+
+class InvalidHandle(IdnodeError):
+    response_code = ResponseCode.INVALID_HANDLE
+
+
+class ValuesNotFound(IdnodeError):
+    response_code = ResponseCode.VALUES_NOT_FOUND
+
+
+class InvalidValue(IdnodeError):
+    response_code = ResponseCode.INVALID_VALUE
+
+
+class NotResponsible(IdnodeError):
+    """The handle's prefix is not homed on this node."""
+
+    response_code = ResponseCode.SERVER_NOT_RESPONSIBLE
+
+
+class AuthenticationNeeded(IdnodeError):
+    response_code = ResponseCode.AUTHENTICATION_NEEDED
+
+
+class StorageError(IdnodeError):
+    """The database refused or failed an operation (corrupt file, wrong schema, ...)."""
+
+
+class ConfigError(IdnodeError):
+    """The configuration or the data directory is not usable as given."""
+
+
+# Handle.Net's JSON API answers with these HTTP statuses; clients written for it
+# branch on them, so they are part of the wire contract.
+_HTTP_STATUS: dict[ResponseCode, int] = {
+    ResponseCode.SUCCESS: 200,
+    ResponseCode.ERROR: 500,
+    ResponseCode.SERVER_TOO_BUSY: 503,
+    ResponseCode.PROTOCOL_ERROR: 400,
+    ResponseCode.OPERATION_NOT_SUPPORTED: 501,
+    ResponseCode.HANDLE_NOT_FOUND: 404,
+    ResponseCode.HANDLE_ALREADY_EXISTS: 409,
+    ResponseCode.INVALID_HANDLE: 400,
+    ResponseCode.VALUES_NOT_FOUND: 200,
+    ResponseCode.VALUE_ALREADY_EXISTS: 409,
+    ResponseCode.INVALID_VALUE: 400,
+    ResponseCode.SERVER_NOT_RESPONSIBLE: 400,
+    ResponseCode.AUTHENTICATION_NEEDED: 401,
+}
+
+
+def http_status(code: ResponseCode) -> int:
+    """The HTTP status the Handle.Net JSON API uses for a response code."""
+    status = _HTTP_STATUS.get(code)
+    if status is not None:
+        return status
+    if 400 <= code < 500:
+        return 403
+    return 500

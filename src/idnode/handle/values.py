@@ -1,0 +1,168 @@
+"""Handle values (RFC 3651 §3.1) and their wire layout (RFC 3652 §3.1)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from idnode.errors import LocalProtocolError, RemoteProtocolError
+from idnode.handle.wire import Reader, Writer
+
+__all__ = [
+    "DEFAULT_PERMISSIONS",
+    "DEFAULT_TTL",
+    "MAX_VALUES",
+    "HandleValue",
+    "Permission",
+    "TTLType",
+    "ValueReference",
+    "read_value",
+    "read_values",
+    "write_value",
+    "write_values",
+]
+
+MAX_VALUES = 2048
+DEFAULT_TTL = 86400
+
+
+class Permission(enum.IntFlag):
+    """Who may read and write a value; the byte shown as "1110" by Handle.Net tools."""
+
+    NONE = 0
+    PUBLIC_WRITE = 0x1
+    PUBLIC_READ = 0x2
+    ADMIN_WRITE = 0x4
+    ADMIN_READ = 0x8
+
+    def bit_string(self) -> str:
+        """Handle.Net's four-character form, admin read first: ``1110`` for the default."""
+        return "".join("1" if self & bit else "0" for bit in _BIT_ORDER)
+
+    @classmethod
+    def from_bit_string(cls, text: str) -> Permission:
+        if len(text) != 4 or set(text) - {"0", "1"}:
+            raise ValueError(f"permissions must be four 0/1 characters, got {text!r}")
+        result = cls.NONE
+        for char, bit in zip(text, _BIT_ORDER, strict=True):
+            if char == "1":
+                result |= bit
+        return result
+
+
+_BIT_ORDER = (
+    Permission.ADMIN_READ,
+    Permission.ADMIN_WRITE,
+    Permission.PUBLIC_READ,
+    Permission.PUBLIC_WRITE,
+)
+DEFAULT_PERMISSIONS = Permission.ADMIN_READ | Permission.ADMIN_WRITE | Permission.PUBLIC_READ
+
+
+class TTLType(enum.IntEnum):
+    RELATIVE = 0
+    ABSOLUTE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ValueReference:
+    """A pointer to one value of another handle: ``index:handle``."""
+
+    handle: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class HandleValue:
+    """One typed value of a handle record. Immutable, validated on construction."""
+
+    index: int
+    type: str
+    data: bytes
+    ttl: int = DEFAULT_TTL
+    ttl_type: TTLType = TTLType.RELATIVE
+    permissions: Permission = DEFAULT_PERMISSIONS
+    timestamp: int = 0
+    references: tuple[ValueReference, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not 0 < self.index <= 0xFFFFFFFF:
+            # Index 0 is reserved on the wire for "all values" in requests.
+            raise LocalProtocolError(f"value index must be 1..4294967295, got {self.index}")
+        if not 0 <= self.timestamp <= 0xFFFFFFFF:
+            raise LocalProtocolError(f"timestamp out of range: {self.timestamp}")
+        if not -(2**31) <= self.ttl < 2**31:
+            raise LocalProtocolError(f"TTL out of range: {self.ttl}")
+        if not 0 <= self.permissions <= 0xFF:
+            raise LocalProtocolError(f"permissions out of range: {self.permissions}")
+
+    @property
+    def public_read(self) -> bool:
+        return bool(self.permissions & Permission.PUBLIC_READ)
+
+    def type_matches(self, wanted: str) -> bool:
+        """Handle.Net's type filter: case-insensitive; a trailing dot selects subtypes."""
+        if wanted.endswith("."):
+            return self.type.upper().startswith(wanted.upper()) or (
+                self.type.upper() == wanted[:-1].upper()
+            )
+        return self.type.upper() == wanted.upper()
+
+
+def write_value(w: Writer, value: HandleValue) -> None:
+    w.u32(value.index)
+    w.u32(value.timestamp)
+    w.u8(value.ttl_type)
+    w.i32(value.ttl)
+    w.u8(value.permissions)
+    w.string(value.type)
+    w.block(value.data)
+    w.u32(len(value.references))
+    for ref in value.references:
+        w.string(ref.handle)
+        w.u32(ref.index)
+
+
+def read_value(r: Reader) -> HandleValue:
+    index = r.u32("value index")
+    timestamp = r.u32("value timestamp")
+    ttl_type_raw = r.u8("TTL type")
+    ttl = r.i32("TTL")
+    permissions = r.u8("permissions")
+    vtype = r.string("value type")
+    data = r.block("value data")
+    refs = tuple(
+        ValueReference(r.string("reference handle"), r.u32("reference index"))
+        for _ in range(r.count(8, "value references"))
+    )
+    if ttl_type_raw not in (0, 1):
+        raise RemoteProtocolError(f"TTL type must be 0 or 1, got {ttl_type_raw}")
+    if index == 0:
+        raise RemoteProtocolError("value index 0 is not allowed")
+    return HandleValue(
+        index=index,
+        type=vtype,
+        data=data,
+        ttl=ttl,
+        ttl_type=TTLType(ttl_type_raw),
+        permissions=Permission(permissions),
+        timestamp=timestamp,
+        references=refs,
+    )
+
+
+def write_values(w: Writer, values: Sequence[HandleValue]) -> None:
+    if len(values) > MAX_VALUES:
+        raise LocalProtocolError(f"at most {MAX_VALUES} values per message, got {len(values)}")
+    w.u32(len(values))
+    for v in values:
+        write_value(w, v)
+
+
+def read_values(r: Reader) -> tuple[HandleValue, ...]:
+    # The smallest value on the wire is 4+4+1+4+1+4+4+4 = 26 bytes.
+    n = r.count(26, "handle values")
+    if n > MAX_VALUES:
+        raise RemoteProtocolError(f"at most {MAX_VALUES} values per message, got {n}")
+    return tuple(read_value(r) for _ in range(n))

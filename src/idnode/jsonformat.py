@@ -1,0 +1,272 @@
+"""Handle values as JSON in the shape of the Handle.Net server's JSON API.
+
+Used for HTTP responses, ``idnode resolve --json`` and the JSONL import/export format,
+so a record exported from one node imports into another unchanged. Encoding is
+lossless: a value is written in a structured format (``admin``, ``site``, ``key``, ...)
+only when re-encoding that structure gives back the very same bytes; otherwise it is
+written as ``base64``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from idnode.errors import InvalidValue, ProtocolError, RemoteProtocolError
+from idnode.handle.values import DEFAULT_TTL, HandleValue, Permission, TTLType, ValueReference
+from idnode.handle.valuetypes import (
+    AdminPermission,
+    AdminValue,
+    DSAPublicKey,
+    Interface,
+    InterfaceType,
+    RSAPublicKey,
+    ServerInfo,
+    SiteInfo,
+    TransportProtocol,
+    ValueList,
+    parse_public_key,
+)
+from idnode.storage.base import HandleRecord
+
+__all__ = ["record_from_json", "record_to_json", "value_from_json", "value_to_json"]
+
+JSON = dict[str, Any]
+
+
+def _b64url(n: int) -> str:
+    raw = n.to_bytes(max(1, (n.bit_length() + 7) // 8), "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _from_b64url(text: str) -> int:
+    return int.from_bytes(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), "big")
+
+
+def _admin_to_json(data: bytes) -> Any:
+    admin = AdminValue.from_bytes(data)
+    return {
+        "handle": admin.admin.handle,
+        "index": admin.admin.index,
+        "permissions": admin.permissions.bit_string(),
+    }
+
+
+def _admin_from_json(v: Mapping[str, Any]) -> bytes:
+    perms = AdminPermission.from_bit_string(str(v["permissions"]))
+    return AdminValue(perms, ValueReference(str(v["handle"]), int(v["index"]))).to_bytes()
+
+
+def _vlist_to_json(data: bytes) -> Any:
+    return [{"handle": m.handle, "index": m.index} for m in ValueList.from_bytes(data).members]
+
+
+def _vlist_from_json(v: Any) -> bytes:
+    return ValueList(tuple(ValueReference(str(m["handle"]), int(m["index"])) for m in v)).to_bytes()
+
+
+def _site_to_json(data: bytes) -> Any:
+    site = SiteInfo.from_bytes(data)
+    return {
+        "version": site.data_format_version,
+        "protocolVersion": f"{site.protocol_version[0]}.{site.protocol_version[1]}",
+        "serialNumber": site.serial_number,
+        "primaryMask": {
+            "primary": bool(site.primary_mask & SiteInfo.PRIMARY),
+            "multiPrimary": bool(site.primary_mask & SiteInfo.MULTI_PRIMARY),
+            "raw": site.primary_mask,
+        },
+        "hashOption": site.hash_option,
+        "hashFilter": site.hash_filter.decode("utf-8"),
+        "attributes": [{"name": n, "value": v} for n, v in site.attributes],
+        "servers": [
+            {
+                "serverId": s.server_id,
+                "address": str(s.address),
+                "publicKey": {"format": "base64", "value": base64.b64encode(s.public_key).decode()},
+                "interfaces": [
+                    {
+                        "query": bool(i.type & InterfaceType.QUERY),
+                        "admin": bool(i.type & InterfaceType.ADMIN),
+                        "protocol": i.protocol.name,
+                        "port": i.port,
+                    }
+                    for i in s.interfaces
+                ],
+            }
+            for s in site.servers
+        ],
+    }
+
+
+def _site_from_json(v: Mapping[str, Any]) -> bytes:
+    major, minor = (int(p) for p in str(v["protocolVersion"]).split("."))
+    servers = tuple(
+        ServerInfo(
+            server_id=int(s["serverId"]),
+            address=ipaddress.ip_address(s["address"]),
+            public_key=base64.b64decode(s["publicKey"]["value"], validate=True),
+            interfaces=tuple(
+                Interface(
+                    InterfaceType(2 * bool(i["query"]) + bool(i["admin"])),
+                    TransportProtocol[str(i["protocol"]).upper()],
+                    int(i["port"]),
+                )
+                for i in s["interfaces"]
+            ),
+        )
+        for s in v["servers"]
+    )
+    return SiteInfo(
+        servers=servers,
+        serial_number=int(v["serialNumber"]),
+        primary_mask=int(v["primaryMask"]["raw"]),
+        hash_option=int(v["hashOption"]),
+        hash_filter=str(v.get("hashFilter", "")).encode("utf-8"),
+        attributes=tuple((str(a["name"]), str(a["value"])) for a in v.get("attributes", ())),
+        data_format_version=int(v["version"]),
+        protocol_version=(major, minor),
+    ).to_bytes()
+
+
+def _key_to_json(data: bytes) -> Any:
+    key = parse_public_key(data)
+    if isinstance(key, RSAPublicKey):
+        return {"kty": "RSA", "n": _b64url(key.modulus), "e": _b64url(key.exponent)}
+    return {k: _b64url(getattr(key, k)) for k in "pqgy"} | {"kty": "DSA"}
+
+
+def _key_from_json(v: Mapping[str, Any]) -> bytes:
+    if v["kty"] == "RSA":
+        return RSAPublicKey(_from_b64url(v["e"]), _from_b64url(v["n"])).to_bytes()
+    if v["kty"] == "DSA":
+        q, p, g, y = (_from_b64url(v[k]) for k in "qpgy")
+        return DSAPublicKey(q, p, g, y).to_bytes()
+    raise InvalidValue(f"unsupported key type {v['kty']!r}")
+
+
+_Structured = tuple[str, Callable[[bytes], Any], Callable[[Any], bytes]]
+_STRUCTURED: dict[str, _Structured] = {
+    "HS_ADMIN": ("admin", _admin_to_json, _admin_from_json),
+    "HS_VLIST": ("vlist", _vlist_to_json, _vlist_from_json),
+    "HS_SITE": ("site", _site_to_json, _site_from_json),
+    "HS_SITE.6": ("site", _site_to_json, _site_from_json),
+    "HS_SITE.PREFIX": ("site", _site_to_json, _site_from_json),
+    "HS_PUBKEY": ("key", _key_to_json, _key_from_json),
+}
+_FROM_FORMAT = {fmt: dec for fmt, _, dec in _STRUCTURED.values()}
+
+
+def _data_to_json(value_type: str, data: bytes) -> JSON:
+    structured = _STRUCTURED.get(value_type.upper())
+    if structured is not None:
+        fmt, encode, decode = structured
+        try:
+            shown = encode(data)
+            if decode(shown) == data:
+                return {"format": fmt, "value": shown}
+        except (RemoteProtocolError, UnicodeDecodeError, ValueError):
+            pass
+    else:
+        try:
+            return {"format": "string", "value": data.decode("utf-8")}
+        except UnicodeDecodeError:
+            pass
+    return {"format": "base64", "value": base64.b64encode(data).decode()}
+
+
+def _data_from_json(data: Any) -> bytes:
+    if isinstance(data, str):  # a bare string is accepted as format "string"
+        return data.encode("utf-8")
+    if not isinstance(data, Mapping):
+        raise InvalidValue("value data must be an object with 'format' and 'value'")
+    fmt, value = data.get("format", "string"), data.get("value")
+    try:
+        if fmt == "string":
+            return str(value).encode("utf-8")
+        if fmt == "base64":
+            return base64.b64decode(str(value), validate=True)
+        if fmt == "hex":
+            return bytes.fromhex(str(value))
+        decoder = _FROM_FORMAT.get(str(fmt))
+        if decoder is None:
+            raise InvalidValue(f"unknown data format {fmt!r}")
+        return decoder(value)
+    except InvalidValue:
+        raise
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise InvalidValue(f"bad {fmt} data: {exc!r}") from exc
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _from_iso(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+
+
+def value_to_json(value: HandleValue) -> JSON:
+    out: JSON = {
+        "index": value.index,
+        "type": value.type,
+        "data": _data_to_json(value.type, value.data),
+        "ttl": value.ttl,
+        "timestamp": _iso(value.timestamp),
+        "permissions": value.permissions.bit_string(),
+    }
+    if value.ttl_type == TTLType.ABSOLUTE:
+        out["ttlType"] = 1
+    if value.references:
+        out["refs"] = [{"handle": r.handle, "index": r.index} for r in value.references]
+    return out
+
+
+def value_from_json(obj: Any, *, default_timestamp: int = 0) -> HandleValue:
+    if not isinstance(obj, Mapping):
+        raise InvalidValue("a value must be a JSON object")
+    try:
+        index = int(obj["index"])
+        vtype = str(obj["type"])
+        timestamp = obj.get("timestamp")
+        return HandleValue(
+            index=index,
+            type=vtype,
+            data=_data_from_json(obj.get("data", "")),
+            ttl=int(obj.get("ttl", DEFAULT_TTL)),
+            ttl_type=TTLType(int(obj.get("ttlType", 0))),
+            permissions=Permission.from_bit_string(str(obj.get("permissions", "1110"))),
+            timestamp=_from_iso(timestamp) if timestamp else default_timestamp,
+            references=tuple(
+                ValueReference(str(r["handle"]), int(r["index"])) for r in obj.get("refs", ())
+            ),
+        )
+    except InvalidValue:
+        raise
+    except KeyError as exc:
+        raise InvalidValue(f"value is missing {exc.args[0]!r}") from exc
+    except (TypeError, ValueError) as exc:
+        raise InvalidValue(f"bad value: {exc}") from exc
+    except ProtocolError as exc:  # out-of-range index, TTL, ...
+        raise InvalidValue(exc.message) from exc
+
+
+def record_to_json(record: HandleRecord) -> JSON:
+    return {"handle": record.handle, "values": [value_to_json(v) for v in record.values]}
+
+
+def record_from_json(obj: Any, *, default_timestamp: int = 0) -> HandleRecord:
+    if not isinstance(obj, Mapping) or not isinstance(obj.get("handle"), str):
+        raise InvalidValue("a record must be an object with a 'handle' string")
+    values = obj.get("values")
+    if not isinstance(values, list):
+        raise InvalidValue("a record needs a 'values' list")
+    parsed = tuple(value_from_json(v, default_timestamp=default_timestamp) for v in values)
+    indexes = [v.index for v in parsed]
+    if len(set(indexes)) != len(indexes):
+        raise InvalidValue(f"{obj['handle']}: value indexes are not unique")
+    return HandleRecord(obj["handle"], parsed)

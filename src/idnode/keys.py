@@ -1,0 +1,51 @@
+"""Key pairs for a node's server and administrator, in PEM files and Handle encoding.
+
+Private keys are written with mode 0600 and never logged; only their public halves
+go into handle values (HS_PUBKEY) and the site record.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from idnode.errors import ConfigError
+from idnode.handle.valuetypes import RSAPublicKey
+
+__all__ = ["generate_key", "handle_public_key", "load_private_key"]
+
+KEY_BITS = 2048
+
+
+def generate_key(path: Path) -> rsa.RSAPrivateKey:
+    """Create an RSA key pair and write the private key as unencrypted PKCS#8 PEM, 0600."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return key
+
+
+def load_private_key(path: Path) -> rsa.RSAPrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"cannot read private key {path}: {exc}") from exc
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ConfigError(f"{path} does not hold an RSA private key")
+    return key
+
+
+def handle_public_key(key: rsa.RSAPrivateKey) -> RSAPublicKey:
+    numbers = key.public_key().public_numbers()
+    return RSAPublicKey(exponent=numbers.e, modulus=numbers.n)

@@ -1,0 +1,49 @@
+"""Handle names: syntax checks and the case-folded key under which a handle is stored.
+
+RFC 3651 §2.1: a handle is ``prefix/suffix``; both parts are case-insensitive in the
+ASCII range only (``ä`` and ``Ä`` are different handles, ``a`` and ``A`` are not).
+"""
+
+from __future__ import annotations
+
+from idnode.errors import InvalidHandle
+
+__all__ = [
+    "MAX_HANDLE_BYTES",
+    "handle_key",
+    "split_handle",
+    "validate_handle",
+    "validate_prefix",
+]
+
+MAX_HANDLE_BYTES = 2048
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def handle_key(name: str) -> str:
+    """The form handles are compared and stored by: ASCII letters upper-cased."""
+    return name.translate(_ASCII_UPPER)
+
+
+def split_handle(handle: str) -> tuple[str, str]:
+    """``("88.100.1", "PUMP-0001")`` for ``88.100.1/PUMP-0001``; InvalidHandle if malformed."""
+    validate_handle(handle)
+    prefix, _, suffix = handle.partition("/")
+    return prefix, suffix
+
+
+def validate_handle(handle: str) -> None:
+    if "/" not in handle:
+        raise InvalidHandle(f"{handle[:80]!r} is not a handle: it needs a prefix, '/', a suffix")
+    prefix, _, suffix = handle.partition("/")
+    if not prefix or not suffix:
+        raise InvalidHandle(f"{handle[:80]!r} has an empty prefix or suffix")
+    if len(handle.encode("utf-8")) > MAX_HANDLE_BYTES:
+        raise InvalidHandle(f"handle is longer than {MAX_HANDLE_BYTES} bytes")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in handle):
+        raise InvalidHandle("handle contains control characters")
+
+
+def validate_prefix(prefix: str) -> None:
+    if not prefix or "/" in prefix or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in prefix):
+        raise InvalidHandle(f"{prefix[:80]!r} is not a valid prefix")

@@ -1,0 +1,144 @@
+"""A node's data directory: creating one (``idnode init``) and opening it to serve.
+
+Layout of the data directory::
+
+    idnode.toml       settings written by init (see docs/configuration.md)
+    idnode.db         the SQLite database (unless ``database`` names another)
+    server_key.pem    the server's private key; its public half is in HS_SITE
+    admin_key.pem     the administrator's private key; public half in 0.NA/<prefix>
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass
+
+from idnode.config import CONFIG_FILE, Config, dump_toml
+from idnode.errors import ConfigError
+from idnode.handle.values import HandleValue, Permission, ValueReference
+from idnode.handle.valuetypes import (
+    AdminPermission,
+    AdminValue,
+    Interface,
+    InterfaceType,
+    ServerInfo,
+    SiteInfo,
+    TransportProtocol,
+)
+from idnode.keys import generate_key, handle_public_key, load_private_key
+from idnode.names import validate_prefix
+from idnode.service import NA_PREFIX, NodeService
+from idnode.storage import Storage, open_storage
+from idnode.storage.base import HandleRecord
+
+__all__ = ["ADMIN_KEY_FILE", "SERVER_KEY_FILE", "Node", "init_node", "open_node"]
+
+SERVER_KEY_FILE = "server_key.pem"
+ADMIN_KEY_FILE = "admin_key.pem"
+ADMIN_VALUE_INDEX = 100
+SITE_VALUE_INDEX = 1
+
+
+@dataclass
+class Node:
+    config: Config
+    storage: Storage
+    service: NodeService
+
+    def close(self) -> None:
+        self.storage.close()
+
+
+def build_site(config: Config) -> SiteInfo:
+    """This node's HS_SITE: one server, reachable over UDP and TCP on the Handle port."""
+    key = load_private_key(config.data_dir / SERVER_KEY_FILE)
+    try:
+        address = ipaddress.ip_address(config.advertised_address)
+    except ValueError as exc:
+        raise ConfigError(
+            f"public_address must be an IP address, got {config.advertised_address!r}"
+        ) from exc
+    return SiteInfo(
+        servers=(
+            ServerInfo(
+                server_id=1,
+                address=address,
+                public_key=handle_public_key(key).to_bytes(),
+                interfaces=(
+                    Interface(InterfaceType.ADMIN_AND_QUERY, TransportProtocol.TCP, config.handle_port),
+                    Interface(InterfaceType.QUERY, TransportProtocol.UDP, config.handle_port),
+                ),
+            ),
+        ),
+        attributes=(("desc", "idnode"),),
+    )
+
+
+def open_node(config: Config) -> Node:
+    if not (config.data_dir / CONFIG_FILE).exists():
+        raise ConfigError(
+            f"{config.data_dir} is not an idnode data directory; run `idnode init` first"
+        )
+    return _open(config)
+
+
+def _open(config: Config) -> Node:
+    storage = open_storage(config.database_url)
+    try:
+        return Node(config, storage, NodeService(storage, build_site(config)))
+    except BaseException:
+        storage.close()
+        raise
+
+
+def init_node(config: Config, prefix: str, settings: dict[str, object]) -> Node:
+    """Create a data directory serving ``prefix``, with fresh server and admin keys."""
+    validate_prefix(prefix)
+    directory = config.data_dir
+    if (directory / CONFIG_FILE).exists():
+        raise ConfigError(f"{directory} is already initialised ({CONFIG_FILE} exists)")
+    directory.mkdir(parents=True, exist_ok=True)
+    admin_handle = f"{NA_PREFIX}/{prefix}"
+    try:
+        generate_key(directory / SERVER_KEY_FILE)
+        admin_key = generate_key(directory / ADMIN_KEY_FILE)
+    except FileExistsError as exc:
+        raise ConfigError(
+            f"{exc.filename} exists but {CONFIG_FILE} does not: an earlier init did not "
+            "finish; remove the directory and run init again"
+        ) from exc
+    config = config.replace(admin_handle=admin_handle)
+    node = _open(config)
+    now = int(time.time())
+    node.service.home_prefix(prefix)
+    node.service.put_record(
+        HandleRecord(
+            admin_handle,
+            (
+                HandleValue(
+                    SITE_VALUE_INDEX, "HS_SITE", node.service.site_info().to_bytes(), timestamp=now
+                ),
+                HandleValue(
+                    ADMIN_VALUE_INDEX,
+                    "HS_ADMIN",
+                    AdminValue(
+                        AdminPermission.ALL, ValueReference(admin_handle, config.admin_index)
+                    ).to_bytes(),
+                    timestamp=now,
+                ),
+                HandleValue(
+                    config.admin_index,
+                    "HS_PUBKEY",
+                    handle_public_key(admin_key).to_bytes(),
+                    timestamp=now,
+                    permissions=Permission.ADMIN_READ | Permission.ADMIN_WRITE | Permission.PUBLIC_READ,
+                ),
+            ),
+        )
+    )
+    # Written last: its presence is what marks the directory as initialised.
+    toml = dump_toml({k: v for k, v in settings.items() if v is not None} | {"admin_handle": admin_handle})
+    (directory / CONFIG_FILE).write_text(toml, encoding="utf-8")
+    return node
+

@@ -1,0 +1,198 @@
+"""HTTP front end: the Handle.Net JSON API for reads, proxy-style pages, health.
+
+``GET /api/handles/{handle}`` answers in the Handle.Net server's JSON shape so existing
+clients work unchanged. ``GET /{handle}`` behaves like the public Handle proxy: a 302
+to the handle's first URL value, or with ``?noredirect`` a readable page of its values.
+Errors in the API are RFC 9457 problem documents that also carry Handle.Net's
+``responseCode``, ``handle`` and ``message`` members, which its clients parse.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from idnode import __version__
+from idnode.errors import IdnodeError, InvalidHandle, http_status
+from idnode.handle.codes import ResponseCode
+from idnode.handle.values import HandleValue
+from idnode.jsonformat import value_to_json
+from idnode.service import NodeService
+
+__all__ = ["create_app"]
+
+_SAFE_REDIRECT_SCHEMES = frozenset({"http", "https", "ftp"})
+
+
+class _ProblemResponse(JSONResponse):
+    media_type = "application/problem+json"
+
+
+def problem(exc: IdnodeError, handle: str | None = None) -> Response:
+    """One shape for every API error (see docs/http-api.md)."""
+    status = http_status(exc.response_code)
+    body: dict[str, Any] = {"responseCode": int(exc.response_code)}
+    if handle is not None:
+        body["handle"] = handle
+    body["message"] = exc.message
+    if status < 400:  # VALUES_NOT_FOUND is a 200 in Handle.Net; not a problem document
+        return JSONResponse(body, status_code=status)
+    body |= {
+        "type": f"https://idnode.dev/problems/{exc.response_code.name.lower().replace('_', '-')}",
+        "title": exc.response_code.name.replace("_", " ").capitalize(),
+        "status": status,
+        "detail": exc.message,
+    }
+    return _ProblemResponse(body, status_code=status)
+
+
+def _filters(request: Request) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    try:
+        indexes = tuple(int(i) for i in request.query_params.getlist("index"))
+    except ValueError as exc:
+        raise _BadParameter("index must be an integer") from exc
+    if any(not 0 < i < 2**32 for i in indexes):
+        raise _BadParameter("index must be between 1 and 4294967295")
+    return indexes, tuple(request.query_params.getlist("type"))
+
+
+class _BadParameter(IdnodeError):
+    response_code = ResponseCode.PROTOCOL_ERROR
+
+
+def _pretty(request: Request) -> bool:
+    return request.query_params.get("pretty", "false").lower() not in ("false", "0", "no")
+
+
+def _json(body: dict[str, Any], request: Request) -> Response:
+    text = json.dumps(body, indent=2 if _pretty(request) else None, ensure_ascii=False)
+    return Response(text, media_type="application/json")
+
+
+def create_app(service: NodeService) -> Starlette:
+    async def api_handle(request: Request) -> Response:
+        handle = request.path_params["handle"]
+        try:
+            indexes, types = _filters(request)
+            record = service.resolve(handle, indexes=indexes, types=types)
+        except IdnodeError as exc:
+            return problem(exc, handle)
+        return _json(
+            {
+                "responseCode": int(ResponseCode.SUCCESS),
+                "handle": record.handle,
+                "values": [value_to_json(v) for v in record.values],
+            },
+            request,
+        )
+
+    async def api_prefixes(request: Request) -> Response:
+        return _json(
+            {"responseCode": int(ResponseCode.SUCCESS), "prefixes": service.homed_prefixes()},
+            request,
+        )
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def index(request: Request) -> Response:
+        prefixes = "".join(f"<li>{html.escape(p)}</li>" for p in service.homed_prefixes())
+        return HTMLResponse(
+            _page(
+                "idnode",
+                f"<p>Identifier node. Prefixes served here:</p><ul>{prefixes}</ul>"
+                '<form onsubmit="location.href=\'/\'+this.h.value+\'?noredirect\';return false">'
+                '<input name="h" placeholder="88.100.1/PUMP-0001" size="40">'
+                "<button>Resolve</button></form>",
+            )
+        )
+
+    async def proxy(request: Request) -> Response:
+        handle = request.path_params["handle"]
+        try:
+            record = service.resolve(handle)
+        except IdnodeError as exc:
+            status = http_status(exc.response_code)
+            body = f"<p>{html.escape(exc.message)}</p>"
+            return HTMLResponse(_page(f"{handle} — error", body), status_code=status)
+        if "noredirect" not in request.query_params:
+            target = _redirect_target(record.values)
+            if target is not None:
+                return RedirectResponse(target, status_code=302)
+        return HTMLResponse(_page(record.handle, _values_table(record.values)))
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/api/handles/{handle:path}", api_handle),
+            Route("/api/prefixes", api_prefixes),
+            Route("/", index),
+            Route("/{handle:path}", proxy),
+        ],
+        exception_handlers={404: _not_found, 405: _not_allowed},
+    )
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    if request.url.path.startswith("/api/"):
+        return problem(InvalidHandle(f"no such API resource: {request.url.path}"))
+    return HTMLResponse(_page("not found", "<p>Nothing here.</p>"), status_code=404)
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    err = _MethodNotAllowed(f"{request.method} is not supported on {request.url.path}")
+    return problem(err)
+
+
+class _MethodNotAllowed(IdnodeError):
+    response_code = ResponseCode.OPERATION_NOT_SUPPORTED
+
+
+def _redirect_target(values: tuple[HandleValue, ...]) -> str | None:
+    """The first URL value by index, if it is a URL a browser may safely be sent to."""
+    for value in sorted(values, key=lambda v: v.index):
+        if value.type.upper() != "URL":
+            continue
+        try:
+            url = value.data.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            continue
+        if urlsplit(url).scheme.lower() in _SAFE_REDIRECT_SCHEMES:
+            return quote(url, safe=":/?#[]@!$&'()*+,;=%~")
+    return None
+
+
+def _values_table(values: tuple[HandleValue, ...]) -> str:
+    rows = []
+    for value in values:
+        shown_json = value_to_json(value)
+        data = shown_json["data"]["value"]
+        shown = data if isinstance(data, str) else json.dumps(data)
+        rows.append(
+            f"<tr><td>{value.index}</td><td>{html.escape(value.type)}</td>"
+            f"<td>{html.escape(shown_json['timestamp'])}</td>"
+            f"<td>{value.ttl}</td><td><code>{html.escape(shown)}</code></td></tr>"
+        )
+    return (
+        "<table><tr><th>Index</th><th>Type</th><th>Timestamp</th><th>TTL</th><th>Data</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;"
+        "padding:4px 8px;text-align:left;vertical-align:top}table{border-collapse:collapse}"
+        "code{white-space:pre-wrap;word-break:break-all}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>{body}</body></html>"
+    )

@@ -1,0 +1,195 @@
+"""Run a node: Handle over UDP and TCP and HTTP in one event loop per worker process.
+
+With ``workers > 1`` each worker process opens its own database connections and binds
+the same ports with SO_REUSEPORT, and the kernel spreads connections and datagrams
+over them; the parent only starts, watches and stops the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+
+import uvicorn
+
+from idnode.config import Config
+from idnode.errors import ConfigError
+from idnode.node import open_node
+from idnode.server.dispatch import Dispatcher
+from idnode.server.http import create_app
+from idnode.server.transports import HandleTCPProtocol, HandleUDPProtocol, TCPLimits
+
+__all__ = ["BoundPorts", "bind_sockets", "serve", "serve_forever"]
+
+log = logging.getLogger("idnode.server")
+
+
+@dataclass(frozen=True)
+class BoundPorts:
+    handle: int
+    http: int
+
+
+@dataclass
+class _Sockets:
+    udp: socket.socket
+    tcp: socket.socket
+    http: socket.socket
+
+    def close(self) -> None:
+        for s in (self.udp, self.tcp, self.http):
+            s.close()
+
+
+def _socket(host: str, port: int, kind: socket.SocketKind, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        proto = "TCP" if kind == socket.SOCK_STREAM else "UDP"
+        raise ConfigError(f"cannot bind {proto} {host}:{port}: {exc.strerror}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+def bind_sockets(config: Config, *, reuse_port: bool) -> _Sockets:
+    """Bind the three sockets; a Handle port of 0 picks one port free for TCP and UDP."""
+    tcp = _socket(config.host, config.handle_port, socket.SOCK_STREAM, reuse_port)
+    try:
+        udp = _socket(config.host, tcp.getsockname()[1], socket.SOCK_DGRAM, reuse_port)
+        try:
+            http = _socket(config.host, config.http_port, socket.SOCK_STREAM, reuse_port)
+        except BaseException:
+            udp.close()
+            raise
+    except BaseException:
+        tcp.close()
+        raise
+    tcp.listen(1024)
+    http.listen(1024)
+    return _Sockets(udp, tcp, http)
+
+
+async def serve(
+    config: Config,
+    *,
+    reuse_port: bool = False,
+    started: Callable[[BoundPorts], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until ``stop`` is set or SIGINT/SIGTERM arrives."""
+    node = open_node(config)
+    sockets = bind_sockets(config, reuse_port=reuse_port)
+    loop = asyncio.get_running_loop()
+    dispatcher = Dispatcher(node.service, udp_max_response=config.udp_max_response)
+    limits = TCPLimits(config.tcp_max_connections, config.tcp_idle_timeout)
+    udp_transport, _ = await loop.create_datagram_endpoint(
+        lambda: HandleUDPProtocol(dispatcher), sock=sockets.udp
+    )
+    tcp_server = await loop.create_server(
+        lambda: HandleTCPProtocol(dispatcher, limits), sock=sockets.tcp
+    )
+    http_server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(node.service),
+            http="httptools",
+            lifespan="off",
+            access_log=False,
+            log_level=config.log_level.lower(),
+            server_header=False,
+        )
+    )
+    # uvicorn would install its own signal handlers; ours stop all three servers.
+    http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    stop = stop or asyncio.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    http_task = asyncio.create_task(http_server.serve(sockets=[sockets.http]))
+    ports = BoundPorts(sockets.tcp.getsockname()[1], sockets.http.getsockname()[1])
+    if started is not None:
+        while not http_server.started and not http_task.done():
+            await asyncio.sleep(0.01)
+        started(ports)
+    try:
+        stop_task = asyncio.create_task(stop.wait())
+        await asyncio.wait({http_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        stop_task.cancel()
+    finally:
+        http_server.should_exit = True
+        with suppress(Exception):
+            await http_task
+        tcp_server.close()
+        udp_transport.close()
+        await tcp_server.wait_closed()
+        sockets.close()
+        node.close()
+
+
+def _run(config: Config, reuse_port: bool, started: Callable[[BoundPorts], None] | None) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        asyncio.run(serve(config, reuse_port=reuse_port, started=started))
+    else:
+        uvloop.run(serve(config, reuse_port=reuse_port, started=started))
+
+
+def _worker(config: Config) -> None:
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(message)s")
+    with suppress(KeyboardInterrupt):
+        _run(config, True, None)
+
+
+def serve_forever(config: Config, announce: Callable[[str], None] = print) -> None:
+    """Entry point of ``idnode serve``: one process, or ``workers`` processes."""
+
+    def started(ports: BoundPorts) -> None:
+        announce(
+            f"idnode serving on {config.host}: Handle udp+tcp {ports.handle}, "
+            f"HTTP http://{config.host}:{ports.http}/ (workers: {config.workers})"
+        )
+
+    if config.workers == 1:
+        _run(config, False, started)
+        return
+    if config.handle_port == 0 or config.http_port == 0:
+        raise ConfigError("several workers need fixed ports; port 0 picks a different one each")
+    # Bind once in the parent to report a busy port as a clear error before forking.
+    bind_sockets(config, reuse_port=True).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(config,), daemon=True) for _ in range(config.workers)]
+    for p in procs:
+        p.start()
+    started(BoundPorts(config.handle_port, config.http_port))
+
+    def stop_all(signum: int, frame: object) -> None:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+
+    signal.signal(signal.SIGTERM, stop_all)
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        stop_all(signal.SIGINT, None)
+        for p in procs:
+            p.join(timeout=10)
+    failed = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGTERM, None)]
+    if failed:
+        sys.exit(f"worker(s) exited with {failed}")

@@ -1,0 +1,108 @@
+"""asyncio adapters that move Handle protocol bytes between sockets and the Dispatcher.
+
+They hold no protocol logic: UDP hands each datagram over and sends back the reply;
+TCP frames the stream with :class:`~idnode.handle.codec.MessageFramer`. Work is done
+synchronously in the callback, so an overloaded server lets the kernel drop datagrams
+instead of queueing them in memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, cast
+
+from idnode.errors import MessageTooLarge
+from idnode.handle.codec import MessageFramer
+from idnode.server.dispatch import Dispatcher
+
+__all__ = ["HandleTCPProtocol", "HandleUDPProtocol"]
+
+log = logging.getLogger("idnode.server")
+
+
+class HandleUDPProtocol(asyncio.DatagramProtocol):
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio's, hence cast, not isinstance.
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        reply = self._dispatcher.handle(data, udp=True)
+        if reply is not None and self._transport is not None:
+            self._transport.sendto(reply, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a client that went away; nothing to do.
+        log.debug("UDP error: %s", exc)
+
+
+class HandleTCPProtocol(asyncio.Protocol):
+    """One client connection; several requests may follow each other on it."""
+
+    def __init__(self, dispatcher: Dispatcher, limits: TCPLimits) -> None:
+        self._dispatcher = dispatcher
+        self._limits = limits
+        self._framer = MessageFramer()
+        self._transport: asyncio.Transport | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._counted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport = cast(asyncio.Transport, transport)
+        if self._limits.open >= self._limits.max_connections:
+            log.warning("refusing TCP connection: %d already open", self._limits.open)
+            transport.abort()
+            return
+        self._limits.open += 1
+        self._counted = True
+        self._arm_idle_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self._counted:
+            self._limits.open -= 1
+            self._counted = False
+
+    def data_received(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self._arm_idle_timer()
+        self._framer.receive_data(data)
+        try:
+            while (frame := self._framer.next_message()) is not None:
+                reply = self._dispatcher.handle(frame, udp=False)
+                if reply is not None:
+                    transport.write(reply)
+        except MessageTooLarge as exc:
+            # Answer from the envelope and header alone, then stop reading this stream:
+            # its framing can no longer be trusted.
+            reply = self._dispatcher.handle(self._framer.head(), udp=False)
+            if reply is not None:
+                transport.write(reply)
+            log.info("closing TCP connection: %s", exc.message)
+            transport.close()
+
+    def _arm_idle_timer(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        transport = self._transport
+        if transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._idle = loop.call_later(self._limits.idle_timeout, transport.close)
+
+
+class TCPLimits:
+    """Shared by all connections of one server: the connection cap and idle timeout."""
+
+    def __init__(self, max_connections: int, idle_timeout: float) -> None:
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.open = 0

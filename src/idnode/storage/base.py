@@ -1,0 +1,64 @@
+"""The storage interface every backend implements, and the record it stores.
+
+Front ends never see this; the service layer does. A backend must make each write
+durable before returning (the caller acknowledges it to a client right after), and
+must compare handles case-insensitively in the ASCII range (:func:`idnode.names.handle_key`).
+The contract is pinned down by ``tests/test_storage_contract.py``, which every backend
+runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from idnode.handle.values import HandleValue
+
+__all__ = ["HandleRecord", "Storage"]
+
+
+@dataclass(frozen=True, slots=True)
+class HandleRecord:
+    """A handle as registered (original case kept) with all its values."""
+
+    handle: str
+    values: tuple[HandleValue, ...]
+
+
+class Storage(Protocol):
+    def get(self, handle: str) -> HandleRecord | None:
+        """The record for ``handle`` in any ASCII case, or None."""
+
+    def create(self, record: HandleRecord) -> None:
+        """Store a new record; HandleAlreadyExists if the handle is taken."""
+
+    def put(self, record: HandleRecord) -> None:
+        """Create or replace a record."""
+
+    def delete(self, handle: str) -> bool:
+        """Remove a record; False if there was none."""
+
+    def put_many(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
+        """Store many records in large transactions; returns (written, skipped).
+
+        With ``replace`` false, existing handles are skipped rather than overwritten.
+        """
+
+    def iter_records(self, prefix: str | None = None) -> Iterator[HandleRecord]:
+        """Every record, or those under one prefix, in handle-key order."""
+
+    def count(self, prefix: str | None = None) -> int: ...
+
+    def home_prefix(self, prefix: str) -> None:
+        """Mark a prefix as served here (idempotent)."""
+
+    def unhome_prefix(self, prefix: str) -> bool: ...
+
+    def homed_prefixes(self) -> list[str]: ...
+
+    def is_homed(self, prefix: str) -> bool: ...
+
+    def schema_version(self) -> int: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,225 @@
+"""SQLite storage: one file, WAL journal, every commit synced before it returns.
+
+Writes go through one connection in ``BEGIN IMMEDIATE`` transactions, serialised by a
+lock (several processes may share the file; SQLite's own lock and ``busy_timeout``
+serialise them). Reads use one connection per thread, so a server's event loop never
+waits behind a bulk import's transaction: WAL lets readers see the last commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from idnode.errors import HandleAlreadyExists, StorageError
+from idnode.handle.values import read_values, write_values
+from idnode.handle.wire import Reader, Writer
+from idnode.names import handle_key
+from idnode.storage.base import HandleRecord
+from idnode.storage.migrations import MIGRATIONS
+
+__all__ = ["SQLiteStorage"]
+
+_BATCH = 5000
+
+
+def _encode(record: HandleRecord) -> bytes:
+    w = Writer()
+    write_values(w, record.values)
+    return w.getvalue()
+
+
+def _decode(handle: str, blob: bytes) -> HandleRecord:
+    r = Reader(blob)
+    values = read_values(r)
+    r.expect_end("stored values")
+    return HandleRecord(handle, values)
+
+
+def _prefix_range(prefix: str) -> tuple[str, str]:
+    # Keys under P are exactly those in ["P/", "P0"): '0' follows '/' in ASCII.
+    key = handle_key(prefix)
+    return key + "/", key + "0"
+
+
+class SQLiteStorage:
+    """The embedded default backend. ``path`` is created with its schema if missing."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        try:
+            self._writer = self._connect()
+            self._writer.execute("PRAGMA journal_mode=WAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"cannot open database {self.path}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        # FULL (not NORMAL) so a commit survives power loss, not only a process crash.
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    @property
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=1")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+            )
+            current = conn.execute(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations"
+            ).fetchone()[0]
+            newest = MIGRATIONS[-1].version
+            if current > newest:
+                raise StorageError(
+                    f"database {self.path} has schema version {current}, newer than this "
+                    f"idnode knows ({newest}); upgrade idnode"
+                )
+            for migration in MIGRATIONS:
+                if migration.version <= current:
+                    continue
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                    (migration.version, migration.name, int(time.time())),
+                )
+
+    def schema_version(self) -> int:
+        row = self._reader.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        return int(row[0])
+
+    def get(self, handle: str) -> HandleRecord | None:
+        row = self._reader.execute(
+            "SELECT handle, values_wire FROM handles WHERE key = ?", (handle_key(handle),)
+        ).fetchone()
+        return None if row is None else _decode(row[0], row[1])
+
+    def create(self, record: HandleRecord) -> None:
+        with self._transaction() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO handles VALUES (?, ?, ?, ?)",
+                    (handle_key(record.handle), record.handle, _encode(record), int(time.time())),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise HandleAlreadyExists(f"handle {record.handle} already exists") from exc
+
+    def put(self, record: HandleRecord) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO handles VALUES (?, ?, ?, ?)",
+                (handle_key(record.handle), record.handle, _encode(record), int(time.time())),
+            )
+
+    def delete(self, handle: str) -> bool:
+        with self._transaction() as conn:
+            cur = conn.execute("DELETE FROM handles WHERE key = ?", (handle_key(handle),))
+            return cur.rowcount > 0
+
+    def put_many(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        sql = f"{verb} INTO handles VALUES (?, ?, ?, ?)"  # noqa: S608 - verb is one of two literals
+        written = offered = 0
+        batch: list[tuple[str, str, bytes, int]] = []
+        now = int(time.time())
+
+        def flush() -> None:
+            nonlocal written
+            with self._transaction() as conn:
+                before = conn.total_changes
+                conn.executemany(sql, batch)
+                written += conn.total_changes - before
+            batch.clear()
+
+        for record in records:
+            batch.append((handle_key(record.handle), record.handle, _encode(record), now))
+            offered += 1
+            if len(batch) >= _BATCH:
+                flush()
+        if batch:
+            flush()
+        return written, offered - written
+
+    def iter_records(self, prefix: str | None = None) -> Iterator[HandleRecord]:
+        # A connection of its own: the cursor stays open while the caller consumes it.
+        conn = self._connect()
+        try:
+            if prefix is None:
+                cur = conn.execute("SELECT handle, values_wire FROM handles ORDER BY key")
+            else:
+                cur = conn.execute(
+                    "SELECT handle, values_wire FROM handles WHERE key >= ? AND key < ?"
+                    " ORDER BY key",
+                    _prefix_range(prefix),
+                )
+            for handle, blob in cur:
+                yield _decode(handle, blob)
+        finally:
+            conn.close()
+
+    def count(self, prefix: str | None = None) -> int:
+        if prefix is None:
+            row = self._reader.execute("SELECT count(*) FROM handles").fetchone()
+        else:
+            row = self._reader.execute(
+                "SELECT count(*) FROM handles WHERE key >= ? AND key < ?", _prefix_range(prefix)
+            ).fetchone()
+        return int(row[0])
+
+    def home_prefix(self, prefix: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO prefixes VALUES (?, ?)", (handle_key(prefix), prefix)
+            )
+
+    def unhome_prefix(self, prefix: str) -> bool:
+        with self._transaction() as conn:
+            cur = conn.execute("DELETE FROM prefixes WHERE key = ?", (handle_key(prefix),))
+            return cur.rowcount > 0
+
+    def homed_prefixes(self) -> list[str]:
+        rows = self._reader.execute("SELECT prefix FROM prefixes ORDER BY key").fetchall()
+        return [r[0] for r in rows]
+
+    def is_homed(self, prefix: str) -> bool:
+        row = self._reader.execute(
+            "SELECT 1 FROM prefixes WHERE key = ?", (handle_key(prefix),)
+        ).fetchone()
+        return row is not None
+
+    def close(self) -> None:
+        self._writer.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
