@@ -20,6 +20,7 @@ from idnode.handle.codes import ResponseCode
 
 __all__ = [
     "AuthenticationNeeded",
+    "BadRequestParameter",
     "ConfigError",
     "HandleAlreadyExists",
     "HandleNotFound",
@@ -28,6 +29,8 @@ __all__ = [
     "InvalidValue",
     "LocalProtocolError",
     "MessageTooLarge",
+    "MethodNotAllowed",
+    "NoSuchResource",
     "NotResponsible",
     "OperationNotSupported",
     "ProtocolError",
@@ -37,6 +40,7 @@ __all__ = [
     "StorageError",
     "ValuesNotFound",
     "http_status",
+    "http_status_of",
 ]
 
 
@@ -44,6 +48,8 @@ class IdnodeError(Exception):
     """Root of every error idnode raises on purpose."""
 
     response_code: ClassVar[ResponseCode] = ResponseCode.ERROR
+    #: Set only where HTTP has a more precise status than the response code gives.
+    http_status: ClassVar[int | None] = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -106,6 +112,25 @@ class NotResponsible(IdnodeError):
     response_code = ResponseCode.SERVER_NOT_RESPONSIBLE
 
 
+class MethodNotAllowed(OperationNotSupported):
+    """An HTTP method a resource does not offer (405 rather than 501)."""
+
+    http_status = 405
+
+
+class BadRequestParameter(IdnodeError):
+    """A query parameter of the HTTP API that cannot be used as given."""
+
+    response_code = ResponseCode.PROTOCOL_ERROR
+
+
+class NoSuchResource(IdnodeError):
+    """An HTTP path that names nothing (no handle involved, so not HANDLE_NOT_FOUND)."""
+
+    response_code = ResponseCode.ERROR
+    http_status = 404
+
+
 class AuthenticationNeeded(IdnodeError):
     response_code = ResponseCode.AUTHENTICATION_NEEDED
 
@@ -135,6 +160,11 @@ _HTTP_STATUS: dict[ResponseCode, int] = {
     ResponseCode.SERVER_NOT_RESPONSIBLE: 400,
     ResponseCode.AUTHENTICATION_NEEDED: 401,
 }
+
+
+def http_status_of(exc: IdnodeError) -> int:
+    """The HTTP status for an error: its own if it has one, else by its response code."""
+    return exc.http_status or http_status(exc.response_code)
 
 
 def http_status(code: ResponseCode) -> int:

@@ -20,7 +20,13 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from idnode import __version__
-from idnode.errors import IdnodeError, InvalidHandle, http_status
+from idnode.errors import (
+    BadRequestParameter,
+    IdnodeError,
+    MethodNotAllowed,
+    NoSuchResource,
+    http_status_of,
+)
 from idnode.handle.codes import ResponseCode
 from idnode.handle.values import HandleValue
 from idnode.jsonformat import value_to_json
@@ -37,7 +43,7 @@ class _ProblemResponse(JSONResponse):
 
 def problem(exc: IdnodeError, handle: str | None = None) -> Response:
     """One shape for every API error (see docs/http-api.md)."""
-    status = http_status(exc.response_code)
+    status = http_status_of(exc)
     body: dict[str, Any] = {"responseCode": int(exc.response_code)}
     if handle is not None:
         body["handle"] = handle
@@ -45,7 +51,7 @@ def problem(exc: IdnodeError, handle: str | None = None) -> Response:
     if status < 400:  # VALUES_NOT_FOUND is a 200 in Handle.Net; not a problem document
         return JSONResponse(body, status_code=status)
     body |= {
-        "type": f"https://idnode.dev/problems/{exc.response_code.name.lower().replace('_', '-')}",
+        "type": f"https://idnode.dev/problems/{_slug(type(exc).__name__)}",
         "title": exc.response_code.name.replace("_", " ").capitalize(),
         "status": status,
         "detail": exc.message,
@@ -57,14 +63,14 @@ def _filters(request: Request) -> tuple[tuple[int, ...], tuple[str, ...]]:
     try:
         indexes = tuple(int(i) for i in request.query_params.getlist("index"))
     except ValueError as exc:
-        raise _BadParameter("index must be an integer") from exc
+        raise BadRequestParameter("index must be an integer") from exc
     if any(not 0 < i < 2**32 for i in indexes):
-        raise _BadParameter("index must be between 1 and 4294967295")
+        raise BadRequestParameter("index must be between 1 and 4294967295")
     return indexes, tuple(request.query_params.getlist("type"))
 
 
-class _BadParameter(IdnodeError):
-    response_code = ResponseCode.PROTOCOL_ERROR
+def _slug(class_name: str) -> str:
+    return "".join(f"-{c.lower()}" if c.isupper() else c for c in class_name).lstrip("-")
 
 
 def _pretty(request: Request) -> bool:
@@ -119,7 +125,7 @@ def create_app(service: NodeService) -> Starlette:
         try:
             record = service.resolve(handle)
         except IdnodeError as exc:
-            status = http_status(exc.response_code)
+            status = http_status_of(exc)
             body = f"<p>{html.escape(exc.message)}</p>"
             return HTMLResponse(_page(f"{handle} — error", body), status_code=status)
         if "noredirect" not in request.query_params:
@@ -133,6 +139,7 @@ def create_app(service: NodeService) -> Starlette:
             Route("/healthz", healthz),
             Route("/api/handles/{handle:path}", api_handle),
             Route("/api/prefixes", api_prefixes),
+            Route("/api/{rest:path}", _api_not_found, methods=["GET", "HEAD"]),
             Route("/", index),
             Route("/{handle:path}", proxy),
         ],
@@ -140,19 +147,18 @@ def create_app(service: NodeService) -> Starlette:
     )
 
 
+async def _api_not_found(request: Request) -> Response:
+    return problem(NoSuchResource(f"no such API resource: {request.url.path}"))
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
     if request.url.path.startswith("/api/"):
-        return problem(InvalidHandle(f"no such API resource: {request.url.path}"))
+        return await _api_not_found(request)
     return HTMLResponse(_page("not found", "<p>Nothing here.</p>"), status_code=404)
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
-    err = _MethodNotAllowed(f"{request.method} is not supported on {request.url.path}")
-    return problem(err)
-
-
-class _MethodNotAllowed(IdnodeError):
-    response_code = ResponseCode.OPERATION_NOT_SUPPORTED
+    return problem(MethodNotAllowed(f"{request.method} is not supported on {request.url.path}"))
 
 
 def _redirect_target(values: tuple[HandleValue, ...]) -> str | None:

@@ -92,8 +92,13 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve until ``stop`` is set or SIGINT/SIGTERM arrives."""
-    node = open_node(config)
     sockets = bind_sockets(config, reuse_port=reuse_port)
+    # With port 0 the kernel chose; the published HS_SITE must name the real port.
+    try:
+        node = open_node(config.replace(handle_port=sockets.tcp.getsockname()[1]))
+    except BaseException:
+        sockets.close()
+        raise
     loop = asyncio.get_running_loop()
     dispatcher = Dispatcher(node.service, udp_max_response=config.udp_max_response)
     limits = TCPLimits(config.tcp_max_connections, config.tcp_idle_timeout)

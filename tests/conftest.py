@@ -1,0 +1,100 @@
+"""Shared fixtures: storage backends, a node on real sockets, service requirements."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from idnode.config import Config
+from idnode.demo import demo_records
+from idnode.handle.values import HandleValue
+from idnode.node import Node, init_node, open_node
+from idnode.server.runner import BoundPorts, serve
+from idnode.storage import SQLiteStorage, Storage
+from idnode.storage.base import HandleRecord
+
+# One factory per backend; every contract test runs against each.
+STORAGE_FACTORIES: dict[str, Callable[[Path], Storage]] = {
+    "sqlite": lambda tmp: SQLiteStorage(tmp / "contract.db"),
+}
+
+
+def require_service(name: str, reason: str) -> None:
+    """Skip when a server is missing, unless CI said it must be there."""
+    if os.environ.get("IDNODE_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{name} is required (IDNODE_REQUIRE_SERVICES=1) but {reason}")
+    pytest.skip(f"{name} not available: {reason}")
+
+
+@pytest.fixture(params=sorted(STORAGE_FACTORIES))
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    backend = STORAGE_FACTORIES[request.param](tmp_path)
+    yield backend
+    backend.close()
+
+
+def make_node(data_dir: Path, **settings: object) -> Node:
+    config = Config(data_dir=data_dir, handle_port=0, http_port=0).replace(**settings)
+    return init_node(config, "88.100.1", {"handle_port": 0, "http_port": 0} | settings)
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An initialised node with 300 demo pumps, shared read-only by the server tests."""
+    path = tmp_path_factory.mktemp("demo-node")
+    node = make_node(path)
+    node.service.import_records(demo_records(300), replace=True)
+    # Records the server tests need beyond the demo: a redirect a browser must not
+    # follow, and a record too large for one UDP packet.
+    node.service.put_record(
+        HandleRecord("88.100.1/EVIL", (HandleValue(1, "URL", b"javascript:alert(1)"),))
+    )
+    node.service.put_record(
+        HandleRecord(
+            "88.100.1/BIG",
+            tuple(HandleValue(i, "NOTE", b"x" * 100) for i in range(1, 21)),
+        )
+    )
+    node.close()
+    return path
+
+
+@dataclass
+class RunningNode:
+    config: Config
+    ports: BoundPorts
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.ports.http}"
+
+
+@pytest.fixture(scope="session")
+def running_node(demo_dir: Path) -> Iterator[RunningNode]:
+    """The demo node served on real UDP, TCP and HTTP sockets in a background thread."""
+    config = open_node(Config(data_dir=demo_dir, handle_port=0, http_port=0)).config
+    ready = threading.Event()
+    bound: list[BoundPorts] = []
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    def started(ports: BoundPorts) -> None:
+        bound.append(ports)
+        ready.set()
+
+    def run() -> None:
+        loop.run_until_complete(serve(config, started=started, stop=stop))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(15), "server did not start"
+    yield RunningNode(config, bound[0])
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(15)
+    loop.close()

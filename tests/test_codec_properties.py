@@ -1,0 +1,93 @@
+"""Round trips and fuzzing: decode(encode(m)) == m, and garbage never escapes as a crash."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from idnode.errors import ProtocolError
+from idnode.handle.codec import decode_message, encode_message
+from idnode.handle.codes import OpCode, ResponseCode
+from idnode.handle.messages import Message, ResolutionResponse
+from idnode.handle.values import HandleValue, ValueReference, read_value, write_value
+from idnode.handle.valuetypes import AdminValue, SiteInfo, ValueList
+from idnode.handle.wire import Reader, Writer
+from tests import strategies as S
+
+
+@given(S.messages)
+def test_message_round_trip(msg: Message) -> None:
+    assert decode_message(encode_message(msg)) == msg
+
+
+@given(S.values)
+def test_value_round_trip(value: HandleValue) -> None:
+    w = Writer()
+    write_value(w, value)
+    r = Reader(w.getvalue())
+    assert read_value(r) == value
+    assert r.remaining == 0
+
+
+@given(S.admin_values)
+def test_admin_round_trip(admin: AdminValue) -> None:
+    assert AdminValue.from_bytes(admin.to_bytes()) == admin
+
+
+@given(S.value_lists)
+def test_vlist_round_trip(vlist: ValueList) -> None:
+    assert ValueList.from_bytes(vlist.to_bytes()) == vlist
+
+
+@given(S.sites)
+def test_site_round_trip(site: SiteInfo) -> None:
+    assert SiteInfo.from_bytes(site.to_bytes()) == site
+
+
+def _decode_or_protocol_error(data: bytes) -> None:
+    try:
+        msg = decode_message(data)
+    except ProtocolError:
+        return
+    # Whatever decodes must encode again: the typed message is well formed.
+    assert isinstance(msg, Message)
+
+
+@given(st.binary(max_size=600))
+def test_random_bytes_decode_or_raise_protocol_error(data: bytes) -> None:
+    _decode_or_protocol_error(data)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300)
+@given(S.messages, st.randoms(use_true_random=False))
+def test_mutated_messages_decode_or_raise_protocol_error(msg: Message, rnd: random.Random) -> None:
+    wire = bytearray(encode_message(msg))
+    for _ in range(rnd.randint(1, 8)):
+        op = rnd.randrange(3)
+        pos = rnd.randrange(len(wire))
+        if op == 0:
+            wire[pos] = rnd.randrange(256)
+        elif op == 1:
+            del wire[pos]
+        else:
+            wire.insert(pos, rnd.randrange(256))
+    _decode_or_protocol_error(bytes(wire))
+
+
+def test_length_fields_set_to_extremes_never_crash() -> None:
+    # Every 4-byte window of a message with values, overwritten with boundary values.
+    value = HandleValue(1, "URL", b"http://x.cn", references=(ValueReference("0.NA/88", 300),))
+    wire = encode_message(
+        Message(
+            opcode=OpCode.RESOLUTION,
+            body=ResolutionResponse("88.100.1/X", (value, value)),
+            response_code=ResponseCode.SUCCESS,
+        )
+    )
+    for pos in range(len(wire) - 3):
+        for val in (0, 1, 0x7FFFFFFF, 0xFFFFFFFF):
+            mutated = bytearray(wire)
+            mutated[pos : pos + 4] = val.to_bytes(4, "big")
+            _decode_or_protocol_error(bytes(mutated))

@@ -1,0 +1,128 @@
+"""The HTTP front end over a real socket: Handle.Net JSON API, proxy pages, health."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import RunningNode
+
+
+@pytest.fixture(scope="module")
+def http(running_node: RunningNode) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=running_node.http, follow_redirects=False, timeout=10) as c:
+        yield c
+
+
+def test_healthz(http: httpx.Client) -> None:
+    r = http.get("/healthz")
+    assert r.status_code == 200
+    assert r.json()["status"] == "ok"
+
+
+def test_resolution_in_handle_net_shape(http: httpx.Client) -> None:
+    r = http.get("/api/handles/88.100.1/pump-0001")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert body["responseCode"] == 1
+    assert body["handle"] == "88.100.1/PUMP-0001"
+    url = body["values"][0]
+    assert url["index"] == 1
+    assert url["type"] == "URL"
+    assert url["data"] == {"format": "string", "value": "https://pumps.example.com/id/88.100.1/PUMP-0001"}
+    assert url["ttl"] == 86400
+    assert url["timestamp"] == "2026-01-05T00:00:00Z"
+    admin = next(v for v in body["values"] if v["type"] == "HS_ADMIN")
+    assert admin["data"] == {
+        "format": "admin",
+        "value": {"handle": "0.NA/88.100.1", "index": 300, "permissions": "111111111111"},
+    }
+    assert all(v["type"] != "CUSTOMER" for v in body["values"])
+
+
+def test_index_and_type_parameters(http: httpx.Client) -> None:
+    r = http.get("/api/handles/88.100.1/PUMP-0001", params=[("index", "2"), ("type", "URL")])
+    assert sorted(v["index"] for v in r.json()["values"]) == [1, 2]
+
+
+def test_values_not_found_is_200_with_code_200(http: httpx.Client) -> None:
+    r = http.get("/api/handles/88.100.1/PUMP-0001?index=999")
+    assert r.status_code == 200
+    assert r.json()["responseCode"] == 200
+
+
+def test_percent_encoded_handle(http: httpx.Client) -> None:
+    r = http.get("/api/handles/88.100.1%2FPUMP-0001")
+    assert r.json()["handle"] == "88.100.1/PUMP-0001"
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/api/handles/88.100.1/NOPE", 404, 100),
+        ("/api/handles/99.9/X", 400, 301),
+        ("/api/handles/noslash", 400, 102),
+        ("/api/handles/88.100.1/PUMP-0001?index=abc", 400, 4),
+        ("/api/handles/88.100.1/PUMP-0001?index=0", 400, 4),
+        ("/api/nothing-here", 404, 2),
+    ],
+)
+def test_errors_have_one_shape(http: httpx.Client, path: str, status: int, code: int) -> None:
+    r = http.get(path)
+    assert r.status_code == status
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["responseCode"] == code
+    assert body["status"] == status
+    assert set(body) >= {"responseCode", "message", "type", "title", "status", "detail"}
+
+
+def test_write_methods_are_refused_with_problem(http: httpx.Client) -> None:
+    r = http.put("/api/handles/88.100.1/PUMP-0001", json={"values": []})
+    assert r.status_code == 405
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_proxy_redirects_to_first_url(http: httpx.Client) -> None:
+    r = http.get("/88.100.1/PUMP-0001")
+    assert r.status_code == 302
+    assert r.headers["location"] == "https://pumps.example.com/id/88.100.1/PUMP-0001"
+
+
+def test_proxy_noredirect_shows_values(http: httpx.Client) -> None:
+    r = http.get("/88.100.1/PUMP-0001?noredirect")
+    assert r.status_code == 200
+    assert "text/html" in r.headers["content-type"]
+    assert "serial-item" in r.text
+    assert "<td>URL</td>" in r.text
+
+
+def test_proxy_never_redirects_to_script_urls(http: httpx.Client) -> None:
+    r = http.get("/88.100.1/EVIL")
+    assert r.status_code == 200
+    assert "javascript:alert(1)" in r.text  # shown, escaped in a table, not followed
+    assert "<script" not in r.text
+
+
+def test_proxy_not_found_page(http: httpx.Client) -> None:
+    r = http.get("/88.100.1/NOPE")
+    assert r.status_code == 404
+    assert "not found" in r.text
+
+
+def test_proxy_escapes_handle_in_error_page(http: httpx.Client) -> None:
+    r = http.get("/88.100.1/<b>x</b>")
+    assert "<b>x</b>" not in r.text
+
+
+def test_index_page_lists_prefixes(http: httpx.Client) -> None:
+    r = http.get("/")
+    assert r.status_code == 200
+    assert "88.100.1" in r.text
+
+
+def test_prefixes_api(http: httpx.Client) -> None:
+    assert http.get("/api/prefixes").json()["prefixes"] == ["88.100.1"]

@@ -1,0 +1,153 @@
+"""The contract every storage backend must meet (run once per backend in conftest)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from idnode.errors import HandleAlreadyExists, StorageError
+from idnode.handle.values import HandleValue, Permission
+from idnode.storage import Storage, open_storage
+from idnode.storage.base import HandleRecord
+from idnode.storage.migrations import MIGRATIONS
+
+
+def rec(handle: str, *urls: str) -> HandleRecord:
+    return HandleRecord(
+        handle, tuple(HandleValue(i + 1, "URL", u.encode()) for i, u in enumerate(urls or ("x",)))
+    )
+
+
+def test_get_missing_is_none(storage: Storage) -> None:
+    assert storage.get("88.100.1/NONE") is None
+
+
+def test_create_then_get_keeps_every_field(storage: Storage) -> None:
+    value = HandleValue(
+        7, "EMAIL", b"\x00\xffbinary", ttl=-5, permissions=Permission.ADMIN_READ, timestamp=99
+    )
+    storage.create(HandleRecord("88.100.1/Pump-1", (value,)))
+    got = storage.get("88.100.1/Pump-1")
+    assert got == HandleRecord("88.100.1/Pump-1", (value,))
+
+
+def test_lookup_is_ascii_case_insensitive_only(storage: Storage) -> None:
+    storage.create(rec("88.100.1/Pump-ä"))
+    assert storage.get("88.100.1/PUMP-ä") is not None
+    assert storage.get("88.100.1/pump-ä") is not None
+    assert storage.get("88.100.1/PUMP-Ä") is None  # non-ASCII letters keep their case
+
+
+def test_create_refuses_existing_handle_in_any_case(storage: Storage) -> None:
+    storage.create(rec("88.100.1/A", "first"))
+    with pytest.raises(HandleAlreadyExists):
+        storage.create(rec("88.100.1/a", "second"))
+    assert storage.get("88.100.1/A") == rec("88.100.1/A", "first")
+
+
+def test_put_replaces(storage: Storage) -> None:
+    storage.put(rec("88.100.1/A", "one"))
+    storage.put(rec("88.100.1/A", "two", "three"))
+    assert storage.get("88.100.1/A") == rec("88.100.1/A", "two", "three")
+    assert storage.count() == 1
+
+
+def test_delete(storage: Storage) -> None:
+    storage.put(rec("88.100.1/A"))
+    assert storage.delete("88.100.1/a") is True
+    assert storage.delete("88.100.1/a") is False
+    assert storage.get("88.100.1/A") is None
+
+
+def test_put_many_counts_written_and_skipped(storage: Storage) -> None:
+    storage.put(rec("88.100.1/0", "old"))
+    records = [rec(f"88.100.1/{i}", "new") for i in range(12_000)]
+    written, skipped = storage.put_many(records, replace=False)
+    assert (written, skipped) == (11_999, 1)
+    assert storage.get("88.100.1/0") == rec("88.100.1/0", "old")
+    written, skipped = storage.put_many(records[:10], replace=True)
+    assert (written, skipped) == (10, 0)
+    assert storage.get("88.100.1/0") == rec("88.100.1/0", "new")
+
+
+def test_iter_and_count_by_prefix_do_not_leak_into_longer_prefixes(storage: Storage) -> None:
+    for handle in ["88.100/A", "88.100.1/B", "88.100.1/A", "88.1000/C", "88.100/Z"]:
+        storage.put(rec(handle))
+    assert [r.handle for r in storage.iter_records("88.100")] == ["88.100/A", "88.100/Z"]
+    assert storage.count("88.100.1") == 2
+    assert storage.count() == 5
+    assert [r.handle for r in storage.iter_records()][0] == "88.100.1/A"
+
+
+def test_homed_prefixes(storage: Storage) -> None:
+    storage.home_prefix("88.100.1")
+    storage.home_prefix("88.100.1")  # idempotent
+    storage.home_prefix("88.A")
+    assert storage.is_homed("88.a")
+    assert storage.homed_prefixes() == ["88.100.1", "88.A"]
+    assert storage.unhome_prefix("88.100.1") is True
+    assert storage.unhome_prefix("88.100.1") is False
+    assert not storage.is_homed("88.100.1")
+
+
+def test_schema_version_is_newest_migration(storage: Storage) -> None:
+    assert storage.schema_version() == MIGRATIONS[-1].version
+
+
+def test_failed_write_leaves_store_unchanged(storage: Storage) -> None:
+    storage.put(rec("88.100.1/KEEP"))
+
+    def records() -> object:
+        yield rec("88.100.1/NEW")
+        raise RuntimeError("input broke mid-way")
+
+    with pytest.raises(RuntimeError):
+        storage.put_many(records(), replace=True)  # type: ignore[arg-type]
+    assert storage.get("88.100.1/NEW") is None
+    assert storage.count() == 1
+
+
+# SQLite specifics: durability settings and schema handling.
+
+
+def test_sqlite_uses_wal_and_full_sync(tmp_path: Path) -> None:
+    store = open_storage(f"sqlite:///{tmp_path / 'x.db'}")
+    store.put(rec("1/A"))
+    store.close()
+    conn = sqlite3.connect(tmp_path / "x.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_write_is_visible_to_a_second_connection_at_once(tmp_path: Path) -> None:
+    writer = open_storage(str(tmp_path / "x.db"))
+    reader = open_storage(str(tmp_path / "x.db"))
+    writer.put(rec("1/A"))
+    assert reader.get("1/a") == rec("1/A")
+    writer.close()
+    reader.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    open_storage(str(tmp_path / "x.db")).close()
+    conn = sqlite3.connect(tmp_path / "x.db")
+    conn.execute("INSERT INTO schema_migrations VALUES (999, 'future', 0)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StorageError, match="newer than this idnode"):
+        open_storage(str(tmp_path / "x.db"))
+
+
+def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "junk.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StorageError, match="cannot open database"):
+        open_storage(str(tmp_path / "junk.db"))
+
+
+def test_unknown_backend_scheme(tmp_path: Path) -> None:
+    from idnode.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no storage backend for 'mysql'"):
+        open_storage("mysql://localhost/x")
