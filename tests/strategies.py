@@ -104,7 +104,9 @@ requests = st.one_of(
         op_flags=st.builds(OpFlag, u32),
         **_common,
     ),
-    st.builds(Message, opcode=st.just(OpCode.GET_SITE_INFO), body=st.just(SiteInfoRequest()), **_common),
+    st.builds(
+        Message, opcode=st.just(OpCode.GET_SITE_INFO), body=st.just(SiteInfoRequest()), **_common
+    ),
 )
 responses = st.one_of(
     st.builds(

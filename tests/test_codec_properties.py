@@ -14,15 +14,15 @@ from idnode.handle.messages import Message, ResolutionResponse
 from idnode.handle.values import HandleValue, ValueReference, read_value, write_value
 from idnode.handle.valuetypes import AdminValue, SiteInfo, ValueList
 from idnode.handle.wire import Reader, Writer
-from tests import strategies as S
+from tests import strategies
 
 
-@given(S.messages)
+@given(strategies.messages)
 def test_message_round_trip(msg: Message) -> None:
     assert decode_message(encode_message(msg)) == msg
 
 
-@given(S.values)
+@given(strategies.values)
 def test_value_round_trip(value: HandleValue) -> None:
     w = Writer()
     write_value(w, value)
@@ -31,17 +31,17 @@ def test_value_round_trip(value: HandleValue) -> None:
     assert r.remaining == 0
 
 
-@given(S.admin_values)
+@given(strategies.admin_values)
 def test_admin_round_trip(admin: AdminValue) -> None:
     assert AdminValue.from_bytes(admin.to_bytes()) == admin
 
 
-@given(S.value_lists)
+@given(strategies.value_lists)
 def test_vlist_round_trip(vlist: ValueList) -> None:
     assert ValueList.from_bytes(vlist.to_bytes()) == vlist
 
 
-@given(S.sites)
+@given(strategies.sites)
 def test_site_round_trip(site: SiteInfo) -> None:
     assert SiteInfo.from_bytes(site.to_bytes()) == site
 
@@ -61,7 +61,7 @@ def test_random_bytes_decode_or_raise_protocol_error(data: bytes) -> None:
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow], max_examples=300)
-@given(S.messages, st.randoms(use_true_random=False))
+@given(strategies.messages, st.randoms(use_true_random=False))
 def test_mutated_messages_decode_or_raise_protocol_error(msg: Message, rnd: random.Random) -> None:
     wire = bytearray(encode_message(msg))
     for _ in range(rnd.randint(1, 8)):

@@ -32,7 +32,10 @@ def test_resolution_in_handle_net_shape(http: httpx.Client) -> None:
     url = body["values"][0]
     assert url["index"] == 1
     assert url["type"] == "URL"
-    assert url["data"] == {"format": "string", "value": "https://pumps.example.com/id/88.100.1/PUMP-0001"}
+    assert url["data"] == {
+        "format": "string",
+        "value": "https://pumps.example.com/id/88.100.1/PUMP-0001",
+    }
     assert url["ttl"] == 86400
     assert url["timestamp"] == "2026-01-05T00:00:00Z"
     admin = next(v for v in body["values"] if v["type"] == "HS_ADMIN")

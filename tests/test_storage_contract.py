@@ -78,7 +78,7 @@ def test_iter_and_count_by_prefix_do_not_leak_into_longer_prefixes(storage: Stor
     assert [r.handle for r in storage.iter_records("88.100")] == ["88.100/A", "88.100/Z"]
     assert storage.count("88.100.1") == 2
     assert storage.count() == 5
-    assert [r.handle for r in storage.iter_records()][0] == "88.100.1/A"
+    assert next(r.handle for r in storage.iter_records()) == "88.100.1/A"
 
 
 def test_homed_prefixes(storage: Storage) -> None:

@@ -47,7 +47,7 @@ def test_admin_permission_bit_strings_match_handle_net() -> None:
     assert AdminPermission.ADD_HANDLE.bit_string() == "000000000001"
     assert AdminPermission.LIST_HANDLES.bit_string() == "100000000000"
     assert AdminPermission.from_bit_string("011111110011") == AdminPermission(0x7F3)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="twelve"):
         AdminPermission.from_bit_string("0111")
 
 

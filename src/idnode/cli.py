@@ -21,7 +21,7 @@ from idnode import __version__
 from idnode.client import HandleClient, Transport
 from idnode.config import Config, load_config
 from idnode.demo import DEMO_PREFIX, demo_records
-from idnode.errors import IdnodeError, InvalidValue
+from idnode.errors import IdnodeError
 from idnode.handle.codes import ResponseCode
 from idnode.handle.messages import ErrorResponse, ResolutionResponse
 from idnode.jsonformat import record_from_json, record_to_json, value_to_json
@@ -34,8 +34,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: messages are not broken at the terminal width, so they stay greppable.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[
     Path,
@@ -67,7 +68,9 @@ def _root(
 @app.command()
 def init(
     data_dir: DataDir = Path(".idnode"),
-    prefix: Annotated[str, typer.Option(help="Prefix this node serves, e.g. 88.100.1.")] = DEMO_PREFIX,
+    prefix: Annotated[
+        str, typer.Option(help="Prefix this node serves, e.g. 88.100.1.")
+    ] = DEMO_PREFIX,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     handle_port: Annotated[int, typer.Option(help="Handle protocol port (UDP+TCP).")] = 2641,
     http_port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
@@ -136,7 +139,9 @@ def resolve(
     type_: Annotated[
         list[str] | None, typer.Option("--type", help="Only values of this type ('X.' = subtypes).")
     ] = None,
-    transport: Annotated[str, typer.Option(help="auto (UDP, TCP if truncated), udp or tcp.")] = "auto",
+    transport: Annotated[
+        str, typer.Option(help="auto (UDP, TCP if truncated), udp or tcp.")
+    ] = "auto",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 3.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print Handle.Net-style JSON.")] = False,
 ) -> None:
@@ -231,7 +236,9 @@ def import_(
 def export(
     data_dir: DataDir = Path(".idnode"),
     prefix: Annotated[str | None, typer.Option(help="Only handles under this prefix.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default stdout).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default stdout).")
+    ] = None,
 ) -> None:
     """Write records as JSONL, in the format `idnode import` reads."""
     node = _open(data_dir)
@@ -274,7 +281,9 @@ def demo(
         _fail(exc.message)
     finally:
         node.close()
-    out.print(f"demo loaded: {written} identifiers under {DEMO_PREFIX}, e.g. {DEMO_PREFIX}/PUMP-0001")
+    out.print(
+        f"demo loaded: {written} identifiers under {DEMO_PREFIX}, e.g. {DEMO_PREFIX}/PUMP-0001"
+    )
 
 
 def _open(data_dir: Path) -> Node:

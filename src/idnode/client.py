@@ -17,7 +17,7 @@ from idnode.handle.codec import MAX_MESSAGE_LENGTH, MessageFramer, decode_messag
 from idnode.handle.codes import OpCode, OpFlag
 from idnode.handle.messages import Body, Message, ResolutionRequest, SiteInfoRequest
 
-__all__ = ["ServerUnreachable", "HandleClient", "Transport"]
+__all__ = ["HandleClient", "ServerUnreachable", "Transport"]
 
 Transport = Literal["auto", "udp", "tcp"]
 
@@ -70,7 +70,8 @@ class HandleClient:
             info = socket.getaddrinfo(self.host, self.port, type=kind)[0]
         except socket.gaierror as exc:
             raise ServerUnreachable(f"cannot resolve host {self.host}: {exc.strerror}") from exc
-        return info[0], info[4][:2]
+        host, port = info[4][0], info[4][1]
+        return info[0], (str(host), int(port))
 
     def _udp(self, data: bytes, request_id: int) -> Message:
         family, addr = self._address(socket.SOCK_DGRAM)
@@ -87,14 +88,16 @@ class HandleClient:
                     except TimeoutError:
                         break
                     except OSError as exc:
-                        raise ServerUnreachable(f"{self.host}:{self.port}/udp: {exc.strerror}") from exc
+                        raise ServerUnreachable(
+                            f"{self.host}:{self.port}/udp: {exc.strerror}"
+                        ) from exc
                     reply = _matching(packet, request_id)
                     if reply is not None:
                         return reply
         raise ServerUnreachable(f"no UDP answer from {self.host}:{self.port} in {self.timeout}s")
 
     def _tcp(self, data: bytes, request_id: int) -> Message:
-        family, addr = self._address(socket.SOCK_STREAM)
+        _family, addr = self._address(socket.SOCK_STREAM)
         try:
             with socket.create_connection(addr, timeout=self.timeout) as sock:
                 sock.sendall(data)
@@ -111,7 +114,9 @@ class HandleClient:
                         if reply is not None:
                             return reply
         except TimeoutError as exc:
-            raise ServerUnreachable(f"no TCP answer from {self.host}:{self.port} in {self.timeout}s") from exc
+            raise ServerUnreachable(
+                f"no TCP answer from {self.host}:{self.port} in {self.timeout}s"
+            ) from exc
         except OSError as exc:
             raise ServerUnreachable(f"{self.host}:{self.port}/tcp: {exc.strerror or exc}") from exc
 

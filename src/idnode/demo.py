@@ -63,7 +63,9 @@ def _record(
     return HandleRecord(handle, tuple(values))
 
 
-def demo_records(serials: int = 2000, prefix: str = DEMO_PREFIX, seed: int = 42) -> Iterator[HandleRecord]:
+def demo_records(
+    serials: int = 2000, prefix: str = DEMO_PREFIX, seed: int = 42
+) -> Iterator[HandleRecord]:
     """Models, then machines, parts, batches and ``serials`` serial-numbered pumps."""
     rng = random.Random(seed)
     admin = AdminValue(AdminPermission.ALL, ValueReference(f"0.NA/{prefix}", 300)).to_bytes()
@@ -107,7 +109,10 @@ def demo_records(serials: int = 2000, prefix: str = DEMO_PREFIX, seed: int = 42)
             yield _record(
                 f"{prefix}/PART-{code}-{n:05d}",
                 "part",
-                {"NAME": name, "MADE_ON": f"{prefix}/MACHINE-{rng.choice(_MACHINES)[0]}-0{rng.randint(1, 4)}"},
+                {
+                    "NAME": name,
+                    "MADE_ON": f"{prefix}/MACHINE-{rng.choice(_MACHINES)[0]}-0{rng.randint(1, 4)}",
+                },
                 {"SUPPLIER_LOT": f"LOT-{rng.randint(10000, 99999)}"},
                 ts,
                 admin,

@@ -31,6 +31,7 @@ from idnode.handle.valuetypes import (
     ValueList,
     parse_public_key,
 )
+from idnode.names import validate_handle
 from idnode.storage.base import HandleRecord
 
 __all__ = ["record_from_json", "record_to_json", "value_from_json", "value_to_json"]
@@ -158,7 +159,11 @@ _STRUCTURED: dict[str, _Structured] = {
     "HS_SITE.PREFIX": ("site", _site_to_json, _site_from_json),
     "HS_PUBKEY": ("key", _key_to_json, _key_from_json),
 }
-_FROM_FORMAT = {fmt: dec for fmt, _, dec in _STRUCTURED.values()}
+_FROM_FORMAT: dict[str, Callable[[Any], bytes]] = {
+    "string": lambda v: str(v).encode("utf-8"),
+    "base64": lambda v: base64.b64decode(str(v), validate=True),
+    "hex": lambda v: bytes.fromhex(str(v)),
+} | {fmt: dec for fmt, _, dec in _STRUCTURED.values()}
 
 
 def _data_to_json(value_type: str, data: bytes) -> JSON:
@@ -184,20 +189,12 @@ def _data_from_json(data: Any) -> bytes:
         return data.encode("utf-8")
     if not isinstance(data, Mapping):
         raise InvalidValue("value data must be an object with 'format' and 'value'")
-    fmt, value = data.get("format", "string"), data.get("value")
+    fmt, value = str(data.get("format", "string")), data.get("value")
+    decoder = _FROM_FORMAT.get(fmt)
+    if decoder is None:
+        raise InvalidValue(f"unknown data format {fmt!r}")
     try:
-        if fmt == "string":
-            return str(value).encode("utf-8")
-        if fmt == "base64":
-            return base64.b64decode(str(value), validate=True)
-        if fmt == "hex":
-            return bytes.fromhex(str(value))
-        decoder = _FROM_FORMAT.get(str(fmt))
-        if decoder is None:
-            raise InvalidValue(f"unknown data format {fmt!r}")
         return decoder(value)
-    except InvalidValue:
-        raise
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise InvalidValue(f"bad {fmt} data: {exc!r}") from exc
 
@@ -262,6 +259,7 @@ def record_to_json(record: HandleRecord) -> JSON:
 def record_from_json(obj: Any, *, default_timestamp: int = 0) -> HandleRecord:
     if not isinstance(obj, Mapping) or not isinstance(obj.get("handle"), str):
         raise InvalidValue("a record must be an object with a 'handle' string")
+    validate_handle(obj["handle"])
     values = obj.get("values")
     if not isinstance(values, list):
         raise InvalidValue("a record needs a 'values' list")

@@ -66,7 +66,9 @@ def build_site(config: Config) -> SiteInfo:
                 address=address,
                 public_key=handle_public_key(key).to_bytes(),
                 interfaces=(
-                    Interface(InterfaceType.ADMIN_AND_QUERY, TransportProtocol.TCP, config.handle_port),
+                    Interface(
+                        InterfaceType.ADMIN_AND_QUERY, TransportProtocol.TCP, config.handle_port
+                    ),
                     Interface(InterfaceType.QUERY, TransportProtocol.UDP, config.handle_port),
                 ),
             ),
@@ -132,13 +134,16 @@ def init_node(config: Config, prefix: str, settings: dict[str, object]) -> Node:
                     "HS_PUBKEY",
                     handle_public_key(admin_key).to_bytes(),
                     timestamp=now,
-                    permissions=Permission.ADMIN_READ | Permission.ADMIN_WRITE | Permission.PUBLIC_READ,
+                    permissions=Permission.ADMIN_READ
+                    | Permission.ADMIN_WRITE
+                    | Permission.PUBLIC_READ,
                 ),
             ),
         )
     )
     # Written last: its presence is what marks the directory as initialised.
-    toml = dump_toml({k: v for k, v in settings.items() if v is not None} | {"admin_handle": admin_handle})
+    toml = dump_toml(
+        {k: v for k, v in settings.items() if v is not None} | {"admin_handle": admin_handle}
+    )
     (directory / CONFIG_FILE).write_text(toml, encoding="utf-8")
     return node
-

@@ -112,9 +112,7 @@ class NodeService:
         validate_handle(record.handle)
         self._storage.put(record)
 
-    def import_records(
-        self, records: Iterable[HandleRecord], *, replace: bool
-    ) -> tuple[int, int]:
+    def import_records(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
         """Store many records; returns (written, skipped). Handles are validated first."""
 
         def checked() -> Iterator[HandleRecord]:

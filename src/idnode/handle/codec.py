@@ -74,12 +74,10 @@ class Envelope:
     message_length: int
 
 
-def decode_envelope(data: bytes | memoryview) -> Envelope:
+def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
     if len(data) < ENVELOPE_SIZE:
         raise RemoteProtocolError(f"message envelope needs 20 bytes, got {len(data)}")
-    major, minor, flag_byte, sug_minor, session, request, seq, length = _ENVELOPE.unpack_from(
-        data
-    )
+    major, minor, flag_byte, sug_minor, session, request, seq, length = _ENVELOPE.unpack_from(data)
     if length > MAX_MESSAGE_LENGTH:
         raise MessageTooLarge(f"message length {length} is over the {MAX_MESSAGE_LENGTH} limit")
     return Envelope(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, Self
 
@@ -358,7 +359,7 @@ def parse_public_key(data: bytes) -> RSAPublicKey | DSAPublicKey:
     return key
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[bytes], StructuredData]] = {
     "HS_ADMIN": AdminValue.from_bytes,
     "HS_VLIST": ValueList.from_bytes,
     "HS_SITE": SiteInfo.from_bytes,

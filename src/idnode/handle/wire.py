@@ -27,7 +27,9 @@ class Reader:
 
     __slots__ = ("_data", "_end", "_pos")
 
-    def __init__(self, data: bytes | memoryview, start: int = 0, end: int | None = None) -> None:
+    def __init__(
+        self, data: bytes | bytearray | memoryview, start: int = 0, end: int | None = None
+    ) -> None:
         self._data = data
         self._pos = start
         self._end = len(data) if end is None else end

@@ -134,4 +134,3 @@ class Dispatcher:
                 expiration=int(self._clock()) + _RESPONSE_LIFETIME,
             )
         )
-

@@ -114,7 +114,7 @@ def create_app(service: NodeService) -> Starlette:
             _page(
                 "idnode",
                 f"<p>Identifier node. Prefixes served here:</p><ul>{prefixes}</ul>"
-                '<form onsubmit="location.href=\'/\'+this.h.value+\'?noredirect\';return false">'
+                "<form onsubmit=\"location.href='/'+this.h.value+'?noredirect';return false\">"
                 '<input name="h" placeholder="88.100.1/PUMP-0001" size="40">'
                 "<button>Resolve</button></form>",
             )

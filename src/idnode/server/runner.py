@@ -8,13 +8,14 @@ over them; the parent only starts, watches and stops the workers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from contextlib import suppress
 from dataclasses import dataclass
 
@@ -30,6 +31,14 @@ from idnode.server.transports import HandleTCPProtocol, HandleUDPProtocol, TCPLi
 __all__ = ["BoundPorts", "bind_sockets", "serve", "serve_forever"]
 
 log = logging.getLogger("idnode.server")
+
+
+class _HTTPServer(uvicorn.Server):
+    """uvicorn without its own signal handling: serve() stops all three servers together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None]:
+        yield
 
 
 @dataclass(frozen=True)
@@ -108,7 +117,7 @@ async def serve(
     tcp_server = await loop.create_server(
         lambda: HandleTCPProtocol(dispatcher, limits), sock=sockets.tcp
     )
-    http_server = uvicorn.Server(
+    http_server = _HTTPServer(
         uvicorn.Config(
             create_app(node.service),
             http="httptools",
@@ -118,8 +127,6 @@ async def serve(
             server_header=False,
         )
     )
-    # uvicorn would install its own signal handlers; ours stop all three servers.
-    http_server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     stop = stop or asyncio.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -177,7 +184,9 @@ def serve_forever(config: Config, announce: Callable[[str], None] = print) -> No
     # Bind once in the parent to report a busy port as a clear error before forking.
     bind_sockets(config, reuse_port=True).close()
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(config,), daemon=True) for _ in range(config.workers)]
+    procs = [
+        ctx.Process(target=_worker, args=(config,), daemon=True) for _ in range(config.workers)
+    ]
     for p in procs:
         p.start()
     started(BoundPorts(config.handle_port, config.http_port))

@@ -23,7 +23,7 @@ BACKENDS: dict[str, Callable[[str], Storage]] = {"sqlite": _open_sqlite}
 def open_storage(url: str) -> Storage:
     """Open ``sqlite:///abs/path.db``, ``sqlite:rel/path.db`` or a bare file path."""
     scheme, sep, rest = url.partition(":")
-    if not sep or scheme not in BACKENDS and len(scheme) == 1:  # bare path, or C:\ on Windows
+    if not sep or (scheme not in BACKENDS and len(scheme) == 1):  # bare path, or C:\ on Windows
         return _open_sqlite(url)
     opener = BACKENDS.get(scheme)
     if opener is None:

@@ -149,7 +149,7 @@ class SQLiteStorage:
 
     def put_many(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-        sql = f"{verb} INTO handles VALUES (?, ?, ?, ?)"  # noqa: S608 - verb is one of two literals
+        sql = f"{verb} INTO handles VALUES (?, ?, ?, ?)"
         written = offered = 0
         batch: list[tuple[str, str, bytes, int]] = []
         now = int(time.time())

@@ -1,0 +1,283 @@
+"""The idnode command, run as a user would: real processes, real files, real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from idnode.cli import app
+from tests.conftest import RunningNode
+
+runner = CliRunner()
+
+
+def idnode(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "idnode.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert "idnode 0.1.0" in result.output
+
+
+def test_init_creates_node_and_refuses_twice(tmp_path: Path) -> None:
+    d = tmp_path / "node"
+    result = runner.invoke(app, ["init", "-d", str(d), "--prefix", "88.200.7"])
+    assert result.exit_code == 0, result.output
+    assert (d / "idnode.toml").exists()
+    assert (d / "admin_key.pem").stat().st_mode & 0o777 == 0o600
+    assert 'admin_handle = "0.NA/88.200.7"' in (d / "idnode.toml").read_text()
+    again = runner.invoke(app, ["init", "-d", str(d)])
+    assert again.exit_code == 1
+    assert "already initialised" in again.output
+
+
+def test_commands_on_missing_node_fail_clearly(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", "-d", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert "run `idnode init` first" in result.output
+
+
+def test_bad_prefix_is_refused(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["init", "-d", str(tmp_path / "n"), "--prefix", "a/b"])
+    assert result.exit_code == 1
+    assert "not a valid prefix" in result.output
+
+
+def test_demo_export_import_round_trip(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert runner.invoke(app, ["init", "-d", str(a)]).exit_code == 0
+    result = runner.invoke(app, ["demo", "-d", str(a), "--serials", "50"])
+    assert result.exit_code == 0, result.output
+    assert "demo loaded" in result.output
+    dump = tmp_path / "dump.jsonl"
+    assert runner.invoke(app, ["export", "-d", str(a), "-o", str(dump)]).exit_code == 0
+    lines = dump.read_text().splitlines()
+    handles = [json.loads(line)["handle"] for line in lines]
+    assert "88.100.1/PUMP-0050" in handles
+    assert "0.NA/88.100.1" in handles
+
+    by_prefix = runner.invoke(app, ["export", "-d", str(a), "--prefix", "88.100.1"])
+    prefixed = [json.loads(line)["handle"] for line in by_prefix.output.splitlines()]
+    assert prefixed == [h for h in handles if h.startswith("88.100.1/")]
+
+    assert runner.invoke(app, ["init", "-d", str(b), "--prefix", "88.100.1"]).exit_code == 0
+    result = runner.invoke(app, ["import", str(dump), "-d", str(b)])
+    assert result.exit_code == 0, result.output
+    # 0.NA/88.100.1 exists in b already (its own keys), so it is skipped, not overwritten.
+    assert f"{len(lines) - 1} written, 1 skipped" in result.output
+    dump_b = tmp_path / "dump_b.jsonl"
+    runner.invoke(app, ["export", "-d", str(b), "-o", str(dump_b)])
+    exported_b = {json.loads(x)["handle"]: x for x in dump_b.read_text().splitlines()}
+    for line in lines:
+        handle = json.loads(line)["handle"]
+        if handle != "0.NA/88.100.1":
+            assert exported_b[handle] == line  # byte-identical records
+
+
+def test_demo_if_empty_does_nothing_twice(tmp_path: Path) -> None:
+    runner.invoke(app, ["init", "-d", str(tmp_path)])
+    runner.invoke(app, ["demo", "-d", str(tmp_path), "--serials", "5"])
+    second = runner.invoke(app, ["demo", "-d", str(tmp_path), "--if-empty"])
+    assert second.exit_code == 0
+    assert "demo loaded" not in second.output
+
+
+def test_import_reports_bad_lines_and_keeps_good_ones(tmp_path: Path) -> None:
+    runner.invoke(app, ["init", "-d", str(tmp_path)])
+    src = tmp_path / "in.jsonl"
+    good = {"handle": "88.100.1/OK", "values": [{"index": 1, "type": "URL", "data": "http://ok"}]}
+    src.write_text(
+        "\n".join(
+            [
+                json.dumps(good),
+                "{not json",
+                json.dumps(
+                    {
+                        "handle": "88.100.1/DUP",
+                        "values": [{"index": 1, "type": "A"}, {"index": 1, "type": "B"}],
+                    }
+                ),
+                json.dumps({"handle": "no-slash", "values": []}),
+                json.dumps(
+                    {
+                        "handle": "88.100.1/BADDATA",
+                        "values": [
+                            {"index": 1, "type": "A", "data": {"format": "base64", "value": "!!"}}
+                        ],
+                    }
+                ),
+            ]
+        )
+        + "\n"
+    )
+    result = runner.invoke(app, ["import", str(src), "-d", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "1 written" in result.output
+    assert "line 2: bad JSON" in result.output
+    assert "line 3:" in result.output
+    assert "not unique" in result.output
+    assert "line 4:" in result.output
+    assert "line 5:" in result.output
+    assert "base64" in result.output
+
+
+def test_import_missing_file(tmp_path: Path) -> None:
+    runner.invoke(app, ["init", "-d", str(tmp_path)])
+    result = runner.invoke(app, ["import", str(tmp_path / "nope.jsonl"), "-d", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "no such file" in result.output
+
+
+def test_resolve_against_running_node(running_node: RunningNode) -> None:
+    server = f"127.0.0.1:{running_node.ports.handle}"
+    result = idnode("resolve", "88.100.1/PUMP-0007", "--server", server, "--json")
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["handle"] == "88.100.1/PUMP-0007"
+    assert body["values"][0]["data"]["value"].endswith("PUMP-0007")
+
+    table = idnode("resolve", "88.100.1/PUMP-0007", "--server", server)
+    assert table.returncode == 0
+    assert "serial-item" in table.stdout
+
+
+def test_resolve_not_found_exit_code(running_node: RunningNode) -> None:
+    server = f"127.0.0.1:{running_node.ports.handle}"
+    result = idnode("resolve", "88.100.1/NOPE", "--server", server)
+    assert result.returncode == 1
+    assert "handle not found (100)" in result.stderr
+
+
+def test_resolve_udp_only_reports_truncation(running_node: RunningNode) -> None:
+    server = f"127.0.0.1:{running_node.ports.handle}"
+    result = idnode("resolve", "88.100.1/BIG", "--server", server, "--transport", "udp")
+    assert result.returncode == 1
+    assert "truncated" in result.stderr
+
+
+def test_resolve_unreachable_server(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = idnode("resolve", "88.100.1/X", "--server", f"127.0.0.1:{port}", "--timeout", "0.5")
+    assert result.returncode == 1
+    assert "error:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        tcp.bind(("127.0.0.1", 0))
+        return int(tcp.getsockname()[1])
+
+
+@pytest.fixture
+def served_workers(demo_dir: Path) -> Iterator[tuple[int, int, int]]:
+    handle_port, http_port = _free_port(), _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "idnode.cli",
+            "serve",
+            "-d",
+            str(demo_dir),
+            "--workers",
+            "2",
+            "--handle-port",
+            str(handle_port),
+            "--http-port",
+            str(http_port),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    yield handle_port, http_port, proc.pid
+    proc.terminate()
+    proc.wait(20)
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    proc.stdout.close()
+    proc.stderr.close()
+
+
+def test_serve_with_two_workers_answers_on_all_transports(
+    served_workers: tuple[int, int, int],
+) -> None:
+    handle_port, http_port, server_pid = served_workers
+    workers = [pid for pid in _children(server_pid) if b"spawn_main" in _cmdline(pid)]
+    assert len(workers) == 2
+    for n in range(1, 41):
+        r = httpx.get(f"http://127.0.0.1:{http_port}/api/handles/88.100.1/PUMP-{n:04d}", timeout=5)
+        assert r.json()["responseCode"] == 1
+    for transport in ("udp", "tcp"):
+        result = idnode(
+            "resolve",
+            "88.100.1/PUMP-0001",
+            "--server",
+            f"127.0.0.1:{handle_port}",
+            "--transport",
+            transport,
+            "--json",
+        )
+        assert result.returncode == 0, result.stderr
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_serve_reports_busy_port(demo_dir: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = idnode(
+            "serve", "-d", str(demo_dir), "--handle-port", str(port), "--http-port", "0"
+        )
+    assert result.returncode == 1
+    assert f"cannot bind TCP 127.0.0.1:{port}" in result.stderr
