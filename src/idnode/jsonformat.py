@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
+import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from idnode.errors import InvalidValue, ProtocolError, RemoteProtocolError
@@ -166,22 +168,29 @@ _FROM_FORMAT: dict[str, Callable[[Any], bytes]] = {
 } | {fmt: dec for fmt, _, dec in _STRUCTURED.values()}
 
 
-def _data_to_json(value_type: str, data: bytes) -> JSON:
-    structured = _STRUCTURED.get(value_type.upper())
-    if structured is not None:
-        fmt, encode, decode = structured
-        try:
-            shown = encode(data)
-            if decode(shown) == data:
-                return {"format": fmt, "value": shown}
-        except (RemoteProtocolError, UnicodeDecodeError, ValueError):
-            pass
-    else:
-        try:
-            return {"format": "string", "value": data.decode("utf-8")}
-        except UnicodeDecodeError:
-            pass
+@functools.lru_cache(maxsize=4096)
+def _structured_to_json(value_type: str, data: bytes) -> JSON:
+    # Cached: a prefix's records mostly share the same HS_ADMIN (and keys), and the
+    # lossless check below decodes and re-encodes. Callers must not mutate the result.
+    structured = _STRUCTURED[value_type]
+    fmt, encode, decode = structured
+    try:
+        shown = encode(data)
+        if decode(shown) == data:
+            return {"format": fmt, "value": shown}
+    except (RemoteProtocolError, UnicodeDecodeError, ValueError):
+        pass
     return {"format": "base64", "value": base64.b64encode(data).decode()}
+
+
+def _data_to_json(value_type: str, data: bytes) -> JSON:
+    upper = value_type.upper()
+    if upper in _STRUCTURED:
+        return _structured_to_json(upper, data)
+    try:
+        return {"format": "string", "value": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"format": "base64", "value": base64.b64encode(data).decode()}
 
 
 def _data_from_json(data: Any) -> bytes:
@@ -200,7 +209,7 @@ def _data_from_json(data: Any) -> bytes:
 
 
 def _iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def _from_iso(text: str) -> int:

@@ -6,6 +6,8 @@ ASCII range only (``ä`` and ``Ä`` are different handles, ``a`` and ``A`` are n
 
 from __future__ import annotations
 
+import re
+
 from idnode.errors import InvalidHandle
 
 __all__ = [
@@ -17,6 +19,8 @@ __all__ = [
 ]
 
 MAX_HANDLE_BYTES = 2048
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -40,10 +44,10 @@ def validate_handle(handle: str) -> None:
         raise InvalidHandle(f"{handle[:80]!r} has an empty prefix or suffix")
     if len(handle.encode("utf-8")) > MAX_HANDLE_BYTES:
         raise InvalidHandle(f"handle is longer than {MAX_HANDLE_BYTES} bytes")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in handle):
+    if _CONTROL.search(handle):
         raise InvalidHandle("handle contains control characters")
 
 
 def validate_prefix(prefix: str) -> None:
-    if not prefix or "/" in prefix or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in prefix):
+    if not prefix or "/" in prefix or _CONTROL_OR_SPACE.search(prefix):
         raise InvalidHandle(f"{prefix[:80]!r} is not a valid prefix")

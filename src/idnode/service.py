@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from idnode.errors import HandleNotFound, NotResponsible, ValuesNotFound
-from idnode.handle.values import HandleValue
+from idnode.handle.encoded import EncodedValues
 from idnode.handle.valuetypes import SiteInfo
 from idnode.names import handle_key, split_handle, validate_handle, validate_prefix
 from idnode.storage.base import HandleRecord, Storage
@@ -77,14 +77,9 @@ class NodeService:
         record = self._storage.get(handle)
         if record is None:
             raise HandleNotFound(f"handle {handle} not found")
-        values = record.values
-        if not caller.authenticated:
-            values = tuple(v for v in values if v.public_read)
-        if indexes or types:
-            wanted = set(indexes)
-            values = tuple(
-                v for v in values if v.index in wanted or any(v.type_matches(t) for t in types)
-            )
+        values = EncodedValues.of(record.values).select(
+            public_only=not caller.authenticated, indexes=frozenset(indexes), types=types
+        )
         if not values:
             raise ValuesNotFound(f"handle {handle} has no values matching the request")
         return HandleRecord(record.handle, values)
@@ -133,7 +128,3 @@ class NodeService:
         if key == NA_PREFIX:
             return handle_key(suffix) in self._homed or key in self._homed
         return key in self._homed
-
-
-def public_values(values: Iterable[HandleValue]) -> tuple[HandleValue, ...]:
-    return tuple(v for v in values if v.public_read)

@@ -14,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass
+from typing import TypeVar
 
 from idnode.errors import LocalProtocolError, MessageTooLarge, RemoteProtocolError
 from idnode.handle.codes import DigestAlgorithm, EnvelopeFlag, OpCode, OpFlag, ResponseCode
+from idnode.handle.encoded import EncodedValues
 from idnode.handle.messages import (
     Body,
     ErrorResponse,
@@ -53,6 +55,7 @@ MAX_MESSAGE_LENGTH = 262_144
 MAX_UDP_PACKET = 512
 MAX_HANDLE_LENGTH = 2048
 
+_U32 = struct.Struct(">I")
 _ENVELOPE = struct.Struct(">BBBBIIII")
 _HEADER = struct.Struct(">IIIHBBII")
 _DIGEST_SIZES = {
@@ -93,9 +96,7 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
 
 def encode_message(msg: Message) -> bytes:
     body = b"" if isinstance(msg.body, Truncated) else _encode_body(msg)
-    credential = Writer()
-    credential.block(msg.credential)
-    cred = credential.getvalue()
+    cred = _U32.pack(len(msg.credential)) + msg.credential
     message_length = HEADER_SIZE + len(body) + len(cred)
     if message_length > MAX_MESSAGE_LENGTH:
         raise LocalProtocolError(f"message of {message_length} bytes is over the limit")
@@ -130,31 +131,39 @@ def encode_message(msg: Message) -> bytes:
 
 def decode_message(data: bytes | memoryview) -> Message:
     """Decode exactly one whole message (one UDP datagram or one TCP frame)."""
-    env = decode_envelope(data)
-    if env.flags & (EnvelopeFlag.COMPRESSED | EnvelopeFlag.ENCRYPTED):
+    size = len(data)
+    if size < ENVELOPE_SIZE:
+        raise RemoteProtocolError(f"message envelope needs 20 bytes, got {size}")
+    major, minor, flag_byte, sug_minor, session, request_id, seq, length = _ENVELOPE.unpack_from(
+        data
+    )
+    if length > MAX_MESSAGE_LENGTH:
+        raise MessageTooLarge(f"message length {length} is over the {MAX_MESSAGE_LENGTH} limit")
+    if flag_byte & _COMPRESSED_OR_ENCRYPTED:
         raise RemoteProtocolError("compressed or encrypted messages are not supported")
-    if len(data) != ENVELOPE_SIZE + env.message_length:
+    if size != ENVELOPE_SIZE + length:
         raise RemoteProtocolError(
-            f"envelope says {env.message_length} bytes follow, "
-            f"but {len(data) - ENVELOPE_SIZE} do (multi-packet messages are not supported)"
+            f"envelope says {length} bytes follow, but {size - ENVELOPE_SIZE} do "
+            "(multi-packet messages are not supported)"
         )
-    if env.message_length < HEADER_SIZE:
-        raise RemoteProtocolError(f"message of {env.message_length} bytes has no header")
-    r = Reader(data, ENVELOPE_SIZE)
-    opcode = OpCode(r.u32("opcode"))
-    response_code = ResponseCode(r.u32("response code"))
-    op_flags = OpFlag(r.u32("op flags"))
-    site_info_serial = r.u16("site info serial")
-    recursion_count = r.u8("recursion count")
-    r.u8("reserved")
-    expiration = r.u32("expiration")
-    body_length = r.u32("body length")
-    if body_length > r.remaining:
+    if length < HEADER_SIZE:
+        raise RemoteProtocolError(f"message of {length} bytes has no header")
+    raw_opcode, raw_code, raw_flags, serial, recursion, _, expiration, body_length = (
+        _HEADER.unpack_from(data, ENVELOPE_SIZE)
+    )
+    body_start = ENVELOPE_SIZE + HEADER_SIZE
+    if body_length > size - body_start:
         raise RemoteProtocolError(f"body length {body_length} exceeds the message")
-    version = env.version
-    with r.restrict_to(body_length, "message body"):
-        body = _decode_body(r, body_length, env, opcode, response_code, op_flags)
+    opcode = _lookup(_OPCODES, OpCode, raw_opcode)
+    response_code = _lookup(_RESPONSE_CODES, ResponseCode, raw_code)
+    op_flags = _lookup(_OP_FLAGS, OpFlag, raw_flags)
+    envelope_flags = _lookup(_ENVELOPE_FLAGS, EnvelopeFlag, flag_byte & 0xE0)
+    version = (major, minor)
+    r = Reader(data, body_start, body_start + body_length)
+    body = _decode_body(r, body_length, version, envelope_flags, opcode, response_code, op_flags)
+    r.expect_end("message body")
     # The credential is mandatory per RFC 3652, but some old clients leave it off.
+    r = Reader(data, body_start + body_length)
     credential = r.block("credential") if r.remaining else b""
     r.expect_end("message")
     return Message(
@@ -162,17 +171,42 @@ def decode_message(data: bytes | memoryview) -> Message:
         body=body,
         response_code=response_code,
         op_flags=op_flags,
-        request_id=env.request_id,
-        session_id=env.session_id,
+        request_id=request_id,
+        session_id=session,
         version=version,
-        suggested_version=env.suggested_version,
-        envelope_flags=env.flags,
-        site_info_serial=site_info_serial,
-        recursion_count=recursion_count,
+        suggested_version=(flag_byte & 0x03 or major, sug_minor),
+        envelope_flags=envelope_flags,
+        site_info_serial=serial,
+        recursion_count=recursion,
         expiration=expiration,
-        sequence=env.sequence,
+        sequence=seq,
         credential=credential,
     )
+
+
+# Converting a wire integer to an enum member costs a microsecond; a dict lookup
+# does not. Flag combinations are cached as they are seen, up to a bound, so that
+# hostile input cannot grow the cache.
+_OPCODES: dict[int, OpCode] = {int(m): m for m in OpCode}
+_RESPONSE_CODES: dict[int, ResponseCode] = {int(m): m for m in ResponseCode}
+_OP_FLAGS: dict[int, OpFlag] = {0: OpFlag.NONE}
+_ENVELOPE_FLAGS: dict[int, EnvelopeFlag] = {0: EnvelopeFlag.NONE}
+_COMPRESSED_OR_ENCRYPTED = int(EnvelopeFlag.COMPRESSED | EnvelopeFlag.ENCRYPTED)
+_TRUNCATED = int(EnvelopeFlag.TRUNCATED)
+_RETURN_DIGEST = int(OpFlag.RETURN_REQUEST_DIGEST)
+_CACHE_BOUND = 256
+
+
+_E = TypeVar("_E", OpCode, ResponseCode, OpFlag, EnvelopeFlag)
+
+
+def _lookup(cache: dict[int, _E], kind: type[_E], raw: int) -> _E:
+    member = cache.get(raw)
+    if member is None:
+        member = kind(raw)
+        if len(cache) < _CACHE_BOUND:
+            cache[raw] = member
+    return member
 
 
 def digest_request(request: bytes | memoryview, version: tuple[int, int]) -> RequestDigest:
@@ -197,6 +231,12 @@ def digest_request(request: bytes | memoryview, version: tuple[int, int]) -> Req
 
 def _encode_body(msg: Message) -> bytes:
     body = msg.body
+    # The answer to a resolution is the hot path: joined directly, no Writer.
+    if type(body) is ResolutionResponse and body.request_digest is None:
+        values = body.values
+        if isinstance(values, EncodedValues) and not int(msg.op_flags) & _RETURN_DIGEST:
+            name = body.handle.encode("utf-8")
+            return _U32.pack(len(name)) + name + values.wire
     w = Writer()
     match body:
         case ResolutionRequest(handle, indexes, types):
@@ -209,7 +249,10 @@ def _encode_body(msg: Message) -> bytes:
         case ResolutionResponse(handle, values, digest):
             _write_digest(w, msg, digest)
             w.string(handle)
-            write_values(w, values)
+            if isinstance(values, EncodedValues):
+                w.raw(values.wire)
+            else:
+                write_values(w, values)
         case SiteInfoResponse(site, digest):
             _write_digest(w, msg, digest)
             w.raw(site.to_bytes())
@@ -254,17 +297,18 @@ def _check_handle(handle: str) -> None:
 def _decode_body(
     r: Reader,
     body_length: int,
-    env: Envelope,
+    version: tuple[int, int],
+    envelope_flags: EnvelopeFlag,
     opcode: OpCode,
     response_code: ResponseCode,
     op_flags: OpFlag,
 ) -> Body:
-    if env.flags & EnvelopeFlag.TRUNCATED:
+    if int(envelope_flags) & _TRUNCATED:
         r.raw(body_length, "truncated body")
         return Truncated()
     if response_code == ResponseCode.RESERVED:
         return _decode_request_body(r, body_length, opcode)
-    digest = _read_digest(r, env.version) if op_flags & OpFlag.RETURN_REQUEST_DIGEST else None
+    digest = _read_digest(r, version) if int(op_flags) & _RETURN_DIGEST else None
     if response_code == ResponseCode.SUCCESS:
         if opcode == OpCode.RESOLUTION:
             handle = r.string("handle")

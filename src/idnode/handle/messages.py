@@ -6,6 +6,7 @@ and back; nothing here knows about sockets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from idnode.handle.codes import DigestAlgorithm, EnvelopeFlag, OpCode, OpFlag, ResponseCode
@@ -50,7 +51,7 @@ class ResolutionRequest:
 @dataclass(frozen=True, slots=True)
 class ResolutionResponse:
     handle: str
-    values: tuple[HandleValue, ...]
+    values: Sequence[HandleValue]
     request_digest: RequestDigest | None = None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ __all__ = [
     "ValueReference",
     "read_value",
     "read_values",
+    "type_matches",
     "write_value",
     "write_values",
 ]
@@ -38,7 +40,7 @@ class Permission(enum.IntFlag):
 
     def bit_string(self) -> str:
         """Handle.Net's four-character form, admin read first: ``1110`` for the default."""
-        return "".join("1" if self & bit else "0" for bit in _BIT_ORDER)
+        return format(int(self) & 0xF, "04b")
 
     @classmethod
     def from_bit_string(cls, text: str) -> Permission:
@@ -85,6 +87,9 @@ class HandleValue:
     permissions: Permission = DEFAULT_PERMISSIONS
     timestamp: int = 0
     references: tuple[ValueReference, ...] = field(default=())
+    # The value's own wire bytes when it was decoded from them: re-encoding a value read
+    # from storage is then a copy. Not an init field, so dataclasses.replace() drops it.
+    _wire: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.index <= 0xFFFFFFFF:
@@ -102,20 +107,29 @@ class HandleValue:
         return bool(self.permissions & Permission.PUBLIC_READ)
 
     def type_matches(self, wanted: str) -> bool:
-        """Handle.Net's type filter: case-insensitive; a trailing dot selects subtypes."""
-        if wanted.endswith("."):
-            return self.type.upper().startswith(wanted.upper()) or (
-                self.type.upper() == wanted[:-1].upper()
-            )
-        return self.type.upper() == wanted.upper()
+        return type_matches(self.type, wanted)
+
+
+def type_matches(value_type: str, wanted: str) -> bool:
+    """Handle.Net's type filter: case-insensitive; a trailing dot selects subtypes."""
+    have, want = value_type.upper(), wanted.upper()
+    if want.endswith("."):
+        return have.startswith(want) or have == want[:-1]
+    return have == want
+
+
+_HEAD = struct.Struct(">IIBiB")  # index, timestamp, TTL type, TTL, permissions
+_PERMISSIONS = tuple(Permission(i) for i in range(256))
+_TTL_TYPES = (TTLType.RELATIVE, TTLType.ABSOLUTE)
 
 
 def write_value(w: Writer, value: HandleValue) -> None:
-    w.u32(value.index)
-    w.u32(value.timestamp)
-    w.u8(value.ttl_type)
-    w.i32(value.ttl)
-    w.u8(value.permissions)
+    if value._wire is not None:
+        w.raw(value._wire)
+        return
+    w.raw(
+        _HEAD.pack(value.index, value.timestamp, value.ttl_type, value.ttl, int(value.permissions))
+    )
     w.string(value.type)
     w.block(value.data)
     w.u32(len(value.references))
@@ -125,31 +139,38 @@ def write_value(w: Writer, value: HandleValue) -> None:
 
 
 def read_value(r: Reader) -> HandleValue:
-    index = r.u32("value index")
-    timestamp = r.u32("value timestamp")
-    ttl_type_raw = r.u8("TTL type")
-    ttl = r.i32("TTL")
-    permissions = r.u8("permissions")
-    vtype = r.string("value type")
+    start = r.position
+    index, timestamp, ttl_type_raw, ttl, permissions = r.unpack(_HEAD, "value header")
+    try:
+        vtype = r.block("value type").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RemoteProtocolError("value type is not valid UTF-8") from exc
     data = r.block("value data")
-    refs = tuple(
-        ValueReference(r.string("reference handle"), r.u32("reference index"))
-        for _ in range(r.count(8, "value references"))
+    nrefs = r.count(8, "value references")
+    refs = (
+        tuple(
+            ValueReference(r.string("reference handle"), r.u32("reference index"))
+            for _ in range(nrefs)
+        )
+        if nrefs
+        else ()
     )
-    if ttl_type_raw not in (0, 1):
+    if ttl_type_raw > 1:
         raise RemoteProtocolError(f"TTL type must be 0 or 1, got {ttl_type_raw}")
     if index == 0:
         raise RemoteProtocolError("value index 0 is not allowed")
-    return HandleValue(
-        index=index,
-        type=vtype,
-        data=data,
-        ttl=ttl,
-        ttl_type=TTLType(ttl_type_raw),
-        permissions=Permission(permissions),
-        timestamp=timestamp,
-        references=refs,
+    value = HandleValue(
+        index,
+        vtype,
+        data,
+        ttl,
+        _TTL_TYPES[ttl_type_raw],
+        _PERMISSIONS[permissions],
+        timestamp,
+        refs,
     )
+    object.__setattr__(value, "_wire", r.since(start))
+    return value
 
 
 def write_values(w: Writer, values: Sequence[HandleValue]) -> None:

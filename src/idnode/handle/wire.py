@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from idnode.errors import LocalProtocolError, RemoteProtocolError
 
@@ -67,9 +68,27 @@ class Reader:
         start = self._take(size, what)
         return bytes(self._data[start : start + size])
 
+    def unpack(self, fmt: struct.Struct, what: str) -> tuple[Any, ...]:
+        """Several fixed-size fields at once (the hot paths read headers this way)."""
+        return fmt.unpack_from(self._data, self._take(fmt.size, what))
+
+    def since(self, start: int) -> bytes:
+        """The bytes read from ``start`` up to the current position."""
+        return bytes(self._data[start : self._pos])
+
     def block(self, what: str = "byte block") -> bytes:
         """A 4-byte length, then that many bytes."""
-        return self.raw(self.u32(f"length of {what}"), what)
+        # Written out rather than composed from u32() and raw(): this runs for every
+        # string and byte block of every value, and the calls were most of its cost.
+        pos, end = self._pos, self._end
+        if end - pos < 4:
+            raise RemoteProtocolError(f"length of {what} needs 4 bytes but {end - pos} remain")
+        size = _U32.unpack_from(self._data, pos)[0]
+        start = pos + 4
+        if size > end - start:
+            raise RemoteProtocolError(f"{what} needs {size} bytes but only {end - start} remain")
+        self._pos = start + size
+        return bytes(self._data[start : start + size])
 
     def string(self, what: str = "string") -> str:
         data = self.block(what)

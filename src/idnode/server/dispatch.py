@@ -46,6 +46,8 @@ _ECHOED_FLAGS = OpFlag.RETURN_REQUEST_DIGEST | OpFlag.PUBLIC_ONLY | OpFlag.CERTI
 # How long a client may treat a response as fresh (header expiration field).
 _RESPONSE_LIFETIME = 43_200
 _REPLY_FIELDS = struct.Struct(">BBBBII")
+_RETURN_DIGEST = int(OpFlag.RETURN_REQUEST_DIGEST)
+_ECHOED_INT = int(_ECHOED_FLAGS)
 
 
 class Dispatcher:
@@ -59,6 +61,7 @@ class Dispatcher:
         self._service = service
         self._udp_max = udp_max_response
         self._clock = clock
+        self._reply_flags: dict[int, OpFlag] = {}
 
     def handle(self, data: bytes, *, udp: bool) -> bytes | None:
         """The reply to one request message, or None when no reply should be sent."""
@@ -94,9 +97,10 @@ class Dispatcher:
 
     def _reply(self, request: Message, raw: bytes, code: ResponseCode, body: Body) -> bytes:
         version = min(request.version, PROTOCOL_VERSION)
-        flags = (request.op_flags & _ECHOED_FLAGS) | OpFlag.AUTHORITATIVE
-        wants_digest = bool(flags & OpFlag.RETURN_REQUEST_DIGEST)
-        if wants_digest and isinstance(body, ResolutionResponse | SiteInfoResponse | ErrorResponse):
+        flags = self._flags_for(request.op_flags)
+        if int(flags) & _RETURN_DIGEST and isinstance(
+            body, ResolutionResponse | SiteInfoResponse | ErrorResponse
+        ):
             body = dataclasses.replace(body, request_digest=digest_request(raw, version))
         return encode_message(
             Message(
@@ -111,6 +115,15 @@ class Dispatcher:
                 expiration=int(self._clock()) + _RESPONSE_LIFETIME,
             )
         )
+
+    def _flags_for(self, request_flags: OpFlag) -> OpFlag:
+        # Flag arithmetic on IntFlag members is slow; there are only a few combinations.
+        echoed = int(request_flags) & _ECHOED_INT
+        flags = self._reply_flags.get(echoed)
+        if flags is None:
+            flags = OpFlag(echoed) | OpFlag.AUTHORITATIVE
+            self._reply_flags[echoed] = flags  # at most 2**3 keys: the echoed bits
+        return flags
 
     def _reply_to_garbage(self, data: bytes, exc: ProtocolError) -> bytes | None:
         # Read just enough to address a reply; the lengths need not be trustworthy.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -161,7 +162,7 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
     return problem(MethodNotAllowed(f"{request.method} is not supported on {request.url.path}"))
 
 
-def _redirect_target(values: tuple[HandleValue, ...]) -> str | None:
+def _redirect_target(values: Sequence[HandleValue]) -> str | None:
     """The first URL value by index, if it is a URL a browser may safely be sent to."""
     for value in sorted(values, key=lambda v: v.index):
         if value.type.upper() != "URL":
@@ -175,7 +176,7 @@ def _redirect_target(values: tuple[HandleValue, ...]) -> str | None:
     return None
 
 
-def _values_table(values: tuple[HandleValue, ...]) -> str:
+def _values_table(values: Sequence[HandleValue]) -> str:
     rows = []
     for value in values:
         shown_json = value_to_json(value)

@@ -125,6 +125,8 @@ async def serve(
             access_log=False,
             log_level=config.log_level.lower(),
             server_header=False,
+            # X-Forwarded-* from anyone would let clients forge their address.
+            proxy_headers=False,
         )
     )
     stop = stop or asyncio.Event()

@@ -9,7 +9,7 @@ runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,10 +20,14 @@ __all__ = ["HandleRecord", "Storage"]
 
 @dataclass(frozen=True, slots=True)
 class HandleRecord:
-    """A handle as registered (original case kept) with all its values."""
+    """A handle as registered (original case kept) with all its values.
+
+    Backends may return the values as :class:`~idnode.handle.encoded.EncodedValues`
+    (still in wire layout) or as any other sequence.
+    """
 
     handle: str
-    values: tuple[HandleValue, ...]
+    values: Sequence[HandleValue]
 
 
 class Storage(Protocol):

@@ -1,0 +1,245 @@
+"""Resolution benchmark: throughput and latency over UDP, TCP and HTTP (``make bench``).
+
+Builds (once) a node holding 1,000,000 identifiers, serves it with ``idnode serve``
+in its own processes, and drives it with load generator processes on the same machine:
+
+1. peak: each client keeps a window of requests in flight for the whole run;
+2. half load: clients send at half the peak rate, and latency is measured from each
+   request's scheduled send time (so queueing is not hidden);
+3. memory: resident set size of every server worker after the runs.
+
+Prints a table and, with ``--write-docs``, records it in docs/performance.md between
+the BENCH markers, with the machine described.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench.dataset import ensure_dataset
+from bench.loadgen import Job, Result, run
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "performance.md"
+BEGIN, END = "<!-- BENCH:resolve:begin -->", "<!-- BENCH:resolve:end -->"
+
+
+@dataclass
+class Row:
+    transport: str
+    peak: float
+    half_rate: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    lost: int
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_server(data_dir: Path, workers: int) -> tuple[subprocess.Popen[bytes], int, int]:
+    handle_port, http_port = _free_port(), _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "idnode.cli",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--workers",
+            str(workers),
+            "--handle-port",
+            str(handle_port),
+            "--http-port",
+            str(http_port),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=1)
+        except httpx.TransportError:
+            time.sleep(0.2)
+        else:
+            return proc, handle_port, http_port
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _rss_mb(pid: int) -> tuple[float, float]:
+    """(private, file-backed) resident MB: the mapped database pages are shared page cache."""
+    status = Path(f"/proc/{pid}/status").read_text()
+
+    def field(name: str) -> float:
+        match = re.search(rf"{name}:\s+(\d+) kB", status)
+        return int(match.group(1)) / 1024 if match else 0.0
+
+    return field("RssAnon"), field("RssFile") + field("RssShmem")
+
+
+def _drive(jobs: list[Job]) -> list[Result]:
+    with ProcessPoolExecutor(len(jobs)) as pool:
+        return list(pool.map(run, jobs))
+
+
+def _measure(transport: str, port: int, args: argparse.Namespace) -> Row:
+    def jobs(mode: str, rate: float = 0.0) -> list[Job]:
+        return [
+            Job(
+                transport,
+                "127.0.0.1",
+                port,
+                args.count,
+                args.duration,
+                mode,
+                window=args.http_connections if transport == "http" else args.window,
+                rate=rate / args.clients,
+                seed=i,
+            )
+            for i in range(args.clients)
+        ]
+
+    _drive([Job(transport, "127.0.0.1", port, args.count, 1.0, seed=99)])  # warm-up
+    peak_results = _drive(jobs("closed"))
+    peak = sum(r.completed / r.elapsed for r in peak_results)
+    half = _drive(jobs("open", peak / 2))
+    latencies = sorted(x for r in half for x in r.latencies)
+    p50 = statistics.median(latencies) * 1000 if latencies else float("nan")
+    p99 = latencies[int(len(latencies) * 0.99)] * 1000 if latencies else float("nan")
+    return Row(
+        transport,
+        peak,
+        sum(r.completed / r.elapsed for r in half),
+        p50,
+        p99,
+        sum(r.errors for r in peak_results + half),
+        sum(r.lost for r in peak_results + half),
+    )
+
+
+def _machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()[1]
+    return (
+        f"{os.cpu_count()} x {cpu}, {int(mem) // 1024 // 1024} GiB RAM, "
+        f"Linux {platform.release()}, Python {platform.python_version()}"
+    )
+
+
+def _table(rows: list[Row], rss: list[tuple[float, float]], args: argparse.Namespace) -> str:
+    lines = [
+        f"Machine: {_machine()}.  ",
+        f"Node: {args.count:,} identifiers in SQLite, `idnode serve --workers {args.workers}`; "
+        f"load: {args.clients} generator processes on the same machine, "
+        f"{args.duration:.0f} s per run.",
+        "",
+        "| transport | peak (resolutions/s) | half load (req/s) | p50 at half load | "
+        "p99 at half load | errors | lost |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.transport} | {r.peak:,.0f} | {r.half_rate:,.0f} | {r.p50_ms:.2f} ms | "
+            f"{r.p99_ms:.2f} ms | {r.errors} | {r.lost} |"
+        )
+    private = ", ".join(f"{anon:.0f} MB" for anon, _ in rss)
+    mapped = max(file for _, file in rss)
+    lines += [
+        "",
+        f"Resident memory per worker after the runs: {private} private (heap, code, "
+        f"caches); the database file is memory-mapped for reads and up to {mapped:.0f} MB of "
+        "its pages are resident per worker as shared, reclaimable page cache.",
+    ]
+    return "\n".join(lines)
+
+
+def _write_docs(table: str) -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{DOCS} lacks the {BEGIN} / {END} markers")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    stamp = time.strftime("%Y-%m-%d")
+    DOCS.write_text(f"{head}{BEGIN}\nMeasured {stamp}.\n\n{table}\n{END}{tail}", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=1_000_000, help="identifiers in the node")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--clients", type=int, default=2, help="load generator processes")
+    parser.add_argument("--window", type=int, default=64, help="UDP/TCP requests in flight")
+    parser.add_argument("--http-connections", type=int, default=16, help="per client")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
+    parser.add_argument("--transports", default="udp,tcp,http")
+    parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
+    args = parser.parse_args()
+
+    data_dir = ensure_dataset(args.count)
+    proc, handle_port, http_port = _start_server(data_dir, args.workers)
+    rows = []
+    try:
+        for transport in args.transports.split(","):
+            port = http_port if transport == "http" else handle_port
+            print(f"measuring {transport} ...", file=sys.stderr)
+            rows.append(_measure(transport, port, args))
+        workers = _children(proc.pid) or [proc.pid]
+        rss = [_rss_mb(pid) for pid in workers if b"spawn_main" in _cmdline(pid)] or [
+            _rss_mb(proc.pid)
+        ]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    table = _table(rows, rss, args)
+    print(table)
+    if args.write_docs:
+        _write_docs(table)
+        print(f"\nwritten to {DOCS.relative_to(ROOT)}", file=sys.stderr)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+if __name__ == "__main__":
+    main()
