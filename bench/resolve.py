@@ -31,6 +31,7 @@ import httpx
 
 from bench.dataset import ensure_dataset
 from bench.loadgen import Job, Result, run
+from bench.procfs import spawned_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "performance.md"
@@ -85,18 +86,6 @@ def _start_server(data_dir: Path, workers: int) -> tuple[subprocess.Popen[bytes]
             return proc, handle_port, http_port
     proc.kill()
     raise SystemExit("server did not start")
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
 
 
 def _rss_mb(pid: int) -> tuple[float, float]:
@@ -220,10 +209,7 @@ def main() -> None:
             port = http_port if transport == "http" else handle_port
             print(f"measuring {transport} ...", file=sys.stderr)
             rows.append(_measure(transport, port, args))
-        workers = _children(proc.pid) or [proc.pid]
-        rss = [_rss_mb(pid) for pid in workers if b"spawn_main" in _cmdline(pid)] or [
-            _rss_mb(proc.pid)
-        ]
+        rss = [_rss_mb(pid) for pid in spawned_workers(proc.pid) or [proc.pid]]
     finally:
         proc.terminate()
         proc.wait(30)
@@ -232,13 +218,6 @@ def main() -> None:
     if args.write_docs:
         _write_docs(table)
         print(f"\nwritten to {DOCS.relative_to(ROOT)}", file=sys.stderr)
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from bench.procfs import spawned_workers
 from typer.testing import CliRunner
 
 from idnode.cli import app
@@ -234,8 +235,7 @@ def test_serve_with_two_workers_answers_on_all_transports(
     served_workers: tuple[int, int, int],
 ) -> None:
     handle_port, http_port, server_pid = served_workers
-    workers = [pid for pid in _children(server_pid) if b"spawn_main" in _cmdline(pid)]
-    assert len(workers) == 2
+    assert len(spawned_workers(server_pid)) == 2
     for n in range(1, 41):
         r = httpx.get(f"http://127.0.0.1:{http_port}/api/handles/88.100.1/PUMP-{n:04d}", timeout=5)
         assert r.json()["responseCode"] == 1
@@ -250,25 +250,6 @@ def test_serve_with_two_workers_answers_on_all_transports(
             "--json",
         )
         assert result.returncode == 0, result.stderr
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
 
 
 def test_serve_reports_busy_port(demo_dir: Path) -> None:

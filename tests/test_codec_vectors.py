@@ -20,16 +20,7 @@ from idnode.handle.messages import (
     Truncated,
 )
 from idnode.handle.values import HandleValue, Permission, TTLType, ValueReference
-
-
-def h(text: str) -> bytes:
-    return bytes.fromhex("".join(text.split()))
-
-
-def string(text: str) -> bytes:
-    data = text.encode()
-    return len(data).to_bytes(4, "big") + data
-
+from tests.wirebytes import h, string
 
 HANDLE = "88.100.1/PUMP-0001"
 

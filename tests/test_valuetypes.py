@@ -25,14 +25,7 @@ from idnode.handle.valuetypes import (
     parse_data,
     parse_public_key,
 )
-
-
-def h(text: str) -> bytes:
-    return bytes.fromhex("".join(text.split()))
-
-
-def string(text: str) -> bytes:
-    return len(text.encode()).to_bytes(4, "big") + text.encode()
+from tests.wirebytes import h, string
 
 
 def test_hs_admin_layout() -> None:

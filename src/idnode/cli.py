@@ -169,7 +169,8 @@ def resolve(
         return
     table = Table(title=record.handle, title_justify="left")
     for column in ("index", "type", "data", "ttl", "permissions"):
-        table.add_column(column)
+        # Data is folded, never cut with an ellipsis: a truncated URL is useless.
+        table.add_column(column, overflow="fold")
     for value in record.values:
         shown = value_to_json(value)["data"]["value"]
         table.add_row(
