@@ -12,6 +12,7 @@ time, so a stalled server shows up in the latency instead of hiding it.
 
 from __future__ import annotations
 
+import collections
 import random
 import selectors
 import socket
@@ -27,6 +28,7 @@ from idnode.handle.messages import Message, ResolutionRequest
 
 _RID = struct.Struct(">I")
 _POOL = 4096
+_UDP_SOCKETS = 8
 
 
 @dataclass
@@ -108,44 +110,58 @@ def _run_udp(job: Job) -> Result:
     pool = _handle_requests(job)
     result = Result()
     sent_at: dict[int, float] = {}
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    # Several source ports, as many real clients would have: SO_REUSEPORT spreads
+    # datagrams over the server's workers by a hash of the source address and port.
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(_UDP_SOCKETS)]
+    sel = selectors.DefaultSelector()
+    for sock in socks:
         sock.connect((job.host, job.port))
-        start = time.perf_counter()
-        deadline = start + job.duration
-        schedule = _Schedule(job, start)
-        rid = 0
-        while True:
-            now = time.perf_counter()
-            if now >= deadline:
-                break
-            while len(sent_at) < job.window and (at := schedule.due(now)) is not None:
-                rid += 1
-                msg = pool[rid % _POOL]
-                _RID.pack_into(msg, 8, rid)
-                sock.send(msg)
-                sent_at[rid] = at
-            wait = 0.2 if not schedule.open else max(0.0, min(0.2, schedule.next - now))
-            sock.settimeout(wait if wait > 0 else 0.0001)
+        sock.setblocking(False)
+        sel.register(sock, selectors.EVENT_READ)
+    start = time.perf_counter()
+    deadline = start + job.duration
+    schedule = _Schedule(job, start)
+    rid = 0
+    quiet_since = start
+    while True:
+        now = time.perf_counter()
+        if now >= deadline:
+            break
+        while len(sent_at) < job.window and (at := schedule.due(now)) is not None:
+            rid += 1
+            msg = pool[rid % _POOL]
+            _RID.pack_into(msg, 8, rid)
+            socks[rid % _UDP_SOCKETS].send(msg)
+            sent_at[rid] = at
+        full = len(sent_at) >= job.window
+        wait = 0.2 if not schedule.open or full else max(0.0, min(0.2, schedule.next - now))
+        ready = sel.select(wait)
+        if not ready:
+            if time.perf_counter() - quiet_since > 0.5:
+                # Nothing came back for a while: what is outstanding was lost.
+                cutoff = time.perf_counter() - 0.5
+                stale = [k for k, t in sent_at.items() if t < cutoff]
+                for k in stale:
+                    del sent_at[k]
+                result.lost += len(stale)
+            continue
+        quiet_since = time.perf_counter()
+        for key, _ in ready:
             try:
-                data = sock.recv(4096)
-            except (TimeoutError, BlockingIOError):
-                if not schedule.open or time.perf_counter() - now > 0.15:
-                    # Nothing came back in a while: count what is outstanding as lost.
-                    stale = [k for k, t in sent_at.items() if time.perf_counter() - t > 0.5]
-                    for k in stale:
-                        del sent_at[k]
-                    result.lost += len(stale)
+                data = key.fileobj.recv(4096)  # type: ignore[union-attr]
+            except BlockingIOError:
                 continue
-            got = _RID.unpack_from(data, 8)[0]
-            at = sent_at.pop(got, None)
+            at = sent_at.pop(_RID.unpack_from(data, 8)[0], None)
             if at is None:
                 continue
-            done = time.perf_counter()
             result.completed += 1
-            result.latencies.append(done - at)
+            result.latencies.append(quiet_since - at)
             if _RID.unpack_from(data, 24)[0] != 1:
                 result.errors += 1
-        result.elapsed = time.perf_counter() - start
+    result.elapsed = time.perf_counter() - start
+    sel.close()
+    for sock in socks:
+        sock.close()
     return result
 
 
@@ -172,7 +188,8 @@ def _run_tcp(job: Job) -> Result:
                 sent_at[rid] = at
             if out:
                 sock.sendall(b"".join(out))
-            wait = 1.0 if not schedule.open else max(0.0001, schedule.next - now)
+            full = len(sent_at) >= job.window
+            wait = 1.0 if not schedule.open or full else max(0.0001, schedule.next - now)
             if not sent_at:
                 time.sleep(wait)
                 continue
@@ -226,19 +243,22 @@ def _take_response(conn: _HTTPConn) -> int | None:
     return status
 
 
+def _connect(job: Job, sel: selectors.BaseSelector) -> _HTTPConn:
+    sock = socket.create_connection((job.host, job.port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setblocking(False)
+    conn = _HTTPConn(sock)
+    sel.register(sock, selectors.EVENT_READ, conn)
+    return conn
+
+
 def _run_http(job: Job) -> Result:
     pool = _http_requests(job)
     result = Result()
     sel = selectors.DefaultSelector()
-    conns = []
-    for _ in range(job.window):
-        sock = socket.create_connection((job.host, job.port))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setblocking(False)
-        conn = _HTTPConn(sock)
-        conns.append(conn)
-        sel.register(sock, selectors.EVENT_READ, conn)
-    idle = list(conns)
+    conns = [_connect(job, sel) for _ in range(job.window)]
+    # Used in turn (FIFO), so that no connection idles into the server's keep-alive timeout.
+    idle = collections.deque(conns)
     start = time.perf_counter()
     deadline = start + job.duration
     schedule = _Schedule(job, start)
@@ -248,16 +268,28 @@ def _run_http(job: Job) -> Result:
         if now >= deadline:
             break
         while idle and (at := schedule.due(now)) is not None:
-            conn = idle.pop()
+            conn = idle.popleft()
             n += 1
             conn.sock.send(pool[n % _POOL])
             conn.sent_at = at
-        timeout = 0.5 if not schedule.open else max(0.0, schedule.next - now)
+        # With every connection busy nothing can be sent: block until a reply comes
+        # rather than spin, which would take the CPU the server needs.
+        timeout = 0.5 if not schedule.open or not idle else max(0.0, schedule.next - now)
         for key, _ in sel.select(timeout):
             conn = key.data
             chunk = conn.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("server closed an HTTP connection")
+            if not chunk:  # the server closed it (keep-alive timeout): reconnect
+                sel.unregister(conn.sock)
+                conn.sock.close()
+                if conn.sent_at is not None:
+                    result.lost += 1
+                else:
+                    idle.remove(conn)
+                conns.remove(conn)
+                fresh = _connect(job, sel)
+                conns.append(fresh)
+                idle.append(fresh)
+                continue
             conn.buf += chunk
             status = _take_response(conn)
             if status is None or conn.sent_at is None:

@@ -163,8 +163,14 @@ def _run(config: Config, reuse_port: bool, started: Callable[[BoundPorts], None]
         uvloop.run(serve(config, reuse_port=reuse_port, started=started))
 
 
+def _configure_logging(config: Config) -> None:
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+
+
 def _worker(config: Config) -> None:
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(message)s")
+    _configure_logging(config)
     with suppress(KeyboardInterrupt):
         _run(config, True, None)
 
@@ -178,6 +184,7 @@ def serve_forever(config: Config, announce: Callable[[str], None] = print) -> No
             f"HTTP http://{config.host}:{ports.http}/ (workers: {config.workers})"
         )
 
+    _configure_logging(config)
     if config.workers == 1:
         _run(config, False, started)
         return
