@@ -27,9 +27,40 @@ settings.register_profile(
 )
 settings.load_profile("idnode")
 
+POSTGRES_URL = os.environ.get("IDNODE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_admin(sql: str) -> None:
+    import psycopg
+
+    try:
+        with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(sql)
+    except psycopg.OperationalError as exc:
+        require_service("PostgreSQL", f"cannot connect to {POSTGRES_URL}: {exc}")
+
+
+@pytest.fixture
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    """A URL whose connections use a fresh schema of their own: tests never share tables."""
+    name = f"idnode_test_{tmp_path.name.lower()}"
+    _postgres_admin(f'DROP SCHEMA IF EXISTS "{name}" CASCADE; CREATE SCHEMA "{name}"')
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{name}"
+    _postgres_admin(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def _postgres(request: pytest.FixtureRequest, tmp: Path) -> Storage:
+    from idnode.storage.postgres import PostgresStorage
+
+    url: str = request.getfixturevalue("postgres_url")
+    return PostgresStorage(url)
+
+
 # One factory per backend; every contract test runs against each.
-STORAGE_FACTORIES: dict[str, Callable[[Path], Storage]] = {
-    "sqlite": lambda tmp: SQLiteStorage(tmp / "contract.db"),
+STORAGE_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], Storage]] = {
+    "sqlite": lambda request, tmp: SQLiteStorage(tmp / "contract.db"),
+    "postgresql": _postgres,
 }
 
 
@@ -42,7 +73,7 @@ def require_service(name: str, reason: str) -> None:
 
 @pytest.fixture(params=sorted(STORAGE_FACTORIES))
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    backend = STORAGE_FACTORIES[request.param](tmp_path)
+    backend = STORAGE_FACTORIES[request.param](request, tmp_path)
     yield backend
     backend.close()
 

@@ -25,7 +25,7 @@ from idnode.errors import IdnodeError
 from idnode.handle.codes import ResponseCode
 from idnode.handle.messages import ErrorResponse, ResolutionResponse
 from idnode.jsonformat import record_from_json, record_to_json, value_to_json
-from idnode.node import Node, init_node, open_node
+from idnode.node import Node, init_node, migrate_node, open_node
 from idnode.storage.base import HandleRecord
 
 app = typer.Typer(
@@ -285,6 +285,32 @@ def demo(
     out.print(
         f"demo loaded: {written} identifiers under {DEMO_PREFIX}, e.g. {DEMO_PREFIX}/PUMP-0001"
     )
+
+
+@app.command()
+def migrate(
+    to: Annotated[str, typer.Option("--to", help="Database URL to copy into (must be empty).")],
+    data_dir: DataDir = Path(".idnode"),
+    switch: Annotated[
+        bool, typer.Option(help="Make the node use the new database afterwards.")
+    ] = False,
+) -> None:
+    """Copy the node's database to another (SQLite <-> PostgreSQL), verified by checksum."""
+    config = _config(data_dir)
+    try:
+        with _progress() as progress:
+            task = progress.add_task("copying", total=None)
+            result = migrate_node(
+                config, to, switch=switch, progress=lambda n: progress.update(task, completed=n)
+            )
+    except IdnodeError as exc:
+        _fail(exc.message)
+    out.print(
+        f"copied {result.records} records and {result.prefixes} homed prefixes; "
+        f"checksums match (sha256 {result.sha256[:16]}...)"
+    )
+    if switch:
+        out.print(f"{data_dir / 'idnode.toml'} now uses {to}; restart `idnode serve`")
 
 
 def _open(data_dir: Path) -> Node:

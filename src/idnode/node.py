@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 import time
+import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from idnode.config import CONFIG_FILE, Config, dump_toml
@@ -31,8 +33,16 @@ from idnode.names import validate_prefix
 from idnode.service import NA_PREFIX, NodeService
 from idnode.storage import Storage, open_storage
 from idnode.storage.base import HandleRecord
+from idnode.storage.transfer import Fingerprint, copy_storage
 
-__all__ = ["ADMIN_KEY_FILE", "SERVER_KEY_FILE", "Node", "init_node", "open_node"]
+__all__ = [
+    "ADMIN_KEY_FILE",
+    "SERVER_KEY_FILE",
+    "Node",
+    "init_node",
+    "migrate_node",
+    "open_node",
+]
 
 SERVER_KEY_FILE = "server_key.pem"
 ADMIN_KEY_FILE = "admin_key.pem"
@@ -147,3 +157,30 @@ def init_node(config: Config, prefix: str, settings: dict[str, object]) -> Node:
     )
     (directory / CONFIG_FILE).write_text(toml, encoding="utf-8")
     return node
+
+
+def migrate_node(
+    config: Config, target_url: str, *, switch: bool, progress: Callable[[int], None]
+) -> Fingerprint:
+    """Copy the node's database to ``target_url`` (empty), verify it, optionally switch.
+
+    With ``switch`` the node's idnode.toml is rewritten to use the new database; the
+    old one is left untouched either way, as the way back.
+    """
+    node = open_node(config)
+    try:
+        target = open_storage(target_url)
+        try:
+            result = copy_storage(node.storage, target, progress)
+        finally:
+            target.close()
+    finally:
+        node.close()
+    if switch:
+        path = config.data_dir / CONFIG_FILE
+        settings = tomllib.loads(path.read_text(encoding="utf-8"))
+        settings["database"] = target_url
+        tmp = path.with_suffix(".toml.tmp")
+        tmp.write_text(dump_toml(settings), encoding="utf-8")
+        tmp.replace(path)
+    return result

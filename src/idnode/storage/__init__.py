@@ -12,22 +12,34 @@ from idnode.storage.sqlite import SQLiteStorage
 __all__ = ["BACKENDS", "HandleRecord", "SQLiteStorage", "Storage", "open_storage"]
 
 
-def _open_sqlite(location: str) -> Storage:
-    return SQLiteStorage(Path(location))
+def _open_sqlite(url: str) -> Storage:
+    return SQLiteStorage(Path(url.removeprefix("sqlite:").removeprefix("//")))
 
 
-# scheme -> opener taking the part after "scheme:" ("//" stripped for "scheme://").
-BACKENDS: dict[str, Callable[[str], Storage]] = {"sqlite": _open_sqlite}
+def _open_postgresql(url: str) -> Storage:
+    # Imported here: nodes on SQLite never load the PostgreSQL driver.
+    from idnode.storage.postgres import PostgresStorage
+
+    return PostgresStorage(url)
+
+
+# URL scheme -> opener taking the whole URL.
+BACKENDS: dict[str, Callable[[str], Storage]] = {
+    "sqlite": _open_sqlite,
+    "postgresql": _open_postgresql,
+    "postgres": _open_postgresql,
+}
 
 
 def open_storage(url: str) -> Storage:
-    """Open ``sqlite:///abs/path.db``, ``sqlite:rel/path.db`` or a bare file path."""
-    scheme, sep, rest = url.partition(":")
-    if not sep or (scheme not in BACKENDS and len(scheme) == 1):  # bare path, or C:\ on Windows
-        return _open_sqlite(url)
+    """Open ``sqlite:///abs/path.db``, ``sqlite:rel/path.db``, a bare file path, or
+    ``postgresql://user@host:port/dbname``."""
+    scheme, sep, _ = url.partition(":")
+    if not sep:  # a bare path
+        return SQLiteStorage(Path(url))
     opener = BACKENDS.get(scheme)
     if opener is None:
         raise ConfigError(
             f"no storage backend for {scheme!r} URLs; available: {', '.join(sorted(BACKENDS))}"
         )
-    return opener(rest.removeprefix("//"))
+    return opener(url)

@@ -13,9 +13,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from idnode.errors import RemoteProtocolError, StorageError
+from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import HandleValue
+from idnode.names import handle_key
 
-__all__ = ["HandleRecord", "Storage"]
+__all__ = ["HandleRecord", "Storage", "decode_record", "encode_values", "prefix_range"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +69,23 @@ class Storage(Protocol):
     def schema_version(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+# Helpers every SQL backend shares: values are stored in wire layout, and the keys under
+# prefix P are exactly those in ["P/", "P0") since '0' follows '/' in ASCII.
+
+
+def encode_values(record: HandleRecord) -> bytes:
+    return EncodedValues.of(record.values).wire
+
+
+def decode_record(handle: str, blob: bytes) -> HandleRecord:
+    try:
+        return HandleRecord(handle, EncodedValues(bytes(blob)))
+    except RemoteProtocolError as exc:
+        raise StorageError(f"stored record {handle} is corrupt: {exc.message}") from exc
+
+
+def prefix_range(prefix: str) -> tuple[str, str]:
+    key = handle_key(prefix)
+    return key + "/", key + "0"

@@ -1,8 +1,9 @@
 """Ordered schema migrations, recorded in the database they were applied to.
 
-Append only: a released migration is never edited, a change is a new entry. A database
-whose recorded version is newer than the newest entry here was written by a newer
-idnode, and is refused rather than guessed at.
+Append only: a released migration is never edited, a change is a new entry with the
+statements for every backend's SQL dialect. A database whose recorded version is newer
+than the newest entry here was written by a newer idnode, and is refused rather than
+guessed at.
 """
 
 from __future__ import annotations
@@ -16,27 +17,42 @@ __all__ = ["MIGRATIONS", "Migration"]
 class Migration:
     version: int
     name: str
-    statements: tuple[str, ...]
+    sqlite: tuple[str, ...]
+    postgresql: tuple[str, ...]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
         "handles and homed prefixes",
-        (
-            # key: the handle with ASCII letters upper-cased, handle: as registered.
-            # values_wire: the values in Handle wire layout (count, then values), so a
-            # resolution decodes them without a second format in between.
+        # key: the handle with ASCII letters upper-cased, handle: as registered.
+        # values_wire: the values in Handle wire layout (count, then values), so a
+        # resolution sends them without a second format in between.
+        sqlite=(
             """CREATE TABLE handles (
-            key         TEXT PRIMARY KEY,
-            handle      TEXT NOT NULL,
-            values_wire BLOB NOT NULL,
-            updated_at  INTEGER NOT NULL
+                key         TEXT PRIMARY KEY,
+                handle      TEXT NOT NULL,
+                values_wire BLOB NOT NULL,
+                updated_at  INTEGER NOT NULL
             ) WITHOUT ROWID""",
             """CREATE TABLE prefixes (
                 key    TEXT PRIMARY KEY,
                 prefix TEXT NOT NULL
             ) WITHOUT ROWID""",
+        ),
+        # COLLATE "C": prefix listings are key ranges ["P/", "P0"), which need byte
+        # order whatever the database's default collation is.
+        postgresql=(
+            """CREATE TABLE handles (
+                key         TEXT COLLATE "C" PRIMARY KEY,
+                handle      TEXT NOT NULL,
+                values_wire BYTEA NOT NULL,
+                updated_at  BIGINT NOT NULL
+            )""",
+            """CREATE TABLE prefixes (
+                key    TEXT COLLATE "C" PRIMARY KEY,
+                prefix TEXT NOT NULL
+            )""",
         ),
     ),
 )

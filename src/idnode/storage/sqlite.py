@@ -15,33 +15,15 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from idnode.errors import HandleAlreadyExists, RemoteProtocolError, StorageError
-from idnode.handle.encoded import EncodedValues
+from idnode.errors import HandleAlreadyExists, StorageError
 from idnode.names import handle_key
-from idnode.storage.base import HandleRecord
+from idnode.storage.base import HandleRecord, decode_record, encode_values, prefix_range
 from idnode.storage.migrations import MIGRATIONS
 
 __all__ = ["SQLiteStorage"]
 
 _BATCH = 5000
 _MMAP_BYTES = 1 << 30
-
-
-def _encode(record: HandleRecord) -> bytes:
-    return EncodedValues.of(record.values).wire
-
-
-def _decode(handle: str, blob: bytes) -> HandleRecord:
-    try:
-        return HandleRecord(handle, EncodedValues(blob))
-    except RemoteProtocolError as exc:
-        raise StorageError(f"stored record {handle} is corrupt: {exc.message}") from exc
-
-
-def _prefix_range(prefix: str) -> tuple[str, str]:
-    # Keys under P are exactly those in ["P/", "P0"): '0' follows '/' in ASCII.
-    key = handle_key(prefix)
-    return key + "/", key + "0"
 
 
 class SQLiteStorage:
@@ -109,7 +91,7 @@ class SQLiteStorage:
             for migration in MIGRATIONS:
                 if migration.version <= current:
                     continue
-                for statement in migration.statements:
+                for statement in migration.sqlite:
                     conn.execute(statement)
                 conn.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?, ?)",
@@ -124,14 +106,19 @@ class SQLiteStorage:
         row = self._reader.execute(
             "SELECT handle, values_wire FROM handles WHERE key = ?", (handle_key(handle),)
         ).fetchone()
-        return None if row is None else _decode(row[0], row[1])
+        return None if row is None else decode_record(row[0], row[1])
 
     def create(self, record: HandleRecord) -> None:
         with self._transaction() as conn:
             try:
                 conn.execute(
                     "INSERT INTO handles VALUES (?, ?, ?, ?)",
-                    (handle_key(record.handle), record.handle, _encode(record), int(time.time())),
+                    (
+                        handle_key(record.handle),
+                        record.handle,
+                        encode_values(record),
+                        int(time.time()),
+                    ),
                 )
             except sqlite3.IntegrityError as exc:
                 raise HandleAlreadyExists(f"handle {record.handle} already exists") from exc
@@ -140,7 +127,7 @@ class SQLiteStorage:
         with self._transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO handles VALUES (?, ?, ?, ?)",
-                (handle_key(record.handle), record.handle, _encode(record), int(time.time())),
+                (handle_key(record.handle), record.handle, encode_values(record), int(time.time())),
             )
 
     def delete(self, handle: str) -> bool:
@@ -164,7 +151,7 @@ class SQLiteStorage:
             batch.clear()
 
         for record in records:
-            batch.append((handle_key(record.handle), record.handle, _encode(record), now))
+            batch.append((handle_key(record.handle), record.handle, encode_values(record), now))
             offered += 1
             if len(batch) >= _BATCH:
                 flush()
@@ -182,10 +169,10 @@ class SQLiteStorage:
                 cur = conn.execute(
                     "SELECT handle, values_wire FROM handles WHERE key >= ? AND key < ?"
                     " ORDER BY key",
-                    _prefix_range(prefix),
+                    prefix_range(prefix),
                 )
             for handle, blob in cur:
-                yield _decode(handle, blob)
+                yield decode_record(handle, blob)
         finally:
             conn.close()
 
@@ -194,7 +181,7 @@ class SQLiteStorage:
             row = self._reader.execute("SELECT count(*) FROM handles").fetchone()
         else:
             row = self._reader.execute(
-                "SELECT count(*) FROM handles WHERE key >= ? AND key < ?", _prefix_range(prefix)
+                "SELECT count(*) FROM handles WHERE key >= ? AND key < ?", prefix_range(prefix)
             ).fetchone()
         return int(row[0])
 

@@ -1,0 +1,212 @@
+"""PostgreSQL storage: for nodes whose processes or machines share one database.
+
+psycopg 3 with a connection pool; statements are prepared on the server from their
+first use (``prepare_threshold=0``), since a node runs the same few statements
+millions of times. Bulk loads stream rows with COPY into a temporary table and merge
+them in one statement. Every write commits before it returns and PostgreSQL's default
+``synchronous_commit=on`` puts it on disk first.
+
+Migrations take a transaction-scoped advisory lock, so several idnode processes
+starting against a fresh database at once apply them exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from idnode.errors import HandleAlreadyExists, StorageError
+from idnode.names import handle_key
+from idnode.storage.base import HandleRecord, decode_record, encode_values, prefix_range
+from idnode.storage.migrations import MIGRATIONS
+
+__all__ = ["PostgresStorage"]
+
+_BATCH = 20_000
+# Within one batch the last record for a key wins, as a loop of put() would.
+_MERGE = (
+    "INSERT INTO handles SELECT DISTINCT ON (key) key, handle, values_wire, updated_at"
+    " FROM idnode_staging ORDER BY key, seq DESC ON CONFLICT (key) "
+)
+_MERGE_REPLACE = (
+    _MERGE + "DO UPDATE SET handle = EXCLUDED.handle, values_wire = EXCLUDED.values_wire,"
+    " updated_at = EXCLUDED.updated_at"
+)
+_MERGE_SKIP = _MERGE + "DO NOTHING"
+_MIGRATION_LOCK = 0x1D40DE  # advisory lock id: "idnode"
+
+
+class PostgresStorage:
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
+        self.url = url
+        try:
+            self._pool = ConnectionPool(
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                kwargs={"autocommit": True, "prepare_threshold": 0},
+                open=False,
+            )
+            self._pool.open(wait=True, timeout=10)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+        try:
+            self._migrate()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def _migrate(self) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+            )
+            row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+            current = int(row[0]) if row else 0
+            newest = MIGRATIONS[-1].version
+            if current > newest:
+                raise StorageError(
+                    f"database has schema version {current}, newer than this idnode knows "
+                    f"({newest}); upgrade idnode"
+                )
+            for migration in MIGRATIONS:
+                if migration.version <= current:
+                    continue
+                for statement in migration.postgresql:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (%s, %s, %s)",
+                    (migration.version, migration.name, int(time.time())),
+                )
+
+    def _one(self, sql: str, params: tuple[Any, ...]) -> Any:
+        with self._pool.connection() as conn:
+            return conn.execute(sql, params).fetchone()
+
+    def schema_version(self) -> int:
+        row = self._one("SELECT max(version) FROM schema_migrations", ())
+        return int(row[0])
+
+    def get(self, handle: str) -> HandleRecord | None:
+        row = self._one(
+            "SELECT handle, values_wire FROM handles WHERE key = %s", (handle_key(handle),)
+        )
+        return None if row is None else decode_record(row[0], row[1])
+
+    def create(self, record: HandleRecord) -> None:
+        try:
+            with self._pool.connection() as conn:
+                conn.execute(
+                    "INSERT INTO handles VALUES (%s, %s, %s, %s)",
+                    (handle_key(record.handle), record.handle, encode_values(record), _now()),
+                )
+        except pg_errors.UniqueViolation as exc:
+            raise HandleAlreadyExists(f"handle {record.handle} already exists") from exc
+
+    def put(self, record: HandleRecord) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO handles VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO UPDATE"
+                " SET handle = EXCLUDED.handle, values_wire = EXCLUDED.values_wire,"
+                " updated_at = EXCLUDED.updated_at",
+                (handle_key(record.handle), record.handle, encode_values(record), _now()),
+            )
+
+    def delete(self, handle: str) -> bool:
+        with self._pool.connection() as conn:
+            cur = conn.execute("DELETE FROM handles WHERE key = %s", (handle_key(handle),))
+            return cur.rowcount > 0
+
+    def put_many(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
+        merge = _MERGE_REPLACE if replace else _MERGE_SKIP
+        written = offered = 0
+        batch: list[tuple[str, str, bytes, int]] = []
+
+        def flush() -> None:
+            nonlocal written
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS idnode_staging (seq BIGSERIAL,"
+                    ' key TEXT COLLATE "C", handle TEXT, values_wire BYTEA, updated_at BIGINT)'
+                    " ON COMMIT DELETE ROWS"
+                )
+                with conn.cursor() as cur:
+                    with cur.copy(
+                        "COPY idnode_staging (key, handle, values_wire, updated_at) FROM STDIN"
+                    ) as copy:
+                        for row in batch:
+                            copy.write_row(row)
+                    cur.execute(merge)
+                    written += max(cur.rowcount, 0)
+            batch.clear()
+
+        now = _now()
+        for record in records:
+            batch.append((handle_key(record.handle), record.handle, encode_values(record), now))
+            offered += 1
+            if len(batch) >= _BATCH:
+                flush()
+        if batch:
+            flush()
+        return written, offered - written
+
+    def iter_records(self, prefix: str | None = None) -> Iterator[HandleRecord]:
+        # A named (server-side) cursor streams in chunks instead of loading everything.
+        with (
+            self._pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor(name="idnode_iter") as cur,
+        ):
+            if prefix is None:
+                cur.execute("SELECT handle, values_wire FROM handles ORDER BY key")
+            else:
+                cur.execute(
+                    "SELECT handle, values_wire FROM handles WHERE key >= %s AND key < %s"
+                    " ORDER BY key",
+                    prefix_range(prefix),
+                )
+            for handle, blob in cur:
+                yield decode_record(handle, blob)
+
+    def count(self, prefix: str | None = None) -> int:
+        if prefix is None:
+            return int(self._one("SELECT count(*) FROM handles", ())[0])
+        return int(
+            self._one(
+                "SELECT count(*) FROM handles WHERE key >= %s AND key < %s", prefix_range(prefix)
+            )[0]
+        )
+
+    def home_prefix(self, prefix: str) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO prefixes VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
+                (handle_key(prefix), prefix),
+            )
+
+    def unhome_prefix(self, prefix: str) -> bool:
+        with self._pool.connection() as conn:
+            cur = conn.execute("DELETE FROM prefixes WHERE key = %s", (handle_key(prefix),))
+            return cur.rowcount > 0
+
+    def homed_prefixes(self) -> list[str]:
+        with self._pool.connection() as conn:
+            rows = conn.execute("SELECT prefix FROM prefixes ORDER BY key").fetchall()
+        return [r[0] for r in rows]
+
+    def is_homed(self, prefix: str) -> bool:
+        return self._one("SELECT 1 FROM prefixes WHERE key = %s", (handle_key(prefix),)) is not None
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _now() -> int:
+    return int(time.time())

@@ -1,0 +1,119 @@
+"""Moving a node between SQLite and PostgreSQL, verified; and serving from PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from idnode.cli import app
+from idnode.client import HandleClient
+from idnode.config import load_config
+from idnode.demo import demo_records
+from idnode.errors import StorageError
+from idnode.handle.codes import ResponseCode
+from idnode.handle.messages import ResolutionResponse
+from idnode.handle.values import HandleValue
+from idnode.node import open_node
+from idnode.server.runner import BoundPorts, serve
+from idnode.storage import SQLiteStorage, open_storage
+from idnode.storage.base import HandleRecord
+from idnode.storage.transfer import copy_storage, fingerprint
+
+runner = CliRunner()
+
+
+def test_round_trip_sqlite_postgres_sqlite(tmp_path: Path, postgres_url: str) -> None:
+    source = SQLiteStorage(tmp_path / "a.db")
+    source.home_prefix("88.100.1")
+    source.put_many(demo_records(200), replace=True)
+    pg = open_storage(postgres_url)
+    back = SQLiteStorage(tmp_path / "b.db")
+    try:
+        first = copy_storage(source, pg)
+        second = copy_storage(pg, back)
+        assert first == second == fingerprint(source)
+        assert first.records == source.count()
+        assert first.prefixes == 1
+        assert back.get("88.100.1/pump-0007") == source.get("88.100.1/PUMP-0007")
+    finally:
+        source.close()
+        pg.close()
+        back.close()
+
+
+def test_fingerprint_sees_a_changed_value(tmp_path: Path) -> None:
+    a, b = SQLiteStorage(tmp_path / "a.db"), SQLiteStorage(tmp_path / "b.db")
+    for store in (a, b):
+        store.put(HandleRecord("1/X", (HandleValue(1, "URL", b"same"),)))
+    assert fingerprint(a) == fingerprint(b)
+    b.put(HandleRecord("1/X", (HandleValue(1, "URL", b"other"),)))
+    assert fingerprint(a) != fingerprint(b)
+    a.close()
+    b.close()
+
+
+def test_copy_refuses_a_target_that_is_not_empty(tmp_path: Path) -> None:
+    a, b = SQLiteStorage(tmp_path / "a.db"), SQLiteStorage(tmp_path / "b.db")
+    b.put(HandleRecord("1/X", (HandleValue(1, "URL", b"u"),)))
+    with pytest.raises(StorageError, match="not empty"):
+        copy_storage(a, b)
+    a.close()
+    b.close()
+
+
+def test_cli_migrate_switches_and_node_serves_from_postgres(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    node_dir = tmp_path / "node"
+    assert runner.invoke(app, ["init", "-d", str(node_dir)]).exit_code == 0
+    assert runner.invoke(app, ["demo", "-d", str(node_dir), "--serials", "20"]).exit_code == 0
+    result = runner.invoke(app, ["migrate", "-d", str(node_dir), "--to", postgres_url, "--switch"])
+    assert result.exit_code == 0, result.output
+    assert "checksums match" in result.output
+    config = load_config(node_dir, {"handle_port": 0, "http_port": 0}, environ={})
+    assert config.database == postgres_url
+
+    bound: list[BoundPorts] = []
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    def started(ports: BoundPorts) -> None:
+        bound.append(ports)
+        ready.set()
+
+    thread = threading.Thread(
+        target=lambda: loop.run_until_complete(serve(config, started=started, stop=stop))
+    )
+    thread.start()
+    try:
+        assert ready.wait(15)
+        reply = HandleClient("127.0.0.1", bound[0].handle).resolve("88.100.1/PUMP-0020")
+        assert reply.response_code == ResponseCode.SUCCESS
+        assert isinstance(reply.body, ResolutionResponse)
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(15)
+        loop.close()
+
+    # ... and back to SQLite, into a new file.
+    back = tmp_path / "back.db"
+    result = runner.invoke(app, ["migrate", "-d", str(node_dir), "--to", f"sqlite:///{back}"])
+    assert result.exit_code == 0, result.output
+    node = open_node(load_config(node_dir, environ={}))
+    assert SQLiteStorage(back).count() == node.service.count()
+    node.close()
+
+
+def test_cli_migrate_into_non_empty_target_fails(tmp_path: Path) -> None:
+    node_dir = tmp_path / "node"
+    runner.invoke(app, ["init", "-d", str(node_dir)])
+    other = tmp_path / "other.db"
+    SQLiteStorage(other).put(HandleRecord("1/X", (HandleValue(1, "URL", b"u"),)))
+    result = runner.invoke(app, ["migrate", "-d", str(node_dir), "--to", f"sqlite:///{other}"])
+    assert result.exit_code == 1
+    assert "not empty" in result.output
