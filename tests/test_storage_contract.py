@@ -151,3 +151,35 @@ def test_unknown_backend_scheme(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="no storage backend for 'mysql'"):
         open_storage("mysql://localhost/x")
+
+
+def test_update_reads_changes_and_writes(storage: Storage) -> None:
+    def add(record: HandleRecord | None) -> HandleRecord:
+        values = tuple(record.values) if record else ()
+        return HandleRecord("88.100.1/U", (*values, HandleValue(len(values) + 1, "N", b"x")))
+
+    storage.update("88.100.1/u", add)  # creates
+    written = storage.update("88.100.1/U", add)
+    assert written is not None
+    assert [v.index for v in written.values] == [1, 2]
+    assert storage.get("88.100.1/U") == written
+    assert storage.update("88.100.1/U", lambda record: None) is None  # deletes
+    assert storage.get("88.100.1/U") is None
+
+
+def test_update_that_raises_writes_nothing(storage: Storage) -> None:
+    storage.put(rec("88.100.1/KEEP", "before"))
+
+    def broken(record: HandleRecord | None) -> HandleRecord:
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        storage.update("88.100.1/KEEP", broken)
+    assert storage.get("88.100.1/KEEP") == rec("88.100.1/KEEP", "before")
+
+
+def test_update_cannot_change_the_handle(storage: Storage) -> None:
+    storage.put(rec("88.100.1/A"))
+    with pytest.raises(StorageError, match="returned a record for"):
+        storage.update("88.100.1/A", lambda record: rec("88.100.1/B"))
+    assert storage.get("88.100.1/B") is None

@@ -9,7 +9,7 @@ runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,7 +18,15 @@ from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import HandleValue
 from idnode.names import handle_key
 
-__all__ = ["HandleRecord", "Storage", "decode_record", "encode_values", "prefix_range"]
+__all__ = [
+    "HandleRecord",
+    "RecordChange",
+    "Storage",
+    "check_same_key",
+    "decode_record",
+    "encode_values",
+    "prefix_range",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +41,9 @@ class HandleRecord:
     values: Sequence[HandleValue]
 
 
+RecordChange = Callable[["HandleRecord | None"], "HandleRecord | None"]
+
+
 class Storage(Protocol):
     def get(self, handle: str) -> HandleRecord | None:
         """The record for ``handle`` in any ASCII case, or None."""
@@ -45,6 +56,15 @@ class Storage(Protocol):
 
     def delete(self, handle: str) -> bool:
         """Remove a record; False if there was none."""
+
+    def update(self, handle: str, change: RecordChange) -> HandleRecord | None:
+        """Read, change and write one record atomically; returns what was written.
+
+        ``change`` gets the current record (None if there is none) and returns the new
+        one, or None to delete it. Updates of the same handle from any number of
+        threads, processes or machines are serialised, so none is lost; ``change`` may
+        raise to abort, and then nothing is written.
+        """
 
     def put_many(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
         """Store many records in large transactions; returns (written, skipped).
@@ -89,3 +109,9 @@ def decode_record(handle: str, blob: bytes) -> HandleRecord:
 def prefix_range(prefix: str) -> tuple[str, str]:
     key = handle_key(prefix)
     return key + "/", key + "0"
+
+
+def check_same_key(key: str, record: HandleRecord) -> None:
+    """An update may change a record, never which handle it is."""
+    if handle_key(record.handle) != key:
+        raise StorageError(f"an update of {key} returned a record for {record.handle}")

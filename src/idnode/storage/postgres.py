@@ -22,12 +22,24 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from idnode.errors import HandleAlreadyExists, StorageError
 from idnode.names import handle_key
-from idnode.storage.base import HandleRecord, decode_record, encode_values, prefix_range
+from idnode.storage.base import (
+    HandleRecord,
+    RecordChange,
+    check_same_key,
+    decode_record,
+    encode_values,
+    prefix_range,
+)
 from idnode.storage.migrations import MIGRATIONS
 
 __all__ = ["PostgresStorage"]
 
 _BATCH = 20_000
+_UPSERT = (
+    "INSERT INTO handles VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO UPDATE"
+    " SET handle = EXCLUDED.handle, values_wire = EXCLUDED.values_wire,"
+    " updated_at = EXCLUDED.updated_at"
+)
 # Within one batch the last record for a key wins, as a loop of put() would.
 _MERGE = (
     "INSERT INTO handles SELECT DISTINCT ON (key) key, handle, values_wire, updated_at"
@@ -113,16 +125,30 @@ class PostgresStorage:
     def put(self, record: HandleRecord) -> None:
         with self._pool.connection() as conn:
             conn.execute(
-                "INSERT INTO handles VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO UPDATE"
-                " SET handle = EXCLUDED.handle, values_wire = EXCLUDED.values_wire,"
-                " updated_at = EXCLUDED.updated_at",
-                (handle_key(record.handle), record.handle, encode_values(record), _now()),
+                _UPSERT, (handle_key(record.handle), record.handle, encode_values(record), _now())
             )
 
     def delete(self, handle: str) -> bool:
         with self._pool.connection() as conn:
             cur = conn.execute("DELETE FROM handles WHERE key = %s", (handle_key(handle),))
             return cur.rowcount > 0
+
+    def update(self, handle: str, change: RecordChange) -> HandleRecord | None:
+        key = handle_key(handle)
+        with self._pool.connection() as conn, conn.transaction():
+            # A lock on the key, not on a row: it also serialises updates that create
+            # the record, where there is no row yet to lock with SELECT ... FOR UPDATE.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+            row = conn.execute(
+                "SELECT handle, values_wire FROM handles WHERE key = %s", (key,)
+            ).fetchone()
+            new = change(None if row is None else decode_record(row[0], row[1]))
+            if new is None:
+                conn.execute("DELETE FROM handles WHERE key = %s", (key,))
+            else:
+                check_same_key(key, new)
+                conn.execute(_UPSERT, (key, new.handle, encode_values(new), _now()))
+            return new
 
     def put_many(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
         merge = _MERGE_REPLACE if replace else _MERGE_SKIP

@@ -17,7 +17,14 @@ from pathlib import Path
 
 from idnode.errors import HandleAlreadyExists, StorageError
 from idnode.names import handle_key
-from idnode.storage.base import HandleRecord, decode_record, encode_values, prefix_range
+from idnode.storage.base import (
+    HandleRecord,
+    RecordChange,
+    check_same_key,
+    decode_record,
+    encode_values,
+    prefix_range,
+)
 from idnode.storage.migrations import MIGRATIONS
 
 __all__ = ["SQLiteStorage"]
@@ -134,6 +141,25 @@ class SQLiteStorage:
         with self._transaction() as conn:
             cur = conn.execute("DELETE FROM handles WHERE key = ?", (handle_key(handle),))
             return cur.rowcount > 0
+
+    def update(self, handle: str, change: RecordChange) -> HandleRecord | None:
+        key = handle_key(handle)
+        # BEGIN IMMEDIATE holds the database's write lock from the read on, across
+        # processes too, so no other writer can slip in between read and write.
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT handle, values_wire FROM handles WHERE key = ?", (key,)
+            ).fetchone()
+            new = change(None if row is None else decode_record(row[0], row[1]))
+            if new is None:
+                conn.execute("DELETE FROM handles WHERE key = ?", (key,))
+            else:
+                check_same_key(key, new)
+                conn.execute(
+                    "INSERT OR REPLACE INTO handles VALUES (?, ?, ?, ?)",
+                    (key, new.handle, encode_values(new), int(time.time())),
+                )
+            return new
 
     def put_many(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
