@@ -46,6 +46,11 @@ class Config:
     tcp_max_connections: int = 1024
     #: Seconds an idle TCP connection is kept open.
     tcp_idle_timeout: float = 30.0
+    #: Records each process caches in memory when the database can announce changes
+    #: (PostgreSQL); 0 turns the cache off. SQLite nodes never cache.
+    cache_entries: int = 10_000
+    #: Seconds a cached record may be served at most, even if no change was announced.
+    cache_max_age: float = 300.0
     #: Log level for the servers: debug, info, warning, error.
     log_level: str = "info"
     #: Handle that holds this node's administrator key (set by ``idnode init``).
@@ -106,6 +111,8 @@ def _validate(config: Config) -> None:
         port = getattr(config, name)
         if not 0 <= port <= 65535:
             raise ConfigError(f"{name} must be 0..65535, got {port}")
+    if config.cache_entries < 0 or config.cache_max_age < 0:
+        raise ConfigError("cache_entries and cache_max_age must not be negative")
     if config.workers < 1:
         raise ConfigError(f"workers must be at least 1, got {config.workers}")
     if not 64 <= config.udp_max_response <= 65507:

@@ -33,6 +33,7 @@ from idnode.names import validate_prefix
 from idnode.service import NA_PREFIX, NodeService
 from idnode.storage import Storage, open_storage
 from idnode.storage.base import HandleRecord
+from idnode.storage.cache import CachingStorage
 from idnode.storage.transfer import Fingerprint, copy_storage
 
 __all__ = [
@@ -58,6 +59,16 @@ class Node:
 
     def close(self) -> None:
         self.storage.close()
+
+
+def _with_cache(storage: Storage, config: Config) -> Storage:
+    """Put a cache in front of backends that announce changes (PostgreSQL)."""
+    listen = getattr(storage, "listen", None)
+    if listen is None or config.cache_entries == 0:
+        return storage
+    cache = CachingStorage(storage, max_entries=config.cache_entries, max_age=config.cache_max_age)
+    listen(cache)
+    return cache
 
 
 def build_site(config: Config) -> SiteInfo:
@@ -96,7 +107,7 @@ def open_node(config: Config) -> Node:
 
 
 def _open(config: Config) -> Node:
-    storage = open_storage(config.database_url)
+    storage = _with_cache(open_storage(config.database_url), config)
     try:
         return Node(config, storage, NodeService(storage, build_site(config)))
     except BaseException:

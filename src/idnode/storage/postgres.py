@@ -12,6 +12,8 @@ starting against a fresh database at once apply them exactly once.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -30,11 +32,17 @@ from idnode.storage.base import (
     encode_values,
     prefix_range,
 )
+from idnode.storage.cache import FLUSH_ALL, CachingStorage
 from idnode.storage.migrations import MIGRATIONS
 
-__all__ = ["PostgresStorage"]
+__all__ = ["CHANNEL", "PostgresStorage"]
+
+log = logging.getLogger("idnode.storage")
 
 _BATCH = 20_000
+CHANNEL = "idnode_changes"
+# Sent in the writing transaction, so listeners hear of a change exactly when it commits.
+_NOTIFY = "SELECT pg_notify('idnode_changes', %s)"
 _UPSERT = (
     "INSERT INTO handles VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO UPDATE"
     " SET handle = EXCLUDED.handle, values_wire = EXCLUDED.values_wire,"
@@ -56,6 +64,8 @@ _MIGRATION_LOCK = 0x1D40DE  # advisory lock id: "idnode"
 class PostgresStorage:
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
         self.url = url
+        self._closing = threading.Event()
+        self._listener: threading.Thread | None = None
         try:
             self._pool = ConnectionPool(
                 url,
@@ -113,24 +123,28 @@ class PostgresStorage:
         return None if row is None else decode_record(row[0], row[1])
 
     def create(self, record: HandleRecord) -> None:
+        key = handle_key(record.handle)
         try:
-            with self._pool.connection() as conn:
+            with self._pool.connection() as conn, conn.transaction():
                 conn.execute(
                     "INSERT INTO handles VALUES (%s, %s, %s, %s)",
-                    (handle_key(record.handle), record.handle, encode_values(record), _now()),
+                    (key, record.handle, encode_values(record), _now()),
                 )
+                conn.execute(_NOTIFY, (key,))
         except pg_errors.UniqueViolation as exc:
             raise HandleAlreadyExists(f"handle {record.handle} already exists") from exc
 
     def put(self, record: HandleRecord) -> None:
-        with self._pool.connection() as conn:
-            conn.execute(
-                _UPSERT, (handle_key(record.handle), record.handle, encode_values(record), _now())
-            )
+        key = handle_key(record.handle)
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(_UPSERT, (key, record.handle, encode_values(record), _now()))
+            conn.execute(_NOTIFY, (key,))
 
     def delete(self, handle: str) -> bool:
-        with self._pool.connection() as conn:
-            cur = conn.execute("DELETE FROM handles WHERE key = %s", (handle_key(handle),))
+        key = handle_key(handle)
+        with self._pool.connection() as conn, conn.transaction():
+            cur = conn.execute("DELETE FROM handles WHERE key = %s", (key,))
+            conn.execute(_NOTIFY, (key,))
             return cur.rowcount > 0
 
     def update(self, handle: str, change: RecordChange) -> HandleRecord | None:
@@ -148,6 +162,7 @@ class PostgresStorage:
             else:
                 check_same_key(key, new)
                 conn.execute(_UPSERT, (key, new.handle, encode_values(new), _now()))
+            conn.execute(_NOTIFY, (key,))
             return new
 
     def put_many(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
@@ -171,6 +186,7 @@ class PostgresStorage:
                             copy.write_row(row)
                     cur.execute(merge)
                     written += max(cur.rowcount, 0)
+                    cur.execute(_NOTIFY, (FLUSH_ALL,))
             batch.clear()
 
         now = _now()
@@ -230,7 +246,35 @@ class PostgresStorage:
     def is_homed(self, prefix: str) -> bool:
         return self._one("SELECT 1 FROM prefixes WHERE key = %s", (handle_key(prefix),)) is not None
 
+    def listen(self, cache: CachingStorage) -> None:
+        """Keep ``cache`` fresh: evict what writes anywhere change, from a thread."""
+        self._listener = threading.Thread(
+            target=self._listen, args=(cache,), name="idnode-pg-listen", daemon=True
+        )
+        self._listener.start()
+
+    def _listen(self, cache: CachingStorage) -> None:
+        backoff = 0.5
+        while not self._closing.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    cache.set_listening(True)
+                    backoff = 0.5
+                    while not self._closing.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            cache.invalidate(note.payload)
+            except psycopg.Error as exc:
+                log.warning("cache listener lost PostgreSQL (%s); caching paused", exc)
+            finally:
+                cache.set_listening(False)
+            self._closing.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
+
     def close(self) -> None:
+        self._closing.set()
+        if self._listener is not None:
+            self._listener.join(5)
         self._pool.close()
 
 

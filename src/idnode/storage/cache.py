@@ -1,0 +1,150 @@
+"""A bounded in-memory cache of records in front of a storage backend.
+
+For nodes whose processes share a PostgreSQL database: each process keeps its own
+least-recently-used cache of records (and of "no such handle"), and every write made
+anywhere sends the changed key on a notification channel that all caches listen to
+(:meth:`PostgresStorage.listen`), so a cached answer is dropped as soon as the write
+that outdates it commits.
+
+Two rules keep it from serving stale data. A record read from the database is cached
+only if no invalidation arrived while it was being read (an epoch counter), so a
+slow read cannot put back what a concurrent write just evicted. And while the listener
+is not connected (start-up, a dropped connection) nothing is cached at all. Entries
+also expire after ``max_age`` seconds, in case a notification is lost in a way the
+listener cannot see.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+
+from idnode.names import handle_key
+from idnode.storage.base import HandleRecord, RecordChange, Storage
+
+__all__ = ["FLUSH_ALL", "CachingStorage"]
+
+#: Notification payload meaning "drop everything" (sent after bulk loads).
+FLUSH_ALL = "*"
+
+_MISSING = object()
+
+
+class CachingStorage:
+    """Wraps a Storage; reads go through the cache, writes through to the backend."""
+
+    def __init__(
+        self,
+        inner: Storage,
+        *,
+        max_entries: int,
+        max_age: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._inner = inner
+        self._max_entries = max_entries
+        self._max_age = max_age
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, HandleRecord | None]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._epoch = 0
+        self._listening = False
+        self.hits = self.misses = 0
+
+    # -- invalidation (called from the listener thread) ------------------------
+
+    def set_listening(self, listening: bool) -> None:
+        """The listener reports whether it is connected; caching only while it is."""
+        with self._lock:
+            self._listening = listening
+            self._epoch += 1
+            self._entries.clear()
+
+    def invalidate(self, key: str) -> None:
+        with self._lock:
+            self._epoch += 1
+            if key == FLUSH_ALL:
+                self._entries.clear()
+            else:
+                self._entries.pop(key, None)
+
+    # -- reads -----------------------------------------------------------------
+
+    def get(self, handle: str) -> HandleRecord | None:
+        key = handle_key(handle)
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and now - entry[0] <= self._max_age:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return entry[1]
+            epoch, listening = self._epoch, self._listening
+        self.misses += 1
+        record = self._inner.get(handle)
+        with self._lock:
+            if listening and self._listening and epoch == self._epoch:
+                self._entries[key] = (now, record)
+                self._entries.move_to_end(key)
+                while len(self._entries) > self._max_entries:
+                    self._entries.popitem(last=False)
+        return record
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # -- writes: through to the backend, and forget the local copy at once -----
+
+    def create(self, record: HandleRecord) -> None:
+        self._inner.create(record)
+        self.invalidate(handle_key(record.handle))
+
+    def put(self, record: HandleRecord) -> None:
+        self._inner.put(record)
+        self.invalidate(handle_key(record.handle))
+
+    def delete(self, handle: str) -> bool:
+        try:
+            return self._inner.delete(handle)
+        finally:
+            self.invalidate(handle_key(handle))
+
+    def update(self, handle: str, change: RecordChange) -> HandleRecord | None:
+        try:
+            return self._inner.update(handle, change)
+        finally:
+            self.invalidate(handle_key(handle))
+
+    def put_many(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
+        try:
+            return self._inner.put_many(records, replace=replace)
+        finally:
+            self.invalidate(FLUSH_ALL)
+
+    # -- everything else is not cached -------------------------------------------
+
+    def iter_records(self, prefix: str | None = None) -> Iterator[HandleRecord]:
+        return self._inner.iter_records(prefix)
+
+    def count(self, prefix: str | None = None) -> int:
+        return self._inner.count(prefix)
+
+    def home_prefix(self, prefix: str) -> None:
+        self._inner.home_prefix(prefix)
+
+    def unhome_prefix(self, prefix: str) -> bool:
+        return self._inner.unhome_prefix(prefix)
+
+    def homed_prefixes(self) -> list[str]:
+        return self._inner.homed_prefixes()
+
+    def is_homed(self, prefix: str) -> bool:
+        return self._inner.is_homed(prefix)
+
+    def schema_version(self) -> int:
+        return self._inner.schema_version()
+
+    def close(self) -> None:
+        self._inner.close()
