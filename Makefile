@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 DATA   ?= .idnode-demo
 
-.PHONY: run test lint bench clean venv
+.PHONY: run test lint bench bench-postgres clean venv
 
 $(BIN)/idnode: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ lint: venv
 	$(BIN)/mypy
 
 bench: venv
-	$(BIN)/python bench/resolve.py
+	$(BIN)/python -m bench.resolve
+
+# Needs a PostgreSQL server; the database idnode_bench must exist (createdb idnode_bench).
+bench-postgres: venv
+	$(BIN)/python -m bench.postgres
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache .mypy_cache .ruff_cache

@@ -35,7 +35,6 @@ from bench.procfs import spawned_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "performance.md"
-BEGIN, END = "<!-- BENCH:resolve:begin -->", "<!-- BENCH:resolve:end -->"
 
 
 @dataclass
@@ -55,7 +54,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_server(data_dir: Path, workers: int) -> tuple[subprocess.Popen[bytes], int, int]:
+def start_server(data_dir: Path, workers: int) -> tuple[subprocess.Popen[bytes], int, int]:
     handle_port, http_port = _free_port(), _free_port()
     proc = subprocess.Popen(
         [
@@ -104,7 +103,7 @@ def _drive(jobs: list[Job]) -> list[Result]:
         return list(pool.map(run, jobs))
 
 
-def _measure(transport: str, port: int, args: argparse.Namespace) -> Row:
+def measure(transport: str, port: int, args: argparse.Namespace) -> Row:
     def jobs(mode: str, rate: float = 0.0) -> list[Job]:
         return [
             Job(
@@ -139,7 +138,7 @@ def _measure(transport: str, port: int, args: argparse.Namespace) -> Row:
     )
 
 
-def _machine() -> str:
+def machine() -> str:
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -154,7 +153,7 @@ def _machine() -> str:
 
 def _table(rows: list[Row], rss: list[tuple[float, float]], args: argparse.Namespace) -> str:
     lines = [
-        f"Machine: {_machine()}.  ",
+        f"Machine: {machine()}.  ",
         f"Node: {args.count:,} identifiers in SQLite, `idnode serve --workers {args.workers}`; "
         f"load: {args.clients} generator processes on the same machine, "
         f"{args.duration:.0f} s per run.",
@@ -179,14 +178,16 @@ def _table(rows: list[Row], rss: list[tuple[float, float]], args: argparse.Names
     return "\n".join(lines)
 
 
-def _write_docs(table: str) -> None:
+def write_docs_section(name: str, table: str) -> None:
+    """Replace the text between the BENCH:<name> markers of docs/performance.md."""
+    begin, end = f"<!-- BENCH:{name}:begin -->", f"<!-- BENCH:{name}:end -->"
     text = DOCS.read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{DOCS} lacks the {BEGIN} / {END} markers")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
+    if begin not in text or end not in text:
+        raise SystemExit(f"{DOCS} lacks the {begin} / {end} markers")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
     stamp = time.strftime("%Y-%m-%d")
-    DOCS.write_text(f"{head}{BEGIN}\nMeasured {stamp}.\n\n{table}\n{END}{tail}", encoding="utf-8")
+    DOCS.write_text(f"{head}{begin}\nMeasured {stamp}.\n\n{table}\n{end}{tail}", encoding="utf-8")
 
 
 def main() -> None:
@@ -201,14 +202,14 @@ def main() -> None:
     parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
 
-    data_dir = ensure_dataset(args.count)
-    proc, handle_port, http_port = _start_server(data_dir, args.workers)
+    data_dir, _ = ensure_dataset(args.count)
+    proc, handle_port, http_port = start_server(data_dir, args.workers)
     rows = []
     try:
         for transport in args.transports.split(","):
             port = http_port if transport == "http" else handle_port
             print(f"measuring {transport} ...", file=sys.stderr)
-            rows.append(_measure(transport, port, args))
+            rows.append(measure(transport, port, args))
         rss = [_rss_mb(pid) for pid in spawned_workers(proc.pid) or [proc.pid]]
     finally:
         proc.terminate()
@@ -216,7 +217,7 @@ def main() -> None:
     table = _table(rows, rss, args)
     print(table)
     if args.write_docs:
-        _write_docs(table)
+        write_docs_section("resolve", table)
         print(f"\nwritten to {DOCS.relative_to(ROOT)}", file=sys.stderr)
 
 

@@ -29,6 +29,8 @@ class Config:
     data_dir: Path = Path(".idnode")
     #: Database URL; empty means ``sqlite:///<data_dir>/idnode.db``.
     database: str = ""
+    #: Comma-separated URLs of PostgreSQL streaming replicas to read from.
+    database_replicas: str = ""
     #: Address the servers bind to.
     host: str = "127.0.0.1"
     #: Address published in this node's HS_SITE; empty means ``host`` (or 127.0.0.1
@@ -61,6 +63,10 @@ class Config:
     @property
     def database_url(self) -> str:
         return self.database or f"sqlite:///{(self.data_dir / 'idnode.db').resolve()}"
+
+    @property
+    def replica_urls(self) -> list[str]:
+        return [u.strip() for u in self.database_replicas.split(",") if u.strip()]
 
     @property
     def advertised_address(self) -> str:

@@ -107,7 +107,7 @@ def open_node(config: Config) -> Node:
 
 
 def _open(config: Config) -> Node:
-    storage = _with_cache(open_storage(config.database_url), config)
+    storage = _with_cache(open_storage(config.database_url, replicas=config.replica_urls), config)
     try:
         return Node(config, storage, NodeService(storage, build_site(config)))
     except BaseException:

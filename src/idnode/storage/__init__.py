@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from idnode.errors import ConfigError
@@ -12,34 +12,36 @@ from idnode.storage.sqlite import SQLiteStorage
 __all__ = ["BACKENDS", "HandleRecord", "SQLiteStorage", "Storage", "open_storage"]
 
 
-def _open_sqlite(url: str) -> Storage:
+def _open_sqlite(url: str, replicas: Sequence[str]) -> Storage:
+    if replicas:
+        raise ConfigError("read replicas need a PostgreSQL database; SQLite has none")
     return SQLiteStorage(Path(url.removeprefix("sqlite:").removeprefix("//")))
 
 
-def _open_postgresql(url: str) -> Storage:
+def _open_postgresql(url: str, replicas: Sequence[str]) -> Storage:
     # Imported here: nodes on SQLite never load the PostgreSQL driver.
     from idnode.storage.postgres import PostgresStorage
 
-    return PostgresStorage(url)
+    return PostgresStorage(url, replicas=replicas)
 
 
-# URL scheme -> opener taking the whole URL.
-BACKENDS: dict[str, Callable[[str], Storage]] = {
+# URL scheme -> opener taking the whole URL and the replica URLs.
+BACKENDS: dict[str, Callable[[str, Sequence[str]], Storage]] = {
     "sqlite": _open_sqlite,
     "postgresql": _open_postgresql,
     "postgres": _open_postgresql,
 }
 
 
-def open_storage(url: str) -> Storage:
+def open_storage(url: str, *, replicas: Sequence[str] = ()) -> Storage:
     """Open ``sqlite:///abs/path.db``, ``sqlite:rel/path.db``, a bare file path, or
-    ``postgresql://user@host:port/dbname``."""
+    ``postgresql://user@host:port/dbname`` (optionally reading from ``replicas``)."""
     scheme, sep, _ = url.partition(":")
     if not sep:  # a bare path
-        return SQLiteStorage(Path(url))
+        return _open_sqlite(url, replicas)
     opener = BACKENDS.get(scheme)
     if opener is None:
         raise ConfigError(
             f"no storage backend for {scheme!r} URLs; available: {', '.join(sorted(BACKENDS))}"
         )
-    return opener(url)
+    return opener(url, replicas)

@@ -12,10 +12,12 @@ starting against a fresh database at once apply them exactly once.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -62,25 +64,32 @@ _MIGRATION_LOCK = 0x1D40DE  # advisory lock id: "idnode"
 
 
 class PostgresStorage:
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        replicas: Sequence[str] = (),
+        replica_lag: float = 5.0,
+        min_size: int = 1,
+        max_size: int = 8,
+    ) -> None:
         self.url = url
         self._closing = threading.Event()
         self._listener: threading.Thread | None = None
+        self._replica_lag = replica_lag
+        # Keys changed within the last replica_lag seconds, as heard by the listener:
+        # they are read from the primary, since a replica may not have replayed them.
+        self._recent: dict[str, float] = {}
+        self._recent_all_until = 0.0
+        self._replicas: list[ConnectionPool] = []
+        self._next_replica = itertools.cycle(range(len(replicas)))
+        self._pool = _pool(url, min_size, max_size)
         try:
-            self._pool = ConnectionPool(
-                url,
-                min_size=min_size,
-                max_size=max_size,
-                kwargs={"autocommit": True, "prepare_threshold": 0},
-                open=False,
-            )
-            self._pool.open(wait=True, timeout=10)
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
-        try:
+            for replica in replicas:
+                self._replicas.append(_pool(replica, 1, max_size))
             self._migrate()
         except BaseException:
-            self._pool.close()
+            self.close()
             raise
 
     def _migrate(self) -> None:
@@ -109,17 +118,29 @@ class PostgresStorage:
                 )
 
     def _one(self, sql: str, params: tuple[Any, ...]) -> Any:
-        with self._pool.connection() as conn:
+        with self._read_pool().connection() as conn:
             return conn.execute(sql, params).fetchone()
+
+    def _read_pool(self, key: str | None = None) -> ConnectionPool:
+        """A replica when there are any, unless ``key`` changed too recently for one."""
+        if not self._replicas:
+            return self._pool
+        if key is not None:
+            now = time.monotonic()
+            if now < self._recent_all_until or self._recent.get(key, 0.0) > now:
+                return self._pool
+        return self._replicas[next(self._next_replica)]
 
     def schema_version(self) -> int:
         row = self._one("SELECT max(version) FROM schema_migrations", ())
         return int(row[0])
 
     def get(self, handle: str) -> HandleRecord | None:
-        row = self._one(
-            "SELECT handle, values_wire FROM handles WHERE key = %s", (handle_key(handle),)
-        )
+        key = handle_key(handle)
+        with self._read_pool(key).connection() as conn:
+            row = conn.execute(
+                "SELECT handle, values_wire FROM handles WHERE key = %s", (key,)
+            ).fetchone()
         return None if row is None else decode_record(row[0], row[1])
 
     def create(self, record: HandleRecord) -> None:
@@ -239,7 +260,7 @@ class PostgresStorage:
             return cur.rowcount > 0
 
     def homed_prefixes(self) -> list[str]:
-        with self._pool.connection() as conn:
+        with self._read_pool().connection() as conn:
             rows = conn.execute("SELECT prefix FROM prefixes ORDER BY key").fetchall()
         return [r[0] for r in rows]
 
@@ -263,6 +284,7 @@ class PostgresStorage:
                     backoff = 0.5
                     while not self._closing.is_set():
                         for note in conn.notifies(timeout=0.5):
+                            self._heard(note.payload)
                             cache.invalidate(note.payload)
             except psycopg.Error as exc:
                 log.warning("cache listener lost PostgreSQL (%s); caching paused", exc)
@@ -271,11 +293,46 @@ class PostgresStorage:
             self._closing.wait(backoff)
             backoff = min(backoff * 2, 30.0)
 
+    def _heard(self, key: str) -> None:
+        if not self._replicas:
+            return
+        until = time.monotonic() + self._replica_lag
+        if key == FLUSH_ALL:
+            self._recent_all_until = until
+            self._recent.clear()
+            return
+        self._recent[key] = until
+        if len(self._recent) > 100_000:  # bounded: drop what has aged out
+            now = time.monotonic()
+            self._recent = {k: t for k, t in self._recent.items() if t > now}
+
     def close(self) -> None:
         self._closing.set()
         if self._listener is not None:
             self._listener.join(5)
-        self._pool.close()
+        for pool in [self._pool, *self._replicas]:
+            pool.close()
+
+
+def _pool(url: str, min_size: int, max_size: int) -> ConnectionPool:
+    pool = ConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"autocommit": True, "prepare_threshold": 0},
+        open=False,
+    )
+    try:
+        pool.open(wait=True, timeout=10)
+    except (psycopg.Error, PoolTimeout) as exc:
+        pool.close()
+        raise StorageError(f"cannot connect to PostgreSQL at {_safe(url)}: {exc}") from exc
+    return pool
+
+
+def _safe(url: str) -> str:
+    """The URL without a password, for messages."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 def _now() -> int:
