@@ -117,3 +117,18 @@ def test_cli_migrate_into_non_empty_target_fails(tmp_path: Path) -> None:
     result = runner.invoke(app, ["migrate", "-d", str(node_dir), "--to", f"sqlite:///{other}"])
     assert result.exit_code == 1
     assert "not empty" in result.output
+
+
+def test_init_on_postgres_records_the_database(tmp_path: Path, postgres_url: str) -> None:
+    node_dir = tmp_path / "pgnode"
+    result = runner.invoke(app, ["init", "-d", str(node_dir), "--database", postgres_url])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(app, ["demo", "-d", str(node_dir), "--serials", "3"]).exit_code == 0
+    config = load_config(node_dir, environ={})
+    assert config.database == postgres_url
+    node = open_node(config)
+    try:
+        assert node.service.resolve("88.100.1/PUMP-0003").handle == "88.100.1/PUMP-0003"
+    finally:
+        node.close()
+    assert not (node_dir / "idnode.db").exists()  # nothing went to SQLite

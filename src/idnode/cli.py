@@ -75,9 +75,13 @@ def init(
     handle_port: Annotated[int, typer.Option(help="Handle protocol port (UDP+TCP).")] = 2641,
     http_port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     public_address: Annotated[str, typer.Option(help="Address published in HS_SITE.")] = "",
+    database: Annotated[
+        str, typer.Option(help="Database URL (default: SQLite in the data directory).")
+    ] = "",
 ) -> None:
     """Create a node: database, homed prefix, server key and an admin key pair."""
     settings: dict[str, object] = {
+        "database": database or None,
         "host": host,
         "handle_port": handle_port,
         "http_port": http_port,
@@ -101,12 +105,16 @@ def serve(
     http_port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (SO_REUSEPORT).")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    database: Annotated[
+        str | None, typer.Option(help="Database URL, overriding the config.")
+    ] = None,
 ) -> None:
     """Serve the node over Handle UDP/TCP and HTTP until interrupted."""
     from idnode.server.runner import serve_forever
 
     config = _config(
         data_dir,
+        database=database,
         host=host,
         handle_port=handle_port,
         http_port=http_port,
