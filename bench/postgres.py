@@ -20,7 +20,8 @@ import time
 import psycopg
 
 from bench.dataset import ensure_dataset, fast_records
-from bench.resolve import ROOT, Row, machine, measure, start_server, write_docs_section
+from bench.processes import start_server
+from bench.resolve import ROOT, Row, machine, measure, write_docs_section
 from idnode.storage.postgres import PostgresStorage
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/idnode_bench"

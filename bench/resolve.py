@@ -18,20 +18,16 @@ import argparse
 import os
 import platform
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from bench.dataset import ensure_dataset
 from bench.loadgen import Job, Result, run
-from bench.procfs import spawned_workers
+from bench.processes import spawned_workers, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "performance.md"
@@ -46,45 +42,6 @@ class Row:
     p99_ms: float
     errors: int
     lost: int
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(data_dir: Path, workers: int) -> tuple[subprocess.Popen[bytes], int, int]:
-    handle_port, http_port = _free_port(), _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "idnode.cli",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--workers",
-            str(workers),
-            "--handle-port",
-            str(handle_port),
-            "--http-port",
-            str(http_port),
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=1)
-        except httpx.TransportError:
-            time.sleep(0.2)
-        else:
-            return proc, handle_port, http_port
-    proc.kill()
-    raise SystemExit("server did not start")
 
 
 def _rss_mb(pid: int) -> tuple[float, float]:

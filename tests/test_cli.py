@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from bench.procfs import spawned_workers
+from bench.processes import spawned_workers, start_server
 from typer.testing import CliRunner
 
 from idnode.cli import app
@@ -184,51 +182,12 @@ def test_resolve_unreachable_server(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-        tcp.bind(("127.0.0.1", 0))
-        return int(tcp.getsockname()[1])
-
-
 @pytest.fixture
 def served_workers(demo_dir: Path) -> Iterator[tuple[int, int, int]]:
-    handle_port, http_port = _free_port(), _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "idnode.cli",
-            "serve",
-            "-d",
-            str(demo_dir),
-            "--workers",
-            "2",
-            "--handle-port",
-            str(handle_port),
-            "--http-port",
-            str(http_port),
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ | {"PYTHONUNBUFFERED": "1"},
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.2)
+    proc, handle_port, http_port = start_server(demo_dir, workers=2)
     yield handle_port, http_port, proc.pid
     proc.terminate()
-    proc.wait(20)
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    proc.stdout.close()
-    proc.stderr.close()
+    assert proc.wait(20) == 0  # a clean shutdown on SIGTERM
 
 
 def test_serve_with_two_workers_answers_on_all_transports(

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["MIGRATIONS", "Migration"]
+from idnode.errors import StorageError
+
+__all__ = ["MIGRATIONS", "Migration", "pending"]
 
 
 @dataclass(frozen=True)
@@ -56,3 +58,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
 )
+
+
+def pending(current: int, database: str) -> list[Migration]:
+    """The migrations a database at schema version ``current`` still needs, in order.
+
+    Refuses a database written by a newer idnode (``database`` names it in the error).
+    """
+    newest = MIGRATIONS[-1].version
+    if current > newest:
+        raise StorageError(
+            f"{database} has schema version {current}, newer than this idnode knows "
+            f"({newest}); upgrade idnode"
+        )
+    return [m for m in MIGRATIONS if m.version > current]

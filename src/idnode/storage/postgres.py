@@ -35,7 +35,7 @@ from idnode.storage.base import (
     prefix_range,
 )
 from idnode.storage.cache import FLUSH_ALL, CachingStorage
-from idnode.storage.migrations import MIGRATIONS
+from idnode.storage.migrations import pending
 
 __all__ = ["CHANNEL", "PostgresStorage"]
 
@@ -101,15 +101,7 @@ class PostgresStorage:
             )
             row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
             current = int(row[0]) if row else 0
-            newest = MIGRATIONS[-1].version
-            if current > newest:
-                raise StorageError(
-                    f"database has schema version {current}, newer than this idnode knows "
-                    f"({newest}); upgrade idnode"
-                )
-            for migration in MIGRATIONS:
-                if migration.version <= current:
-                    continue
+            for migration in pending(current, f"database {_safe(self.url)}"):
                 for statement in migration.postgresql:
                     conn.execute(statement)
                 conn.execute(

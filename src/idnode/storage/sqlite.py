@@ -25,7 +25,7 @@ from idnode.storage.base import (
     encode_values,
     prefix_range,
 )
-from idnode.storage.migrations import MIGRATIONS
+from idnode.storage.migrations import pending
 
 __all__ = ["SQLiteStorage"]
 
@@ -89,15 +89,7 @@ class SQLiteStorage:
             current = conn.execute(
                 "SELECT coalesce(max(version), 0) FROM schema_migrations"
             ).fetchone()[0]
-            newest = MIGRATIONS[-1].version
-            if current > newest:
-                raise StorageError(
-                    f"database {self.path} has schema version {current}, newer than this "
-                    f"idnode knows ({newest}); upgrade idnode"
-                )
-            for migration in MIGRATIONS:
-                if migration.version <= current:
-                    continue
+            for migration in pending(current, f"database {self.path}"):
                 for statement in migration.sqlite:
                     conn.execute(statement)
                 conn.execute(
