@@ -32,7 +32,7 @@ lint: venv
 bench: venv
 	$(BIN)/python -m bench.resolve
 
-# Needs a PostgreSQL server; the database idnode_bench must exist (createdb idnode_bench).
+# Needs a PostgreSQL server (--database URL, default postgres@127.0.0.1/idnode_bench).
 bench-postgres: venv
 	$(BIN)/python -m bench.postgres
 

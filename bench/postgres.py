@@ -18,6 +18,8 @@ import sys
 import time
 
 import psycopg
+import psycopg.conninfo
+import psycopg.sql
 
 from bench.dataset import ensure_dataset, fast_records
 from bench.processes import start_server
@@ -25,6 +27,18 @@ from bench.resolve import ROOT, Row, machine, measure, write_docs_section
 from idnode.storage.postgres import PostgresStorage
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/idnode_bench"
+
+
+def _ensure_database(url: str) -> None:
+    """Create the benchmark's database if it does not exist yet."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    name = str(info.get("dbname", ""))
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.OperationalError:
+        admin = psycopg.conninfo.make_conninfo(url, dbname="postgres")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
 
 
 def _bulk_load_rate(url: str, count: int) -> float:
@@ -68,6 +82,7 @@ def main() -> None:
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
 
+    _ensure_database(args.database)
     print("measuring bulk load ...", file=sys.stderr)
     load_rate = _bulk_load_rate(args.database, args.load_count)
     data_dir, _ = ensure_dataset(args.count, args.database)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from bench.processes import spawned_workers, start_server
 from typer.testing import CliRunner
 
+from bench.processes import spawned_workers, start_server
 from idnode.cli import app
 from tests.conftest import RunningNode
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
+from bench.processes import start_server
 from idnode.cli import app
 from idnode.client import HandleClient
 from idnode.config import load_config
@@ -132,3 +136,34 @@ def test_init_on_postgres_records_the_database(tmp_path: Path, postgres_url: str
     finally:
         node.close()
     assert not (node_dir / "idnode.db").exists()  # nothing went to SQLite
+
+    # Two worker processes serve the one database; a change made elsewhere (here by
+    # this test's own connection) reaches both workers' caches.
+    proc, _, http_port = start_server(node_dir, workers=2)
+    try:
+        url = f"http://127.0.0.1:{http_port}/api/handles/88.100.1/PUMP-0003?type=STATUS"
+        for _ in range(10):
+            assert httpx.get(url, timeout=5).json()["values"][0]["type"] == "STATUS"
+        writer = open_storage(postgres_url)
+        writer.put(HandleRecord("88.100.1/PUMP-0003", (HandleValue(13, "STATUS", b"scrapped"),)))
+        writer.close()
+
+        def all_fresh() -> bool:
+            answers = {
+                httpx.get(url, timeout=5).json()["values"][0]["data"]["value"] for _ in range(10)
+            }
+            return answers == {"scrapped"}
+
+        assert _wait_for(all_fresh)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
