@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from idnode.errors import MessageTooLarge
 from idnode.handle.codec import MessageFramer
@@ -20,20 +20,40 @@ __all__ = ["HandleTCPProtocol", "HandleUDPProtocol"]
 
 log = logging.getLogger("idnode.server")
 
+#: Bytes of UDP replies allowed to wait for the kernel before requests are dropped.
+UDP_SEND_BACKLOG = 1 << 20
+
+
+class _DatagramTransport(Protocol):
+    """What the UDP server uses of its transport (asyncio's and uvloop's both have it;
+    typeshed's DatagramTransport lacks the buffer size)."""
+
+    def sendto(self, data: bytes, addr: tuple[str | Any, int]) -> None: ...
+    def get_write_buffer_size(self) -> int: ...
+
 
 class HandleUDPProtocol(asyncio.DatagramProtocol):
     def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
-        self._transport: asyncio.DatagramTransport | None = None
+        self._transport: _DatagramTransport | None = None
+        self.dropped = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio's, hence cast, not isinstance.
-        self._transport = cast(asyncio.DatagramTransport, transport)
+        self._transport = cast(_DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        if transport.get_write_buffer_size() > UDP_SEND_BACKLOG:
+            # Replies are queuing faster than the kernel takes them: drop this request
+            # (its client will retry) rather than let the queue grow without bound.
+            self.dropped += 1
+            return
         reply = self._dispatcher.handle(data, udp=True)
-        if reply is not None and self._transport is not None:
-            self._transport.sendto(reply, addr)
+        if reply is not None:
+            transport.sendto(reply, addr)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a client that went away; nothing to do.
@@ -50,6 +70,7 @@ class HandleTCPProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._counted = False
+        self._writing_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
@@ -75,8 +96,32 @@ class HandleTCPProtocol(asyncio.Protocol):
             return
         self._arm_idle_timer()
         self._framer.receive_data(data)
+        self._answer_buffered(transport)
+
+    def pause_writing(self) -> None:
+        # The client is not reading its answers: stop reading its requests until it
+        # does, so neither the requests nor the answers pile up in memory.
+        self._writing_paused = True
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+            self._answer_buffered(transport)
+
+    @property
+    def reading(self) -> bool:
+        return self._transport is not None and self._transport.is_reading()
+
+    def _answer_buffered(self, transport: asyncio.Transport) -> None:
         try:
-            while (frame := self._framer.next_message()) is not None:
+            while not self._writing_paused and not transport.is_closing():
+                frame = self._framer.next_message()
+                if frame is None:
+                    break
                 reply = self._dispatcher.handle(frame, udp=False)
                 if reply is not None:
                     transport.write(reply)
