@@ -39,8 +39,9 @@ class NodeService:
     ``clock`` returns monotonic seconds; tests pass their own to step time.
     """
 
-    # How long the set of homed prefixes is trusted before it is read again, so that
-    # `idnode prefix` changes made by another process take effect without a restart.
+    # How long the set of homed prefixes is trusted before it is read again, so that a
+    # prefix homed by another process (another worker, the CLI) is served without a
+    # restart.
     HOMED_REFRESH_SECONDS = 5.0
 
     def __init__(
