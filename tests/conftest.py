@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, settings
 from idnode.config import Config
 from idnode.demo import demo_records
 from idnode.handle.values import HandleValue
-from idnode.node import Node, init_node, open_node
+from idnode.node import Node, init_node
 from idnode.server.runner import BoundPorts, serve
 from idnode.storage import SQLiteStorage, Storage
 from idnode.storage.base import HandleRecord
@@ -117,7 +117,7 @@ class RunningNode:
 @pytest.fixture(scope="session")
 def running_node(demo_dir: Path) -> Iterator[RunningNode]:
     """The demo node served on real UDP, TCP and HTTP sockets in a background thread."""
-    config = open_node(Config(data_dir=demo_dir, handle_port=0, http_port=0)).config
+    config = Config(data_dir=demo_dir, handle_port=0, http_port=0, stats_flush_seconds=0.2)
     ready = threading.Event()
     bound: list[BoundPorts] = []
     loop = asyncio.new_event_loop()

@@ -6,8 +6,10 @@ found, server unreachable, rejected input, ...); 2 the command line was wrong.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -26,6 +28,7 @@ from idnode.handle.codes import ResponseCode
 from idnode.handle.messages import ErrorResponse, ResolutionResponse
 from idnode.jsonformat import record_from_json, record_to_json, value_to_json
 from idnode.node import Node, init_node, migrate_node, open_node
+from idnode.stats import HOUR
 from idnode.storage.base import HandleRecord
 
 app = typer.Typer(
@@ -293,6 +296,40 @@ def demo(
     out.print(
         f"demo loaded: {written} identifiers under {DEMO_PREFIX}, e.g. {DEMO_PREFIX}/PUMP-0001"
     )
+
+
+@app.command()
+def stats(
+    data_dir: DataDir = Path(".idnode"),
+    prefix: Annotated[str | None, typer.Option(help="Only this prefix.")] = None,
+    hours: Annotated[int, typer.Option(help="How many hours back, 0 for all.")] = 24,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Resolutions and registrations per prefix and hour, from all processes."""
+    node = _open(data_dir)
+    try:
+        since = 0 if hours <= 0 else int(time.time()) // HOUR * HOUR - (hours - 1) * HOUR
+        rows = node.service.stats(prefix, since)
+    except IdnodeError as exc:
+        _fail(exc.message)
+    finally:
+        node.close()
+    if as_json:
+        for row in rows:
+            out.print_json(data=dataclasses.asdict(row), indent=None)
+        return
+    table = Table(title=f"last {hours} hours" if hours > 0 else "all time", title_justify="left")
+    for column in ("prefix", "hour (UTC)", "resolutions", "not found", "registrations"):
+        table.add_column(column, justify="left" if column[0] in "ph" else "right")
+    for row in rows:
+        table.add_row(
+            row.prefix,
+            time.strftime("%Y-%m-%d %H:00", time.gmtime(row.hour)),
+            f"{row.resolutions:,}",
+            f"{row.not_found:,}",
+            f"{row.registrations:,}",
+        )
+    out.print(table)
 
 
 @app.command()

@@ -53,6 +53,8 @@ class Config:
     cache_entries: int = 10_000
     #: Seconds a cached record may be served at most, even if no change was announced.
     cache_max_age: float = 300.0
+    #: Seconds between each worker's additions of its counts to the shared statistics.
+    stats_flush_seconds: float = 10.0
     #: Log level for the servers: debug, info, warning, error.
     log_level: str = "info"
     #: Handle that holds this node's administrator key (set by ``idnode init``).
@@ -117,6 +119,8 @@ def _validate(config: Config) -> None:
         port = getattr(config, name)
         if not 0 <= port <= 65535:
             raise ConfigError(f"{name} must be 0..65535, got {port}")
+    if config.stats_flush_seconds <= 0:
+        raise ConfigError("stats_flush_seconds must be positive")
     if config.cache_entries < 0 or config.cache_max_age < 0:
         raise ConfigError("cache_entries and cache_max_age must not be negative")
     if config.workers < 1:

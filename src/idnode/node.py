@@ -11,13 +11,14 @@ Layout of the data directory::
 from __future__ import annotations
 
 import ipaddress
+import logging
 import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from idnode.config import CONFIG_FILE, Config, dump_toml
-from idnode.errors import ConfigError
+from idnode.errors import ConfigError, IdnodeError
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import (
     AdminPermission,
@@ -45,6 +46,8 @@ __all__ = [
     "open_node",
 ]
 
+log = logging.getLogger("idnode")
+
 SERVER_KEY_FILE = "server_key.pem"
 ADMIN_KEY_FILE = "admin_key.pem"
 ADMIN_VALUE_INDEX = 100
@@ -58,7 +61,13 @@ class Node:
     service: NodeService
 
     def close(self) -> None:
-        self.storage.close()
+        """Flush this process's statistics, then close the database."""
+        try:
+            self.service.flush_stats()
+        except IdnodeError as exc:
+            log.warning("statistics since the last flush are lost: %s", exc.message)
+        finally:
+            self.storage.close()
 
 
 def _with_cache(storage: Storage, config: Config) -> Storage:

@@ -17,7 +17,13 @@ from urllib.parse import quote, urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from idnode import __version__
@@ -32,6 +38,7 @@ from idnode.handle.codes import ResponseCode
 from idnode.handle.values import HandleValue
 from idnode.jsonformat import value_to_json
 from idnode.service import NodeService
+from idnode.stats import prometheus_text
 
 __all__ = ["create_app"]
 
@@ -106,6 +113,11 @@ def create_app(service: NodeService) -> Starlette:
             request,
         )
 
+    async def metrics(request: Request) -> Response:
+        return PlainTextResponse(
+            prometheus_text(service.stats()), media_type="text/plain; version=0.0.4"
+        )
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
@@ -138,6 +150,7 @@ def create_app(service: NodeService) -> Starlette:
     return Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/metrics", metrics),
             Route("/api/handles/{handle:path}", api_handle),
             Route("/api/prefixes", api_prefixes),
             Route("/api/{rest:path}", _api_not_found, methods=["GET", "HEAD"]),

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import uvicorn
 
 from idnode.config import Config
-from idnode.errors import ConfigError
-from idnode.node import open_node
+from idnode.errors import ConfigError, IdnodeError
+from idnode.node import Node, open_node
 from idnode.server.dispatch import Dispatcher
 from idnode.server.http import create_app
 from idnode.server.transports import HandleTCPProtocol, HandleUDPProtocol, TCPLimits
@@ -134,6 +134,7 @@ async def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
     http_task = asyncio.create_task(http_server.serve(sockets=[sockets.http]))
+    flusher = asyncio.create_task(_flush_stats_every(node, config.stats_flush_seconds))
     ports = BoundPorts(sockets.tcp.getsockname()[1], sockets.http.getsockname()[1])
     if started is not None:
         while not http_server.started and not http_task.done():
@@ -144,6 +145,7 @@ async def serve(
         await asyncio.wait({http_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         stop_task.cancel()
     finally:
+        flusher.cancel()
         http_server.should_exit = True
         with suppress(Exception):
             await http_task
@@ -161,6 +163,15 @@ def _run(config: Config, reuse_port: bool, started: Callable[[BoundPorts], None]
         asyncio.run(serve(config, reuse_port=reuse_port, started=started))
     else:
         uvloop.run(serve(config, reuse_port=reuse_port, started=started))
+
+
+async def _flush_stats_every(node: Node, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            node.service.flush_stats()
+        except IdnodeError as exc:  # the database is away; counts wait for the next try
+            log.warning("could not flush statistics: %s", exc.message)
 
 
 def _configure_logging(config: Config) -> None:

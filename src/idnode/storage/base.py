@@ -17,8 +17,11 @@ from idnode.errors import RemoteProtocolError, StorageError
 from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import HandleValue
 from idnode.names import handle_key
+from idnode.stats import StatsRow
 
 __all__ = [
+    "ADD_STATS",
+    "SELECT_STATS",
     "HandleRecord",
     "RecordChange",
     "Storage",
@@ -26,6 +29,7 @@ __all__ = [
     "decode_record",
     "encode_values",
     "prefix_range",
+    "stats_params",
 ]
 
 
@@ -86,6 +90,12 @@ class Storage(Protocol):
 
     def is_homed(self, prefix: str) -> bool: ...
 
+    def add_stats(self, rows: Sequence[StatsRow]) -> None:
+        """Add counts to the per-prefix, per-hour totals (summed, never replaced)."""
+
+    def stats(self, prefix: str | None = None, since: int = 0) -> list[StatsRow]:
+        """Totals per prefix and hour from ``since`` on, by prefix then hour."""
+
     def schema_version(self) -> int: ...
 
     def close(self) -> None: ...
@@ -115,3 +125,20 @@ def check_same_key(key: str, record: HandleRecord) -> None:
     """An update may change a record, never which handle it is."""
     if handle_key(record.handle) != key:
         raise StorageError(f"an update of {key} returned a record for {record.handle}")
+
+
+# Both SQL dialects spell the summing upsert the same way.
+ADD_STATS = (
+    "INSERT INTO stats VALUES ({p}, {p}, {p}, {p}, {p}) ON CONFLICT (prefix, hour) DO UPDATE"
+    " SET resolutions = stats.resolutions + excluded.resolutions,"
+    " not_found = stats.not_found + excluded.not_found,"
+    " registrations = stats.registrations + excluded.registrations"
+)
+SELECT_STATS = (
+    "SELECT prefix, hour, resolutions, not_found, registrations FROM stats"
+    " WHERE hour >= {p} AND ({p} IS NULL OR prefix = {p}) ORDER BY prefix, hour"
+)
+
+
+def stats_params(row: StatsRow) -> tuple[str, int, int, int, int]:
+    return (row.prefix, row.hour, row.resolutions, row.not_found, row.registrations)

@@ -19,9 +19,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from idnode.names import handle_key
+from idnode.stats import StatsRow
 from idnode.storage.base import HandleRecord, RecordChange, Storage
 
 __all__ = ["FLUSH_ALL", "CachingStorage"]
@@ -142,6 +143,12 @@ class CachingStorage:
 
     def is_homed(self, prefix: str) -> bool:
         return self._inner.is_homed(prefix)
+
+    def add_stats(self, rows: Sequence[StatsRow]) -> None:
+        self._inner.add_stats(rows)
+
+    def stats(self, prefix: str | None = None, since: int = 0) -> list[StatsRow]:
+        return self._inner.stats(prefix, since)
 
     def schema_version(self) -> int:
         return self._inner.schema_version()

@@ -57,6 +57,31 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "resolution and registration counts per prefix and hour",
+        # hour: Unix time of the start of the hour (a multiple of 3600), UTC.
+        sqlite=(
+            """CREATE TABLE stats (
+                prefix        TEXT NOT NULL,
+                hour          INTEGER NOT NULL,
+                resolutions   INTEGER NOT NULL DEFAULT 0,
+                not_found     INTEGER NOT NULL DEFAULT 0,
+                registrations INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (prefix, hour)
+            ) WITHOUT ROWID""",
+        ),
+        postgresql=(
+            """CREATE TABLE stats (
+                prefix        TEXT COLLATE "C" NOT NULL,
+                hour          BIGINT NOT NULL,
+                resolutions   BIGINT NOT NULL DEFAULT 0,
+                not_found     BIGINT NOT NULL DEFAULT 0,
+                registrations BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (prefix, hour)
+            )""",
+        ),
+    ),
 )
 
 

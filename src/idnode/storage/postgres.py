@@ -26,13 +26,17 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from idnode.errors import HandleAlreadyExists, StorageError
 from idnode.names import handle_key
+from idnode.stats import StatsRow
 from idnode.storage.base import (
+    ADD_STATS,
+    SELECT_STATS,
     HandleRecord,
     RecordChange,
     check_same_key,
     decode_record,
     encode_values,
     prefix_range,
+    stats_params,
 )
 from idnode.storage.cache import FLUSH_ALL, CachingStorage
 from idnode.storage.migrations import pending
@@ -42,6 +46,9 @@ __all__ = ["CHANNEL", "PostgresStorage"]
 log = logging.getLogger("idnode.storage")
 
 _BATCH = 20_000
+_ADD_STATS = ADD_STATS.format(p="%s")
+# The prefix parameter appears twice; PostgreSQL must be told its type for IS NULL.
+_SELECT_STATS = SELECT_STATS.format(p="%s").replace("(%s IS NULL", "(%s::text IS NULL")
 CHANNEL = "idnode_changes"
 # Sent in the writing transaction, so listeners hear of a change exactly when it commits.
 _NOTIFY = "SELECT pg_notify('idnode_changes', %s)"
@@ -122,6 +129,18 @@ class PostgresStorage:
             if now < self._recent_all_until or self._recent.get(key, 0.0) > now:
                 return self._pool
         return self._replicas[next(self._next_replica)]
+
+    def add_stats(self, rows: Sequence[StatsRow]) -> None:
+        if not rows:
+            return
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(_ADD_STATS, [stats_params(r) for r in rows])
+
+    def stats(self, prefix: str | None = None, since: int = 0) -> list[StatsRow]:
+        key = None if prefix is None else handle_key(prefix)
+        with self._read_pool().connection() as conn:
+            rows = conn.execute(_SELECT_STATS, (since, key, key)).fetchall()
+        return [StatsRow(*row) for row in rows]
 
     def schema_version(self) -> int:
         row = self._one("SELECT max(version) FROM schema_migrations", ())

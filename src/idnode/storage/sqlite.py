@@ -11,25 +11,31 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from idnode.errors import HandleAlreadyExists, StorageError
 from idnode.names import handle_key
+from idnode.stats import StatsRow
 from idnode.storage.base import (
+    ADD_STATS,
+    SELECT_STATS,
     HandleRecord,
     RecordChange,
     check_same_key,
     decode_record,
     encode_values,
     prefix_range,
+    stats_params,
 )
 from idnode.storage.migrations import pending
 
 __all__ = ["SQLiteStorage"]
 
 _BATCH = 5000
+_ADD_STATS = ADD_STATS.format(p="?")
+_SELECT_STATS = SELECT_STATS.format(p="?")
 _MMAP_BYTES = 1 << 30
 
 
@@ -96,6 +102,17 @@ class SQLiteStorage:
                     "INSERT INTO schema_migrations VALUES (?, ?, ?)",
                     (migration.version, migration.name, int(time.time())),
                 )
+
+    def add_stats(self, rows: Sequence[StatsRow]) -> None:
+        if not rows:
+            return
+        with self._transaction() as conn:
+            conn.executemany(_ADD_STATS, [stats_params(r) for r in rows])
+
+    def stats(self, prefix: str | None = None, since: int = 0) -> list[StatsRow]:
+        key = None if prefix is None else handle_key(prefix)
+        rows = self._reader.execute(_SELECT_STATS, (since, key, key)).fetchall()
+        return [StatsRow(*row) for row in rows]
 
     def schema_version(self) -> int:
         row = self._reader.execute("SELECT max(version) FROM schema_migrations").fetchone()
