@@ -9,6 +9,7 @@ runs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -29,6 +30,7 @@ __all__ = [
     "decode_record",
     "encode_values",
     "prefix_range",
+    "row_batches",
     "stats_params",
 ]
 
@@ -142,3 +144,19 @@ SELECT_STATS = (
 
 def stats_params(row: StatsRow) -> tuple[str, int, int, int, int]:
     return (row.prefix, row.hour, row.resolutions, row.not_found, row.registrations)
+
+
+Row = tuple[str, str, bytes, int]  # key, handle, values in wire layout, updated_at
+
+
+def row_batches(records: Iterable[HandleRecord], size: int) -> Iterator[list[Row]]:
+    """Records as table rows, ``size`` at a time, for backends' bulk loads."""
+    now = int(time.time())
+    batch: list[Row] = []
+    for record in records:
+        batch.append((handle_key(record.handle), record.handle, encode_values(record), now))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

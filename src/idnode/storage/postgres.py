@@ -36,6 +36,7 @@ from idnode.storage.base import (
     decode_record,
     encode_values,
     prefix_range,
+    row_batches,
     stats_params,
 )
 from idnode.storage.cache import FLUSH_ALL, CachingStorage
@@ -200,10 +201,8 @@ class PostgresStorage:
     def put_many(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
         merge = _MERGE_REPLACE if replace else _MERGE_SKIP
         written = offered = 0
-        batch: list[tuple[str, str, bytes, int]] = []
-
-        def flush() -> None:
-            nonlocal written
+        for batch in row_batches(records, _BATCH):
+            offered += len(batch)
             with self._pool.connection() as conn, conn.transaction():
                 conn.execute(
                     "CREATE TEMP TABLE IF NOT EXISTS idnode_staging (seq BIGSERIAL,"
@@ -219,22 +218,12 @@ class PostgresStorage:
                     cur.execute(merge)
                     written += max(cur.rowcount, 0)
                     cur.execute(_NOTIFY, (FLUSH_ALL,))
-            batch.clear()
-
-        now = _now()
-        for record in records:
-            batch.append((handle_key(record.handle), record.handle, encode_values(record), now))
-            offered += 1
-            if len(batch) >= _BATCH:
-                flush()
-        if batch:
-            flush()
         return written, offered - written
 
     def iter_records(self, prefix: str | None = None) -> Iterator[HandleRecord]:
         # A named (server-side) cursor streams in chunks instead of loading everything.
         with (
-            self._pool.connection() as conn,
+            self._read_pool().connection() as conn,
             conn.transaction(),
             conn.cursor(name="idnode_iter") as cur,
         ):

@@ -27,6 +27,7 @@ from idnode.storage.base import (
     decode_record,
     encode_values,
     prefix_range,
+    row_batches,
     stats_params,
 )
 from idnode.storage.migrations import pending
@@ -174,24 +175,12 @@ class SQLiteStorage:
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         sql = f"{verb} INTO handles VALUES (?, ?, ?, ?)"
         written = offered = 0
-        batch: list[tuple[str, str, bytes, int]] = []
-        now = int(time.time())
-
-        def flush() -> None:
-            nonlocal written
+        for batch in row_batches(records, _BATCH):
+            offered += len(batch)
             with self._transaction() as conn:
                 before = conn.total_changes
                 conn.executemany(sql, batch)
                 written += conn.total_changes - before
-            batch.clear()
-
-        for record in records:
-            batch.append((handle_key(record.handle), record.handle, encode_values(record), now))
-            offered += 1
-            if len(batch) >= _BATCH:
-                flush()
-        if batch:
-            flush()
         return written, offered - written
 
     def iter_records(self, prefix: str | None = None) -> Iterator[HandleRecord]:
