@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +177,37 @@ def test_oversized_tcp_frame_gets_error_then_close(running_node: RunningNode) ->
     reply = decode_message(received)
     assert reply.request_id == 99
     assert reply.response_code == ResponseCode.PROTOCOL_ERROR
+
+
+def test_stopping_the_server_closes_open_tcp_connections(demo_dir: Path) -> None:
+    import asyncio
+    import threading
+
+    from idnode.config import Config
+    from idnode.server.runner import BoundPorts, serve
+
+    config = Config(data_dir=demo_dir, handle_port=0, http_port=0)
+    bound: list[BoundPorts] = []
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    def started(ports: BoundPorts) -> None:
+        bound.append(ports)
+        ready.set()
+
+    thread = threading.Thread(
+        target=lambda: loop.run_until_complete(serve(config, started=started, stop=stop))
+    )
+    thread.start()
+    try:
+        assert ready.wait(15)
+        with socket.create_connection(("127.0.0.1", bound[0].handle), timeout=5) as idle:
+            loop.call_soon_threadsafe(stop.set)
+            thread.join(15)
+            assert not thread.is_alive()
+            assert idle.recv(1) == b""  # closed by the server, not left to time out
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(15)
+        loop.close()

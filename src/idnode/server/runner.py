@@ -108,15 +108,33 @@ async def serve(
     except BaseException:
         sockets.close()
         raise
+    try:
+        await _serve_node(node, sockets, config, started, stop)
+    finally:
+        sockets.close()
+        node.close()
+
+
+async def _serve_node(
+    node: Node,
+    sockets: _Sockets,
+    config: Config,
+    started: Callable[[BoundPorts], None] | None,
+    stop: asyncio.Event | None,
+) -> None:
     loop = asyncio.get_running_loop()
     dispatcher = Dispatcher(node.service, udp_max_response=config.udp_max_response)
     limits = TCPLimits(config.tcp_max_connections, config.tcp_idle_timeout)
     udp_transport, _ = await loop.create_datagram_endpoint(
         lambda: HandleUDPProtocol(dispatcher), sock=sockets.udp
     )
-    tcp_server = await loop.create_server(
-        lambda: HandleTCPProtocol(dispatcher, limits), sock=sockets.tcp
-    )
+    try:
+        tcp_server = await loop.create_server(
+            lambda: HandleTCPProtocol(dispatcher, limits), sock=sockets.tcp
+        )
+    except BaseException:
+        udp_transport.close()
+        raise
     http_server = _HTTPServer(
         uvicorn.Config(
             create_app(node.service),
@@ -150,10 +168,10 @@ async def serve(
         with suppress(Exception):
             await http_task
         tcp_server.close()
+        # From Python 3.12 wait_closed() also waits for every connection to end.
+        limits.close_all()
         udp_transport.close()
         await tcp_server.wait_closed()
-        sockets.close()
-        node.close()
 
 
 def _run(config: Config, reuse_port: bool, started: Callable[[BoundPorts], None] | None) -> None:

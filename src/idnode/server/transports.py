@@ -79,6 +79,7 @@ class HandleTCPProtocol(asyncio.Protocol):
             transport.abort()
             return
         self._limits.open += 1
+        self._limits.transports.add(transport)
         self._counted = True
         self._arm_idle_timer()
 
@@ -88,6 +89,7 @@ class HandleTCPProtocol(asyncio.Protocol):
             self._idle = None
         if self._counted:
             self._limits.open -= 1
+            self._limits.transports.discard(self._transport)
             self._counted = False
 
     def data_received(self, data: bytes) -> None:
@@ -145,9 +147,15 @@ class HandleTCPProtocol(asyncio.Protocol):
 
 
 class TCPLimits:
-    """Shared by all connections of one server: the connection cap and idle timeout."""
+    """Shared by all connections of one server: the connection cap, the idle timeout,
+    and the open connections, so that shutting down can close them."""
 
     def __init__(self, max_connections: int, idle_timeout: float) -> None:
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.open = 0
+        self.transports: set[asyncio.Transport] = set()
+
+    def close_all(self) -> None:
+        for transport in list(self.transports):
+            transport.close()
