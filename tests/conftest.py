@@ -6,7 +6,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -104,36 +104,61 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@dataclass
 class RunningNode:
-    config: Config
-    ports: BoundPorts
+    """A node served by :func:`idnode.server.runner.serve` in a thread of the test process."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._bound: list[BoundPorts] = []
+        ready = threading.Event()
+
+        def started(ports: BoundPorts) -> None:
+            self._bound.append(ports)
+            ready.set()
+
+        self._thread = threading.Thread(
+            target=lambda: self._loop.run_until_complete(
+                serve(config, started=started, stop=self._stop)
+            ),
+            daemon=True,
+        )
+        self._thread.start()
+        if not ready.wait(15):
+            self.stop()
+            raise RuntimeError("server did not start")
+
+    @property
+    def ports(self) -> BoundPorts:
+        return self._bound[0]
 
     @property
     def http(self) -> str:
         return f"http://127.0.0.1:{self.ports.http}"
+
+    def stop(self) -> None:
+        """Stop serving and wait until serve() has returned."""
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(15)
+        assert not self._thread.is_alive(), "serve() did not return"
+        if not self._loop.is_closed():
+            self._loop.close()
+
+
+@contextmanager
+def running(config: Config) -> Iterator[RunningNode]:
+    node = RunningNode(config)
+    try:
+        yield node
+    finally:
+        node.stop()
 
 
 @pytest.fixture(scope="session")
 def running_node(demo_dir: Path) -> Iterator[RunningNode]:
     """The demo node served on real UDP, TCP and HTTP sockets in a background thread."""
     config = Config(data_dir=demo_dir, handle_port=0, http_port=0, stats_flush_seconds=0.2)
-    ready = threading.Event()
-    bound: list[BoundPorts] = []
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    def started(ports: BoundPorts) -> None:
-        bound.append(ports)
-        ready.set()
-
-    def run() -> None:
-        loop.run_until_complete(serve(config, started=started, stop=stop))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert ready.wait(15), "server did not start"
-    yield RunningNode(config, bound[0])
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(15)
-    loop.close()
+    with running(config) as node:
+        yield node

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from idnode.client import HandleClient
+from idnode.config import Config
 from idnode.handle.codec import MessageFramer, decode_message, encode_message
 from idnode.handle.codes import DigestAlgorithm, EnvelopeFlag, OpCode, OpFlag, ResponseCode
 from idnode.handle.messages import (
@@ -19,7 +20,7 @@ from idnode.handle.messages import (
     ResolutionResponse,
     SiteInfoResponse,
 )
-from tests.conftest import RunningNode
+from tests.conftest import RunningNode, running
 
 
 def client(node: RunningNode) -> HandleClient:
@@ -180,34 +181,10 @@ def test_oversized_tcp_frame_gets_error_then_close(running_node: RunningNode) ->
 
 
 def test_stopping_the_server_closes_open_tcp_connections(demo_dir: Path) -> None:
-    import asyncio
-    import threading
-
-    from idnode.config import Config
-    from idnode.server.runner import BoundPorts, serve
-
     config = Config(data_dir=demo_dir, handle_port=0, http_port=0)
-    bound: list[BoundPorts] = []
-    ready = threading.Event()
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    def started(ports: BoundPorts) -> None:
-        bound.append(ports)
-        ready.set()
-
-    thread = threading.Thread(
-        target=lambda: loop.run_until_complete(serve(config, started=started, stop=stop))
-    )
-    thread.start()
-    try:
-        assert ready.wait(15)
-        with socket.create_connection(("127.0.0.1", bound[0].handle), timeout=5) as idle:
-            loop.call_soon_threadsafe(stop.set)
-            thread.join(15)
-            assert not thread.is_alive()
-            assert idle.recv(1) == b""  # closed by the server, not left to time out
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(15)
-        loop.close()
+    with (
+        running(config) as node,
+        socket.create_connection(("127.0.0.1", node.ports.handle), timeout=5) as idle,
+    ):
+        node.stop()
+        assert idle.recv(1) == b""  # closed by the server, not left to time out

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,10 +20,10 @@ from idnode.handle.codes import ResponseCode
 from idnode.handle.messages import ResolutionResponse
 from idnode.handle.values import HandleValue
 from idnode.node import open_node
-from idnode.server.runner import BoundPorts, serve
 from idnode.storage import SQLiteStorage, open_storage
 from idnode.storage.base import HandleRecord
 from idnode.storage.transfer import copy_storage, fingerprint
+from tests.conftest import running
 
 runner = CliRunner()
 
@@ -81,28 +79,10 @@ def test_cli_migrate_switches_and_node_serves_from_postgres(
     config = load_config(node_dir, {"handle_port": 0, "http_port": 0}, environ={})
     assert config.database == postgres_url
 
-    bound: list[BoundPorts] = []
-    ready = threading.Event()
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    def started(ports: BoundPorts) -> None:
-        bound.append(ports)
-        ready.set()
-
-    thread = threading.Thread(
-        target=lambda: loop.run_until_complete(serve(config, started=started, stop=stop))
-    )
-    thread.start()
-    try:
-        assert ready.wait(15)
-        reply = HandleClient("127.0.0.1", bound[0].handle).resolve("88.100.1/PUMP-0020")
+    with running(config) as served:
+        reply = HandleClient("127.0.0.1", served.ports.handle).resolve("88.100.1/PUMP-0020")
         assert reply.response_code == ResponseCode.SUCCESS
         assert isinstance(reply.body, ResolutionResponse)
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(15)
-        loop.close()
 
     # ... and back to SQLite, into a new file.
     back = tmp_path / "back.db"
