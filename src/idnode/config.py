@@ -44,7 +44,10 @@ class Config:
     workers: int = 1
     #: Largest UDP reply; bigger answers are sent truncated so the client uses TCP.
     udp_max_response: int = 512
-    #: Connections a worker serves at once over TCP; more wait in the kernel backlog.
+    #: UDP answers per second to one source address (per worker); 0 means no limit.
+    #: Over it, requests are dropped, and every second one gets a truncated answer.
+    udp_rate_limit: float = 0.0
+    #: Connections a worker serves at once over TCP; more are closed at once.
     tcp_max_connections: int = 1024
     #: Seconds an idle TCP connection is kept open.
     tcp_idle_timeout: float = 30.0
@@ -119,6 +122,8 @@ def _validate(config: Config) -> None:
         port = getattr(config, name)
         if not 0 <= port <= 65535:
             raise ConfigError(f"{name} must be 0..65535, got {port}")
+    if config.udp_rate_limit < 0:
+        raise ConfigError("udp_rate_limit must not be negative")
     if config.stats_flush_seconds <= 0:
         raise ConfigError("stats_flush_seconds must be positive")
     if config.cache_entries < 0 or config.cache_max_age < 0:

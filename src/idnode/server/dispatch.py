@@ -83,6 +83,20 @@ class Dispatcher:
             reply = self._reply(request, data, code, Truncated())
         return reply
 
+    def truncated(self, data: bytes) -> bytes | None:
+        """A truncated answer ("ask again over TCP") to a request, without serving it.
+
+        For rate limiting: the reply carries no data, so it costs nothing to compute
+        and cannot amplify. None when the request cannot be read or is a response.
+        """
+        try:
+            request = decode_message(data)
+        except ProtocolError:
+            return None
+        if request.is_response:
+            return None
+        return self._reply(request, data, ResponseCode.SUCCESS, Truncated())
+
     def _execute(self, request: Message) -> Body:
         match request.body:
             case ResolutionRequest(handle, indexes, types):

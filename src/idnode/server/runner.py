@@ -26,6 +26,7 @@ from idnode.errors import ConfigError, IdnodeError
 from idnode.node import Node, open_node
 from idnode.server.dispatch import Dispatcher
 from idnode.server.http import create_app
+from idnode.server.ratelimit import RateLimiter
 from idnode.server.transports import HandleTCPProtocol, HandleUDPProtocol, TCPLimits
 
 __all__ = ["BoundPorts", "bind_sockets", "serve", "serve_forever"]
@@ -125,8 +126,9 @@ async def _serve_node(
     loop = asyncio.get_running_loop()
     dispatcher = Dispatcher(node.service, udp_max_response=config.udp_max_response)
     limits = TCPLimits(config.tcp_max_connections, config.tcp_idle_timeout)
+    limiter = RateLimiter(config.udp_rate_limit) if config.udp_rate_limit > 0 else None
     udp_transport, _ = await loop.create_datagram_endpoint(
-        lambda: HandleUDPProtocol(dispatcher), sock=sockets.udp
+        lambda: HandleUDPProtocol(dispatcher, limiter), sock=sockets.udp
     )
     try:
         tcp_server = await loop.create_server(

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Protocol, cast
 
 from idnode.errors import MessageTooLarge
 from idnode.handle.codec import MessageFramer
 from idnode.server.dispatch import Dispatcher
+from idnode.server.ratelimit import Decision, RateLimiter
 
 __all__ = ["HandleTCPProtocol", "HandleUDPProtocol"]
 
@@ -33,8 +35,9 @@ class _DatagramTransport(Protocol):
 
 
 class HandleUDPProtocol(asyncio.DatagramProtocol):
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, limiter: RateLimiter | None = None) -> None:
         self._dispatcher = dispatcher
+        self._limiter = limiter
         self._transport: _DatagramTransport | None = None
         self.dropped = 0
 
@@ -51,7 +54,19 @@ class HandleUDPProtocol(asyncio.DatagramProtocol):
             # (its client will retry) rather than let the queue grow without bound.
             self.dropped += 1
             return
-        reply = self._dispatcher.handle(data, udp=True)
+        reply: bytes | None
+        decision = (
+            Decision.ANSWER
+            if self._limiter is None
+            else self._limiter.check(str(addr[0]), time.monotonic())
+        )
+        if decision is Decision.ANSWER:
+            reply = self._dispatcher.handle(data, udp=True)
+        elif decision is Decision.TRUNCATE:
+            reply = self._dispatcher.truncated(data)
+        else:
+            self.dropped += 1
+            return
         if reply is not None:
             transport.sendto(reply, addr)
 
