@@ -77,12 +77,18 @@ class Envelope:
     message_length: int
 
 
-def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
+def _unpack_envelope(data: bytes | bytearray | memoryview) -> tuple[int, ...]:
+    """The eight envelope fields, refusing a short envelope or an oversized length."""
     if len(data) < ENVELOPE_SIZE:
         raise RemoteProtocolError(f"message envelope needs 20 bytes, got {len(data)}")
-    major, minor, flag_byte, sug_minor, session, request, seq, length = _ENVELOPE.unpack_from(data)
-    if length > MAX_MESSAGE_LENGTH:
-        raise MessageTooLarge(f"message length {length} is over the {MAX_MESSAGE_LENGTH} limit")
+    fields: tuple[int, ...] = _ENVELOPE.unpack_from(data)
+    if fields[7] > MAX_MESSAGE_LENGTH:
+        raise MessageTooLarge(f"message length {fields[7]} is over the {MAX_MESSAGE_LENGTH} limit")
+    return fields
+
+
+def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
+    major, minor, flag_byte, sug_minor, session, request, seq, length = _unpack_envelope(data)
     return Envelope(
         version=(major, minor),
         flags=EnvelopeFlag(flag_byte & 0xE0),
@@ -132,13 +138,7 @@ def encode_message(msg: Message) -> bytes:
 def decode_message(data: bytes | memoryview) -> Message:
     """Decode exactly one whole message (one UDP datagram or one TCP frame)."""
     size = len(data)
-    if size < ENVELOPE_SIZE:
-        raise RemoteProtocolError(f"message envelope needs 20 bytes, got {size}")
-    major, minor, flag_byte, sug_minor, session, request_id, seq, length = _ENVELOPE.unpack_from(
-        data
-    )
-    if length > MAX_MESSAGE_LENGTH:
-        raise MessageTooLarge(f"message length {length} is over the {MAX_MESSAGE_LENGTH} limit")
+    major, minor, flag_byte, sug_minor, session, request_id, seq, length = _unpack_envelope(data)
     if flag_byte & _COMPRESSED_OR_ENCRYPTED:
         raise RemoteProtocolError("compressed or encrypted messages are not supported")
     if size != ENVELOPE_SIZE + length:
