@@ -10,7 +10,7 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -223,14 +223,8 @@ def import_(
     rejected: list[str] = []
     try:
         with _progress() as progress:
-            task = progress.add_task("importing", total=None)
-
-            def counted() -> Iterator[HandleRecord]:
-                for record in _read_jsonl(source, rejected):
-                    progress.advance(task)
-                    yield record
-
-            written, skipped = node.service.import_records(counted(), replace=replace)
+            records = _advancing(progress, "importing", _read_jsonl(source, rejected))
+            written, skipped = node.service.import_records(records, replace=replace)
     except (IdnodeError, OSError, UnicodeDecodeError) as exc:
         _fail(getattr(exc, "message", str(exc)))
     finally:
@@ -281,14 +275,8 @@ def demo(
             return
         node.service.home_prefix(DEMO_PREFIX)
         with _progress() as progress:
-            task = progress.add_task("loading demo", total=None)
-
-            def counted() -> Iterator[HandleRecord]:
-                for record in demo_records(serials):
-                    progress.advance(task)
-                    yield record
-
-            written, _ = node.service.import_records(counted(), replace=True)
+            records = _advancing(progress, "loading demo", demo_records(serials))
+            written, _ = node.service.import_records(records, replace=True)
     except IdnodeError as exc:
         _fail(exc.message)
     finally:
@@ -363,6 +351,16 @@ def _open(data_dir: Path) -> Node:
         return open_node(_config(data_dir))
     except IdnodeError as exc:
         _fail(exc.message)
+
+
+def _advancing(
+    progress: Progress, description: str, records: Iterable[HandleRecord]
+) -> Iterator[HandleRecord]:
+    """``records``, counted on a progress line as they are consumed."""
+    task = progress.add_task(description, total=None)
+    for record in records:
+        progress.advance(task)
+        yield record
 
 
 def _progress() -> Progress:
