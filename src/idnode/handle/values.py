@@ -46,19 +46,9 @@ class Permission(enum.IntFlag):
     def from_bit_string(cls, text: str) -> Permission:
         if len(text) != 4 or set(text) - {"0", "1"}:
             raise ValueError(f"permissions must be four 0/1 characters, got {text!r}")
-        result = cls.NONE
-        for char, bit in zip(text, _BIT_ORDER, strict=True):
-            if char == "1":
-                result |= bit
-        return result
+        return cls(int(text, 2))  # the twin of bit_string(): admin read is the high bit
 
 
-_BIT_ORDER = (
-    Permission.ADMIN_READ,
-    Permission.ADMIN_WRITE,
-    Permission.PUBLIC_READ,
-    Permission.PUBLIC_WRITE,
-)
 DEFAULT_PERMISSIONS = Permission.ADMIN_READ | Permission.ADMIN_WRITE | Permission.PUBLIC_READ
 
 
