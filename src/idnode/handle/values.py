@@ -92,13 +92,6 @@ class HandleValue:
         if not 0 <= self.permissions <= 0xFF:
             raise LocalProtocolError(f"permissions out of range: {self.permissions}")
 
-    @property
-    def public_read(self) -> bool:
-        return bool(self.permissions & Permission.PUBLIC_READ)
-
-    def type_matches(self, wanted: str) -> bool:
-        return type_matches(self.type, wanted)
-
 
 def type_matches(value_type: str, wanted: str) -> bool:
     """Handle.Net's type filter: case-insensitive; a trailing dot selects subtypes."""

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, Self
 
-from idnode.errors import LocalProtocolError, RemoteProtocolError
+from idnode.errors import RemoteProtocolError
 from idnode.handle.values import ValueReference
 from idnode.handle.wire import Reader, Writer
 
@@ -33,7 +33,6 @@ __all__ = [
     "StructuredData",
     "TransportProtocol",
     "ValueList",
-    "check_structured",
     "parse_data",
     "parse_public_key",
 ]
@@ -382,11 +381,3 @@ def parse_data(value_type: str, data: bytes) -> StructuredData | bytes:
     if parser is None:
         return data
     return parser(data)
-
-
-def check_structured(value_type: str, data: bytes) -> None:
-    """Refuse malformed data of a reserved type before it is stored."""
-    try:
-        parse_data(value_type, data)
-    except RemoteProtocolError as exc:
-        raise LocalProtocolError(f"invalid {value_type} data: {exc.message}") from exc

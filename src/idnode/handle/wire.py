@@ -9,8 +9,7 @@ which bounds the work a count can cause to the message's own size.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from idnode.errors import LocalProtocolError, RemoteProtocolError
@@ -113,24 +112,6 @@ class Reader:
 
     def string_array(self, what: str = "string array") -> tuple[str, ...]:
         return tuple(self.string(what) for _ in range(self.count(4, what)))
-
-    @contextmanager
-    def restrict_to(self, size: int, what: str) -> Iterator[None]:
-        """Read a nested block of exactly ``size`` bytes; fail unless it is consumed whole."""
-        if size > self.remaining:
-            raise RemoteProtocolError(
-                f"{what} claims {size} bytes but only {self.remaining} remain"
-            )
-        saved_end = self._end
-        self._end = self._pos + size
-        try:
-            yield
-            if self._pos != self._end:
-                raise RemoteProtocolError(
-                    f"{what} has {self._end - self._pos} unexpected trailing bytes"
-                )
-        finally:
-            self._end = saved_end
 
     def expect_end(self, what: str) -> None:
         if self._pos != self._end:
