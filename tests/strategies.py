@@ -6,10 +6,22 @@ import ipaddress
 
 from hypothesis import strategies as st
 
-from idnode.handle.codes import OpCode, OpFlag, ResponseCode
+from idnode.handle.codes import DigestAlgorithm, OpCode, OpFlag, ResponseCode
 from idnode.handle.messages import (
+    AddValueRequest,
+    ChallengeAnswer,
+    ChallengeResponse,
+    CreateHandleRequest,
+    CreateHandleResponse,
+    DeleteHandleRequest,
     ErrorResponse,
+    GenericResponse,
+    ListHandlesRequest,
+    ListHandlesResponse,
     Message,
+    ModifyValueRequest,
+    RemoveValueRequest,
+    RequestDigest,
     ResolutionRequest,
     ResolutionResponse,
     SiteInfoRequest,
@@ -107,6 +119,47 @@ requests = st.one_of(
     st.builds(
         Message, opcode=st.just(OpCode.GET_SITE_INFO), body=st.just(SiteInfoRequest()), **_common
     ),
+    *(
+        st.builds(
+            Message,
+            opcode=st.just(opcode),
+            body=st.builds(body, handles, st.lists(values, max_size=3).map(tuple)),
+            op_flags=st.builds(OpFlag, u32),
+            **_common,
+        )
+        for opcode, body in (
+            (OpCode.CREATE_HANDLE, CreateHandleRequest),
+            (OpCode.ADD_VALUE, AddValueRequest),
+            (OpCode.MODIFY_VALUE, ModifyValueRequest),
+        )
+    ),
+    st.builds(
+        Message,
+        opcode=st.just(OpCode.DELETE_HANDLE),
+        body=st.builds(DeleteHandleRequest, handles),
+        **_common,
+    ),
+    st.builds(
+        Message,
+        opcode=st.sampled_from([OpCode.LIST_HANDLES, OpCode.LIST_HOMED_NAS]),
+        body=st.builds(ListHandlesRequest, handles),
+        **_common,
+    ),
+    st.builds(
+        Message,
+        opcode=st.just(OpCode.REMOVE_VALUE),
+        body=st.builds(RemoveValueRequest, handles, st.lists(u32, max_size=4).map(tuple)),
+        **_common,
+    ),
+    st.builds(
+        Message,
+        opcode=st.just(OpCode.CHALLENGE_RESPONSE),
+        body=st.builds(ChallengeAnswer, text, handles, u32, st.binary(max_size=64)),
+        **_common,
+    ),
+)
+_sha256 = st.builds(
+    RequestDigest, st.just(DigestAlgorithm.SHA256), st.binary(min_size=32, max_size=32)
 )
 responses = st.one_of(
     st.builds(
@@ -134,6 +187,38 @@ responses = st.one_of(
         ),
         op_flags=_no_digest,
         **_common,
+    ),
+    st.builds(
+        Message,
+        opcode=st.sampled_from([OpCode.LIST_HANDLES, OpCode.LIST_HOMED_NAS]),
+        body=st.builds(ListHandlesResponse, st.lists(handles, max_size=5).map(tuple)),
+        response_code=st.just(ResponseCode.SUCCESS),
+        op_flags=_no_digest,
+        **_common,
+    ),
+    st.builds(
+        Message,
+        opcode=st.just(OpCode.CREATE_HANDLE),
+        body=st.builds(CreateHandleResponse, st.one_of(st.none(), handles)),
+        response_code=st.just(ResponseCode.SUCCESS),
+        op_flags=_no_digest,
+        **_common,
+    ),
+    st.builds(
+        Message,
+        opcode=st.sampled_from([OpCode.DELETE_HANDLE, OpCode.ADD_VALUE, OpCode.MODIFY_VALUE]),
+        body=st.builds(GenericResponse, _sha256),
+        response_code=st.just(ResponseCode.SUCCESS),
+        op_flags=st.just(OpFlag.RETURN_REQUEST_DIGEST),
+        **(_common | {"version": st.tuples(st.just(2), st.integers(7, 11))}),
+    ),
+    st.builds(
+        Message,
+        opcode=st.just(OpCode.ADD_VALUE),
+        body=st.builds(ChallengeResponse, st.binary(min_size=1, max_size=32), _sha256),
+        response_code=st.just(ResponseCode.AUTHENTICATION_NEEDED),
+        op_flags=st.just(OpFlag.RETURN_REQUEST_DIGEST),
+        **(_common | {"version": st.tuples(st.just(2), st.integers(7, 11))}),
     ),
 )
 messages = st.one_of(requests, responses)

@@ -146,7 +146,7 @@ def test_responses_are_never_answered(running_node: RunningNode) -> None:
 
 
 def test_unsupported_opcode(running_node: RunningNode) -> None:
-    reply = client(running_node).request(OpCode.CREATE_HANDLE, RawBody(b"\x00\x00\x00\x00"), "tcp")
+    reply = client(running_node).request(OpCode.GET_NEXT_TXN_ID, RawBody(b""), "tcp")
     assert reply.response_code == ResponseCode.OPERATION_NOT_SUPPORTED
 
 

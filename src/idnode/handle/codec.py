@@ -17,17 +17,25 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from idnode.errors import LocalProtocolError, MessageTooLarge, RemoteProtocolError
+from idnode.handle.bodies import (
+    LISTINGS,
+    MAX_HANDLE_LENGTH,
+    read_request_body,
+    write_request_body,
+)
 from idnode.handle.codes import DigestAlgorithm, EnvelopeFlag, OpCode, OpFlag, ResponseCode
 from idnode.handle.encoded import EncodedValues
 from idnode.handle.messages import (
     Body,
+    ChallengeResponse,
+    CreateHandleResponse,
     ErrorResponse,
+    GenericResponse,
+    ListHandlesResponse,
     Message,
     RawBody,
     RequestDigest,
-    ResolutionRequest,
     ResolutionResponse,
-    SiteInfoRequest,
     SiteInfoResponse,
     Truncated,
 )
@@ -53,7 +61,6 @@ ENVELOPE_SIZE = 20
 HEADER_SIZE = 24
 MAX_MESSAGE_LENGTH = 262_144
 MAX_UDP_PACKET = 512
-MAX_HANDLE_LENGTH = 2048
 
 _U32 = struct.Struct(">I")
 _ENVELOPE = struct.Struct(">BBBBIIII")
@@ -238,32 +245,51 @@ def _encode_body(msg: Message) -> bytes:
             name = body.handle.encode("utf-8")
             return _U32.pack(len(name)) + name + values.wire
     w = Writer()
+    if not write_request_body(w, body):
+        _write_response_body(w, msg, body)
+    return w.getvalue()
+
+
+def _write_response_body(w: Writer, msg: Message, body: Body) -> None:
+    if isinstance(body, ChallengeResponse) and msg.version < (2, 1):
+        # The old layout: nonce, then the digest as a byte block, no flag needed.
+        w.block(body.nonce)
+        w.block(body.request_digest.digest)
+        return
+    if isinstance(body, RawBody):
+        w.raw(body.data)
+        return
+    if not isinstance(body, _RESPONSE_BODIES):  # pragma: no cover - Truncated: the caller's
+        raise LocalProtocolError(f"cannot encode body {body!r}")
+    _write_digest(w, msg, body.request_digest)
     match body:
-        case ResolutionRequest(handle, indexes, types):
-            _check_handle(handle)
-            w.string(handle)
-            w.int_array(indexes)
-            w.string_array(types)
-        case SiteInfoRequest():
-            pass
-        case ResolutionResponse(handle, values, digest):
-            _write_digest(w, msg, digest)
+        case ResolutionResponse(handle, values):
             w.string(handle)
             if isinstance(values, EncodedValues):
                 w.raw(values.wire)
             else:
                 write_values(w, values)
-        case SiteInfoResponse(site, digest):
-            _write_digest(w, msg, digest)
+        case SiteInfoResponse(site):
             w.raw(site.to_bytes())
-        case ErrorResponse(text, digest):
-            _write_digest(w, msg, digest)
+        case ErrorResponse(text):
             w.string(text)
-        case RawBody(data):
-            w.raw(data)
-        case _:  # pragma: no cover - Truncated is handled by the caller
-            raise LocalProtocolError(f"cannot encode body {body!r}")
-    return w.getvalue()
+        case ListHandlesResponse(handles):
+            w.string_array(handles)
+        case CreateHandleResponse(handle) if handle is not None:
+            w.string(handle)
+        case ChallengeResponse(nonce):
+            w.block(nonce)
+
+
+_RESPONSE_BODIES = (
+    ResolutionResponse,
+    SiteInfoResponse,
+    ErrorResponse,
+    ListHandlesResponse,
+    CreateHandleResponse,
+    GenericResponse,
+    ChallengeResponse,
+)
 
 
 def _write_digest(w: Writer, msg: Message, digest: RequestDigest | None) -> None:
@@ -289,11 +315,6 @@ def _read_digest(r: Reader, version: tuple[int, int]) -> RequestDigest:
     return RequestDigest(algorithm, r.raw(size, "request digest"))
 
 
-def _check_handle(handle: str) -> None:
-    if len(handle.encode("utf-8")) > MAX_HANDLE_LENGTH:
-        raise LocalProtocolError(f"handle longer than {MAX_HANDLE_LENGTH} bytes")
-
-
 def _decode_body(
     r: Reader,
     body_length: int,
@@ -307,40 +328,55 @@ def _decode_body(
         r.raw(body_length, "truncated body")
         return Truncated()
     if response_code == ResponseCode.RESERVED:
-        return _decode_request_body(r, body_length, opcode)
+        return read_request_body(r, body_length, opcode)
+    if response_code == ResponseCode.AUTHENTICATION_NEEDED:
+        return _read_challenge(r, version, op_flags)
     digest = _read_digest(r, version) if int(op_flags) & _RETURN_DIGEST else None
     if response_code == ResponseCode.SUCCESS:
-        if opcode == OpCode.RESOLUTION:
-            handle = r.string("handle")
-            return ResolutionResponse(handle, read_values(r), digest)
-        if opcode == OpCode.GET_SITE_INFO:
-            return SiteInfoResponse(SiteInfo.from_bytes(r.raw(r.remaining, "site info")), digest)
+        body = _read_success(r, opcode, digest)
+        if body is not None:
+            return body
     elif response_code not in _RESPONSES_WITH_BODIES:
         return ErrorResponse(r.string("error message"), digest)
     return RawBody(r.raw(r.remaining, "body"))
 
 
-# Response codes whose bodies carry more than a message (referrals carry values, a
-# challenge carries a nonce); modelled by the issues that implement them.
-_RESPONSES_WITH_BODIES = frozenset(
-    {
-        ResponseCode.SERVICE_REFERRAL,
-        ResponseCode.PREFIX_REFERRAL,
-        ResponseCode.AUTHENTICATION_NEEDED,
-    }
-)
-
-
-def _decode_request_body(r: Reader, body_length: int, opcode: OpCode) -> Body:
+def _read_success(r: Reader, opcode: OpCode, digest: RequestDigest | None) -> Body | None:
+    body: Body | None = None
     if opcode == OpCode.RESOLUTION:
         handle = r.string("handle")
-        if len(handle.encode("utf-8")) > MAX_HANDLE_LENGTH:
-            raise RemoteProtocolError(f"handle longer than {MAX_HANDLE_LENGTH} bytes")
-        return ResolutionRequest(handle, r.int_array("index list"), r.string_array("type list"))
-    if opcode == OpCode.GET_SITE_INFO:
-        r.raw(body_length, "site info request body")  # empty by the spec; tolerate padding
-        return SiteInfoRequest()
-    return RawBody(r.raw(body_length, "body"))
+        body = ResolutionResponse(handle, read_values(r), digest)
+    elif opcode == OpCode.GET_SITE_INFO:
+        body = SiteInfoResponse(SiteInfo.from_bytes(r.raw(r.remaining, "site info")), digest)
+    elif opcode in LISTINGS:
+        body = ListHandlesResponse(r.string_array("handle list"), digest)
+    elif opcode == OpCode.CREATE_HANDLE:
+        body = CreateHandleResponse(r.string("handle") if r.remaining else None, digest)
+    elif opcode in _BODILESS_SUCCESS:
+        body = GenericResponse(digest)
+    return body
+
+
+# Referrals carry values; modelled by the issue that implements them.
+_RESPONSES_WITH_BODIES = frozenset({ResponseCode.SERVICE_REFERRAL, ResponseCode.PREFIX_REFERRAL})
+_BODILESS_SUCCESS = frozenset(
+    {OpCode.DELETE_HANDLE, OpCode.ADD_VALUE, OpCode.REMOVE_VALUE, OpCode.MODIFY_VALUE}
+)
+_NONCE_LIMIT = 1024
+
+
+def _read_challenge(r: Reader, version: tuple[int, int], op_flags: OpFlag) -> ChallengeResponse:
+    if version < (2, 1):
+        nonce = r.block("challenge nonce")
+        digest = RequestDigest(DigestAlgorithm.MD5_OLD_FORMAT, r.block("request digest"))
+    else:
+        if not int(op_flags) & _RETURN_DIGEST:
+            raise RemoteProtocolError("a challenge must carry the digest of its request")
+        digest = _read_digest(r, version)
+        nonce = r.block("challenge nonce")
+    if not 0 < len(nonce) <= _NONCE_LIMIT:
+        raise RemoteProtocolError(f"challenge nonce of {len(nonce)} bytes")
+    return ChallengeResponse(nonce, digest)
 
 
 class MessageFramer:

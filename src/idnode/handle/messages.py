@@ -15,10 +15,21 @@ from idnode.handle.valuetypes import SiteInfo
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "AddValueRequest",
     "Body",
+    "ChallengeAnswer",
+    "ChallengeResponse",
+    "CreateHandleRequest",
+    "CreateHandleResponse",
+    "DeleteHandleRequest",
     "ErrorResponse",
+    "GenericResponse",
+    "ListHandlesRequest",
+    "ListHandlesResponse",
     "Message",
+    "ModifyValueRequest",
     "RawBody",
+    "RemoveValueRequest",
     "RequestDigest",
     "ResolutionRequest",
     "ResolutionResponse",
@@ -74,6 +85,111 @@ class ErrorResponse:
     request_digest: RequestDigest | None = None
 
 
+# -- administration (RFC 3652 §3.5-3.7, and Handle.Net's encodings) ---------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreateHandleRequest:
+    """Opcode 100: a new handle with its values (OVERWRITE / MINT_NEW_SUFFIX flags apply)."""
+
+    handle: str
+    values: Sequence[HandleValue]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteHandleRequest:
+    """Opcode 101."""
+
+    handle: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddValueRequest:
+    """Opcode 102: values to add at indexes the handle does not use yet."""
+
+    handle: str
+    values: Sequence[HandleValue]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveValueRequest:
+    """Opcode 103: the indexes of the values to remove."""
+
+    handle: str
+    indexes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyValueRequest:
+    """Opcode 104: replacement values, matched to existing ones by index."""
+
+    handle: str
+    values: Sequence[HandleValue]
+
+
+@dataclass(frozen=True, slots=True)
+class ListHandlesRequest:
+    """Opcode 105 (list handles) and 302 (list homed prefixes): the prefix handle asked
+    about, ``0.NA/<prefix>``."""
+
+    handle: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListHandlesResponse:
+    """Answer to opcodes 105 and 302. A long list comes as several messages, each but
+    the last with the CONTINUOUS op flag."""
+
+    handles: tuple[str, ...]
+    request_digest: RequestDigest | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateHandleResponse:
+    """Success for opcode 100: the handle created when the server minted its suffix."""
+
+    handle: str | None = None
+    request_digest: RequestDigest | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenericResponse:
+    """A success that carries nothing but an optional request digest (delete, add,
+    remove, modify)."""
+
+    request_digest: RequestDigest | None = None
+
+
+# -- authentication (reference: "Authentication") --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeResponse:
+    """Response code 402 to a request that needs an identity: a nonce to sign.
+
+    The client signs the nonce followed by the request digest, so the digest (of the
+    request being authorised) is mandatory here whatever the request's flags said.
+    """
+
+    nonce: bytes
+    request_digest: RequestDigest
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeAnswer:
+    """Opcode 200: who the client is and its signature over nonce + request digest.
+
+    ``auth_type`` is ``HS_SECKEY`` or ``HS_PUBKEY``; the identity is the value at
+    ``identity_index`` of ``identity_handle``. The envelope's session id ties the answer
+    to its challenge.
+    """
+
+    auth_type: str
+    identity_handle: str
+    identity_index: int
+    signed_response: bytes
+
+
 @dataclass(frozen=True, slots=True)
 class RawBody:
     """A body we do not model (yet); kept as bytes so it can be relayed or refused."""
@@ -92,6 +208,17 @@ Body = (
     | SiteInfoRequest
     | SiteInfoResponse
     | ErrorResponse
+    | CreateHandleRequest
+    | DeleteHandleRequest
+    | AddValueRequest
+    | RemoveValueRequest
+    | ModifyValueRequest
+    | ListHandlesRequest
+    | ListHandlesResponse
+    | CreateHandleResponse
+    | GenericResponse
+    | ChallengeResponse
+    | ChallengeAnswer
     | RawBody
     | Truncated
 )

@@ -1,0 +1,115 @@
+"""Request bodies: one reader and one writer per opcode, found through a table.
+
+Responses stay in :mod:`idnode.handle.codec`, since their layout depends on the
+response code and the request digest flag as much as on the opcode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from idnode.errors import LocalProtocolError, RemoteProtocolError
+from idnode.handle.codes import OpCode
+from idnode.handle.messages import (
+    AddValueRequest,
+    Body,
+    ChallengeAnswer,
+    CreateHandleRequest,
+    DeleteHandleRequest,
+    ListHandlesRequest,
+    ModifyValueRequest,
+    RawBody,
+    RemoveValueRequest,
+    ResolutionRequest,
+    SiteInfoRequest,
+)
+from idnode.handle.values import read_values, write_values
+from idnode.handle.wire import Reader, Writer
+
+__all__ = ["LISTINGS", "MAX_HANDLE_LENGTH", "read_request_body", "write_request_body"]
+
+MAX_HANDLE_LENGTH = 2048
+#: Opcodes answered with a list of handles: list handles and list homed prefixes.
+LISTINGS = frozenset({OpCode.LIST_HANDLES, OpCode.LIST_HOMED_NAS})
+
+
+def read_handle(r: Reader) -> str:
+    handle = r.string("handle")
+    if len(handle.encode("utf-8")) > MAX_HANDLE_LENGTH:
+        raise RemoteProtocolError(f"handle longer than {MAX_HANDLE_LENGTH} bytes")
+    return handle
+
+
+def write_handle(w: Writer, handle: str) -> None:
+    if len(handle.encode("utf-8")) > MAX_HANDLE_LENGTH:
+        raise LocalProtocolError(f"handle longer than {MAX_HANDLE_LENGTH} bytes")
+    w.string(handle)
+
+
+def _resolution(r: Reader) -> Body:
+    handle = read_handle(r)
+    return ResolutionRequest(handle, r.int_array("index list"), r.string_array("type list"))
+
+
+def _challenge_answer(r: Reader) -> Body:
+    return ChallengeAnswer(
+        r.string("authentication type"),
+        read_handle(r),
+        r.u32("identity index"),
+        r.block("signed response"),
+    )
+
+
+_READERS: dict[OpCode, Callable[[Reader], Body]] = {
+    OpCode.RESOLUTION: _resolution,
+    OpCode.CREATE_HANDLE: lambda r: CreateHandleRequest(read_handle(r), read_values(r)),
+    OpCode.ADD_VALUE: lambda r: AddValueRequest(read_handle(r), read_values(r)),
+    OpCode.MODIFY_VALUE: lambda r: ModifyValueRequest(read_handle(r), read_values(r)),
+    OpCode.DELETE_HANDLE: lambda r: DeleteHandleRequest(read_handle(r)),
+    OpCode.REMOVE_VALUE: lambda r: RemoveValueRequest(read_handle(r), r.int_array("indexes")),
+    OpCode.LIST_HANDLES: lambda r: ListHandlesRequest(read_handle(r)),
+    OpCode.LIST_HOMED_NAS: lambda r: ListHandlesRequest(read_handle(r)),
+    OpCode.CHALLENGE_RESPONSE: _challenge_answer,
+}
+
+
+def read_request_body(r: Reader, body_length: int, opcode: OpCode) -> Body:
+    """The typed body of a request; opcodes we do not model come back as RawBody."""
+    if opcode == OpCode.GET_SITE_INFO:
+        r.raw(body_length, "site info request body")  # empty by the spec; tolerate padding
+        return SiteInfoRequest()
+    reader = _READERS.get(opcode)
+    if reader is None:
+        return RawBody(r.raw(body_length, "body"))
+    return reader(r)
+
+
+def write_request_body(w: Writer, body: Body) -> bool:
+    """Write ``body`` if it is a request body; False if it is not one."""
+    match body:
+        case ResolutionRequest(handle, indexes, types):
+            write_handle(w, handle)
+            w.int_array(indexes)
+            w.string_array(types)
+        case SiteInfoRequest():
+            pass
+        case (
+            CreateHandleRequest(handle, values)
+            | AddValueRequest(handle, values)
+            | ModifyValueRequest(handle, values)
+        ):
+            write_handle(w, handle)
+            write_values(w, values)
+        case DeleteHandleRequest(handle) | ListHandlesRequest(handle):
+            write_handle(w, handle)
+        case RemoveValueRequest(handle, indexes):
+            write_handle(w, handle)
+            w.int_array(indexes)
+        case ChallengeAnswer(auth_type, identity_handle, identity_index, signed):
+            w.string(auth_type)
+            write_handle(w, identity_handle)
+            w.u32(identity_index)
+            w.block(signed)
+        case _:
+            return False
+    return True
