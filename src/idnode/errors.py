@@ -19,12 +19,16 @@ from typing import ClassVar
 from idnode.handle.codes import ResponseCode
 
 __all__ = [
+    "AuthenticationFailed",
     "AuthenticationNeeded",
+    "AuthenticationTimeout",
     "BadRequestParameter",
     "ConfigError",
     "HandleAlreadyExists",
     "HandleNotFound",
     "IdnodeError",
+    "InsufficientPermissions",
+    "InvalidCredential",
     "InvalidHandle",
     "InvalidValue",
     "LocalProtocolError",
@@ -38,6 +42,7 @@ __all__ = [
     "ServerBusy",
     "ServerError",
     "StorageError",
+    "ValueAlreadyExists",
     "ValuesNotFound",
     "http_status",
     "http_status_of",
@@ -131,8 +136,38 @@ class NoSuchResource(IdnodeError):
     http_status = 404
 
 
+class ValueAlreadyExists(IdnodeError):
+    response_code = ResponseCode.VALUE_ALREADY_EXISTS
+
+
 class AuthenticationNeeded(IdnodeError):
+    """The operation needs an identity and the request carried none."""
+
     response_code = ResponseCode.AUTHENTICATION_NEEDED
+
+
+class InsufficientPermissions(IdnodeError):
+    """The identity is known, but no HS_ADMIN value grants it this operation."""
+
+    response_code = ResponseCode.INSUFFICIENT_PERMISSIONS
+
+
+class AuthenticationFailed(IdnodeError):
+    """The answer to a challenge, or a password, did not prove the identity."""
+
+    response_code = ResponseCode.AUTHENTICATION_FAILED
+
+
+class InvalidCredential(IdnodeError):
+    """The identity's key value is missing or unusable (wrong type, malformed)."""
+
+    response_code = ResponseCode.INVALID_CREDENTIAL
+
+
+class AuthenticationTimeout(IdnodeError):
+    """An answer to a challenge that is unknown, already used, or expired."""
+
+    response_code = ResponseCode.AUTHENTICATION_TIMEOUT
 
 
 class StorageError(IdnodeError):

@@ -1,0 +1,298 @@
+"""Authentication answers, HS_ADMIN permissions and the challenge store, without I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+
+from idnode.auth.challenges import ChallengeStore
+from idnode.auth.identity import check_answer, check_password
+from idnode.auth.permissions import MAX_GROUP_DEPTH, Authorizer
+from idnode.auth.signatures import (
+    answer_with_private_key,
+    answer_with_secret,
+    check_private_key_answer,
+    check_secret_answer,
+)
+from idnode.errors import (
+    AuthenticationFailed,
+    AuthenticationNeeded,
+    AuthenticationTimeout,
+    InsufficientPermissions,
+    InvalidCredential,
+)
+from idnode.handle.codes import DigestAlgorithm, OpCode
+from idnode.handle.messages import DeleteHandleRequest, Message, RequestDigest
+from idnode.handle.values import HandleValue, ValueReference
+from idnode.handle.valuetypes import AdminPermission, AdminValue, RSAPublicKey, ValueList
+from idnode.handle.wire import Writer
+from idnode.keys import handle_public_key
+
+NONCE = b"n" * 16
+DIGEST = hashlib.sha256(b"the request").digest()
+SECRET = b"correct horse battery staple"
+
+
+# -- secret keys -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [(2, 0), (2, 5), (2, 11)])
+def test_secret_answer_checks_in_every_version_form(version: tuple[int, int]) -> None:
+    answer = answer_with_secret(SECRET, NONCE, DIGEST, version)
+    assert check_secret_answer(SECRET, NONCE, DIGEST, answer, version)
+    assert not check_secret_answer(b"wrong", NONCE, DIGEST, answer, version)
+    assert not check_secret_answer(SECRET, b"m" * 16, DIGEST, answer, version)
+    assert not check_secret_answer(SECRET, NONCE, bytes(32), answer, version)
+
+
+def test_pbkdf2_answer_layout_matches_the_deployed_encoding() -> None:
+    # Built by hand: algorithm 0x22, salt block, iterations, key bits, mac block.
+    salt = b"s" * 16
+    key = hashlib.pbkdf2_hmac("sha1", SECRET, salt, 1000, 20)
+    mac = hmac.new(key, NONCE + DIGEST, hashlib.sha1).digest()
+    w = Writer()
+    w.u8(0x22)
+    w.block(salt)
+    w.u32(1000)
+    w.u32(160)
+    w.block(mac)
+    assert check_secret_answer(SECRET, NONCE, DIGEST, w.getvalue(), (2, 11))
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "mac"),
+    [
+        (0x12, lambda s, m: hmac.new(s, m, hashlib.sha1).digest()),
+        (0x13, lambda s, m: hmac.new(s, m, hashlib.sha256).digest()),
+        (0x02, lambda s, m: hashlib.sha1(s + m + s).digest()),
+        (0x01, lambda s, m: hashlib.md5(s + m + s).digest()),
+    ],
+)
+def test_other_secret_algorithms(algorithm: int, mac: object) -> None:
+    answer = bytes([algorithm]) + mac(SECRET, NONCE + DIGEST)  # type: ignore[operator]
+    assert check_secret_answer(SECRET, NONCE, DIGEST, answer, (2, 11))
+    assert not check_secret_answer(SECRET, NONCE, DIGEST, answer[:-1] + b"x", (2, 11))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"", b"\x22", b"\x22\x00\x00\x00\x10", b"\x99" + bytes(20), b"\x22" + bytes(40)],
+)
+def test_malformed_secret_answers_are_false_not_errors(answer: bytes) -> None:
+    assert not check_secret_answer(SECRET, NONCE, DIGEST, answer, (2, 11))
+
+
+def test_pbkdf2_iteration_count_is_bounded() -> None:
+    w = Writer()
+    w.u8(0x22)
+    w.block(b"salt")
+    w.u32(10_000_000)
+    w.u32(160)
+    w.block(bytes(20))
+    assert not check_secret_answer(SECRET, NONCE, DIGEST, w.getvalue(), (2, 11))
+
+
+# -- public keys -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.mark.parametrize("version", [(2, 5), (2, 11)])
+def test_rsa_answer(rsa_key: rsa.RSAPrivateKey, version: tuple[int, int]) -> None:
+    public = handle_public_key(rsa_key).to_bytes()
+    answer = answer_with_private_key(rsa_key, NONCE, DIGEST, version)
+    assert check_private_key_answer(public, NONCE, DIGEST, answer)
+    assert not check_private_key_answer(public, b"m" * 16, DIGEST, answer)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    assert not check_private_key_answer(handle_public_key(other).to_bytes(), NONCE, DIGEST, answer)
+
+
+def test_dsa_answer() -> None:
+    key = dsa.generate_private_key(2048)
+    numbers = key.public_key().public_numbers()
+    from idnode.handle.valuetypes import DSAPublicKey
+
+    public = DSAPublicKey(
+        numbers.parameter_numbers.q,
+        numbers.parameter_numbers.p,
+        numbers.parameter_numbers.g,
+        numbers.y,
+    ).to_bytes()
+    w = Writer()
+    w.block(b"SHA-256")
+    w.block(key.sign(NONCE + DIGEST, hashes.SHA256()))
+    assert check_private_key_answer(public, NONCE, DIGEST, w.getvalue())
+
+
+def test_garbage_public_key_answers_are_false(rsa_key: rsa.RSAPrivateKey) -> None:
+    public = handle_public_key(rsa_key).to_bytes()
+    assert not check_private_key_answer(public, NONCE, DIGEST, b"")
+    assert not check_private_key_answer(
+        public, NONCE, DIGEST, b"\x00\x00\x00\x03MD2\x00\x00\x00\x00"
+    )
+    assert not check_private_key_answer(b"junk", NONCE, DIGEST, b"")
+
+
+# -- identity ----------------------------------------------------------------------
+
+
+def test_check_answer_needs_the_named_key_value(rsa_key: rsa.RSAPrivateKey) -> None:
+    me = ValueReference("0.NA/88.100.1", 300)
+    values = (
+        HandleValue(300, "HS_PUBKEY", handle_public_key(rsa_key).to_bytes()),
+        HandleValue(301, "HS_SECKEY", SECRET),
+        HandleValue(1, "URL", b"https://example.org"),
+    )
+    answer = answer_with_private_key(rsa_key, NONCE, DIGEST, (2, 11))
+    check_answer(values, me, "HS_PUBKEY", answer, NONCE, DIGEST, (2, 11))
+    with pytest.raises(AuthenticationFailed):
+        check_answer(values, me, "HS_PUBKEY", answer, b"x" * 16, DIGEST, (2, 11))
+    with pytest.raises(InvalidCredential, match="holds HS_PUBKEY"):
+        check_answer(values, me, "HS_SECKEY", answer, NONCE, DIGEST, (2, 11))
+    with pytest.raises(InvalidCredential, match="not a key"):
+        check_answer(
+            values, ValueReference(me.handle, 1), "HS_PUBKEY", answer, NONCE, DIGEST, (2, 11)
+        )
+    with pytest.raises(InvalidCredential, match="no value"):
+        check_answer(
+            values, ValueReference(me.handle, 9), "HS_PUBKEY", answer, NONCE, DIGEST, (2, 11)
+        )
+    with pytest.raises(InvalidCredential, match="not on this node"):
+        check_answer(None, me, "HS_PUBKEY", answer, NONCE, DIGEST, (2, 11))
+    check_password(values, ValueReference(me.handle, 301), SECRET)
+    with pytest.raises(AuthenticationFailed):
+        check_password(values, ValueReference(me.handle, 301), b"guess")
+    with pytest.raises(InvalidCredential):
+        check_password(values, me, SECRET)
+
+
+# -- permissions -------------------------------------------------------------------
+
+ALICE = ValueReference("88.100.1/ALICE", 300)
+BOB = ValueReference("88.100.1/BOB", 300)
+
+
+def group(index: int, *members: ValueReference) -> HandleValue:
+    return HandleValue(index, "HS_VLIST", ValueList(members).to_bytes())
+
+
+def authorizer(records: dict[str, tuple[HandleValue, ...]], *admins: ValueReference) -> Authorizer:
+    return Authorizer(lambda h: records.get(h.upper()), admins)
+
+
+@pytest.mark.parametrize("bit", list(AdminPermission.ALL))
+def test_each_permission_bit_granted_and_withheld(bit: AdminPermission) -> None:
+    auth = authorizer({})
+    granted = [AdminValue(bit, ALICE)]
+    withheld = [AdminValue(AdminPermission.ALL & ~bit, ALICE)]
+    auth.require(ALICE, bit, granted, "act")
+    with pytest.raises(InsufficientPermissions, match=str(bit.name)):
+        auth.require(ALICE, bit, withheld, "act")
+    with pytest.raises(InsufficientPermissions):
+        auth.require(BOB, bit, granted, "act")
+    with pytest.raises(AuthenticationNeeded):
+        auth.require(None, bit, granted, "act")
+
+
+def test_index_zero_means_any_key_of_the_handle_and_case_is_folded() -> None:
+    auth = authorizer({})
+    grant = [AdminValue(AdminPermission.ADD_VALUE, ValueReference("88.100.1/alice", 0))]
+    assert auth.permissions(ALICE, grant) == AdminPermission.ADD_VALUE
+    assert (
+        auth.permissions(ValueReference("88.100.1/ALICE", 301), grant) == AdminPermission.ADD_VALUE
+    )
+
+
+def test_nested_groups_and_cycles() -> None:
+    records = {
+        "0.NA/88.100.1": (
+            group(200, ValueReference("88.100.1/TEAM", 1)),
+            group(201, ValueReference("0.NA/88.100.1", 202)),
+            group(202, ValueReference("0.NA/88.100.1", 201)),  # a cycle
+        ),
+        "88.100.1/TEAM": (group(1, ALICE, ValueReference("0.NA/88.100.1", 201)),),
+    }
+    auth = authorizer(records)
+    grant = [AdminValue(AdminPermission.MODIFY_VALUE, ValueReference("0.NA/88.100.1", 200))]
+    assert auth.permissions(ALICE, grant) == AdminPermission.MODIFY_VALUE
+    assert auth.permissions(BOB, grant) == AdminPermission.NONE  # and the cycle ends
+
+
+def test_group_nesting_is_cut_off() -> None:
+    records = {
+        f"G/{n}": (group(1, ValueReference(f"G/{n + 1}", 1)),) for n in range(MAX_GROUP_DEPTH + 2)
+    }
+    records[f"G/{MAX_GROUP_DEPTH + 2}"] = (group(1, ALICE),)
+    auth = authorizer(records)
+    assert auth.permissions(ALICE, [AdminValue(AdminPermission.ALL, ValueReference("G/0", 1))]) == 0
+    shallow = ValueReference(f"G/{MAX_GROUP_DEPTH - 2}", 1)
+    assert (
+        auth.permissions(ALICE, [AdminValue(AdminPermission.ALL, shallow)]) == AdminPermission.ALL
+    )
+
+
+def test_node_admins_hold_everything() -> None:
+    auth = authorizer({}, ValueReference("0.NA/88.100.1", 300))
+    assert auth.permissions(ValueReference("0.na/88.100.1", 300), []) == AdminPermission.ALL
+    assert auth.permissions(ALICE, []) == AdminPermission.NONE
+
+
+# -- challenges --------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+REQUEST = Message(OpCode.DELETE_HANDLE, DeleteHandleRequest("88.100.1/X"))
+RD = RequestDigest(DigestAlgorithm.SHA256, DIGEST)
+
+
+def test_a_challenge_is_answered_once() -> None:
+    store = ChallengeStore(Clock())
+    challenge = store.issue(REQUEST, RD)
+    assert len(challenge.nonce) == 16
+    assert store.take(challenge.session_id).request == REQUEST
+    with pytest.raises(AuthenticationTimeout):
+        store.take(challenge.session_id)
+
+
+def test_a_challenge_expires() -> None:
+    clock = Clock()
+    store = ChallengeStore(clock, lifetime=30)
+    challenge = store.issue(REQUEST, RD)
+    clock.now += 31
+    with pytest.raises(AuthenticationTimeout, match="expired"):
+        store.take(challenge.session_id)
+
+
+def test_the_store_is_bounded_and_forgets_the_oldest() -> None:
+    store = ChallengeStore(Clock(), capacity=3)
+    issued = [store.issue(REQUEST, RD) for _ in range(5)]
+    assert len(store) == 3
+    with pytest.raises(AuthenticationTimeout):
+        store.take(issued[0].session_id)
+    assert store.take(issued[4].session_id).nonce == issued[4].nonce
+
+
+def test_nonces_are_fresh() -> None:
+    store = ChallengeStore(Clock())
+    assert len({store.issue(REQUEST, RD).nonce for _ in range(100)}) == 100
+
+
+def test_rsa_public_key_value_round_trips_through_handle_encoding(
+    rsa_key: rsa.RSAPrivateKey,
+) -> None:
+    numbers = rsa_key.public_key().public_numbers()
+    assert handle_public_key(rsa_key) == RSAPublicKey(numbers.e, numbers.n)
