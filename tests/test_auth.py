@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping, Sequence
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -183,7 +184,7 @@ def group(index: int, *members: ValueReference) -> HandleValue:
     return HandleValue(index, "HS_VLIST", ValueList(members).to_bytes())
 
 
-def authorizer(records: dict[str, tuple[HandleValue, ...]], *admins: ValueReference) -> Authorizer:
+def authorizer(records: Mapping[str, Sequence[HandleValue]], *admins: ValueReference) -> Authorizer:
     return Authorizer(lambda h: records.get(h.upper()), admins)
 
 
