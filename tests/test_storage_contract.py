@@ -10,7 +10,7 @@ import pytest
 from idnode.errors import HandleAlreadyExists, StorageError
 from idnode.handle.values import HandleValue, Permission
 from idnode.storage import Storage, open_storage
-from idnode.storage.base import HandleRecord
+from idnode.storage.base import AuditContext, HandleRecord
 from idnode.storage.migrations import MIGRATIONS
 
 
@@ -183,3 +183,50 @@ def test_update_cannot_change_the_handle(storage: Storage) -> None:
     with pytest.raises(StorageError, match="returned a record for"):
         storage.update("88.100.1/A", lambda record: rec("88.100.1/B"))
     assert storage.get("88.100.1/B") is None
+
+
+def test_update_with_audit_records_before_and_after_in_one_transaction(storage: Storage) -> None:
+    who = AuditContext("300:0.NA/88.100.1", "tcp 127.0.0.1:5000", "create")
+    storage.update("88.100.1/Aud", lambda record: rec("88.100.1/Aud", "one"), who)
+    storage.update(
+        "88.100.1/AUD",
+        lambda record: rec("88.100.1/Aud", "one", "two"),
+        AuditContext("300:88.100.1/ALICE", "http 10.0.0.1", "add-value"),
+    )
+    storage.update("88.100.1/aud", lambda record: None, AuditContext("local", "cli", "delete"))
+    storage.update("88.100.1/OTHER", lambda record: rec("88.100.1/OTHER"))  # not audited
+    log = storage.audit_log(handle="88.100.1/aud")
+    assert [(e.operation, e.actor) for e in log] == [
+        ("create", "300:0.NA/88.100.1"),
+        ("add-value", "300:88.100.1/ALICE"),
+        ("delete", "local"),
+    ]
+    assert log[0].before is None
+    assert log[0].after == rec("88.100.1/Aud", "one")
+    assert log[1].before == rec("88.100.1/Aud", "one")
+    assert log[1].after == rec("88.100.1/Aud", "one", "two")
+    assert log[2].before == rec("88.100.1/Aud", "one", "two")
+    assert log[2].after is None
+    assert log[0].origin == "tcp 127.0.0.1:5000"
+    assert log[0].at <= log[2].at
+    assert [e.operation for e in storage.audit_log(actor="local")] == ["delete"]
+    assert len(storage.audit_log(limit=2)) == 2
+    assert storage.audit_log(since=log[2].at + 1) == []
+
+
+def test_refused_update_leaves_no_audit_entry(storage: Storage) -> None:
+    def broken(record: HandleRecord | None) -> HandleRecord:
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        storage.update("88.100.1/NO", broken, AuditContext("a", "b", "c"))
+    assert storage.audit_log() == []
+
+
+def test_list_handles_pages_in_key_order(storage: Storage) -> None:
+    storage.put_many((rec(f"88.100.1/h{n:02d}") for n in range(25)), replace=False)
+    storage.put(rec("88.100.10/other"))
+    assert storage.list_handles("88.100.1", 0, 10) == [f"88.100.1/h{n:02d}" for n in range(10)]
+    assert storage.list_handles("88.100.1", 20, 10) == [f"88.100.1/h{n:02d}" for n in range(20, 25)]
+    assert len(storage.list_handles("88.100.1")) == 25
+    assert storage.list_handles("88.100.2") == []

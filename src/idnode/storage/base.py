@@ -22,15 +22,22 @@ from idnode.stats import StatsRow
 
 __all__ = [
     "ADD_STATS",
+    "INSERT_AUDIT",
+    "SELECT_AUDIT",
     "SELECT_STATS",
+    "AuditContext",
+    "AuditEntry",
     "HandleRecord",
     "RecordChange",
     "Storage",
+    "audit_entry",
+    "audit_params",
     "check_same_key",
     "decode_record",
     "encode_values",
     "prefix_range",
     "row_batches",
+    "select_audit_params",
     "stats_params",
 ]
 
@@ -50,6 +57,29 @@ class HandleRecord:
 RecordChange = Callable[["HandleRecord | None"], "HandleRecord | None"]
 
 
+@dataclass(frozen=True, slots=True)
+class AuditContext:
+    """Who makes a write, from where, and what they called it; stored with the write."""
+
+    actor: str
+    origin: str
+    operation: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One recorded write: the record before and after (None where it did not exist)."""
+
+    id: int
+    at: float
+    actor: str
+    origin: str
+    operation: str
+    handle: str
+    before: HandleRecord | None
+    after: HandleRecord | None
+
+
 class Storage(Protocol):
     def get(self, handle: str) -> HandleRecord | None:
         """The record for ``handle`` in any ASCII case, or None."""
@@ -63,14 +93,30 @@ class Storage(Protocol):
     def delete(self, handle: str) -> bool:
         """Remove a record; False if there was none."""
 
-    def update(self, handle: str, change: RecordChange) -> HandleRecord | None:
+    def update(
+        self, handle: str, change: RecordChange, audit: AuditContext | None = None
+    ) -> HandleRecord | None:
         """Read, change and write one record atomically; returns what was written.
 
         ``change`` gets the current record (None if there is none) and returns the new
         one, or None to delete it. Updates of the same handle from any number of
         threads, processes or machines are serialised, so none is lost; ``change`` may
-        raise to abort, and then nothing is written.
+        raise to abort, and then nothing is written. With ``audit``, an audit entry
+        holding the record before and after is written in the same transaction.
         """
+
+    def audit_log(
+        self,
+        *,
+        handle: str | None = None,
+        actor: str | None = None,
+        since: float = 0.0,
+        limit: int = 1000,
+    ) -> list[AuditEntry]:
+        """Audit entries at or after ``since``, oldest first, at most ``limit``."""
+
+    def list_handles(self, prefix: str, offset: int = 0, limit: int | None = None) -> list[str]:
+        """Handles under ``prefix`` as registered, in key order, for paged listings."""
 
     def put_many(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
         """Store many records in large transactions; returns (written, skipped).
@@ -140,6 +186,46 @@ SELECT_STATS = (
     "SELECT prefix, hour, resolutions, not_found, registrations FROM stats"
     " WHERE hour >= {p} AND ({p} IS NULL OR prefix = {p}) ORDER BY prefix, hour"
 )
+
+
+INSERT_AUDIT = (
+    "INSERT INTO audit (at, actor, origin, operation, key, handle, before, after)"
+    " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+)
+SELECT_AUDIT = (
+    "SELECT id, at, actor, origin, operation, handle, before, after FROM audit"
+    " WHERE at >= {p} AND ({p} IS NULL OR key = {p}) AND ({p} IS NULL OR actor = {p})"
+    " ORDER BY id LIMIT {p}"
+)
+
+
+def audit_params(
+    audit: AuditContext, key: str, handle: str, before: bytes | None, after: bytes | None
+) -> tuple[float, str, str, str, str, str, bytes | None, bytes | None]:
+    return (time.time(), audit.actor, audit.origin, audit.operation, key, handle, before, after)
+
+
+def select_audit_params(
+    handle: str | None, actor: str | None, since: float, limit: int
+) -> tuple[float, str | None, str | None, str | None, str | None, int]:
+    key = None if handle is None else handle_key(handle)
+    return (since, key, key, actor, actor, limit)
+
+
+def audit_entry(
+    row: tuple[int, float, str, str, str, str, bytes | None, bytes | None],
+) -> AuditEntry:
+    id_, at, actor, origin, operation, handle, before, after = row
+    return AuditEntry(
+        id_,
+        at,
+        actor,
+        origin,
+        operation,
+        handle,
+        None if before is None else decode_record(handle, before),
+        None if after is None else decode_record(handle, after),
+    )
 
 
 def stats_params(row: StatsRow) -> tuple[str, int, int, int, int]:

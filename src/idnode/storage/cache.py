@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from idnode.names import handle_key
 from idnode.stats import StatsRow
-from idnode.storage.base import HandleRecord, RecordChange, Storage
+from idnode.storage.base import AuditContext, AuditEntry, HandleRecord, RecordChange, Storage
 
 __all__ = ["FLUSH_ALL", "CachingStorage"]
 
@@ -112,9 +112,11 @@ class CachingStorage:
         finally:
             self.invalidate(handle_key(handle))
 
-    def update(self, handle: str, change: RecordChange) -> HandleRecord | None:
+    def update(
+        self, handle: str, change: RecordChange, audit: AuditContext | None = None
+    ) -> HandleRecord | None:
         try:
-            return self._inner.update(handle, change)
+            return self._inner.update(handle, change, audit)
         finally:
             self.invalidate(handle_key(handle))
 
@@ -128,6 +130,19 @@ class CachingStorage:
 
     def iter_records(self, prefix: str | None = None) -> Iterator[HandleRecord]:
         return self._inner.iter_records(prefix)
+
+    def audit_log(
+        self,
+        *,
+        handle: str | None = None,
+        actor: str | None = None,
+        since: float = 0.0,
+        limit: int = 1000,
+    ) -> list[AuditEntry]:
+        return self._inner.audit_log(handle=handle, actor=actor, since=since, limit=limit)
+
+    def list_handles(self, prefix: str, offset: int = 0, limit: int | None = None) -> list[str]:
+        return self._inner.list_handles(prefix, offset, limit)
 
     def count(self, prefix: str | None = None) -> int:
         return self._inner.count(prefix)

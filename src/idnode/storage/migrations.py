@@ -82,6 +82,42 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        3,
+        "audit log of writes",
+        # One row per write, in the write's own transaction. before/after: the record's
+        # values in wire layout, NULL when the handle did not or no longer exists.
+        sqlite=(
+            """CREATE TABLE audit (
+                id        INTEGER PRIMARY KEY AUTOINCREMENT,
+                at        REAL NOT NULL,
+                actor     TEXT NOT NULL,
+                origin    TEXT NOT NULL,
+                operation TEXT NOT NULL,
+                key       TEXT NOT NULL,
+                handle    TEXT NOT NULL,
+                before    BLOB,
+                after     BLOB
+            )""",
+            "CREATE INDEX audit_by_key ON audit (key, id)",
+            "CREATE INDEX audit_by_actor ON audit (actor, id)",
+        ),
+        postgresql=(
+            """CREATE TABLE audit (
+                id        BIGSERIAL PRIMARY KEY,
+                at        DOUBLE PRECISION NOT NULL,
+                actor     TEXT NOT NULL,
+                origin    TEXT NOT NULL,
+                operation TEXT NOT NULL,
+                key       TEXT COLLATE "C" NOT NULL,
+                handle    TEXT NOT NULL,
+                before    BYTEA,
+                after     BYTEA
+            )""",
+            "CREATE INDEX audit_by_key ON audit (key, id)",
+            "CREATE INDEX audit_by_actor ON audit (actor, id)",
+        ),
+    ),
 )
 
 

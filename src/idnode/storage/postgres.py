@@ -29,14 +29,21 @@ from idnode.names import handle_key
 from idnode.stats import StatsRow
 from idnode.storage.base import (
     ADD_STATS,
+    INSERT_AUDIT,
+    SELECT_AUDIT,
     SELECT_STATS,
+    AuditContext,
+    AuditEntry,
     HandleRecord,
     RecordChange,
+    audit_entry,
+    audit_params,
     check_same_key,
     decode_record,
     encode_values,
     prefix_range,
     row_batches,
+    select_audit_params,
     stats_params,
 )
 from idnode.storage.cache import FLUSH_ALL, CachingStorage
@@ -50,6 +57,13 @@ _BATCH = 20_000
 _ADD_STATS = ADD_STATS.format(p="%s")
 # The prefix parameter appears twice; PostgreSQL must be told its type for IS NULL.
 _SELECT_STATS = SELECT_STATS.format(p="%s").replace("(%s IS NULL", "(%s::text IS NULL")
+_INSERT_AUDIT = INSERT_AUDIT.format(p="%s")
+# As for stats: the optional parameters need their types for IS NULL.
+_SELECT_AUDIT = (
+    SELECT_AUDIT.format(p="%s")
+    .replace("(%s IS NULL OR key", "(%s::text IS NULL OR key")
+    .replace("(%s IS NULL OR actor", "(%s::text IS NULL OR actor")
+)
 CHANNEL = "idnode_changes"
 # Sent in the writing transaction, so listeners hear of a change exactly when it commits.
 _NOTIFY = "SELECT pg_notify('idnode_changes', %s)"
@@ -180,7 +194,9 @@ class PostgresStorage:
             conn.execute(_NOTIFY, (key,))
             return cur.rowcount > 0
 
-    def update(self, handle: str, change: RecordChange) -> HandleRecord | None:
+    def update(
+        self, handle: str, change: RecordChange, audit: AuditContext | None = None
+    ) -> HandleRecord | None:
         key = handle_key(handle)
         with self._pool.connection() as conn, conn.transaction():
             # A lock on the key, not on a row: it also serialises updates that create
@@ -190,13 +206,40 @@ class PostgresStorage:
                 "SELECT handle, values_wire FROM handles WHERE key = %s", (key,)
             ).fetchone()
             new = change(None if row is None else decode_record(row[0], row[1]))
+            after = None
             if new is None:
                 conn.execute("DELETE FROM handles WHERE key = %s", (key,))
             else:
                 check_same_key(key, new)
-                conn.execute(_UPSERT, (key, new.handle, encode_values(new), _now()))
+                after = encode_values(new)
+                conn.execute(_UPSERT, (key, new.handle, after, _now()))
+            if audit is not None:
+                name = new.handle if new is not None else row[0] if row else handle
+                before = None if row is None else bytes(row[1])
+                conn.execute(_INSERT_AUDIT, audit_params(audit, key, name, before, after))
             conn.execute(_NOTIFY, (key,))
             return new
+
+    def audit_log(
+        self,
+        *,
+        handle: str | None = None,
+        actor: str | None = None,
+        since: float = 0.0,
+        limit: int = 1000,
+    ) -> list[AuditEntry]:
+        params = select_audit_params(handle, actor, since, limit)
+        with self._pool.connection() as conn:
+            return [audit_entry(row) for row in conn.execute(_SELECT_AUDIT, params)]
+
+    def list_handles(self, prefix: str, offset: int = 0, limit: int | None = None) -> list[str]:
+        with self._read_pool().connection() as conn:
+            rows = conn.execute(
+                "SELECT handle FROM handles WHERE key >= %s AND key < %s ORDER BY key"
+                " LIMIT %s OFFSET %s",
+                (*prefix_range(prefix), limit, offset),
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def put_many(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
         merge = _MERGE_REPLACE if replace else _MERGE_SKIP

@@ -20,14 +20,21 @@ from idnode.names import handle_key
 from idnode.stats import StatsRow
 from idnode.storage.base import (
     ADD_STATS,
+    INSERT_AUDIT,
+    SELECT_AUDIT,
     SELECT_STATS,
+    AuditContext,
+    AuditEntry,
     HandleRecord,
     RecordChange,
+    audit_entry,
+    audit_params,
     check_same_key,
     decode_record,
     encode_values,
     prefix_range,
     row_batches,
+    select_audit_params,
     stats_params,
 )
 from idnode.storage.migrations import pending
@@ -37,6 +44,8 @@ __all__ = ["SQLiteStorage"]
 _BATCH = 5000
 _ADD_STATS = ADD_STATS.format(p="?")
 _SELECT_STATS = SELECT_STATS.format(p="?")
+_INSERT_AUDIT = INSERT_AUDIT.format(p="?")
+_SELECT_AUDIT = SELECT_AUDIT.format(p="?")
 _MMAP_BYTES = 1 << 30
 
 
@@ -152,7 +161,9 @@ class SQLiteStorage:
             cur = conn.execute("DELETE FROM handles WHERE key = ?", (handle_key(handle),))
             return cur.rowcount > 0
 
-    def update(self, handle: str, change: RecordChange) -> HandleRecord | None:
+    def update(
+        self, handle: str, change: RecordChange, audit: AuditContext | None = None
+    ) -> HandleRecord | None:
         key = handle_key(handle)
         # BEGIN IMMEDIATE holds the database's write lock from the read on, across
         # processes too, so no other writer can slip in between read and write.
@@ -161,15 +172,39 @@ class SQLiteStorage:
                 "SELECT handle, values_wire FROM handles WHERE key = ?", (key,)
             ).fetchone()
             new = change(None if row is None else decode_record(row[0], row[1]))
+            after = None
             if new is None:
                 conn.execute("DELETE FROM handles WHERE key = ?", (key,))
             else:
                 check_same_key(key, new)
+                after = encode_values(new)
                 conn.execute(
                     "INSERT OR REPLACE INTO handles VALUES (?, ?, ?, ?)",
-                    (key, new.handle, encode_values(new), int(time.time())),
+                    (key, new.handle, after, int(time.time())),
                 )
+            if audit is not None:
+                name = new.handle if new is not None else row[0] if row else handle
+                before = None if row is None else bytes(row[1])
+                conn.execute(_INSERT_AUDIT, audit_params(audit, key, name, before, after))
             return new
+
+    def audit_log(
+        self,
+        *,
+        handle: str | None = None,
+        actor: str | None = None,
+        since: float = 0.0,
+        limit: int = 1000,
+    ) -> list[AuditEntry]:
+        params = select_audit_params(handle, actor, since, limit)
+        return [audit_entry(row) for row in self._reader.execute(_SELECT_AUDIT, params)]
+
+    def list_handles(self, prefix: str, offset: int = 0, limit: int | None = None) -> list[str]:
+        rows = self._reader.execute(
+            "SELECT handle FROM handles WHERE key >= ? AND key < ? ORDER BY key LIMIT ? OFFSET ?",
+            (*prefix_range(prefix), -1 if limit is None else limit, offset),
+        ).fetchall()
+        return [r[0] for r in rows]
 
     def put_many(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
