@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from idnode.errors import HandleNotFound, InvalidHandle, NotResponsible, ValuesNotFound
-from idnode.handle.values import HandleValue, Permission
+from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import SiteInfo
 from idnode.service import Caller, NodeService
 from idnode.storage import SQLiteStorage
 from idnode.storage.base import HandleRecord
 
+NODE_ADMIN = ValueReference("0.NA/88.100.1", 300)
 PRIVATE = Permission.ADMIN_READ | Permission.ADMIN_WRITE
 RECORD = HandleRecord(
     "88.100.1/Pump-1",
@@ -43,7 +44,7 @@ def clock() -> Clock:
 @pytest.fixture
 def service(tmp_path: Path, clock: Clock) -> Iterator[NodeService]:
     storage = SQLiteStorage(tmp_path / "s.db")
-    svc = NodeService(storage, SiteInfo(servers=()), clock=clock)
+    svc = NodeService(storage, SiteInfo(servers=()), clock=clock, admins=(NODE_ADMIN,))
     svc.home_prefix("88.100.1")
     svc.put_record(RECORD)
     yield svc
@@ -58,9 +59,16 @@ def test_anonymous_callers_do_not_see_private_values(service: NodeService) -> No
     assert indexes(service.resolve("88.100.1/Pump-1")) == [1, 2, 3, 4]
 
 
-def test_authenticated_callers_see_all_values(service: NodeService) -> None:
-    got = service.resolve("88.100.1/Pump-1", caller=Caller(authenticated=True))
+def test_callers_with_read_permission_see_all_values(service: NodeService) -> None:
+    got = service.resolve("88.100.1/Pump-1", caller=Caller(NODE_ADMIN))
     assert indexes(got) == [1, 2, 3, 4, 50]
+
+
+def test_authenticated_callers_without_read_permission_see_public_values(
+    service: NodeService,
+) -> None:
+    stranger = Caller(ValueReference("88.100.1/STRANGER", 300))
+    assert indexes(service.resolve("88.100.1/Pump-1", caller=stranger)) == [1, 2, 3, 4]
 
 
 def test_case_insensitive_in_ascii(service: NodeService) -> None:

@@ -8,18 +8,29 @@ else talks to storage.
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from idnode.errors import HandleNotFound, NotResponsible, ValuesNotFound
+from idnode import edits
+from idnode.auth.identity import check_answer, check_password
+from idnode.auth.permissions import Authorizer, admin_values
+from idnode.errors import (
+    HandleAlreadyExists,
+    HandleNotFound,
+    NotResponsible,
+    ValuesNotFound,
+)
 from idnode.handle.encoded import EncodedValues
-from idnode.handle.valuetypes import SiteInfo
-from idnode.names import handle_key, split_handle, validate_prefix
+from idnode.handle.messages import ChallengeAnswer
+from idnode.handle.values import HandleValue, ValueReference
+from idnode.handle.valuetypes import AdminPermission, AdminValue, SiteInfo
+from idnode.names import handle_key, split_handle, validate_handle, validate_prefix
 from idnode.stats import StatsRecorder, StatsRow
-from idnode.storage.base import HandleRecord, Storage
+from idnode.storage.base import AuditContext, AuditEntry, HandleRecord, Storage
 
-__all__ = ["ANONYMOUS", "Caller", "NodeService"]
+__all__ = ["ANONYMOUS", "LOCAL", "Caller", "NodeService"]
 
 # Prefix handles (0.NA/<prefix>) live with the prefix they describe.
 NA_PREFIX = "0.NA"
@@ -27,12 +38,30 @@ NA_PREFIX = "0.NA"
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is asking. Until authentication lands every caller is anonymous."""
+    """Who is asking, and from where (for the audit log).
 
-    authenticated: bool = False
+    ``identity`` is the key value the caller proved it holds, ``index:handle``; None
+    for anonymous callers.
+    """
+
+    identity: ValueReference | None = None
+    origin: str = "local"
+
+    @property
+    def authenticated(self) -> bool:
+        return self.identity is not None
+
+    @property
+    def actor(self) -> str:
+        if self.identity is None:
+            return "anonymous"
+        return f"{self.identity.index}:{self.identity.handle}"
 
 
 ANONYMOUS = Caller()
+#: The operator at the node's own console (``idnode import``, ``demo``): not audited
+#: as a person, since whoever can run these can write the database file directly.
+LOCAL = Caller(origin="local")
 
 
 class NodeService:
@@ -52,11 +81,15 @@ class NodeService:
         site: SiteInfo,
         clock: Callable[[], float] = time.monotonic,
         stats: StatsRecorder | None = None,
+        admins: Sequence[ValueReference] = (),
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._storage = storage
         self._site = site
         self._clock = clock
+        self._wall_clock = wall_clock
         self._stats = stats or StatsRecorder()
+        self._authorizer = Authorizer(self._values_of, admins)
         self._homed: frozenset[str] = frozenset()
         self._homed_read_at = float("-inf")
 
@@ -84,8 +117,12 @@ class NodeService:
         if record is None:
             self._stats.not_found(prefix_key)
             raise HandleNotFound(f"handle {handle} not found")
+        public_only = True
+        if caller.identity is not None:
+            granted = self._authorizer.permissions(caller.identity, self._governing(record, handle))
+            public_only = not granted & AdminPermission.READ_VALUE
         values = EncodedValues.of(record.values).select(
-            public_only=not caller.authenticated, indexes=frozenset(indexes), types=types
+            public_only=public_only, indexes=frozenset(indexes), types=types
         )
         if not values:
             self._stats.not_found(prefix_key)
@@ -105,7 +142,126 @@ class NodeService:
     def export_records(self, prefix: str | None = None) -> Iterator[HandleRecord]:
         return self._storage.iter_records(prefix)
 
-    # -- writes (local administration; protocol writes arrive with issue 3) ---
+    # -- authentication --------------------------------------------------------
+
+    def authenticate_answer(
+        self,
+        answer: ChallengeAnswer,
+        nonce: bytes,
+        digest: bytes,
+        version: tuple[int, int],
+        origin: str,
+    ) -> Caller:
+        """The caller a challenge answer proves, or AuthenticationFailed/InvalidCredential."""
+        identity = ValueReference(answer.identity_handle, answer.identity_index)
+        values = self._values_of(answer.identity_handle)
+        check_answer(
+            values, identity, answer.auth_type, answer.signed_response, nonce, digest, version
+        )
+        return Caller(identity, origin)
+
+    def authenticate_password(
+        self, identity: ValueReference, password: bytes, origin: str
+    ) -> Caller:
+        """HTTP Basic: the caller whose secret key is ``password``."""
+        check_password(self._values_of(identity.handle), identity, password)
+        return Caller(identity, origin)
+
+    # -- writes over the protocol and the HTTP API: authorised, audited ----------
+
+    def create_handle(
+        self,
+        handle: str,
+        values: Sequence[HandleValue],
+        caller: Caller,
+        *,
+        overwrite: bool = False,
+        mint_suffix: bool = False,
+    ) -> str:
+        """Create ``handle`` (a new suffix appended to it with ``mint_suffix``).
+
+        Needs ADD_HANDLE from the prefix's administrators (ADD_NA from the parent
+        prefix's for a prefix handle); replacing an existing handle with ``overwrite``
+        also needs DELETE_HANDLE on it. Returns the handle created.
+        """
+        if mint_suffix:  # what was given is the prefix, or prefix/ and a suffix start
+            handle = (handle if "/" in handle else handle + "/") + str(uuid.uuid4())
+        self._writable_handle(handle)
+        edits.check_new_values(values)
+        new_values = edits.stamped(values, self._now())
+
+        def change(current: HandleRecord | None) -> HandleRecord:
+            if current is not None:
+                if not overwrite:
+                    raise HandleAlreadyExists(f"handle {current.handle} already exists")
+                self._require(caller, AdminPermission.DELETE_HANDLE, current, "replace it")
+            needed, governing = self._creation_rights(handle)
+            self._authorizer.require(caller.identity, needed, governing, f"create {handle}")
+            return HandleRecord(handle, new_values)
+
+        self._storage.update(handle, change, self._audit(caller, "create"))
+        self._stats.registered(handle_key(split_handle(handle)[0]))
+        return handle
+
+    def delete_handle(self, handle: str, caller: Caller) -> None:
+        self._writable_handle(handle)
+
+        def change(current: HandleRecord | None) -> None:
+            current = self._existing(current, handle)
+            needed = (
+                AdminPermission.DELETE_NA
+                if handle_key(split_handle(handle)[0]) == NA_PREFIX
+                else AdminPermission.DELETE_HANDLE
+            )
+            self._require(caller, needed, current, f"delete {handle}")
+
+        self._storage.update(handle, change, self._audit(caller, "delete"))
+
+    def add_values(self, handle: str, values: Sequence[HandleValue], caller: Caller) -> None:
+        self._edit(handle, caller, "add-value", values, edits.add_values)
+
+    def modify_values(self, handle: str, values: Sequence[HandleValue], caller: Caller) -> None:
+        self._edit(handle, caller, "modify-value", values, edits.modify_values)
+
+    def put_values(self, handle: str, values: Sequence[HandleValue], caller: Caller) -> None:
+        """Add or replace the given values by index (HTTP PUT with ``index=``)."""
+        self._edit(handle, caller, "put-values", values, edits.put_values)
+
+    def remove_values(self, handle: str, indexes: Sequence[int], caller: Caller) -> None:
+        self._writable_handle(handle)
+
+        def change(current: HandleRecord | None) -> HandleRecord:
+            current = self._existing(current, handle)
+            kept, needed = edits.remove_values(current.values, indexes)
+            self._require(caller, needed, current, f"remove values of {handle}")
+            return HandleRecord(current.handle, kept)
+
+        self._storage.update(handle, change, self._audit(caller, "remove-value"))
+
+    def list_handles(
+        self, prefix: str, caller: Caller, offset: int = 0, limit: int | None = None
+    ) -> tuple[list[str], int]:
+        """A page of the handles under ``prefix`` and their total (LIST_HANDLES needed)."""
+        validate_prefix(prefix)
+        if not self._is_responsible(handle_key(prefix), ""):
+            raise NotResponsible(f"prefix {prefix} is not homed at this node")
+        governing = admin_values(self._values_of(f"{NA_PREFIX}/{prefix}") or ())
+        self._authorizer.require(
+            caller.identity, AdminPermission.LIST_HANDLES, governing, f"list {prefix}"
+        )
+        return self._storage.list_handles(prefix, offset, limit), self._storage.count(prefix)
+
+    def audit_log(
+        self,
+        *,
+        handle: str | None = None,
+        actor: str | None = None,
+        since: float = 0.0,
+        limit: int = 1000,
+    ) -> list[AuditEntry]:
+        return self._storage.audit_log(handle=handle, actor=actor, since=since, limit=limit)
+
+    # -- writes (local administration by the node's operator) -------------------
 
     def home_prefix(self, prefix: str) -> None:
         validate_prefix(prefix)
@@ -151,6 +307,74 @@ class NodeService:
         return self._storage.stats(prefix, since)
 
     # -- helpers -------------------------------------------------------------
+
+    def _edit(
+        self,
+        handle: str,
+        caller: Caller,
+        operation: str,
+        values: Sequence[HandleValue],
+        edit: Callable[[Sequence[HandleValue], Sequence[HandleValue]], edits.Edit],
+    ) -> None:
+        self._writable_handle(handle)
+        edits.check_new_values(values)
+        new_values = edits.stamped(values, self._now())
+
+        def change(current: HandleRecord | None) -> HandleRecord:
+            current = self._existing(current, handle)
+            result, needed = edit(current.values, new_values)
+            edits.check_new_values(result)
+            self._require(caller, needed, current, f"{operation} on {handle}")
+            return HandleRecord(current.handle, result)
+
+        self._storage.update(handle, change, self._audit(caller, operation))
+
+    def _values_of(self, handle: str) -> Sequence[HandleValue] | None:
+        record = self._storage.get(handle)
+        return None if record is None else record.values
+
+    def _governing(self, record: HandleRecord, handle: str) -> list[AdminValue]:
+        """The HS_ADMIN values over a record: its own, then its prefix handle's."""
+        governing = admin_values(record.values)
+        prefix, _ = split_handle(handle)
+        if handle_key(prefix) != NA_PREFIX:
+            governing += admin_values(self._values_of(f"{NA_PREFIX}/{prefix}") or ())
+        return governing
+
+    def _creation_rights(self, handle: str) -> tuple[AdminPermission, list[AdminValue]]:
+        prefix, suffix = split_handle(handle)
+        if handle_key(prefix) != NA_PREFIX:
+            return AdminPermission.ADD_HANDLE, admin_values(
+                self._values_of(f"{NA_PREFIX}/{prefix}") or ()
+            )
+        # A prefix handle is created by the administrators of its parent prefix.
+        parent = suffix.rpartition(".")[0]
+        governing = admin_values(self._values_of(f"{NA_PREFIX}/{parent}") or ()) if parent else []
+        return AdminPermission.ADD_NA, governing
+
+    def _require(
+        self, caller: Caller, needed: AdminPermission, record: HandleRecord, what: str
+    ) -> None:
+        if needed:
+            governing = self._governing(record, record.handle)
+            self._authorizer.require(caller.identity, needed, governing, what)
+
+    def _existing(self, current: HandleRecord | None, handle: str) -> HandleRecord:
+        if current is None:
+            raise HandleNotFound(f"handle {handle} not found")
+        return current
+
+    def _writable_handle(self, handle: str) -> None:
+        validate_handle(handle)
+        prefix, suffix = split_handle(handle)
+        if not self._is_responsible(handle_key(prefix), suffix):
+            raise NotResponsible(f"prefix {prefix} is not homed at this node")
+
+    def _audit(self, caller: Caller, operation: str) -> AuditContext:
+        return AuditContext(caller.actor, caller.origin, operation)
+
+    def _now(self) -> int:
+        return int(self._wall_clock())
 
     def _is_responsible(self, key: str, suffix: str) -> bool:
         now = self._clock()

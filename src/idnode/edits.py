@@ -1,0 +1,146 @@
+"""Pure edits of a handle record, and the HS_ADMIN permission each one needs.
+
+The service runs these inside :meth:`~idnode.storage.base.Storage.update`, so the
+record an edit sees is the one it replaces: no other write slips in between the
+permission check and the write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+from idnode.errors import (
+    InsufficientPermissions,
+    InvalidValue,
+    RemoteProtocolError,
+    ValueAlreadyExists,
+    ValuesNotFound,
+)
+from idnode.handle.values import MAX_VALUES, HandleValue, Permission
+from idnode.handle.valuetypes import AdminPermission, parse_data
+
+__all__ = [
+    "add_values",
+    "check_new_values",
+    "modify_values",
+    "needed_to_add",
+    "needed_to_modify",
+    "needed_to_remove",
+    "put_values",
+    "remove_values",
+    "stamped",
+]
+
+
+def _is_admin(value: HandleValue) -> bool:
+    return value.type.upper() == "HS_ADMIN"
+
+
+def needed_to_add(values: Iterable[HandleValue]) -> AdminPermission:
+    return _needed(values, AdminPermission.ADD_ADMIN, AdminPermission.ADD_VALUE)
+
+
+def needed_to_modify(values: Iterable[HandleValue]) -> AdminPermission:
+    return _needed(values, AdminPermission.MODIFY_ADMIN, AdminPermission.MODIFY_VALUE)
+
+
+def needed_to_remove(values: Iterable[HandleValue]) -> AdminPermission:
+    return _needed(values, AdminPermission.REMOVE_ADMIN, AdminPermission.REMOVE_VALUE)
+
+
+def _needed(
+    values: Iterable[HandleValue], for_admin: AdminPermission, for_other: AdminPermission
+) -> AdminPermission:
+    needed = AdminPermission.NONE
+    for value in values:
+        needed |= for_admin if _is_admin(value) else for_other
+    return needed
+
+
+def check_new_values(values: Sequence[HandleValue], *, allow_empty: bool = False) -> None:
+    """Refuse values no record should hold: duplicate indexes, malformed reserved types,
+    secret keys anyone may read."""
+    if not values and not allow_empty:
+        raise InvalidValue("no values given")
+    if len(values) > MAX_VALUES:
+        raise InvalidValue(f"at most {MAX_VALUES} values per handle")
+    seen: set[int] = set()
+    for value in values:
+        if value.index in seen:
+            raise InvalidValue(f"index {value.index} is given twice")
+        seen.add(value.index)
+        try:
+            parse_data(value.type, value.data)
+        except RemoteProtocolError as exc:
+            raise InvalidValue(f"value {value.index} ({value.type}): {exc.message}") from exc
+        if value.type.upper() == "HS_SECKEY" and value.permissions & Permission.PUBLIC_READ:
+            raise InvalidValue(f"value {value.index}: a secret key must not be publicly readable")
+
+
+def stamped(values: Iterable[HandleValue], now: int) -> tuple[HandleValue, ...]:
+    """The values with their timestamp set to the time of the write."""
+    return tuple(dataclasses.replace(v, timestamp=now) for v in values)
+
+
+def _writable(value: HandleValue) -> None:
+    # A value an administrator marked read-only stays so, unless anyone may write it.
+    if not value.permissions & (Permission.ADMIN_WRITE | Permission.PUBLIC_WRITE):
+        raise InsufficientPermissions(f"value {value.index} is not writable (permissions)")
+
+
+Edit = tuple[tuple[HandleValue, ...], AdminPermission]
+
+
+def add_values(current: Sequence[HandleValue], new: Sequence[HandleValue]) -> Edit:
+    """``current`` plus ``new``; refused if any index is taken."""
+    taken = {v.index for v in current}
+    clash = sorted(v.index for v in new if v.index in taken)
+    if clash:
+        raise ValueAlreadyExists(f"index {', '.join(map(str, clash))} already in use")
+    return _sorted((*current, *new)), needed_to_add(new)
+
+
+def modify_values(current: Sequence[HandleValue], new: Sequence[HandleValue]) -> Edit:
+    """``current`` with the values at ``new``'s indexes replaced; all must exist."""
+    by_index = {v.index: v for v in current}
+    missing = sorted(v.index for v in new if v.index not in by_index)
+    if missing:
+        raise ValuesNotFound(f"no value at index {', '.join(map(str, missing))}")
+    return put_values(current, new)
+
+
+def put_values(current: Sequence[HandleValue], new: Sequence[HandleValue]) -> Edit:
+    """Add or replace by index (HTTP PUT with ``index=``).
+
+    Replacing needs the modify permission of both the old and the new value's kind:
+    turning a URL into an HS_ADMIN value is modifying an administrator.
+    """
+    by_index = {v.index: v for v in current}
+    replacing = [v for v in new if v.index in by_index]
+    replaced = [by_index[v.index] for v in replacing]
+    added = [v for v in new if v.index not in by_index]
+    for value in replaced:
+        _writable(value)
+    for value in new:
+        by_index[value.index] = value
+    needed = needed_to_add(added) | needed_to_modify([*replaced, *replacing])
+    return _sorted(by_index.values()), needed
+
+
+def remove_values(current: Sequence[HandleValue], indexes: Iterable[int]) -> Edit:
+    """``current`` without the values at ``indexes``, all of which must exist."""
+    wanted = set(indexes)
+    if not wanted:
+        raise InvalidValue("no indexes given")
+    removed = [v for v in current if v.index in wanted]
+    missing = sorted(wanted - {v.index for v in removed})
+    if missing:
+        raise ValuesNotFound(f"no value at index {', '.join(map(str, missing))}")
+    for value in removed:
+        _writable(value)
+    return tuple(v for v in current if v.index not in wanted), needed_to_remove(removed)
+
+
+def _sorted(values: Iterable[HandleValue]) -> tuple[HandleValue, ...]:
+    return tuple(sorted(values, key=lambda v: v.index))
