@@ -262,7 +262,7 @@ RD = RequestDigest(DigestAlgorithm.SHA256, DIGEST)
 
 def test_a_challenge_is_answered_once() -> None:
     store = ChallengeStore(Clock())
-    challenge = store.issue(REQUEST, RD)
+    challenge = store.issue(REQUEST, b"raw", RD)
     assert len(challenge.nonce) == 16
     assert store.take(challenge.session_id).request == REQUEST
     with pytest.raises(AuthenticationTimeout):
@@ -272,7 +272,7 @@ def test_a_challenge_is_answered_once() -> None:
 def test_a_challenge_expires() -> None:
     clock = Clock()
     store = ChallengeStore(clock, lifetime=30)
-    challenge = store.issue(REQUEST, RD)
+    challenge = store.issue(REQUEST, b"raw", RD)
     clock.now += 31
     with pytest.raises(AuthenticationTimeout, match="expired"):
         store.take(challenge.session_id)
@@ -280,7 +280,7 @@ def test_a_challenge_expires() -> None:
 
 def test_the_store_is_bounded_and_forgets_the_oldest() -> None:
     store = ChallengeStore(Clock(), capacity=3)
-    issued = [store.issue(REQUEST, RD) for _ in range(5)]
+    issued = [store.issue(REQUEST, b"raw", RD) for _ in range(5)]
     assert len(store) == 3
     with pytest.raises(AuthenticationTimeout):
         store.take(issued[0].session_id)
@@ -289,7 +289,7 @@ def test_the_store_is_bounded_and_forgets_the_oldest() -> None:
 
 def test_nonces_are_fresh() -> None:
     store = ChallengeStore(Clock())
-    assert len({store.issue(REQUEST, RD).nonce for _ in range(100)}) == 100
+    assert len({store.issue(REQUEST, b"raw", RD).nonce for _ in range(100)}) == 100
 
 
 def test_rsa_public_key_value_round_trips_through_handle_encoding(

@@ -6,24 +6,65 @@ and by the tests and benchmarks; the codec does the protocol, this file only the
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from idnode.errors import IdnodeError, RemoteProtocolError
-from idnode.handle.codec import MAX_MESSAGE_LENGTH, MessageFramer, decode_message, encode_message
-from idnode.handle.codes import OpCode, OpFlag
-from idnode.handle.messages import Body, Message, ResolutionRequest, SiteInfoRequest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-__all__ = ["HandleClient", "ServerUnreachable", "Transport"]
+from idnode.auth.signatures import answer_with_private_key, answer_with_secret
+from idnode.errors import IdnodeError, RemoteProtocolError
+from idnode.handle.codec import (
+    MAX_MESSAGE_LENGTH,
+    MessageFramer,
+    decode_message,
+    digest_request,
+    encode_message,
+)
+from idnode.handle.codes import OpCode, OpFlag, ResponseCode
+from idnode.handle.messages import (
+    Body,
+    ChallengeAnswer,
+    ChallengeResponse,
+    ListHandlesResponse,
+    Message,
+    ResolutionRequest,
+    SiteInfoRequest,
+)
+from idnode.handle.values import ValueReference
+
+__all__ = ["Credentials", "HandleClient", "ServerUnreachable", "Transport", "listed"]
 
 Transport = Literal["auto", "udp", "tcp"]
 
 
 class ServerUnreachable(IdnodeError):
     """The server refused, could not be found, or did not answer in time."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An identity (``index:handle`` of its key value) and the key that proves it."""
+
+    identity: ValueReference
+    secret: bytes | None = None
+    private_key: rsa.RSAPrivateKey | None = None
+
+    def answer(self, challenge: ChallengeResponse, version: tuple[int, int]) -> ChallengeAnswer:
+        nonce, digest = challenge.nonce, challenge.request_digest.digest
+        if self.private_key is not None:
+            signed = answer_with_private_key(self.private_key, nonce, digest, version)
+            auth_type = "HS_PUBKEY"
+        elif self.secret is not None:
+            signed = answer_with_secret(self.secret, nonce, digest, version)
+            auth_type = "HS_SECKEY"
+        else:
+            raise ValueError("credentials need a secret or a private key")
+        return ChallengeAnswer(auth_type, self.identity.handle, self.identity.index, signed)
 
 
 @dataclass
@@ -64,6 +105,67 @@ class HandleClient:
                 if not reply.truncated or transport == "udp":
                     return reply
         return self._tcp(data, msg.request_id)
+
+    def authenticated(
+        self, opcode: OpCode, body: Body, credentials: Credentials, flags: OpFlag = OpFlag.NONE
+    ) -> list[Message]:
+        """Send a request that needs an identity over TCP and answer its challenge.
+
+        Returns the reply messages: one, or several for a listing sent in parts. The
+        challenge is answered only if its digest is the digest of our own request, so
+        a server cannot get us to sign something else.
+        """
+        request = Message(opcode=opcode, body=body, request_id=secrets.randbits(31), op_flags=flags)
+        data = encode_message(request)
+        _family, addr = self._address(socket.SOCK_STREAM)
+        try:
+            with socket.create_connection(addr, timeout=self.timeout) as sock:
+                sock.sendall(data)
+                framer = MessageFramer()
+                replies = self._replies(sock, framer, request.request_id)
+                reply = next(replies)
+                if reply.response_code != ResponseCode.AUTHENTICATION_NEEDED:
+                    return [reply, *replies] if reply.op_flags & OpFlag.CONTINUOUS else [reply]
+                challenge = reply.body
+                if not isinstance(challenge, ChallengeResponse):
+                    raise RemoteProtocolError("server sent a challenge without a nonce")
+                ours = digest_request(data, reply.version)
+                if ours.algorithm != challenge.request_digest.algorithm or not hmac.compare_digest(
+                    ours.digest, challenge.request_digest.digest
+                ):
+                    raise RemoteProtocolError("the challenge is not for our request; not signing")
+                answer = Message(
+                    opcode=OpCode.CHALLENGE_RESPONSE,
+                    body=credentials.answer(challenge, reply.version),
+                    request_id=secrets.randbits(31),
+                    session_id=reply.session_id,
+                    op_flags=flags,
+                )
+                sock.sendall(encode_message(answer))
+                answered = self._replies(sock, framer, answer.request_id)
+                first = next(answered)
+                result = [first]
+                while result[-1].op_flags & OpFlag.CONTINUOUS:
+                    result.append(next(answered))
+                return result
+        except TimeoutError as exc:
+            raise ServerUnreachable(
+                f"no TCP answer from {self.host}:{self.port} in {self.timeout}s"
+            ) from exc
+        except OSError as exc:
+            raise ServerUnreachable(f"{self.host}:{self.port}/tcp: {exc.strerror or exc}") from exc
+
+    @staticmethod
+    def _replies(sock: socket.socket, framer: MessageFramer, request_id: int) -> Iterator[Message]:
+        while True:
+            while (frame := framer.next_message()) is not None:
+                reply = _matching(frame, request_id)
+                if reply is not None:
+                    yield reply
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise RemoteProtocolError("server closed the connection without answering")
+            framer.receive_data(chunk)
 
     def _address(self, kind: socket.SocketKind) -> tuple[socket.AddressFamily, tuple[str, int]]:
         try:
@@ -119,6 +221,15 @@ class HandleClient:
             ) from exc
         except OSError as exc:
             raise ServerUnreachable(f"{self.host}:{self.port}/tcp: {exc.strerror or exc}") from exc
+
+
+def listed(replies: list[Message]) -> list[str]:
+    """The handles of a (possibly multi-part) listing reply."""
+    handles: list[str] = []
+    for reply in replies:
+        if isinstance(reply.body, ListHandlesResponse):
+            handles.extend(reply.body.handles)
+    return handles
 
 
 def _matching(packet: bytes, request_id: int) -> Message | None:

@@ -118,7 +118,12 @@ def open_node(config: Config) -> Node:
 def _open(config: Config) -> Node:
     storage = _with_cache(open_storage(config.database_url, replicas=config.replica_urls), config)
     try:
-        return Node(config, storage, NodeService(storage, build_site(config)))
+        admins = (
+            (ValueReference(config.admin_handle, config.admin_index),)
+            if config.admin_handle
+            else ()
+        )
+        return Node(config, storage, NodeService(storage, build_site(config), admins=admins))
     except BaseException:
         storage.close()
         raise

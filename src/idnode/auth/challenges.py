@@ -28,6 +28,7 @@ class Challenge:
     session_id: int
     nonce: bytes
     request: Message
+    raw: bytes
     digest: RequestDigest
     expires: float
 
@@ -44,8 +45,8 @@ class ChallengeStore:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def issue(self, request: Message, digest: RequestDigest) -> Challenge:
-        """Remember ``request`` under a new session id with a new nonce."""
+    def issue(self, request: Message, raw: bytes, digest: RequestDigest) -> Challenge:
+        """Remember ``request`` (and its bytes) under a new session id with a new nonce."""
         now = self._clock()
         while self._pending:
             oldest = next(iter(self._pending.values()))
@@ -56,7 +57,12 @@ class ChallengeStore:
         while session_id in self._pending:
             session_id = secrets.randbelow(2**31 - 1) + 1
         challenge = Challenge(
-            session_id, secrets.token_bytes(NONCE_SIZE), request, digest, now + self._lifetime
+            session_id,
+            secrets.token_bytes(NONCE_SIZE),
+            request,
+            raw,
+            digest,
+            now + self._lifetime,
         )
         self._pending[session_id] = challenge
         return challenge

@@ -5,6 +5,11 @@ and send back what it returns. A message that cannot be parsed gets a
 PROTOCOL_ERROR reply when its envelope and header can at least be read (so the client
 can match it to its request), and is dropped otherwise; a failure inside the service
 gets an ERROR reply and is logged. Nothing a client sends stops the server.
+
+Requests that need an identity (the writes and the handle listing) are answered with
+a challenge (402: nonce, request digest, a fresh session id) and remembered; the
+client's answer (opcode 200, same session id) is checked against the identity's key
+and the remembered request is then served as that identity. Reads stay anonymous.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import struct
 import time
 from collections.abc import Callable
 
-from idnode.errors import IdnodeError, OperationNotSupported, ProtocolError
+from idnode.auth.challenges import ChallengeStore
+from idnode.errors import IdnodeError, LocalProtocolError, OperationNotSupported, ProtocolError
 from idnode.handle.codec import (
     ENVELOPE_SIZE,
     HEADER_SIZE,
@@ -26,16 +32,28 @@ from idnode.handle.codec import (
 from idnode.handle.codes import OpCode, OpFlag, ResponseCode
 from idnode.handle.messages import (
     PROTOCOL_VERSION,
+    AddValueRequest,
     Body,
+    ChallengeAnswer,
+    ChallengeResponse,
+    CreateHandleRequest,
+    CreateHandleResponse,
+    DeleteHandleRequest,
     ErrorResponse,
+    GenericResponse,
+    ListHandlesRequest,
+    ListHandlesResponse,
     Message,
+    ModifyValueRequest,
+    RemoveValueRequest,
     ResolutionRequest,
     ResolutionResponse,
     SiteInfoRequest,
     SiteInfoResponse,
     Truncated,
 )
-from idnode.service import NodeService
+from idnode.names import handle_key, split_handle
+from idnode.service import ANONYMOUS, NA_PREFIX, Caller, NodeService
 
 __all__ = ["Dispatcher"]
 
@@ -48,6 +66,26 @@ _RESPONSE_LIFETIME = 43_200
 _REPLY_FIELDS = struct.Struct(">BBBBII")
 _RETURN_DIGEST = int(OpFlag.RETURN_REQUEST_DIGEST)
 _ECHOED_INT = int(_ECHOED_FLAGS)
+_NEEDS_IDENTITY = frozenset(
+    {
+        OpCode.CREATE_HANDLE,
+        OpCode.DELETE_HANDLE,
+        OpCode.ADD_VALUE,
+        OpCode.REMOVE_VALUE,
+        OpCode.MODIFY_VALUE,
+        OpCode.LIST_HANDLES,
+    }
+)
+_DIGESTED = (
+    ResolutionResponse,
+    SiteInfoResponse,
+    ErrorResponse,
+    ListHandlesResponse,
+    CreateHandleResponse,
+    GenericResponse,
+)
+# Handles per listing message, so each stays well under the 256 KiB message limit.
+_LIST_CHUNK = 1000
 
 
 class Dispatcher:
@@ -57,31 +95,89 @@ class Dispatcher:
         *,
         udp_max_response: int = 512,
         clock: Callable[[], float] = time.time,
+        challenges: ChallengeStore | None = None,
     ) -> None:
         self._service = service
         self._udp_max = udp_max_response
         self._clock = clock
         self._reply_flags: dict[int, OpFlag] = {}
+        self._challenges = challenges or ChallengeStore(time.monotonic)
 
-    def handle(self, data: bytes, *, udp: bool) -> bytes | None:
-        """The reply to one request message, or None when no reply should be sent."""
+    def handle(self, data: bytes, *, udp: bool, peer: object = None) -> bytes | None:
+        """The reply to one request message, or None when no reply should be sent.
+
+        ``peer`` is the client's address, recorded with writes in the audit log.
+        """
         try:
             request = decode_message(data)
         except ProtocolError as exc:
             return self._reply_to_garbage(data, exc)
         if request.is_response:
             return None  # never answer a response: that is how reflection loops start
+        original, original_raw = request, data
         try:
-            code, body = ResponseCode.SUCCESS, self._execute(request)
+            if request.opcode in _NEEDS_IDENTITY:
+                return self._challenge(request, data)
+            caller = ANONYMOUS
+            if isinstance(request.body, ChallengeAnswer):
+                original, original_raw, caller = self._answer(request, udp=udp, peer=peer)
+            code, body = ResponseCode.SUCCESS, self._execute(original, caller)
         except IdnodeError as exc:
             code, body = exc.response_code, ErrorResponse(exc.message)
         except Exception:
             log.exception("internal error serving opcode %s", int(request.opcode))
             code, body = ResponseCode.ERROR, ErrorResponse("internal server error")
-        reply = self._reply(request, data, code, body)
+        if isinstance(body, ListHandlesResponse) and len(body.handles) > _LIST_CHUNK:
+            return self._listing(original, original_raw, request, body)
+        reply = self._reply(original, original_raw, code, body, answered=request)
         if udp and len(reply) > self._udp_max:
-            reply = self._reply(request, data, code, Truncated())
+            reply = self._reply(original, original_raw, code, Truncated(), answered=request)
         return reply
+
+    def _challenge(self, request: Message, raw: bytes) -> bytes:
+        version = min(request.version, PROTOCOL_VERSION)
+        digest = digest_request(raw, version)
+        challenge = self._challenges.issue(request, raw, digest)
+        return self._encode_reply(
+            request,
+            ResponseCode.AUTHENTICATION_NEEDED,
+            ChallengeResponse(challenge.nonce, digest),
+            self._flags_for(request.op_flags) | OpFlag.RETURN_REQUEST_DIGEST,
+            session_id=challenge.session_id,
+        )
+
+    def _answer(self, answer: Message, *, udp: bool, peer: object) -> tuple[Message, bytes, Caller]:
+        body = answer.body
+        assert isinstance(body, ChallengeAnswer)
+        challenge = self._challenges.take(answer.session_id)
+        version = min(challenge.request.version, PROTOCOL_VERSION)
+        origin = f"{'udp' if udp else 'tcp'} {_address(peer)}"
+        caller = self._service.authenticate_answer(
+            body, challenge.nonce, challenge.digest.digest, version, origin
+        )
+        return challenge.request, challenge.raw, caller
+
+    def _listing(
+        self, request: Message, raw: bytes, answered: Message, body: ListHandlesResponse
+    ) -> bytes:
+        """A long listing as several messages, each but the last flagged CONTINUOUS."""
+        chunks = [
+            body.handles[i : i + _LIST_CHUNK] for i in range(0, len(body.handles), _LIST_CHUNK)
+        ]
+        parts = []
+        for n, chunk in enumerate(chunks):
+            more = OpFlag.CONTINUOUS if n < len(chunks) - 1 else OpFlag.NONE
+            parts.append(
+                self._reply(
+                    request,
+                    raw,
+                    ResponseCode.SUCCESS,
+                    ListHandlesResponse(chunk),
+                    answered=answered,
+                    extra_flags=more,
+                )
+            )
+        return b"".join(parts)
 
     def truncated(self, data: bytes) -> bytes | None:
         """A truncated answer ("ask again over TCP") to a request, without serving it.
@@ -97,34 +193,97 @@ class Dispatcher:
             return None
         return self._reply(request, data, ResponseCode.SUCCESS, Truncated())
 
-    def _execute(self, request: Message) -> Body:
+    def _execute(self, request: Message, caller: Caller) -> Body:
+        service, flags = self._service, request.op_flags
         match request.body:
             case ResolutionRequest(handle, indexes, types):
-                record = self._service.resolve(handle, indexes=indexes, types=types)
+                record = service.resolve(handle, indexes=indexes, types=types, caller=caller)
                 return ResolutionResponse(record.handle, record.values)
             case SiteInfoRequest():
-                return SiteInfoResponse(self._service.site_info())
+                return SiteInfoResponse(service.site_info())
+            case CreateHandleRequest(handle, values):
+                mint = bool(flags & OpFlag.MINT_NEW_SUFFIX)
+                made = service.create_handle(
+                    handle,
+                    values,
+                    caller,
+                    overwrite=bool(flags & OpFlag.OVERWRITE),
+                    mint_suffix=mint,
+                )
+                return CreateHandleResponse(made if mint else None)
+            case DeleteHandleRequest(handle):
+                service.delete_handle(handle, caller)
+            case AddValueRequest(handle, values):
+                service.add_values(handle, values, caller)
+            case ModifyValueRequest(handle, values):
+                service.modify_values(handle, values, caller)
+            case RemoveValueRequest(handle, indexes):
+                service.remove_values(handle, indexes, caller)
+            case ListHandlesRequest(handle) if request.opcode == OpCode.LIST_HANDLES:
+                handles, _ = service.list_handles(_prefix_of(handle), caller)
+                return ListHandlesResponse(tuple(handles))
+            case ListHandlesRequest():
+                homed = service.homed_prefixes()
+                return ListHandlesResponse(tuple(f"{NA_PREFIX}/{p}" for p in homed))
             case _:
                 raise OperationNotSupported(
                     f"opcode {int(request.opcode)} ({request.opcode.name}) is not supported"
                 )
+        return GenericResponse()
 
-    def _reply(self, request: Message, raw: bytes, code: ResponseCode, body: Body) -> bytes:
+    def _reply(
+        self,
+        request: Message,
+        raw: bytes,
+        code: ResponseCode,
+        body: Body,
+        *,
+        answered: Message | None = None,
+        extra_flags: OpFlag = OpFlag.NONE,
+    ) -> bytes:
+        """The response to ``request``, addressed to ``answered`` (the challenge answer
+        that carried it, if any)."""
         version = min(request.version, PROTOCOL_VERSION)
-        flags = self._flags_for(request.op_flags)
-        if int(flags) & _RETURN_DIGEST and isinstance(
-            body, ResolutionResponse | SiteInfoResponse | ErrorResponse
-        ):
+        flags = self._flags_for(request.op_flags) | extra_flags
+        if int(flags) & _RETURN_DIGEST and isinstance(body, _DIGESTED):
             body = dataclasses.replace(body, request_digest=digest_request(raw, version))
+        target = answered or request
+        try:
+            return self._encode_reply(
+                request,
+                code,
+                body,
+                flags,
+                request_id=target.request_id,
+                session_id=target.session_id,
+            )
+        except LocalProtocolError as exc:
+            if isinstance(body, ErrorResponse):
+                raise
+            log.warning("answer to opcode %s could not be encoded: %s", request.opcode, exc)
+            return self._reply(
+                request, raw, ResponseCode.ERROR, ErrorResponse(exc.message), answered=answered
+            )
+
+    def _encode_reply(
+        self,
+        request: Message,
+        code: ResponseCode,
+        body: Body,
+        flags: OpFlag,
+        *,
+        request_id: int | None = None,
+        session_id: int | None = None,
+    ) -> bytes:
         return encode_message(
             Message(
                 opcode=request.opcode,
                 body=body,
                 response_code=code,
                 op_flags=flags,
-                request_id=request.request_id,
-                session_id=request.session_id,
-                version=version,
+                request_id=request.request_id if request_id is None else request_id,
+                session_id=request.session_id if session_id is None else session_id,
+                version=min(request.version, PROTOCOL_VERSION),
                 suggested_version=PROTOCOL_VERSION,
                 expiration=int(self._clock()) + _RESPONSE_LIFETIME,
             )
@@ -161,3 +320,18 @@ class Dispatcher:
                 expiration=int(self._clock()) + _RESPONSE_LIFETIME,
             )
         )
+
+
+def _prefix_of(handle: str) -> str:
+    """The prefix a listing asks about: ``0.NA/<prefix>``, or the bare prefix."""
+    if "/" in handle:
+        prefix, suffix = split_handle(handle)
+        if handle_key(prefix) == NA_PREFIX:
+            return suffix
+    return handle
+
+
+def _address(peer: object) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return "unknown"

@@ -61,7 +61,7 @@ class HandleUDPProtocol(asyncio.DatagramProtocol):
             else self._limiter.check(str(addr[0]), time.monotonic())
         )
         if decision is Decision.ANSWER:
-            reply = self._dispatcher.handle(data, udp=True)
+            reply = self._dispatcher.handle(data, udp=True, peer=addr)
         elif decision is Decision.TRUNCATE:
             reply = self._dispatcher.truncated(data)
         else:
@@ -86,9 +86,11 @@ class HandleTCPProtocol(asyncio.Protocol):
         self._idle: asyncio.TimerHandle | None = None
         self._counted = False
         self._writing_paused = False
+        self._peer: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
+        self._peer = transport.get_extra_info("peername")
         if self._limits.open >= self._limits.max_connections:
             log.warning("refusing TCP connection: %d already open", self._limits.open)
             transport.abort()
@@ -139,7 +141,7 @@ class HandleTCPProtocol(asyncio.Protocol):
                 frame = self._framer.next_message()
                 if frame is None:
                     break
-                reply = self._dispatcher.handle(frame, udp=False)
+                reply = self._dispatcher.handle(frame, udp=False, peer=self._peer)
                 if reply is not None:
                     transport.write(reply)
         except MessageTooLarge as exc:
