@@ -83,8 +83,16 @@ def test_errors_have_one_shape(http: httpx.Client, path: str, status: int, code:
     assert set(body) >= {"responseCode", "message", "type", "title", "status", "detail"}
 
 
-def test_write_methods_are_refused_with_problem(http: httpx.Client) -> None:
+def test_writes_without_credentials_get_a_basic_challenge(http: httpx.Client) -> None:
     r = http.put("/api/handles/88.100.1/PUMP-0001", json={"values": []})
+    assert r.status_code == 401
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.headers["www-authenticate"] == 'Basic realm="handle"'
+    assert r.json()["responseCode"] == 402
+
+
+def test_unsupported_methods_are_refused_with_problem(http: httpx.Client) -> None:
+    r = http.post("/api/handles/88.100.1/PUMP-0001", json={"values": []})
     assert r.status_code == 405
     assert r.headers["content-type"] == "application/problem+json"
 

@@ -124,7 +124,10 @@ class NodeService:
         values = EncodedValues.of(record.values).select(
             public_only=public_only, indexes=frozenset(indexes), types=types
         )
-        if not values:
+        if not values and (indexes or types):
+            # Asked for values that are not there (or not visible). With no filter an
+            # existing handle is answered even when none of its values is public, as
+            # Handle.Net does: clients probe identities' key handles that way.
             self._stats.not_found(prefix_key)
             raise ValuesNotFound(f"handle {handle} has no values matching the request")
         self._stats.resolved(prefix_key)

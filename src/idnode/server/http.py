@@ -38,34 +38,14 @@ from idnode.errors import (
 from idnode.handle.codes import ResponseCode
 from idnode.handle.values import HandleValue
 from idnode.jsonformat import value_to_json
+from idnode.server import http_admin
+from idnode.server.problems import problem
 from idnode.service import NodeService
 from idnode.stats import prometheus_text
 
 __all__ = ["FastResolution", "create_app", "resolve_response"]
 
 _SAFE_REDIRECT_SCHEMES = frozenset({"http", "https", "ftp"})
-
-
-class _ProblemResponse(JSONResponse):
-    media_type = "application/problem+json"
-
-
-def problem(exc: IdnodeError, handle: str | None = None) -> Response:
-    """One shape for every API error (see docs/http-api.md)."""
-    status = http_status_of(exc)
-    body: dict[str, Any] = {"responseCode": int(exc.response_code)}
-    if handle is not None:
-        body["handle"] = handle
-    body["message"] = exc.message
-    if status < 400:  # VALUES_NOT_FOUND is a 200 in Handle.Net; not a problem document
-        return JSONResponse(body, status_code=status)
-    body |= {
-        "type": f"https://idnode.dev/problems/{_slug(type(exc).__name__)}",
-        "title": exc.response_code.name.replace("_", " ").capitalize(),
-        "status": status,
-        "detail": exc.message,
-    }
-    return _ProblemResponse(body, status_code=status)
 
 
 def _filters(params: Sequence[tuple[str, str]]) -> tuple[tuple[int, ...], tuple[str, ...]]:
@@ -76,10 +56,6 @@ def _filters(params: Sequence[tuple[str, str]]) -> tuple[tuple[int, ...], tuple[
     if any(not 0 < i < 2**32 for i in indexes):
         raise BadRequestParameter("index must be between 1 and 4294967295")
     return indexes, tuple(v for k, v in params if k == "type")
-
-
-def _slug(class_name: str) -> str:
-    return "".join(f"-{c.lower()}" if c.isupper() else c for c in class_name).lstrip("-")
 
 
 def _pretty(params: Sequence[tuple[str, str]]) -> bool:
@@ -142,9 +118,17 @@ class FastResolution:
 
 def create_app(service: NodeService) -> FastResolution:
     async def api_handle(request: Request) -> Response:
-        # GET arrives through FastResolution; this route answers HEAD and refuses writes.
+        # GET arrives through FastResolution; this route answers HEAD and the writes.
+        handle = request.path_params["handle"]
+        if request.method == "PUT":
+            return await http_admin.put_handle(service, request, handle)
+        if request.method == "DELETE":
+            return await http_admin.delete_handle(service, request, handle)
         params = list(request.query_params.multi_items())
-        return resolve_response(service, request.path_params["handle"], params)
+        return resolve_response(service, handle, params)
+
+    async def api_handles(request: Request) -> Response:
+        return await http_admin.list_handles(service, request)
 
     async def api_prefixes(request: Request) -> Response:
         return _json(
@@ -190,7 +174,12 @@ def create_app(service: NodeService) -> FastResolution:
         routes=[
             Route("/healthz", healthz),
             Route("/metrics", metrics),
-            Route("/api/handles/{handle:path}", api_handle),
+            Route(
+                "/api/handles/{handle:path}",
+                api_handle,
+                methods=["GET", "HEAD", "PUT", "DELETE"],
+            ),
+            Route("/api/handles", api_handles),
             Route("/api/prefixes", api_prefixes),
             Route("/api/{rest:path}", _api_not_found, methods=["GET", "HEAD"]),
             Route("/", index),

@@ -1,0 +1,41 @@
+"""One shape for every error of the HTTP API: problem+json with Handle.Net's members.
+
+Handle.Net clients read ``responseCode`` (and ``handle``, ``message``); generic HTTP
+clients read RFC 9457's ``type``, ``title``, ``status`` and ``detail``. Both are there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+
+from idnode.errors import IdnodeError, http_status_of
+
+__all__ = ["problem"]
+
+
+class _ProblemResponse(JSONResponse):
+    media_type = "application/problem+json"
+
+
+def problem(exc: IdnodeError, handle: str | None = None) -> Response:
+    """One shape for every API error (see docs/http-api.md)."""
+    status = http_status_of(exc)
+    body: dict[str, Any] = {"responseCode": int(exc.response_code)}
+    if handle is not None:
+        body["handle"] = handle
+    body["message"] = exc.message
+    if status < 400:  # VALUES_NOT_FOUND is a 200 in Handle.Net; not a problem document
+        return JSONResponse(body, status_code=status)
+    body |= {
+        "type": f"https://idnode.dev/problems/{_slug(type(exc).__name__)}",
+        "title": exc.response_code.name.replace("_", " ").capitalize(),
+        "status": status,
+        "detail": exc.message,
+    }
+    return _ProblemResponse(body, status_code=status)
+
+
+def _slug(class_name: str) -> str:
+    return "".join(f"-{c.lower()}" if c.isupper() else c for c in class_name).lstrip("-")
