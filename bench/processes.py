@@ -26,7 +26,7 @@ def start_server(data_dir: Path, workers: int) -> tuple[subprocess.Popen[bytes],
         [
             sys.executable,
             "-m",
-            "idnode.cli",
+            "idnode",
             "serve",
             "--data-dir",
             str(data_dir),

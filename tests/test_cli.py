@@ -22,7 +22,7 @@ runner = CliRunner()
 
 def idnode(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "idnode.cli", *args],
+        [sys.executable, "-m", "idnode", *args],
         capture_output=True,
         text=True,
         timeout=60,

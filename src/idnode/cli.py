@@ -374,6 +374,9 @@ def _progress() -> Progress:
 
 
 def main() -> None:
+    # The administration commands register themselves on ``app`` when imported.
+    from idnode import cli_admin  # noqa: F401
+
     app()
 
 

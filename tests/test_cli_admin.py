@@ -1,0 +1,118 @@
+"""The administration commands end to end: a real node, real sockets, the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from idnode.config import Config
+from tests.conftest import RunningNode, make_node, running
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningNode, Path]]:
+    path = tmp_path_factory.mktemp("cli-admin")
+    make_node(path).close()
+    with running(Config(data_dir=path, handle_port=0, http_port=0)) as server:
+        yield server, path
+
+
+def idnode(*args: str, secret: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("IDNODE_SECRET", None)
+    if secret is not None:
+        env["IDNODE_SECRET"] = secret
+    return subprocess.run(
+        [sys.executable, "-m", "idnode", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+def test_administer_handles_with_the_cli(node: tuple[RunningNode, Path], tmp_path: Path) -> None:
+    server, data_dir = node
+    where = ["--server", f"127.0.0.1:{server.ports.handle}"]
+    admin = ["--auth", "300:0.NA/88.100.1", "--key", str(data_dir / "admin_key.pem"), *where]
+
+    made = idnode("create", "88.100.1/CLI-1", "-v", "1:URL:https://e.com/a:b", *admin, "--json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout) == {"responseCode": 1, "handle": "88.100.1/CLI-1"}
+    assert idnode("add", "88.100.1/CLI-1", "-v", "2:EMAIL:ops@e.com", *admin).returncode == 0
+    assert idnode("modify", "88.100.1/CLI-1", "-v", "2:EMAIL:new@e.com", *admin).returncode == 0
+    resolved = idnode("resolve", "88.100.1/CLI-1", *where, "--json")
+    values = {v["index"]: v["data"]["value"] for v in json.loads(resolved.stdout)["values"]}
+    assert values == {1: "https://e.com/a:b", 2: "new@e.com"}
+
+    clash = idnode("add", "88.100.1/CLI-1", "-v", "2:EMAIL:x", *admin)
+    assert clash.returncode == 1
+    assert "value already exists (201)" in clash.stderr
+
+    # A second identity with a secret key, made by keygen and granted rights by admin.
+    secret_file = tmp_path / "ops.secret"
+    key = idnode("keygen", str(secret_file), "--secret")
+    assert key.returncode == 0, key.stderr
+    assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
+    value = json.loads(key.stdout)
+    assert value["type"] == "HS_SECKEY"
+    assert value["permissions"] == "1100"
+    secret = secret_file.read_text().strip()
+    created = idnode("create", "88.100.1/OPS", "-v", f"300:HS_SECKEY:{secret}", *admin)
+    assert created.returncode == 0, created.stderr
+    hidden = idnode("resolve", "88.100.1/OPS", *where, "--json")
+    assert json.loads(hidden.stdout)["values"] == []  # the secret is never served
+    ops = ["--auth", "300:88.100.1/OPS", *where]
+    denied = idnode("remove", "88.100.1/CLI-1", "2", *ops, secret=secret)
+    assert denied.returncode == 1
+    assert "insufficient permissions (401)" in denied.stderr
+    wrong = idnode("remove", "88.100.1/CLI-1", "2", *ops, secret="guess")
+    assert "authentication failed (403)" in wrong.stderr
+
+    grant = idnode("admin", "grant", "88.100.1/CLI-1", "300:88.100.1/OPS", *admin)
+    assert grant.returncode == 0, grant.stderr
+    assert idnode("remove", "88.100.1/CLI-1", "2", *ops, secret=secret).returncode == 0
+    assert idnode("admin", "revoke", "88.100.1/CLI-1", "100", *admin).returncode == 0
+    again = idnode("add", "88.100.1/CLI-1", "-v", "3:X:y", *ops, secret=secret)
+    assert "insufficient permissions (401)" in again.stderr
+
+    listing = idnode("list", "88.100.1", *admin, "--json")
+    assert "88.100.1/CLI-1" in json.loads(listing.stdout)["handles"]
+    assert idnode("delete", "88.100.1/CLI-1", *admin).returncode == 0
+    assert idnode("resolve", "88.100.1/CLI-1", *where).returncode == 1
+
+    audit = idnode("audit", "--data-dir", str(data_dir), "--handle", "88.100.1/CLI-1", "--json")
+    assert audit.returncode == 0, audit.stderr
+    operations = [json.loads(line)["operation"] for line in audit.stdout.splitlines()]
+    assert operations == [
+        "create",
+        "add-value",
+        "modify-value",
+        "add-value",
+        "remove-value",
+        "remove-value",
+        "delete",
+    ]
+
+
+def test_cli_refuses_missing_credentials(node: tuple[RunningNode, Path]) -> None:
+    server, _ = node
+    result = idnode(
+        "delete",
+        "88.100.1/X",
+        "--auth",
+        "300:0.NA/88.100.1",
+        "--server",
+        f"127.0.0.1:{server.ports.handle}",
+    )
+    assert result.returncode == 2
+    assert "--key, --secret-file or IDNODE_SECRET" in result.stderr
+    bad = idnode("delete", "88.100.1/X", "--auth", "nonsense", "--key", "k.pem")
+    assert bad.returncode == 2
