@@ -31,7 +31,7 @@ from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.keys import load_private_key
 from idnode.node import ADMIN_KEY_FILE, open_node
-from idnode.storage.base import HandleRecord
+from idnode.storage.base import AuditQuery, HandleRecord
 from tests.conftest import RunningNode, make_node, running
 
 SECRET = b"s3cret-for-ops"
@@ -274,7 +274,7 @@ def test_writes_are_audited_with_the_peer_address(
     )
     node = open_node(Config(data_dir=node_dir))
     try:
-        entries = node.service.audit_log(handle="88.100.1/AUD")
+        entries = node.service.audit_log(AuditQuery(handle="88.100.1/AUD"))
     finally:
         node.close()
     assert [(e.operation, e.actor) for e in entries] == [("create", "300:0.NA/88.100.1")]

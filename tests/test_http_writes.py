@@ -13,7 +13,7 @@ from idnode.config import Config
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.node import open_node
-from idnode.storage.base import HandleRecord
+from idnode.storage.base import AuditQuery, HandleRecord
 from tests.conftest import RunningNode, make_node, running
 
 SECRET = "http-s3cret"
@@ -188,7 +188,7 @@ def test_http_writes_are_audited(http: httpx.Client, node_dir: Path) -> None:
     http.put("/api/handles/88.100.1/AUDITED", json=VALUES, headers=basic(USER, SECRET))
     node = open_node(Config(data_dir=node_dir))
     try:
-        entries = node.service.audit_log(handle="88.100.1/AUDITED")
+        entries = node.service.audit_log(AuditQuery(handle="88.100.1/AUDITED"))
     finally:
         node.close()
     assert [(e.operation, e.actor, e.origin) for e in entries] == [

@@ -24,7 +24,7 @@ from idnode.handle.valuetypes import AdminPermission as P
 from idnode.handle.valuetypes import AdminValue, SiteInfo, ValueList
 from idnode.service import Caller, NodeService
 from idnode.storage import SQLiteStorage
-from idnode.storage.base import HandleRecord
+from idnode.storage.base import AuditQuery, HandleRecord
 
 NODE_ADMIN = ValueReference("0.NA/88.100.1", 300)
 ALICE = ValueReference("88.100.1/ALICE", 300)  # prefix-level admin, via a group
@@ -206,7 +206,7 @@ def test_every_write_is_audited_with_before_and_after(service: NodeService) -> N
     service.delete_handle("88.100.1/A", ADMIN)
     with pytest.raises(IdnodeError):
         service.delete_handle("88.100.1/A", ADMIN)  # refused: not audited
-    log = service.audit_log(handle="88.100.1/a")
+    log = service.audit_log(AuditQuery(handle="88.100.1/a"))
     assert [(e.operation, e.actor) for e in log] == [
         ("create", "300:88.100.1/ALICE"),
         ("add-value", "300:0.NA/88.100.1"),
@@ -231,4 +231,4 @@ def test_concurrent_writers_on_one_handle_lose_nothing(service: NodeService) -> 
         t.join()
     indexes = [i for i, _, _ in stored(service, "88.100.1/DOC")]
     assert len(indexes) == 2 + 80
-    assert len(service.audit_log(handle="88.100.1/DOC")) == 80
+    assert len(service.audit_log(AuditQuery(handle="88.100.1/DOC"))) == 80

@@ -10,7 +10,7 @@ import pytest
 from idnode.errors import HandleAlreadyExists, StorageError
 from idnode.handle.values import HandleValue, Permission
 from idnode.storage import Storage, open_storage
-from idnode.storage.base import AuditContext, HandleRecord
+from idnode.storage.base import AuditContext, AuditQuery, HandleRecord
 from idnode.storage.migrations import MIGRATIONS
 
 
@@ -195,7 +195,7 @@ def test_update_with_audit_records_before_and_after_in_one_transaction(storage: 
     )
     storage.update("88.100.1/aud", lambda record: None, AuditContext("local", "cli", "delete"))
     storage.update("88.100.1/OTHER", lambda record: rec("88.100.1/OTHER"))  # not audited
-    log = storage.audit_log(handle="88.100.1/aud")
+    log = storage.audit_log(AuditQuery(handle="88.100.1/aud"))
     assert [(e.operation, e.actor) for e in log] == [
         ("create", "300:0.NA/88.100.1"),
         ("add-value", "300:88.100.1/ALICE"),
@@ -209,9 +209,9 @@ def test_update_with_audit_records_before_and_after_in_one_transaction(storage: 
     assert log[2].after is None
     assert log[0].origin == "tcp 127.0.0.1:5000"
     assert log[0].at <= log[2].at
-    assert [e.operation for e in storage.audit_log(actor="local")] == ["delete"]
-    assert len(storage.audit_log(limit=2)) == 2
-    assert storage.audit_log(since=log[2].at + 1) == []
+    assert [e.operation for e in storage.audit_log(AuditQuery(actor="local"))] == ["delete"]
+    assert len(storage.audit_log(AuditQuery(limit=2))) == 2
+    assert storage.audit_log(AuditQuery(since=log[2].at + 1)) == []
 
 
 def test_refused_update_leaves_no_audit_entry(storage: Storage) -> None:

@@ -39,6 +39,7 @@ from idnode.handle.values import DEFAULT_PERMISSIONS, HandleValue, Permission, V
 from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.jsonformat import record_to_json, value_to_json
 from idnode.keys import generate_key, handle_public_key, load_private_key
+from idnode.storage.base import AuditQuery
 
 admin_app = typer.Typer(help="Grant or revoke administrators of a handle (HS_ADMIN values).")
 app.add_typer(admin_app, name="admin")
@@ -335,7 +336,7 @@ def audit(
     node = _open(data_dir)
     try:
         since = time.time() - hours * 3600 if hours else 0.0
-        entries = node.service.audit_log(handle=handle, actor=actor, since=since, limit=limit)
+        entries = node.service.audit_log(AuditQuery(handle, actor, since, limit))
     finally:
         node.close()
     for e in entries:

@@ -28,7 +28,14 @@ from idnode.handle.values import HandleValue, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue, SiteInfo
 from idnode.names import handle_key, split_handle, validate_handle, validate_prefix
 from idnode.stats import StatsRecorder, StatsRow
-from idnode.storage.base import AuditContext, AuditEntry, HandleRecord, Storage
+from idnode.storage.base import (
+    ALL_WRITES,
+    AuditContext,
+    AuditEntry,
+    AuditQuery,
+    HandleRecord,
+    Storage,
+)
 
 __all__ = ["ANONYMOUS", "LOCAL", "Caller", "NodeService"]
 
@@ -254,15 +261,8 @@ class NodeService:
         )
         return self._storage.list_handles(prefix, offset, limit), self._storage.count(prefix)
 
-    def audit_log(
-        self,
-        *,
-        handle: str | None = None,
-        actor: str | None = None,
-        since: float = 0.0,
-        limit: int = 1000,
-    ) -> list[AuditEntry]:
-        return self._storage.audit_log(handle=handle, actor=actor, since=since, limit=limit)
+    def audit_log(self, query: AuditQuery = ALL_WRITES) -> list[AuditEntry]:
+        return self._storage.audit_log(query)
 
     # -- writes (local administration by the node's operator) -------------------
 

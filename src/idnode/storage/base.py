@@ -22,11 +22,13 @@ from idnode.stats import StatsRow
 
 __all__ = [
     "ADD_STATS",
+    "ALL_WRITES",
     "INSERT_AUDIT",
     "SELECT_AUDIT",
     "SELECT_STATS",
     "AuditContext",
     "AuditEntry",
+    "AuditQuery",
     "HandleRecord",
     "RecordChange",
     "Storage",
@@ -64,6 +66,19 @@ class AuditContext:
     actor: str
     origin: str
     operation: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Which audit entries to read: by handle, by actor, from a time on, how many."""
+
+    handle: str | None = None
+    actor: str | None = None
+    since: float = 0.0
+    limit: int = 1000
+
+
+ALL_WRITES = AuditQuery()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,15 +120,8 @@ class Storage(Protocol):
         holding the record before and after is written in the same transaction.
         """
 
-    def audit_log(
-        self,
-        *,
-        handle: str | None = None,
-        actor: str | None = None,
-        since: float = 0.0,
-        limit: int = 1000,
-    ) -> list[AuditEntry]:
-        """Audit entries at or after ``since``, oldest first, at most ``limit``."""
+    def audit_log(self, query: AuditQuery = ALL_WRITES) -> list[AuditEntry]:
+        """The entries ``query`` selects, oldest first."""
 
     def list_handles(self, prefix: str, offset: int = 0, limit: int | None = None) -> list[str]:
         """Handles under ``prefix`` as registered, in key order, for paged listings."""
@@ -206,10 +214,10 @@ def audit_params(
 
 
 def select_audit_params(
-    handle: str | None, actor: str | None, since: float, limit: int
+    query: AuditQuery,
 ) -> tuple[float, str | None, str | None, str | None, str | None, int]:
-    key = None if handle is None else handle_key(handle)
-    return (since, key, key, actor, actor, limit)
+    key = None if query.handle is None else handle_key(query.handle)
+    return (query.since, key, key, query.actor, query.actor, query.limit)
 
 
 def audit_entry(

@@ -23,7 +23,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from idnode.names import handle_key
 from idnode.stats import StatsRow
-from idnode.storage.base import AuditContext, AuditEntry, HandleRecord, RecordChange, Storage
+from idnode.storage.base import (
+    ALL_WRITES,
+    AuditContext,
+    AuditEntry,
+    AuditQuery,
+    HandleRecord,
+    RecordChange,
+    Storage,
+)
 
 __all__ = ["FLUSH_ALL", "CachingStorage"]
 
@@ -131,15 +139,8 @@ class CachingStorage:
     def iter_records(self, prefix: str | None = None) -> Iterator[HandleRecord]:
         return self._inner.iter_records(prefix)
 
-    def audit_log(
-        self,
-        *,
-        handle: str | None = None,
-        actor: str | None = None,
-        since: float = 0.0,
-        limit: int = 1000,
-    ) -> list[AuditEntry]:
-        return self._inner.audit_log(handle=handle, actor=actor, since=since, limit=limit)
+    def audit_log(self, query: AuditQuery = ALL_WRITES) -> list[AuditEntry]:
+        return self._inner.audit_log(query)
 
     def list_handles(self, prefix: str, offset: int = 0, limit: int | None = None) -> list[str]:
         return self._inner.list_handles(prefix, offset, limit)

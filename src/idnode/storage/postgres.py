@@ -29,11 +29,13 @@ from idnode.names import handle_key
 from idnode.stats import StatsRow
 from idnode.storage.base import (
     ADD_STATS,
+    ALL_WRITES,
     INSERT_AUDIT,
     SELECT_AUDIT,
     SELECT_STATS,
     AuditContext,
     AuditEntry,
+    AuditQuery,
     HandleRecord,
     RecordChange,
     audit_entry,
@@ -220,15 +222,8 @@ class PostgresStorage:
             conn.execute(_NOTIFY, (key,))
             return new
 
-    def audit_log(
-        self,
-        *,
-        handle: str | None = None,
-        actor: str | None = None,
-        since: float = 0.0,
-        limit: int = 1000,
-    ) -> list[AuditEntry]:
-        params = select_audit_params(handle, actor, since, limit)
+    def audit_log(self, query: AuditQuery = ALL_WRITES) -> list[AuditEntry]:
+        params = select_audit_params(query)
         with self._pool.connection() as conn:
             return [audit_entry(row) for row in conn.execute(_SELECT_AUDIT, params)]
 

@@ -20,11 +20,13 @@ from idnode.names import handle_key
 from idnode.stats import StatsRow
 from idnode.storage.base import (
     ADD_STATS,
+    ALL_WRITES,
     INSERT_AUDIT,
     SELECT_AUDIT,
     SELECT_STATS,
     AuditContext,
     AuditEntry,
+    AuditQuery,
     HandleRecord,
     RecordChange,
     audit_entry,
@@ -188,15 +190,8 @@ class SQLiteStorage:
                 conn.execute(_INSERT_AUDIT, audit_params(audit, key, name, before, after))
             return new
 
-    def audit_log(
-        self,
-        *,
-        handle: str | None = None,
-        actor: str | None = None,
-        since: float = 0.0,
-        limit: int = 1000,
-    ) -> list[AuditEntry]:
-        params = select_audit_params(handle, actor, since, limit)
+    def audit_log(self, query: AuditQuery = ALL_WRITES) -> list[AuditEntry]:
+        params = select_audit_params(query)
         return [audit_entry(row) for row in self._reader.execute(_SELECT_AUDIT, params)]
 
     def list_handles(self, prefix: str, offset: int = 0, limit: int | None = None) -> list[str]:
