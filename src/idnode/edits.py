@@ -23,6 +23,7 @@ from idnode.handle.valuetypes import AdminPermission, parse_data
 __all__ = [
     "add_values",
     "check_new_values",
+    "check_size",
     "modify_values",
     "needed_to_add",
     "needed_to_modify",
@@ -58,13 +59,12 @@ def _needed(
     return needed
 
 
-def check_new_values(values: Sequence[HandleValue], *, allow_empty: bool = False) -> None:
+def check_new_values(values: Sequence[HandleValue]) -> None:
     """Refuse values no record should hold: duplicate indexes, malformed reserved types,
     secret keys anyone may read."""
-    if not values and not allow_empty:
+    if not values:
         raise InvalidValue("no values given")
-    if len(values) > MAX_VALUES:
-        raise InvalidValue(f"at most {MAX_VALUES} values per handle")
+    check_size(values)
     seen: set[int] = set()
     for value in values:
         if value.index in seen:
@@ -76,6 +76,12 @@ def check_new_values(values: Sequence[HandleValue], *, allow_empty: bool = False
             raise InvalidValue(f"value {value.index} ({value.type}): {exc.message}") from exc
         if value.type.upper() == "HS_SECKEY" and value.permissions & Permission.PUBLIC_READ:
             raise InvalidValue(f"value {value.index}: a secret key must not be publicly readable")
+
+
+def check_size(values: Sequence[HandleValue]) -> None:
+    """A record must fit one protocol message's value list."""
+    if len(values) > MAX_VALUES:
+        raise InvalidValue(f"at most {MAX_VALUES} values per handle")
 
 
 def stamped(values: Iterable[HandleValue], now: int) -> tuple[HandleValue, ...]:

@@ -326,7 +326,7 @@ class NodeService:
         def change(current: HandleRecord | None) -> HandleRecord:
             current = self._existing(current, handle)
             result, needed = edit(current.values, new_values)
-            edits.check_new_values(result)
+            edits.check_size(result)
             self._require(caller, needed, current, f"{operation} on {handle}")
             return HandleRecord(current.handle, result)
 
