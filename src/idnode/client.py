@@ -125,7 +125,7 @@ class HandleClient:
                 replies = self._replies(sock, framer, request.request_id)
                 reply = next(replies)
                 if reply.response_code != ResponseCode.AUTHENTICATION_NEEDED:
-                    return [reply, *replies] if reply.op_flags & OpFlag.CONTINUOUS else [reply]
+                    return _whole(reply, replies)
                 challenge = reply.body
                 if not isinstance(challenge, ChallengeResponse):
                     raise RemoteProtocolError("server sent a challenge without a nonce")
@@ -143,11 +143,7 @@ class HandleClient:
                 )
                 sock.sendall(encode_message(answer))
                 answered = self._replies(sock, framer, answer.request_id)
-                first = next(answered)
-                result = [first]
-                while result[-1].op_flags & OpFlag.CONTINUOUS:
-                    result.append(next(answered))
-                return result
+                return _whole(next(answered), answered)
         except TimeoutError as exc:
             raise ServerUnreachable(
                 f"no TCP answer from {self.host}:{self.port} in {self.timeout}s"
@@ -221,6 +217,14 @@ class HandleClient:
             ) from exc
         except OSError as exc:
             raise ServerUnreachable(f"{self.host}:{self.port}/tcp: {exc.strerror or exc}") from exc
+
+
+def _whole(first: Message, rest: Iterator[Message]) -> list[Message]:
+    """``first`` and, while the last one says CONTINUOUS, the parts that follow it."""
+    parts = [first]
+    while parts[-1].op_flags & OpFlag.CONTINUOUS:
+        parts.append(next(rest))
+    return parts
 
 
 def listed(replies: list[Message]) -> list[str]:
