@@ -26,6 +26,7 @@ from idnode.handle.bodies import (
 from idnode.handle.codes import DigestAlgorithm, EnvelopeFlag, OpCode, OpFlag, ResponseCode
 from idnode.handle.encoded import EncodedValues
 from idnode.handle.messages import (
+    OPTIONALLY_DIGESTED,
     Body,
     ChallengeResponse,
     CreateHandleResponse,
@@ -281,15 +282,7 @@ def _write_response_body(w: Writer, msg: Message, body: Body) -> None:
             w.block(nonce)
 
 
-_RESPONSE_BODIES = (
-    ResolutionResponse,
-    SiteInfoResponse,
-    ErrorResponse,
-    ListHandlesResponse,
-    CreateHandleResponse,
-    GenericResponse,
-    ChallengeResponse,
-)
+_RESPONSE_BODIES = (*OPTIONALLY_DIGESTED, ChallengeResponse)
 
 
 def _write_digest(w: Writer, msg: Message, digest: RequestDigest | None) -> None:

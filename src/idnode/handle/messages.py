@@ -14,6 +14,7 @@ from idnode.handle.values import HandleValue
 from idnode.handle.valuetypes import SiteInfo
 
 __all__ = [
+    "OPTIONALLY_DIGESTED",
     "PROTOCOL_VERSION",
     "AddValueRequest",
     "Body",
@@ -201,6 +202,17 @@ class RawBody:
 class Truncated:
     """Stands for a body left out because the message did not fit (envelope flag TC)."""
 
+
+#: Response bodies that carry the request's digest exactly when the request asked for
+#: it (RETURN_REQUEST_DIGEST). A challenge always carries one, so it is not among them.
+OPTIONALLY_DIGESTED = (
+    ResolutionResponse,
+    SiteInfoResponse,
+    ErrorResponse,
+    ListHandlesResponse,
+    CreateHandleResponse,
+    GenericResponse,
+)
 
 Body = (
     ResolutionRequest

@@ -31,6 +31,7 @@ from idnode.handle.codec import (
 )
 from idnode.handle.codes import OpCode, OpFlag, ResponseCode
 from idnode.handle.messages import (
+    OPTIONALLY_DIGESTED,
     PROTOCOL_VERSION,
     AddValueRequest,
     Body,
@@ -76,14 +77,6 @@ _NEEDS_IDENTITY = frozenset(
         OpCode.LIST_HANDLES,
     }
 )
-_DIGESTED = (
-    ResolutionResponse,
-    SiteInfoResponse,
-    ErrorResponse,
-    ListHandlesResponse,
-    CreateHandleResponse,
-    GenericResponse,
-)
 # Handles per listing message, so each stays well under the 256 KiB message limit.
 _LIST_CHUNK = 1000
 
@@ -120,7 +113,9 @@ class Dispatcher:
                 return self._challenge(request, data)
             caller = ANONYMOUS
             if isinstance(request.body, ChallengeAnswer):
-                original, original_raw, caller = self._answer(request, udp=udp, peer=peer)
+                original, original_raw, caller = self._answer(
+                    request, request.body, udp=udp, peer=peer
+                )
             code, body = ResponseCode.SUCCESS, self._execute(original, caller)
         except IdnodeError as exc:
             code, body = exc.response_code, ErrorResponse(exc.message)
@@ -146,9 +141,9 @@ class Dispatcher:
             session_id=challenge.session_id,
         )
 
-    def _answer(self, answer: Message, *, udp: bool, peer: object) -> tuple[Message, bytes, Caller]:
-        body = answer.body
-        assert isinstance(body, ChallengeAnswer)
+    def _answer(
+        self, answer: Message, body: ChallengeAnswer, *, udp: bool, peer: object
+    ) -> tuple[Message, bytes, Caller]:
         challenge = self._challenges.take(answer.session_id)
         version = min(challenge.request.version, PROTOCOL_VERSION)
         origin = f"{'udp' if udp else 'tcp'} {_address(peer)}"
@@ -245,7 +240,7 @@ class Dispatcher:
         that carried it, if any)."""
         version = min(request.version, PROTOCOL_VERSION)
         flags = self._flags_for(request.op_flags) | extra_flags
-        if int(flags) & _RETURN_DIGEST and isinstance(body, _DIGESTED):
+        if int(flags) & _RETURN_DIGEST and isinstance(body, OPTIONALLY_DIGESTED):
             body = dataclasses.replace(body, request_digest=digest_request(raw, version))
         target = answered or request
         try:
