@@ -37,7 +37,7 @@ from idnode.storage.base import (
     Storage,
 )
 
-__all__ = ["ANONYMOUS", "LOCAL", "Caller", "NodeService"]
+__all__ = ["ANONYMOUS", "Caller", "NodeService"]
 
 # Prefix handles (0.NA/<prefix>) live with the prefix they describe.
 NA_PREFIX = "0.NA"
@@ -66,9 +66,6 @@ class Caller:
 
 
 ANONYMOUS = Caller()
-#: The operator at the node's own console (``idnode import``, ``demo``): not audited
-#: as a person, since whoever can run these can write the database file directly.
-LOCAL = Caller(origin="local")
 
 
 class NodeService:
@@ -116,17 +113,14 @@ class NodeService:
         (a type ending in "." selects its subtypes); no lists means all values.
         Raises InvalidHandle, NotResponsible, HandleNotFound or ValuesNotFound.
         """
-        prefix, suffix = split_handle(handle)
-        prefix_key = handle_key(prefix)
-        if not self._is_responsible(prefix_key, suffix):
-            raise NotResponsible(f"prefix {prefix} is not homed at this node")
+        prefix_key = self._responsible_prefix(handle)
         record = self._storage.get(handle)
         if record is None:
             self._stats.not_found(prefix_key)
             raise HandleNotFound(f"handle {handle} not found")
         public_only = True
         if caller.identity is not None:
-            granted = self._authorizer.permissions(caller.identity, self._governing(record, handle))
+            granted = self._authorizer.permissions(caller.identity, self._governing(record))
             public_only = not granted & AdminPermission.READ_VALUE
         values = EncodedValues.of(record.values).select(
             public_only=public_only, indexes=frozenset(indexes), types=types
@@ -255,11 +249,17 @@ class NodeService:
         validate_prefix(prefix)
         if not self._is_responsible(handle_key(prefix), ""):
             raise NotResponsible(f"prefix {prefix} is not homed at this node")
-        governing = admin_values(self._values_of(f"{NA_PREFIX}/{prefix}") or ())
         self._authorizer.require(
-            caller.identity, AdminPermission.LIST_HANDLES, governing, f"list {prefix}"
+            caller.identity,
+            AdminPermission.LIST_HANDLES,
+            self._prefix_admins(prefix),
+            f"list {prefix}",
         )
         return self._storage.list_handles(prefix, offset, limit), self._storage.count(prefix)
+
+    def exists(self, handle: str) -> bool:
+        """Whether ``handle`` is stored here (a lookup, not a counted resolution)."""
+        return self._storage.get(handle) is not None
 
     def audit_log(self, query: AuditQuery = ALL_WRITES) -> list[AuditEntry]:
         return self._storage.audit_log(query)
@@ -336,30 +336,31 @@ class NodeService:
         record = self._storage.get(handle)
         return None if record is None else record.values
 
-    def _governing(self, record: HandleRecord, handle: str) -> list[AdminValue]:
+    def _prefix_admins(self, prefix: str) -> list[AdminValue]:
+        """The HS_ADMIN values of the prefix handle ``0.NA/<prefix>``, if it is here."""
+        return admin_values(self._values_of(f"{NA_PREFIX}/{prefix}") or ())
+
+    def _governing(self, record: HandleRecord) -> list[AdminValue]:
         """The HS_ADMIN values over a record: its own, then its prefix handle's."""
         governing = admin_values(record.values)
-        prefix, _ = split_handle(handle)
+        prefix, _ = split_handle(record.handle)
         if handle_key(prefix) != NA_PREFIX:
-            governing += admin_values(self._values_of(f"{NA_PREFIX}/{prefix}") or ())
+            governing += self._prefix_admins(prefix)
         return governing
 
     def _creation_rights(self, handle: str) -> tuple[AdminPermission, list[AdminValue]]:
         prefix, suffix = split_handle(handle)
         if handle_key(prefix) != NA_PREFIX:
-            return AdminPermission.ADD_HANDLE, admin_values(
-                self._values_of(f"{NA_PREFIX}/{prefix}") or ()
-            )
+            return AdminPermission.ADD_HANDLE, self._prefix_admins(prefix)
         # A prefix handle is created by the administrators of its parent prefix.
         parent = suffix.rpartition(".")[0]
-        governing = admin_values(self._values_of(f"{NA_PREFIX}/{parent}") or ()) if parent else []
-        return AdminPermission.ADD_NA, governing
+        return AdminPermission.ADD_NA, self._prefix_admins(parent) if parent else []
 
     def _require(
         self, caller: Caller, needed: AdminPermission, record: HandleRecord, what: str
     ) -> None:
         if needed:
-            governing = self._governing(record, record.handle)
+            governing = self._governing(record)
             self._authorizer.require(caller.identity, needed, governing, what)
 
     def _existing(self, current: HandleRecord | None, handle: str) -> HandleRecord:
@@ -369,9 +370,15 @@ class NodeService:
 
     def _writable_handle(self, handle: str) -> None:
         validate_handle(handle)
+        self._responsible_prefix(handle)
+
+    def _responsible_prefix(self, handle: str) -> str:
+        """The handle's prefix key; NotResponsible unless this node homes the prefix."""
         prefix, suffix = split_handle(handle)
-        if not self._is_responsible(handle_key(prefix), suffix):
+        prefix_key = handle_key(prefix)
+        if not self._is_responsible(prefix_key, suffix):
             raise NotResponsible(f"prefix {prefix} is not homed at this node")
+        return prefix_key
 
     def _audit(self, caller: Caller, operation: str) -> AuditContext:
         return AuditContext(caller.actor, caller.origin, operation)

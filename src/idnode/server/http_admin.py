@@ -118,19 +118,11 @@ async def put_handle(service: NodeService, request: Request, handle: str) -> Res
             return _ok({"handle": handle})
         mint = _flag(params, "mintNewSuffix", default=False)
         overwrite = _flag(params, "overwrite", default=True)
-        existed = not mint and _exists(service, handle)
+        existed = not mint and service.exists(handle)
         made = service.create_handle(handle, values, caller, overwrite=overwrite, mint_suffix=mint)
     except IdnodeError as exc:
         return error(exc, handle)
     return _ok({"handle": made}, 200 if existed else 201)
-
-
-def _exists(service: NodeService, handle: str) -> bool:
-    try:
-        service.resolve(handle)
-    except IdnodeError as exc:
-        return exc.response_code == ResponseCode.VALUES_NOT_FOUND
-    return True
 
 
 async def delete_handle(service: NodeService, request: Request, handle: str) -> Response:
