@@ -208,9 +208,20 @@ SELECT_AUDIT = (
 
 
 def audit_params(
-    audit: AuditContext, key: str, handle: str, before: bytes | None, after: bytes | None
+    audit: AuditContext,
+    key: str,
+    handle: str,
+    row: tuple[str, bytes] | None,
+    new: HandleRecord | None,
+    after: bytes | None,
 ) -> tuple[float, str, str, str, str, str, bytes | None, bytes | None]:
-    return (time.time(), audit.actor, audit.origin, audit.operation, key, handle, before, after)
+    """The audit row for an update that read ``row`` (handle, values) and wrote ``new``.
+
+    The handle is recorded as registered: the new record's, else the old one's.
+    """
+    name = new.handle if new is not None else row[0] if row is not None else handle
+    before = None if row is None else bytes(row[1])
+    return (time.time(), audit.actor, audit.origin, audit.operation, key, name, before, after)
 
 
 def select_audit_params(

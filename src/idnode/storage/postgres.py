@@ -216,9 +216,7 @@ class PostgresStorage:
                 after = encode_values(new)
                 conn.execute(_UPSERT, (key, new.handle, after, _now()))
             if audit is not None:
-                name = new.handle if new is not None else row[0] if row else handle
-                before = None if row is None else bytes(row[1])
-                conn.execute(_INSERT_AUDIT, audit_params(audit, key, name, before, after))
+                conn.execute(_INSERT_AUDIT, audit_params(audit, key, handle, row, new, after))
             conn.execute(_NOTIFY, (key,))
             return new
 

@@ -185,9 +185,7 @@ class SQLiteStorage:
                     (key, new.handle, after, int(time.time())),
                 )
             if audit is not None:
-                name = new.handle if new is not None else row[0] if row else handle
-                before = None if row is None else bytes(row[1])
-                conn.execute(_INSERT_AUDIT, audit_params(audit, key, name, before, after))
+                conn.execute(_INSERT_AUDIT, audit_params(audit, key, handle, row, new, after))
             return new
 
     def audit_log(self, query: AuditQuery = ALL_WRITES) -> list[AuditEntry]:
