@@ -37,7 +37,7 @@ def udp_exchange(node: RunningNode, data: bytes, timeout: float = 2.0) -> bytes 
             return None
 
 
-def request(handle: str, request_id: int = 77, flags: OpFlag = OpFlag.NONE) -> bytes:
+def request(handle: str, request_id: int = 77, flags: OpFlag = OpFlag.PUBLIC_ONLY) -> bytes:
     return encode_message(
         Message(
             opcode=OpCode.RESOLUTION,
@@ -81,7 +81,7 @@ def test_error_codes(running_node: RunningNode, handle: str, code: ResponseCode)
 
 
 def test_reply_carries_sha256_digest_of_request(running_node: RunningNode) -> None:
-    data = request("88.100.1/PUMP-0003", flags=OpFlag.RETURN_REQUEST_DIGEST)
+    data = request("88.100.1/PUMP-0003", flags=OpFlag.RETURN_REQUEST_DIGEST | OpFlag.PUBLIC_ONLY)
     raw = udp_exchange(running_node, data)
     assert raw is not None
     reply = decode_message(raw)

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from idnode.errors import HandleNotFound, InvalidHandle, NotResponsible, ValuesNotFound
+from idnode.errors import (
+    AuthenticationNeeded,
+    HandleNotFound,
+    InvalidHandle,
+    NotResponsible,
+    ValuesNotFound,
+)
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import SiteInfo
 from idnode.service import Caller, NodeService
@@ -59,16 +65,30 @@ def test_anonymous_callers_do_not_see_private_values(service: NodeService) -> No
     assert indexes(service.resolve("88.100.1/Pump-1")) == [1, 2, 3, 4]
 
 
-def test_callers_with_read_permission_see_all_values(service: NodeService) -> None:
-    got = service.resolve("88.100.1/Pump-1", caller=Caller(NODE_ADMIN))
+def test_callers_with_read_permission_see_all_values_when_they_ask(
+    service: NodeService,
+) -> None:
+    admin = Caller(NODE_ADMIN)
+    got = service.resolve("88.100.1/Pump-1", caller=admin, public_only=False)
     assert indexes(got) == [1, 2, 3, 4, 50]
+    assert indexes(service.resolve("88.100.1/Pump-1", caller=admin)) == [1, 2, 3, 4]
 
 
 def test_authenticated_callers_without_read_permission_see_public_values(
     service: NodeService,
 ) -> None:
     stranger = Caller(ValueReference("88.100.1/STRANGER", 300))
-    assert indexes(service.resolve("88.100.1/Pump-1", caller=stranger)) == [1, 2, 3, 4]
+    got = service.resolve("88.100.1/Pump-1", caller=stranger, public_only=False)
+    assert indexes(got) == [1, 2, 3, 4]
+
+
+def test_anonymous_callers_asking_for_private_values_must_authenticate(
+    service: NodeService,
+) -> None:
+    with pytest.raises(AuthenticationNeeded):
+        service.resolve("88.100.1/Pump-1", public_only=False)
+    # Only when the answer would hold a private value: index 1 is public.
+    assert indexes(service.resolve("88.100.1/Pump-1", indexes=(1,), public_only=False)) == [1]
 
 
 def test_case_insensitive_in_ascii(service: NodeService) -> None:

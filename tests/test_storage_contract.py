@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from idnode.errors import HandleAlreadyExists, StorageError
-from idnode.handle.values import HandleValue, Permission
+from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.storage import Storage, open_storage
-from idnode.storage.base import AuditContext, AuditQuery, HandleRecord
+from idnode.storage.base import AuditContext, AuditQuery, HandleRecord, StoredSession
 from idnode.storage.migrations import MIGRATIONS
 
 
@@ -230,3 +230,21 @@ def test_list_handles_pages_in_key_order(storage: Storage) -> None:
     assert storage.list_handles("88.100.1", 20, 10) == [f"88.100.1/h{n:02d}" for n in range(20, 25)]
     assert len(storage.list_handles("88.100.1")) == 25
     assert storage.list_handles("88.100.2") == []
+
+
+def test_sessions_round_trip_update_delete_and_purge(storage: Storage) -> None:
+    anonymous = StoredSession("s1", b"\x00nonce\xff", None, 100.0)
+    storage.put_session(anonymous)
+    storage.put_session(StoredSession("s2", b"n2", None, 50.0))
+    assert storage.get_session("s1") == anonymous
+    assert storage.get_session("S1") is None  # ids are exact, not case-folded
+
+    proven = StoredSession("s1", b"\x00nonce\xff", ValueReference("0.NA/88.100.1", 300), 200.0)
+    storage.put_session(proven)
+    assert storage.get_session("s1") == proven
+
+    assert storage.purge_sessions(now=60.0) == 1
+    assert storage.get_session("s2") is None
+    assert storage.delete_session("s1") is True
+    assert storage.delete_session("s1") is False
+    assert storage.get_session("s1") is None

@@ -92,7 +92,8 @@ class HandleClient:
             opcode=opcode,
             body=body,
             request_id=secrets.randbits(31),
-            op_flags=OpFlag.RETURN_REQUEST_DIGEST,
+            # PUBLIC_ONLY: an anonymous read wants the public values, not a challenge.
+            op_flags=OpFlag.RETURN_REQUEST_DIGEST | OpFlag.PUBLIC_ONLY,
         )
         data = encode_message(msg)
         if transport in ("auto", "udp"):

@@ -7,23 +7,30 @@ else talks to storage.
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+
 from idnode import edits
-from idnode.auth.identity import check_answer, check_password
+from idnode.auth.challenges import NONCE_SIZE
+from idnode.auth.identity import check_answer, check_certificate_key, check_password
 from idnode.auth.permissions import Authorizer, admin_values
 from idnode.errors import (
+    AuthenticationFailed,
+    AuthenticationNeeded,
     HandleAlreadyExists,
     HandleNotFound,
     NotResponsible,
     ValuesNotFound,
 )
 from idnode.handle.encoded import EncodedValues
-from idnode.handle.messages import ChallengeAnswer
+from idnode.handle.messages import PROTOCOL_VERSION, ChallengeAnswer
 from idnode.handle.values import HandleValue, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue, SiteInfo
 from idnode.names import handle_key, split_handle, validate_handle, validate_prefix
@@ -35,6 +42,7 @@ from idnode.storage.base import (
     AuditQuery,
     HandleRecord,
     Storage,
+    StoredSession,
 )
 
 __all__ = ["ANONYMOUS", "Caller", "NodeService"]
@@ -78,6 +86,8 @@ class NodeService:
     # prefix homed by another process (another worker, the CLI) is served without a
     # restart.
     HOMED_REFRESH_SECONDS = 5.0
+    # An HTTP session lasts this long from when it was opened or authenticated.
+    SESSION_SECONDS = 3600.0
 
     def __init__(
         self,
@@ -106,11 +116,15 @@ class NodeService:
         indexes: Sequence[int] = (),
         types: Sequence[str] = (),
         caller: Caller = ANONYMOUS,
+        public_only: bool = True,
     ) -> HandleRecord:
         """The handle's values the caller may read, filtered by index and type.
 
         A value is kept when its index is listed or its type matches a listed type
-        (a type ending in "." selects its subtypes); no lists means all values.
+        (a type ending in "." selects its subtypes); no lists means all values. Values
+        without PUBLIC_READ are left out unless ``public_only`` is False and the caller
+        has READ_VALUE; an anonymous caller asking for them (when the answer would hold
+        any) gets AuthenticationNeeded, which front ends turn into a challenge.
         Raises InvalidHandle, NotResponsible, HandleNotFound or ValuesNotFound.
         """
         prefix_key = self._responsible_prefix(handle)
@@ -118,13 +132,19 @@ class NodeService:
         if record is None:
             self._stats.not_found(prefix_key)
             raise HandleNotFound(f"handle {handle} not found")
-        public_only = True
-        if caller.identity is not None:
-            granted = self._authorizer.permissions(caller.identity, self._governing(record))
-            public_only = not granted & AdminPermission.READ_VALUE
-        values = EncodedValues.of(record.values).select(
-            public_only=public_only, indexes=frozenset(indexes), types=types
-        )
+        encoded = EncodedValues.of(record.values)
+        wanted = frozenset(indexes)
+        values = encoded.select(public_only=True, indexes=wanted, types=types)
+        if not public_only:
+            everything = encoded.select(public_only=False, indexes=wanted, types=types)
+            if len(everything) > len(values):
+                if caller.identity is None:
+                    raise AuthenticationNeeded(
+                        f"{handle} has values that are not public; authenticate to read them"
+                    )
+                granted = self._authorizer.permissions(caller.identity, self._governing(record))
+                if granted & AdminPermission.READ_VALUE:
+                    values = everything
         if not values and (indexes or types):
             # Asked for values that are not there (or not visible). With no filter an
             # existing handle is answered even when none of its values is public, as
@@ -159,17 +179,85 @@ class NodeService:
         """The caller a challenge answer proves, or AuthenticationFailed/InvalidCredential."""
         identity = ValueReference(answer.identity_handle, answer.identity_index)
         values = self._values_of(answer.identity_handle)
-        check_answer(
+        proven = check_answer(
             values, identity, answer.auth_type, answer.signed_response, nonce, digest, version
         )
-        return Caller(identity, origin)
+        return Caller(proven, origin)
 
     def authenticate_password(
         self, identity: ValueReference, password: bytes, origin: str
     ) -> Caller:
         """HTTP Basic: the caller whose secret key is ``password``."""
-        check_password(self._values_of(identity.handle), identity, password)
-        return Caller(identity, origin)
+        return Caller(check_password(self._values_of(identity.handle), identity, password), origin)
+
+    def authenticate_certificate(
+        self,
+        identity: ValueReference,
+        key: rsa.RSAPublicKey | dsa.DSAPublicKey,
+        origin: str,
+    ) -> Caller:
+        """A verified TLS client certificate naming ``identity`` and holding ``key``."""
+        proven = check_certificate_key(self._values_of(identity.handle), identity, key)
+        return Caller(proven, origin)
+
+    # -- HTTP API sessions (kept in storage, so every worker process knows them) ----
+
+    def open_session(self, caller: Caller = ANONYMOUS) -> StoredSession:
+        """A new session with a fresh nonce; already authenticated as ``caller``."""
+        now = self._wall_clock()
+        self._storage.purge_sessions(now)
+        session = StoredSession(
+            secrets.token_urlsafe(24),
+            secrets.token_bytes(NONCE_SIZE),
+            caller.identity,
+            now + self.SESSION_SECONDS,
+        )
+        self._storage.put_session(session)
+        return session
+
+    def session(self, session_id: str) -> StoredSession:
+        """The open session ``session_id``; AuthenticationNeeded when unknown or expired."""
+        session = self._storage.get_session(session_id)
+        if session is None or session.expires <= self._wall_clock():
+            raise AuthenticationNeeded(
+                "the session is unknown or has expired; open a new one with POST /api/sessions"
+            )
+        return session
+
+    def session_caller(self, session_id: str, origin: str) -> Caller:
+        return Caller(self.session(session_id).identity, origin)
+
+    def authenticate_session(
+        self,
+        session_id: str,
+        identity: ValueReference,
+        auth_type: str,
+        answer: bytes,
+        client_nonce: bytes,
+        origin: str,
+    ) -> Caller:
+        """Prove ``identity`` in a session: ``answer`` signs its nonce + ``client_nonce``.
+
+        The session is then authenticated as that identity until it expires.
+        """
+        session = self.session(session_id)
+        if not 8 <= len(client_nonce) <= 1024:
+            raise AuthenticationFailed("cnonce must be 8 to 1024 bytes")
+        values = self._values_of(identity.handle)
+        proven = check_answer(
+            values, identity, auth_type, answer, session.nonce, client_nonce, PROTOCOL_VERSION
+        )
+        self._storage.put_session(dataclasses.replace(session, identity=proven))
+        return Caller(proven, origin)
+
+    def bind_session(self, session_id: str, caller: Caller) -> StoredSession:
+        """Authenticate an open session as ``caller`` (proven some other way)."""
+        session = dataclasses.replace(self.session(session_id), identity=caller.identity)
+        self._storage.put_session(session)
+        return session
+
+    def close_session(self, session_id: str) -> None:
+        self._storage.delete_session(session_id)
 
     # -- writes over the protocol and the HTTP API: authorised, audited ----------
 

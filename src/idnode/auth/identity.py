@@ -1,28 +1,46 @@
-"""Proving an identity against the key value it names (HS_SECKEY or HS_PUBKEY)."""
+"""Proving an identity against the key value it names (HS_SECKEY or HS_PUBKEY).
+
+An identity is ``index:handle``. Index 0 means "any key value of the handle" (as
+Handle.Net treats it); the checks then return the index of the value that proved it,
+so permissions and the audit log name a real key.
+"""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Sequence
 
-from idnode.auth.signatures import check_private_key_answer, check_secret_answer
-from idnode.errors import AuthenticationFailed, InvalidCredential
-from idnode.handle.values import HandleValue, ValueReference
+from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
-__all__ = ["KEY_TYPES", "check_answer", "check_password"]
+from idnode.auth.signatures import check_private_key_answer, check_secret_answer
+from idnode.errors import AuthenticationFailed, InvalidCredential, RemoteProtocolError
+from idnode.handle.values import HandleValue, ValueReference
+from idnode.handle.valuetypes import DSAPublicKey, RSAPublicKey, parse_public_key
+
+__all__ = ["KEY_TYPES", "check_answer", "check_certificate_key", "check_password"]
 
 KEY_TYPES = ("HS_SECKEY", "HS_PUBKEY")
 
 
-def _key_value(values: Sequence[HandleValue] | None, identity: ValueReference) -> HandleValue:
+def _key_values(
+    values: Sequence[HandleValue] | None, identity: ValueReference, key_type: str
+) -> list[HandleValue]:
+    """The values that may prove ``identity`` with a key of ``key_type``."""
     who = f"{identity.index}:{identity.handle}"
     if values is None:
         raise InvalidCredential(f"identity handle {identity.handle} is not on this node")
+    if identity.index == 0:
+        keys = [v for v in values if v.type.upper() == key_type]
+        if not keys:
+            raise InvalidCredential(f"{identity.handle} has no {key_type} value")
+        return sorted(keys, key=lambda v: v.index)
     for value in values:
         if value.index == identity.index:
             if value.type.upper() not in KEY_TYPES:
                 raise InvalidCredential(f"{who} is a {value.type} value, not a key")
-            return value
+            if value.type.upper() != key_type:
+                raise InvalidCredential(f"{who} holds {value.type}, the caller used {key_type}")
+            return [value]
     raise InvalidCredential(f"{who}: no value at that index")
 
 
@@ -34,30 +52,67 @@ def check_answer(
     nonce: bytes,
     digest: bytes,
     version: tuple[int, int],
-) -> None:
-    """Raise unless ``answer`` signs nonce + digest with the identity's key."""
-    key = _key_value(values, identity)
-    if key.type.upper() != auth_type.upper():
-        raise InvalidCredential(
-            f"{identity.index}:{identity.handle} holds {key.type}, the answer used {auth_type}"
-        )
-    if key.type.upper() == "HS_SECKEY":
-        ok = check_secret_answer(key.data, nonce, digest, answer, version)
-    else:
-        ok = check_private_key_answer(key.data, nonce, digest, answer)
-    if not ok:
-        raise AuthenticationFailed(f"the answer does not prove {identity.index}:{identity.handle}")
+) -> ValueReference:
+    """The key value whose key signed nonce + digest in ``answer``, or raise."""
+    for key in _key_values(values, identity, auth_type.upper()):
+        if key.type.upper() == "HS_SECKEY":
+            ok = check_secret_answer(key.data, nonce, digest, answer, version)
+        else:
+            ok = check_private_key_answer(key.data, nonce, digest, answer)
+        if ok:
+            return ValueReference(identity.handle, key.index)
+    raise AuthenticationFailed(f"the answer does not prove {identity.index}:{identity.handle}")
 
 
 def check_password(
     values: Sequence[HandleValue] | None, identity: ValueReference, password: bytes
-) -> None:
+) -> ValueReference:
     """HTTP Basic: the password must be the identity's secret key."""
-    key = _key_value(values, identity)
-    if key.type.upper() != "HS_SECKEY":
-        raise InvalidCredential(
-            f"{identity.index}:{identity.handle} is a public key; use a client certificate"
-            " or challenge-response, not a password"
-        )
-    if not hmac.compare_digest(key.data, password):
-        raise AuthenticationFailed(f"wrong secret key for {identity.index}:{identity.handle}")
+    try:
+        keys = _key_values(values, identity, "HS_SECKEY")
+    except InvalidCredential:
+        if values is not None and any(
+            v.index == identity.index and v.type.upper() == "HS_PUBKEY" for v in values
+        ):
+            raise InvalidCredential(
+                f"{identity.index}:{identity.handle} is a public key; use a client certificate"
+                " or a session (Authorization: Handle), not a password"
+            ) from None
+        raise
+    for key in keys:
+        if hmac.compare_digest(key.data, password):
+            return ValueReference(identity.handle, key.index)
+    raise AuthenticationFailed(f"wrong secret key for {identity.index}:{identity.handle}")
+
+
+def check_certificate_key(
+    values: Sequence[HandleValue] | None,
+    identity: ValueReference,
+    key: rsa.RSAPublicKey | dsa.DSAPublicKey,
+) -> ValueReference:
+    """A TLS client certificate proves ``identity`` if its key is one of its HS_PUBKEYs.
+
+    The TLS layer has already checked that the client holds the certificate's private
+    key; what remains is that the key is the identity's own.
+    """
+    for value in _key_values(values, identity, "HS_PUBKEY"):
+        try:
+            stored = parse_public_key(value.data)
+        except RemoteProtocolError:
+            continue
+        if _same_key(stored, key):
+            return ValueReference(identity.handle, value.index)
+    raise AuthenticationFailed(
+        f"the certificate's key is not a public key of {identity.index}:{identity.handle}"
+    )
+
+
+def _same_key(
+    stored: RSAPublicKey | DSAPublicKey, key: rsa.RSAPublicKey | dsa.DSAPublicKey
+) -> bool:
+    if isinstance(key, rsa.RSAPublicKey):
+        n = key.public_numbers()
+        return stored == RSAPublicKey(n.e, n.n)
+    d = key.public_numbers()
+    params = d.parameter_numbers
+    return stored == DSAPublicKey(params.q, params.p, params.g, d.y)

@@ -10,7 +10,8 @@ Secret keys (HS_SECKEY). The answer is one algorithm byte, then:
   iterations (int), key length in bits (int), then HMAC-SHA1 keyed with
   PBKDF2(secret, salt) over the signed bytes (block);
 - ``0x12`` / ``0x13`` HMAC-SHA1 / HMAC-SHA256 keyed with the secret;
-- ``0x02`` SHA-1 and ``0x01`` MD5 of ``secret + signed + secret`` (legacy);
+- ``0x03`` SHA-256, ``0x02`` SHA-1 and ``0x01`` MD5 of ``secret + signed + secret``
+  (legacy; SHA-256 is what HTTP clients send as ``alg="SHA256"``);
 - before protocol 2.1 the bare MD5 form with no algorithm byte.
 
 Public keys (HS_PUBKEY): the hash algorithm's name as a block (``SHA-256``, ``SHA1``,
@@ -32,7 +33,13 @@ from idnode.handle.valuetypes import DSAPublicKey, RSAPublicKey, parse_public_ke
 from idnode.handle.wire import Reader, Writer
 
 __all__ = [
+    "HMAC_SHA1",
+    "HMAC_SHA256",
+    "MD5",
+    "PBKDF2_HMAC_SHA1",
     "PBKDF2_ITERATIONS",
+    "SHA1",
+    "SHA256",
     "answer_with_private_key",
     "answer_with_secret",
     "check_private_key_answer",
@@ -42,6 +49,7 @@ __all__ = [
 PBKDF2_HMAC_SHA1 = 0x22
 HMAC_SHA1 = 0x12
 HMAC_SHA256 = 0x13
+SHA256 = 0x03
 SHA1 = 0x02
 MD5 = 0x01
 PBKDF2_ITERATIONS = 10_000
@@ -113,6 +121,7 @@ def check_secret_answer(
     expected_by_algorithm = {
         HMAC_SHA1: lambda: hmac.new(secret, signed, hashlib.sha1).digest(),
         HMAC_SHA256: lambda: hmac.new(secret, signed, hashlib.sha256).digest(),
+        SHA256: lambda: hashlib.sha256(secret + signed + secret).digest(),
         SHA1: lambda: hashlib.sha1(secret + signed + secret).digest(),  # noqa: S324
         MD5: lambda: hashlib.md5(secret + signed + secret).digest(),  # noqa: S324
     }

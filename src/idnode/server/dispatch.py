@@ -9,7 +9,10 @@ gets an ERROR reply and is logged. Nothing a client sends stops the server.
 Requests that need an identity (the writes and the handle listing) are answered with
 a challenge (402: nonce, request digest, a fresh session id) and remembered; the
 client's answer (opcode 200, same session id) is checked against the identity's key
-and the remembered request is then served as that identity. Reads stay anonymous.
+and the remembered request is then served as that identity. A resolution that does
+not set PUBLIC_ONLY, for a handle with values that are not public, is challenged the
+same way; with PUBLIC_ONLY (what deployed clients send by default) it is answered
+with the public values at once.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ import time
 from collections.abc import Callable
 
 from idnode.auth.challenges import ChallengeStore
-from idnode.errors import IdnodeError, LocalProtocolError, OperationNotSupported, ProtocolError
+from idnode.errors import (
+    AuthenticationNeeded,
+    IdnodeError,
+    LocalProtocolError,
+    OperationNotSupported,
+    ProtocolError,
+)
 from idnode.handle.codec import (
     ENVELOPE_SIZE,
     HEADER_SIZE,
@@ -117,6 +126,11 @@ class Dispatcher:
                     request, request.body, udp=udp, peer=peer
                 )
             code, body = ResponseCode.SUCCESS, self._execute(original, caller)
+        except AuthenticationNeeded as exc:
+            if original is request:
+                # A read that asked for non-public values: prove who you are first.
+                return self._challenge(request, data)
+            code, body = exc.response_code, ErrorResponse(exc.message)
         except IdnodeError as exc:
             code, body = exc.response_code, ErrorResponse(exc.message)
         except Exception:
@@ -192,7 +206,13 @@ class Dispatcher:
         service, flags = self._service, request.op_flags
         match request.body:
             case ResolutionRequest(handle, indexes, types):
-                record = service.resolve(handle, indexes=indexes, types=types, caller=caller)
+                record = service.resolve(
+                    handle,
+                    indexes=indexes,
+                    types=types,
+                    caller=caller,
+                    public_only=bool(flags & OpFlag.PUBLIC_ONLY),
+                )
                 return ResolutionResponse(record.handle, record.values)
             case SiteInfoRequest():
                 return SiteInfoResponse(service.site_info())

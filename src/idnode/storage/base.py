@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from idnode.errors import RemoteProtocolError, StorageError
 from idnode.handle.encoded import EncodedValues
-from idnode.handle.values import HandleValue
+from idnode.handle.values import HandleValue, ValueReference
 from idnode.names import handle_key
 from idnode.stats import StatsRow
 
@@ -31,7 +31,9 @@ __all__ = [
     "AuditQuery",
     "HandleRecord",
     "RecordChange",
+    "SessionSQL",
     "Storage",
+    "StoredSession",
     "audit_entry",
     "audit_params",
     "check_same_key",
@@ -40,6 +42,8 @@ __all__ = [
     "prefix_range",
     "row_batches",
     "select_audit_params",
+    "session_of_row",
+    "session_params",
     "stats_params",
 ]
 
@@ -93,6 +97,16 @@ class AuditEntry:
     handle: str
     before: HandleRecord | None
     after: HandleRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """An HTTP API session: the nonce its client signs, who it proved to be (if yet)."""
+
+    session_id: str
+    nonce: bytes
+    identity: ValueReference | None
+    expires: float
 
 
 class Storage(Protocol):
@@ -152,6 +166,17 @@ class Storage(Protocol):
     def stats(self, prefix: str | None = None, since: int = 0) -> list[StatsRow]:
         """Totals per prefix and hour from ``since`` on, by prefix then hour."""
 
+    def put_session(self, session: StoredSession) -> None:
+        """Store ``session``, replacing one with the same id."""
+
+    def get_session(self, session_id: str) -> StoredSession | None:
+        """The stored session (expired or not), or None."""
+
+    def delete_session(self, session_id: str) -> bool: ...
+
+    def purge_sessions(self, now: float) -> int:
+        """Forget sessions that expired before ``now``; how many there were."""
+
     def schema_version(self) -> int: ...
 
     def close(self) -> None: ...
@@ -205,6 +230,46 @@ SELECT_AUDIT = (
     " WHERE at >= {p} AND ({p} IS NULL OR key = {p}) AND ({p} IS NULL OR actor = {p})"
     " ORDER BY id LIMIT {p}"
 )
+
+
+class SessionSQL(NamedTuple):
+    """The session statements, with a backend's parameter placeholder."""
+
+    put: str
+    get: str
+    delete: str
+    purge: str
+
+    @classmethod
+    def using(cls, placeholder: str) -> SessionSQL:
+        return cls(*(sql.format(p=placeholder) for sql in _SESSION_SQL))
+
+
+_SESSION_SQL = (
+    "INSERT INTO sessions (id, nonce, identity, expires) VALUES ({p}, {p}, {p}, {p})"
+    " ON CONFLICT (id) DO UPDATE SET nonce = excluded.nonce,"
+    " identity = excluded.identity, expires = excluded.expires",
+    "SELECT id, nonce, identity, expires FROM sessions WHERE id = {p}",
+    "DELETE FROM sessions WHERE id = {p}",
+    "DELETE FROM sessions WHERE expires < {p}",
+)
+
+
+def session_params(session: StoredSession) -> tuple[str, bytes, str | None, float]:
+    who = session.identity
+    identity = None if who is None else f"{who.index}:{who.handle}"
+    return (session.session_id, session.nonce, identity, session.expires)
+
+
+def session_of_row(row: tuple[str, bytes, str | None, float] | None) -> StoredSession | None:
+    if row is None:
+        return None
+    session_id, nonce, identity, expires = row
+    who = None
+    if identity is not None:
+        index, _, handle = identity.partition(":")
+        who = ValueReference(handle, int(index))
+    return StoredSession(session_id, bytes(nonce), who, expires)
 
 
 def audit_params(

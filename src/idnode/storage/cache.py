@@ -31,6 +31,7 @@ from idnode.storage.base import (
     HandleRecord,
     RecordChange,
     Storage,
+    StoredSession,
 )
 
 __all__ = ["FLUSH_ALL", "CachingStorage"]
@@ -165,6 +166,18 @@ class CachingStorage:
 
     def stats(self, prefix: str | None = None, since: int = 0) -> list[StatsRow]:
         return self._inner.stats(prefix, since)
+
+    def put_session(self, session: StoredSession) -> None:
+        self._inner.put_session(session)
+
+    def get_session(self, session_id: str) -> StoredSession | None:
+        return self._inner.get_session(session_id)
+
+    def delete_session(self, session_id: str) -> bool:
+        return self._inner.delete_session(session_id)
+
+    def purge_sessions(self, now: float) -> int:
+        return self._inner.purge_sessions(now)
 
     def schema_version(self) -> int:
         return self._inner.schema_version()

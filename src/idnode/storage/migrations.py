@@ -118,6 +118,31 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX audit_by_actor ON audit (actor, id)",
         ),
     ),
+    Migration(
+        4,
+        "HTTP API sessions",
+        # Kept in the database, not in a worker's memory, so that a session opened on
+        # one worker process is known to the others (--workers N shares one port).
+        # identity: "index:handle" once the session has authenticated, else NULL.
+        sqlite=(
+            """CREATE TABLE sessions (
+                id       TEXT PRIMARY KEY,
+                nonce    BLOB NOT NULL,
+                identity TEXT,
+                expires  REAL NOT NULL
+            ) WITHOUT ROWID""",
+            "CREATE INDEX sessions_by_expiry ON sessions (expires)",
+        ),
+        postgresql=(
+            """CREATE TABLE sessions (
+                id       TEXT COLLATE "C" PRIMARY KEY,
+                nonce    BYTEA NOT NULL,
+                identity TEXT,
+                expires  DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE INDEX sessions_by_expiry ON sessions (expires)",
+        ),
+    ),
 )
 
 

@@ -38,6 +38,8 @@ from idnode.storage.base import (
     AuditQuery,
     HandleRecord,
     RecordChange,
+    SessionSQL,
+    StoredSession,
     audit_entry,
     audit_params,
     check_same_key,
@@ -46,6 +48,8 @@ from idnode.storage.base import (
     prefix_range,
     row_batches,
     select_audit_params,
+    session_of_row,
+    session_params,
     stats_params,
 )
 from idnode.storage.cache import FLUSH_ALL, CachingStorage
@@ -66,6 +70,7 @@ _SELECT_AUDIT = (
     .replace("(%s IS NULL OR key", "(%s::text IS NULL OR key")
     .replace("(%s IS NULL OR actor", "(%s::text IS NULL OR actor")
 )
+_SESSIONS = SessionSQL.using("%s")
 CHANNEL = "idnode_changes"
 # Sent in the writing transaction, so listeners hear of a change exactly when it commits.
 _NOTIFY = "SELECT pg_notify('idnode_changes', %s)"
@@ -158,6 +163,23 @@ class PostgresStorage:
         with self._read_pool().connection() as conn:
             rows = conn.execute(_SELECT_STATS, (since, key, key)).fetchall()
         return [StatsRow(*row) for row in rows]
+
+    # Sessions go to the primary pool only: one just opened must be readable at once.
+    def put_session(self, session: StoredSession) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(_SESSIONS.put, session_params(session))
+
+    def get_session(self, session_id: str) -> StoredSession | None:
+        with self._pool.connection() as conn:
+            return session_of_row(conn.execute(_SESSIONS.get, (session_id,)).fetchone())
+
+    def delete_session(self, session_id: str) -> bool:
+        with self._pool.connection() as conn:
+            return conn.execute(_SESSIONS.delete, (session_id,)).rowcount > 0
+
+    def purge_sessions(self, now: float) -> int:
+        with self._pool.connection() as conn:
+            return int(conn.execute(_SESSIONS.purge, (now,)).rowcount)
 
     def schema_version(self) -> int:
         row = self._one("SELECT max(version) FROM schema_migrations", ())

@@ -29,6 +29,8 @@ from idnode.storage.base import (
     AuditQuery,
     HandleRecord,
     RecordChange,
+    SessionSQL,
+    StoredSession,
     audit_entry,
     audit_params,
     check_same_key,
@@ -37,6 +39,8 @@ from idnode.storage.base import (
     prefix_range,
     row_batches,
     select_audit_params,
+    session_of_row,
+    session_params,
     stats_params,
 )
 from idnode.storage.migrations import pending
@@ -48,6 +52,7 @@ _ADD_STATS = ADD_STATS.format(p="?")
 _SELECT_STATS = SELECT_STATS.format(p="?")
 _INSERT_AUDIT = INSERT_AUDIT.format(p="?")
 _SELECT_AUDIT = SELECT_AUDIT.format(p="?")
+_SESSIONS = SessionSQL.using("?")
 _MMAP_BYTES = 1 << 30
 
 
@@ -125,6 +130,21 @@ class SQLiteStorage:
         key = None if prefix is None else handle_key(prefix)
         rows = self._reader.execute(_SELECT_STATS, (since, key, key)).fetchall()
         return [StatsRow(*row) for row in rows]
+
+    def put_session(self, session: StoredSession) -> None:
+        with self._transaction() as conn:
+            conn.execute(_SESSIONS.put, session_params(session))
+
+    def get_session(self, session_id: str) -> StoredSession | None:
+        return session_of_row(self._reader.execute(_SESSIONS.get, (session_id,)).fetchone())
+
+    def delete_session(self, session_id: str) -> bool:
+        with self._transaction() as conn:
+            return conn.execute(_SESSIONS.delete, (session_id,)).rowcount > 0
+
+    def purge_sessions(self, now: float) -> int:
+        with self._transaction() as conn:
+            return int(conn.execute(_SESSIONS.purge, (now,)).rowcount)
 
     def schema_version(self) -> int:
         row = self._reader.execute("SELECT max(version) FROM schema_migrations").fetchone()
