@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
 from idnode.auth.challenges import ChallengeStore
-from idnode.auth.identity import check_answer, check_password
+from idnode.auth.handle_header import parse_handle_authorization
+from idnode.auth.identity import check_answer, check_certificate_key, check_password
 from idnode.auth.permissions import MAX_GROUP_DEPTH, Authorizer
 from idnode.auth.signatures import (
     answer_with_private_key,
@@ -297,3 +298,87 @@ def test_rsa_public_key_value_round_trips_through_handle_encoding(
 ) -> None:
     numbers = rsa_key.public_key().public_numbers()
     assert handle_public_key(rsa_key) == RSAPublicKey(numbers.e, numbers.n)
+
+
+def test_index_zero_means_any_key_and_names_the_one_that_proved(
+    rsa_key: rsa.RSAPrivateKey,
+) -> None:
+    other = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    values = (
+        HandleValue(300, "HS_PUBKEY", handle_public_key(other).to_bytes()),
+        HandleValue(301, "HS_PUBKEY", handle_public_key(rsa_key).to_bytes()),
+        HandleValue(302, "HS_SECKEY", SECRET),
+    )
+    anyone = ValueReference("0.NA/88.100.1", 0)
+    answer = answer_with_private_key(rsa_key, NONCE, DIGEST, (2, 11))
+    assert check_answer(values, anyone, "HS_PUBKEY", answer, NONCE, DIGEST, (2, 11)).index == 301
+    assert check_password(values, anyone, SECRET).index == 302
+    assert check_certificate_key(values, anyone, rsa_key.public_key()).index == 301
+    with pytest.raises(AuthenticationFailed):
+        check_certificate_key(
+            values,
+            anyone,
+            rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key(),
+        )
+    with pytest.raises(InvalidCredential, match="holds HS_SECKEY"):
+        check_certificate_key(values, ValueReference(anyone.handle, 302), rsa_key.public_key())
+
+
+def test_sha256_secret_answer_is_hash_of_secret_signed_secret() -> None:
+    answer = bytes([0x03]) + hashlib.sha256(SECRET + NONCE + DIGEST + SECRET).digest()
+    assert check_secret_answer(SECRET, NONCE, DIGEST, answer, (2, 11))
+    assert not check_secret_answer(b"other", NONCE, DIGEST, answer, (2, 11))
+
+
+# -- the HTTP API's Authorization: Handle header ------------------------------------
+
+
+def test_handle_header_fields_are_parsed_quoted_or_bare() -> None:
+    auth = parse_handle_authorization(
+        'sessionId="abc-1", id="300:0.NA/88.100.1" ,type=HS_PUBKEY,'
+        ' cnonce="AAAAAAAAAAAAAAAAAAAAAA==", alg="SHA256", signature="c2ln"'
+    )
+    assert auth.session_id == "abc-1"
+    assert auth.authenticating
+    assert auth.identity() == ValueReference("0.NA/88.100.1", 300)
+    assert auth.client_nonce() == bytes(16)
+    w = Writer()
+    w.block(b"SHA256")
+    w.block(b"sig")
+    assert auth.protocol_answer() == w.getvalue()
+    named_only = parse_handle_authorization('sessionId="abc-1"')
+    assert not named_only.authenticating
+    assert parse_handle_authorization('clientCert="true"').client_cert
+    assert parse_handle_authorization('version="0", sessionId=x').session_id == "x"
+
+
+def test_handle_header_secret_algorithms_become_protocol_answers() -> None:
+    base = 'id="300:X/Y", type="HS_SECKEY", cnonce="AA==", signature="c2ln", alg='
+    assert parse_handle_authorization(base + '"HMAC-SHA256"').protocol_answer() == b"\x13sig"
+    assert parse_handle_authorization(base + '"sha-1"').protocol_answer() == b"\x02sig"
+    pbkdf2 = parse_handle_authorization(
+        base + '"PBKDF2WithHmacSHA1", salt="c2FsdA==", iterations="1000", length="160"'
+    ).protocol_answer()
+    w = Writer()
+    w.u8(0x22)
+    w.block(b"salt")
+    w.u32(1000)
+    w.u32(160)
+    w.block(b"sig")
+    assert pbkdf2 == w.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        ('version="2", sessionId="x"', "version"),
+        ('sessionId="x" id="y"', "malformed"),
+        ('id="300:X/Y", type="HS_WHAT", alg="SHA256", signature="AA==", cnonce="AA=="', "type"),
+        ('id="300:X/Y", type="HS_SECKEY", alg="ROT13", signature="AA==", cnonce="AA=="', "alg"),
+        ('id="300:X/Y", type="HS_PUBKEY", alg="SHA256", signature="***", cnonce="AA=="', "base64"),
+        ('id="300:X/Y", type="HS_SECKEY", alg="PBKDF2-HMAC-SHA1", signature="AA=="', "salt"),
+    ],
+)
+def test_bad_handle_headers_are_refused_with_a_reason(header: str, problem: str) -> None:
+    with pytest.raises(AuthenticationFailed, match=problem):
+        parse_handle_authorization(header).protocol_answer()

@@ -25,6 +25,7 @@ from idnode.handle.messages import (
     ModifyValueRequest,
     RemoveValueRequest,
     RequestDigest,
+    ResolutionRequest,
     ResolutionResponse,
 )
 from idnode.handle.values import HandleValue, Permission, ValueReference
@@ -279,3 +280,39 @@ def test_writes_are_audited_with_the_peer_address(
         node.close()
     assert [(e.operation, e.actor) for e in entries] == [("create", "300:0.NA/88.100.1")]
     assert entries[0].origin.startswith("tcp 127.0.0.1:")
+
+
+def test_a_read_asking_for_non_public_values_is_challenged_then_answered(
+    server: RunningNode, admin: Credentials
+) -> None:
+    handle = "88.100.1/PUMP-0007"
+    public = client(server).resolve(handle)  # PUBLIC_ONLY, as deployed clients send
+    assert isinstance(public.body, ResolutionResponse)
+    public_types = {v.type for v in public.body.values}
+    assert "CUSTOMER" not in public_types
+
+    asking = Message(
+        opcode=OpCode.RESOLUTION, body=ResolutionRequest(handle), request_id=5, op_flags=OpFlag.NONE
+    )
+    with socket.create_connection(("127.0.0.1", server.ports.handle), timeout=5) as sock:
+        sock.sendall(encode_message(asking))
+        framer = MessageFramer()
+        while (frame := framer.next_message()) is None:
+            framer.receive_data(sock.recv(65536))
+    challenge = decode_message(frame)
+    assert challenge.response_code == ResponseCode.AUTHENTICATION_NEEDED
+    assert isinstance(challenge.body, ChallengeResponse)
+
+    reply = one(
+        client(server).authenticated(
+            OpCode.RESOLUTION, ResolutionRequest(handle), admin, OpFlag.NONE
+        )
+    )
+    assert reply.response_code == ResponseCode.SUCCESS
+    assert isinstance(reply.body, ResolutionResponse)
+    assert {v.type for v in reply.body.values} == public_types | {"CUSTOMER"}
+    # An identity without READ_VALUE on the record gets the public values only.
+    ops = Credentials(OPS, secret=SECRET)
+    reply = one(client(server).authenticated(OpCode.RESOLUTION, ResolutionRequest(handle), ops))
+    assert isinstance(reply.body, ResolutionResponse)
+    assert {v.type for v in reply.body.values} == public_types

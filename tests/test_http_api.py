@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -83,11 +84,13 @@ def test_errors_have_one_shape(http: httpx.Client, path: str, status: int, code:
     assert set(body) >= {"responseCode", "message", "type", "title", "status", "detail"}
 
 
-def test_writes_without_credentials_get_a_basic_challenge(http: httpx.Client) -> None:
+def test_writes_without_credentials_get_basic_and_session_challenges(http: httpx.Client) -> None:
     r = http.put("/api/handles/88.100.1/PUMP-0001", json={"values": []})
     assert r.status_code == 401
     assert r.headers["content-type"] == "application/problem+json"
-    assert r.headers["www-authenticate"] == 'Basic realm="handle"'
+    basic, session = r.headers.get_list("www-authenticate")
+    assert basic == 'Basic realm="handle"'
+    assert re.fullmatch(r'Handle sessionId="[\w-]+", nonce="[A-Za-z0-9+/=]{24}"', session)
     assert r.json()["responseCode"] == 402
 
 

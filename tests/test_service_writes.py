@@ -71,7 +71,7 @@ def as_(who: ValueReference) -> Caller:
 
 
 def stored(service: NodeService, handle: str) -> list[tuple[int, str, bytes]]:
-    record = service.resolve(handle, caller=ADMIN)
+    record = service.resolve(handle, caller=ADMIN, public_only=False)
     return [(v.index, v.type, v.data) for v in record.values]
 
 
@@ -232,3 +232,25 @@ def test_concurrent_writers_on_one_handle_lose_nothing(service: NodeService) -> 
     indexes = [i for i, _, _ in stored(service, "88.100.1/DOC")]
     assert len(indexes) == 2 + 80
     assert len(service.audit_log(AuditQuery(handle="88.100.1/DOC"))) == 80
+
+
+def test_sessions_are_shared_by_services_on_one_database_and_expire(tmp_path: Path) -> None:
+    """Two services on one file stand for two worker processes behind one port."""
+    now = [float(T)]
+    storage_a, storage_b = SQLiteStorage(tmp_path / "w.db"), SQLiteStorage(tmp_path / "w.db")
+    site = SiteInfo(servers=())
+    a = NodeService(storage_a, site, wall_clock=lambda: now[0])
+    b = NodeService(storage_b, site, wall_clock=lambda: now[0])
+    try:
+        opened = a.open_session()
+        assert b.session(opened.session_id).nonce == opened.nonce
+        b.bind_session(opened.session_id, as_(BOB))
+        assert a.session_caller(opened.session_id, "test").identity == BOB
+        now[0] += NodeService.SESSION_SECONDS
+        with pytest.raises(AuthenticationNeeded):
+            a.session_caller(opened.session_id, "test")
+        a.open_session()  # opening purges what has expired
+        assert storage_b.get_session(opened.session_id) is None
+    finally:
+        storage_a.close()
+        storage_b.close()

@@ -38,9 +38,9 @@ from idnode.errors import (
 from idnode.handle.codes import ResponseCode
 from idnode.handle.values import HandleValue
 from idnode.jsonformat import value_to_json
-from idnode.server import http_admin
+from idnode.server import http_admin, http_auth
 from idnode.server.problems import problem
-from idnode.service import NodeService
+from idnode.service import ANONYMOUS, Caller, NodeService
 from idnode.stats import prometheus_text
 
 __all__ = ["FastResolution", "create_app", "resolve_response"]
@@ -68,14 +68,25 @@ def _json(body: dict[str, Any], params: Sequence[tuple[str, str]]) -> Response:
 
 
 def resolve_response(
-    service: NodeService, handle: str, params: Sequence[tuple[str, str]]
+    service: NodeService,
+    handle: str,
+    params: Sequence[tuple[str, str]],
+    caller: Caller = ANONYMOUS,
 ) -> Response:
-    """The answer to ``GET /api/handles/{handle}``: Handle.Net's JSON, or a problem."""
+    """The answer to ``GET /api/handles/{handle}``: Handle.Net's JSON, or a problem.
+
+    Non-public values are included for a caller with READ_VALUE unless the request
+    says ``publicOnly=true``; an anonymous ``publicOnly=false`` for a handle that has
+    such values gets 401 and a session to authenticate in.
+    """
     try:
         indexes, types = _filters(params)
-        record = service.resolve(handle, indexes=indexes, types=types)
+        public_only = http_admin.query_flag(params, "publicOnly", not caller.authenticated)
+        record = service.resolve(
+            handle, indexes=indexes, types=types, caller=caller, public_only=public_only
+        )
     except IdnodeError as exc:
-        return problem(exc, handle)
+        return http_auth.error(service, exc, handle)
     return _json(
         {
             "responseCode": int(ResponseCode.SUCCESS),
@@ -87,12 +98,14 @@ def resolve_response(
 
 
 class FastResolution:
-    """``GET /api/handles/{handle}`` straight on ASGI, everything else to ``app``.
+    """Anonymous ``GET /api/handles/{handle}`` straight on ASGI, the rest to ``app``.
 
     Resolution is most of a node's HTTP traffic; skipping Starlette's middleware and
     routing for it took the HTTP benchmark from about 3,900 to 4,450 requests/s. The
     answer is built by the same :func:`resolve_response` the Starlette route uses, so
-    both give identical results.
+    both give identical results. Requests with credentials (an Authorization header
+    or a TLS client certificate) or ``publicOnly`` take the Starlette route, which
+    finds out who is asking.
     """
 
     PREFIX = "/api/handles/"
@@ -108,12 +121,21 @@ class FastResolution:
             and scope["method"] == "GET"
             and path.startswith(self.PREFIX)
             and len(path) > len(self.PREFIX)
+            and not _may_carry_credentials(scope)
         ):
             params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
             response = resolve_response(self._service, path[len(self.PREFIX) :], params)
             await response(scope, receive, send)
             return
         await self._app(scope, receive, send)
+
+
+def _may_carry_credentials(scope: Scope) -> bool:
+    if b"publicOnly" in scope["query_string"]:
+        return True
+    if scope.get("extensions", {}).get("tls"):
+        return True
+    return any(name == b"authorization" for name, _ in scope["headers"])
 
 
 def create_app(service: NodeService) -> FastResolution:
@@ -125,7 +147,17 @@ def create_app(service: NodeService) -> FastResolution:
         if request.method == "DELETE":
             return await http_admin.delete_handle(service, request, handle)
         params = list(request.query_params.multi_items())
-        return resolve_response(service, handle, params)
+        try:
+            caller = http_auth.caller_of(service, request, required=False)
+        except IdnodeError as exc:
+            return http_auth.error(service, exc, handle)
+        return resolve_response(service, handle, params, caller)
+
+    async def api_sessions(request: Request) -> Response:
+        return await http_auth.sessions(service, request)
+
+    async def api_this_session(request: Request) -> Response:
+        return await http_auth.this_session(service, request)
 
     async def api_handles(request: Request) -> Response:
         return await http_admin.list_handles(service, request)
@@ -180,6 +212,12 @@ def create_app(service: NodeService) -> FastResolution:
                 methods=["GET", "HEAD", "PUT", "DELETE"],
             ),
             Route("/api/handles", api_handles),
+            Route("/api/sessions", api_sessions, methods=["POST"]),
+            Route(
+                "/api/sessions/this",
+                api_this_session,
+                methods=["GET", "HEAD", "PUT", "POST", "DELETE"],
+            ),
             Route("/api/prefixes", api_prefixes),
             Route("/api/{rest:path}", _api_not_found, methods=["GET", "HEAD"]),
             Route("/", index),

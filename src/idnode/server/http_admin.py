@@ -1,73 +1,32 @@
 """Writes and listings of the Handle.Net JSON API: PUT, DELETE, GET ?prefix=.
 
-Clients written for the Handle.Net server (pyhandle's REST client, curl scripts)
-authenticate with HTTP Basic: the user name is ``index:handle`` of a secret key value,
-URL-encoded (``300%3A88.100.1/ADMIN``), the password is the secret. A write without
-credentials gets 401 with ``WWW-Authenticate: Basic realm="handle"``.
+Every request here needs credentials (see :mod:`idnode.server.http_auth`); without
+them the answer is 401 with ``WWW-Authenticate`` offering Basic and a fresh session.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from idnode.errors import (
-    AuthenticationFailed,
-    AuthenticationNeeded,
-    BadRequestParameter,
-    IdnodeError,
-    InvalidValue,
-    http_status_of,
-)
+from idnode.errors import BadRequestParameter, IdnodeError, InvalidValue
 from idnode.handle.codes import ResponseCode
-from idnode.handle.values import HandleValue, ValueReference
+from idnode.handle.values import HandleValue
 from idnode.jsonformat import value_from_json
-from idnode.server.problems import problem
-from idnode.service import Caller, NodeService
+from idnode.server.http_auth import caller_of, error
+from idnode.service import NodeService
 
-__all__ = ["caller_of", "delete_handle", "list_handles", "put_handle"]
+__all__ = ["delete_handle", "list_handles", "put_handle", "query_flag"]
 
 MAX_BODY = 4 * 1024 * 1024
 MAX_PAGE_SIZE = 10_000
-_CHALLENGE = {"WWW-Authenticate": 'Basic realm="handle"'}
 
 
-def error(exc: IdnodeError, handle: str | None = None) -> Response:
-    response = problem(exc, handle)
-    if http_status_of(exc) == 401:
-        response.headers.update(_CHALLENGE)
-    return response
-
-
-def caller_of(service: NodeService, request: Request) -> Caller:
-    """The authenticated caller of a request, or AuthenticationNeeded/Failed."""
-    origin = f"http {request.client.host if request.client else 'unknown'}"
-    header = request.headers.get("authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    if not header:
-        raise AuthenticationNeeded("this operation needs HTTP Basic credentials")
-    if scheme.lower() != "basic":
-        raise AuthenticationNeeded(f"authentication scheme {scheme!r} is not supported; use Basic")
-    try:
-        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise AuthenticationFailed("malformed Basic credentials") from exc
-    user, sep, password = decoded.partition(":")
-    index_text, _, handle = unquote(user).partition(":")
-    if not sep or not handle or not index_text.isdigit():
-        raise AuthenticationFailed("the user name must be index:handle, e.g. 300%3A0.NA/88.100.1")
-    identity = ValueReference(handle, int(index_text))
-    return service.authenticate_password(identity, password.encode("utf-8"), origin)
-
-
-def _flag(params: Sequence[tuple[str, str]], name: str, default: bool) -> bool:
+def query_flag(params: Sequence[tuple[str, str]], name: str, default: bool) -> bool:
     for key, value in params:
         if key == name:
             return value.lower() not in ("false", "0", "no")
@@ -116,12 +75,12 @@ async def put_handle(service: NodeService, request: Request, handle: str) -> Res
                 values = tuple(v for v in values if v.index in indexes)
             service.put_values(handle, values, caller)
             return _ok({"handle": handle})
-        mint = _flag(params, "mintNewSuffix", default=False)
-        overwrite = _flag(params, "overwrite", default=True)
+        mint = query_flag(params, "mintNewSuffix", default=False)
+        overwrite = query_flag(params, "overwrite", default=True)
         existed = not mint and service.exists(handle)
         made = service.create_handle(handle, values, caller, overwrite=overwrite, mint_suffix=mint)
     except IdnodeError as exc:
-        return error(exc, handle)
+        return error(service, exc, handle)
     return _ok({"handle": made}, 200 if existed else 201)
 
 
@@ -135,7 +94,7 @@ async def delete_handle(service: NodeService, request: Request, handle: str) -> 
         else:
             service.delete_handle(handle, caller)
     except IdnodeError as exc:
-        return error(exc, handle)
+        return error(service, exc, handle)
     return _ok({"handle": handle})
 
 
@@ -155,7 +114,7 @@ async def list_handles(service: NodeService, request: Request) -> Response:
         limit = None if size == -1 else size
         handles, total = service.list_handles(prefix, caller, page * max(size, 0), limit)
     except IdnodeError as exc:
-        return error(exc)
+        return error(service, exc)
     body: dict[str, Any] = {"prefix": prefix, "totalCount": str(total), "handles": handles}
     if size != -1:
         body |= {"page": page, "pageSize": size}

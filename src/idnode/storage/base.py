@@ -175,7 +175,7 @@ class Storage(Protocol):
     def delete_session(self, session_id: str) -> bool: ...
 
     def purge_sessions(self, now: float) -> int:
-        """Forget sessions that expired before ``now``; how many there were."""
+        """Forget sessions that have expired by ``now``; how many there were."""
 
     def schema_version(self) -> int: ...
 
@@ -251,7 +251,7 @@ _SESSION_SQL = (
     " identity = excluded.identity, expires = excluded.expires",
     "SELECT id, nonce, identity, expires FROM sessions WHERE id = {p}",
     "DELETE FROM sessions WHERE id = {p}",
-    "DELETE FROM sessions WHERE expires < {p}",
+    "DELETE FROM sessions WHERE expires <= {p}",
 )
 
 

@@ -1,0 +1,194 @@
+"""Who is calling the HTTP API: Basic, Handle sessions, TLS client certificates.
+
+Handle.Net's JSON API accepts three kinds of credentials, and so do we:
+
+- ``Authorization: Basic`` with user ``index:handle`` (URL-encoded) and the secret key
+  of that HS_SECKEY value as password;
+- a session: ``POST /api/sessions`` gives a session id and a nonce, the client proves
+  an identity with ``Authorization: Handle sessionId=..., id=..., type=..., cnonce=...,
+  alg=..., signature=...`` (in ``PUT /api/sessions/this`` or any request), then sends
+  ``Authorization: Handle sessionId=...`` alone;
+- a TLS client certificate whose subject UID (else CN) is ``index:handle`` and whose
+  key is that identity's HS_PUBKEY (when the server runs with TLS and a client CA).
+
+Sessions live in the database (see :meth:`NodeService.open_session`), so they work
+whichever worker process a request reaches.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import unquote
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+from cryptography.x509.oid import NameOID
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from idnode.auth.handle_header import parse_handle_authorization, parse_identity
+from idnode.errors import (
+    AuthenticationFailed,
+    AuthenticationNeeded,
+    IdnodeError,
+    http_status_of,
+)
+from idnode.handle.codes import ResponseCode
+from idnode.handle.values import ValueReference
+from idnode.server.problems import problem
+from idnode.service import Caller, NodeService
+from idnode.storage.base import StoredSession
+
+__all__ = ["caller_of", "error", "sessions", "this_session"]
+
+
+def origin_of(request: Request) -> str:
+    return f"http {request.client.host if request.client else 'unknown'}"
+
+
+def caller_of(service: NodeService, request: Request, *, required: bool = True) -> Caller:
+    """The caller the request's credentials prove; anonymous only if not ``required``.
+
+    Credentials that are present but wrong always raise, never fall back to anonymous.
+    """
+    origin = origin_of(request)
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "basic":
+        identity, password = _basic(credentials)
+        return service.authenticate_password(identity, password, origin)
+    if scheme == "handle":
+        auth = parse_handle_authorization(credentials)
+        if auth.authenticating:
+            if auth.session_id is None:
+                raise AuthenticationFailed(
+                    "Handle authorization needs sessionId=; open one with POST /api/sessions"
+                )
+            return service.authenticate_session(
+                auth.session_id,
+                auth.identity(),
+                auth.auth_type(),
+                auth.protocol_answer(),
+                auth.client_nonce(),
+                origin,
+            )
+        if auth.session_id is not None and not auth.client_cert:
+            return service.session_caller(auth.session_id, origin)
+    elif header:
+        raise AuthenticationNeeded(
+            f"authentication scheme {scheme!r} is not supported; use Basic or Handle"
+        )
+    certificate = client_certificate(request)
+    if certificate is not None:
+        identity, key = _certificate_identity(certificate)
+        return service.authenticate_certificate(identity, key, origin)
+    if required:
+        raise AuthenticationNeeded(
+            "this operation needs credentials: HTTP Basic, a Handle session or a client certificate"
+        )
+    return Caller(None, origin)
+
+
+def client_certificate(request: Request) -> x509.Certificate | None:
+    """The verified TLS client certificate, from the ASGI ``tls`` extension."""
+    tls: dict[str, Any] = request.scope.get("extensions", {}).get("tls") or {}
+    chain = tls.get("client_cert_chain") or []
+    if not chain:
+        return None
+    return x509.load_pem_x509_certificate(chain[0].encode("ascii"))
+
+
+def _certificate_identity(
+    certificate: x509.Certificate,
+) -> tuple[ValueReference, rsa.RSAPublicKey | dsa.DSAPublicKey]:
+    subject = certificate.subject
+    for oid in (NameOID.USER_ID, NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME):
+        names = subject.get_attributes_for_oid(oid)
+        if names:
+            text = names[0].value
+            identity = parse_identity(text if isinstance(text, str) else text.decode())
+            break
+    else:
+        raise AuthenticationFailed("the client certificate's subject names no UID or CN")
+    key = certificate.public_key()
+    if not isinstance(key, rsa.RSAPublicKey | dsa.DSAPublicKey):
+        raise AuthenticationFailed("client certificates must hold an RSA or DSA key")
+    return identity, key
+
+
+def _basic(credentials: str) -> tuple[ValueReference, bytes]:
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise AuthenticationFailed("malformed Basic credentials") from exc
+    user, sep, password = decoded.partition(":")
+    index_text, _, handle = unquote(user).partition(":")
+    if not sep or not handle or not index_text.isdigit():
+        raise AuthenticationFailed("the user name must be index:handle, e.g. 300%3A0.NA/88.100.1")
+    return ValueReference(handle, int(index_text)), password.encode("utf-8")
+
+
+def error(service: NodeService, exc: IdnodeError, handle: str | None = None) -> Response:
+    """A problem response; a 401 also offers Basic and a fresh session to answer with."""
+    response = problem(exc, handle)
+    if http_status_of(exc) == 401:
+        response.headers.append("WWW-Authenticate", 'Basic realm="handle"')
+        try:
+            session = service.open_session()
+        except IdnodeError:
+            return response  # Basic still works; the database is having trouble
+        nonce = base64.b64encode(session.nonce).decode()
+        response.headers.append(
+            "WWW-Authenticate", f'Handle sessionId="{session.session_id}", nonce="{nonce}"'
+        )
+    return response
+
+
+def _session_body(session: StoredSession) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "responseCode": int(ResponseCode.SUCCESS),
+        "sessionId": session.session_id,
+        "nonce": base64.b64encode(session.nonce).decode(),
+        "authenticated": session.identity is not None,
+    }
+    if session.identity is not None:
+        body["id"] = f"{session.identity.index}:{session.identity.handle}"
+    return body
+
+
+async def sessions(service: NodeService, request: Request) -> Response:
+    """``POST /api/sessions``: a new session, authenticated at once if credentials came."""
+    try:
+        caller = caller_of(service, request, required=False)
+        session = service.open_session(caller)
+    except IdnodeError as exc:
+        return error(service, exc)
+    return JSONResponse(_session_body(session), status_code=201)
+
+
+async def this_session(service: NodeService, request: Request) -> Response:
+    """``GET|PUT|POST|DELETE /api/sessions/this``: the session the header names."""
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    try:
+        if scheme.lower() != "handle":
+            raise AuthenticationNeeded('name the session: Authorization: Handle sessionId="..."')
+        session_id = parse_handle_authorization(credentials).session_id
+        if session_id is None:
+            raise AuthenticationNeeded('name the session: Authorization: Handle sessionId="..."')
+        if request.method == "DELETE":
+            service.close_session(session_id)
+            return Response(status_code=204)
+        service.session(session_id)  # unknown or expired: 401 before anything else
+        if request.method in ("PUT", "POST"):
+            caller = caller_of(service, request, required=True)
+            session = service.bind_session(session_id, caller)
+        else:
+            caller_of(service, request, required=False)  # a full header authenticates
+            session = service.session(session_id)
+    except IdnodeError as exc:
+        return error(service, exc)
+    return JSONResponse(_session_body(session))
