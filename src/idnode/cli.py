@@ -111,6 +111,14 @@ def serve(
     database: Annotated[
         str | None, typer.Option(help="Database URL, overriding the config.")
     ] = None,
+    tls_cert: Annotated[
+        str | None, typer.Option(help="PEM certificate: serve HTTPS instead of HTTP.")
+    ] = None,
+    tls_key: Annotated[str | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    tls_client_ca: Annotated[
+        str | None,
+        typer.Option(help="PEM CAs whose client certificates are accepted as identities."),
+    ] = None,
 ) -> None:
     """Serve the node over Handle UDP/TCP and HTTP until interrupted."""
     from idnode.server.runner import serve_forever
@@ -123,6 +131,9 @@ def serve(
         http_port=http_port,
         workers=workers,
         log_level=log_level,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
     )
     try:
         serve_forever(config, announce=lambda line: out.print(line, highlight=False))

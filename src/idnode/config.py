@@ -60,6 +60,12 @@ class Config:
     stats_flush_seconds: float = 10.0
     #: Log level for the servers: debug, info, warning, error.
     log_level: str = "info"
+    #: PEM certificate (chain) and private key for HTTPS; empty: plain HTTP.
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: PEM file of the CAs (or self-signed client certificates) whose client
+    #: certificates the HTTP API accepts as identities; empty: none are asked for.
+    tls_client_ca: str = ""
     #: Handle that holds this node's administrator key (set by ``idnode init``).
     admin_handle: str = ""
     #: Index of the administrator's HS_PUBKEY value.
@@ -132,6 +138,10 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"workers must be at least 1, got {config.workers}")
     if not 64 <= config.udp_max_response <= 65507:
         raise ConfigError("udp_max_response must be between 64 and 65507 bytes")
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ConfigError("tls_cert and tls_key go together: set both or neither")
+    if config.tls_client_ca and not config.tls_cert:
+        raise ConfigError("tls_client_ca needs TLS: set tls_cert and tls_key too")
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level must be debug, info, warning or error: {config.log_level}")
 

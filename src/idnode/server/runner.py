@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Generator
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
@@ -27,6 +28,7 @@ from idnode.node import Node, open_node
 from idnode.server.dispatch import Dispatcher
 from idnode.server.http import create_app
 from idnode.server.ratelimit import RateLimiter
+from idnode.server.tls import uvicorn_tls_settings
 from idnode.server.transports import HandleTCPProtocol, HandleUDPProtocol, TCPLimits
 
 __all__ = ["BoundPorts", "bind_sockets", "serve", "serve_forever"]
@@ -102,6 +104,7 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve until ``stop`` is set or SIGINT/SIGTERM arrives."""
+    tls = uvicorn_tls_settings(config)  # refuse missing files before binding anything
     sockets = bind_sockets(config, reuse_port=reuse_port)
     # With port 0 the kernel chose; the published HS_SITE must name the real port.
     try:
@@ -110,7 +113,7 @@ async def serve(
         sockets.close()
         raise
     try:
-        await _serve_node(node, sockets, config, started, stop)
+        await _serve_node(node, sockets, config, tls, started, stop)
     finally:
         sockets.close()
         node.close()
@@ -120,6 +123,7 @@ async def _serve_node(
     node: Node,
     sockets: _Sockets,
     config: Config,
+    tls: dict[str, Any],
     started: Callable[[BoundPorts], None] | None,
     stop: asyncio.Event | None,
 ) -> None:
@@ -137,16 +141,17 @@ async def _serve_node(
     except BaseException:
         udp_transport.close()
         raise
+    uvicorn_settings: dict[str, Any] = {"http": "httptools"} | tls
     http_server = _HTTPServer(
         uvicorn.Config(
             create_app(node.service),
-            http="httptools",
             lifespan="off",
             access_log=False,
             log_level=config.log_level.lower(),
             server_header=False,
             # X-Forwarded-* from anyone would let clients forge their address.
             proxy_headers=False,
+            **uvicorn_settings,
         )
     )
     stop = stop or asyncio.Event()
