@@ -140,3 +140,24 @@ def test_index_page_lists_prefixes(http: httpx.Client) -> None:
 
 def test_prefixes_api(http: httpx.Client) -> None:
     assert http.get("/api/prefixes").json()["prefixes"] == ["88.100.1"]
+
+
+def test_openapi_document_is_valid_and_covers_every_route(http: httpx.Client) -> None:
+    from openapi_spec_validator import validate
+    from starlette.routing import Route
+
+    from idnode.server.http import create_app
+
+    r = http.get("/api/openapi.json")
+    assert r.status_code == 200
+    document = r.json()
+    validate(document)
+    app = create_app(None)  # type: ignore[arg-type]  # routes only; nothing is served
+    for route in app._app.routes:
+        assert isinstance(route, Route)
+        path = route.path.replace(":path}", "}")
+        if path in ("/", "/api/{rest}"):
+            continue  # the index page and the catch-all 404 for unknown API paths
+        assert path in document["paths"], path
+        documented = {m.upper() for m in document["paths"][path] if m != "parameters"}
+        assert (route.methods or set()) - {"HEAD"} <= documented, path

@@ -39,6 +39,7 @@ from idnode.handle.codes import ResponseCode
 from idnode.handle.values import HandleValue
 from idnode.jsonformat import value_to_json
 from idnode.server import http_admin, http_auth
+from idnode.server.openapi import openapi_document
 from idnode.server.problems import problem
 from idnode.service import ANONYMOUS, Caller, NodeService
 from idnode.stats import prometheus_text
@@ -173,6 +174,11 @@ def create_app(service: NodeService) -> FastResolution:
             prometheus_text(service.stats()), media_type="text/plain; version=0.0.4"
         )
 
+    document = openapi_document()
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
 
@@ -219,6 +225,7 @@ def create_app(service: NodeService) -> FastResolution:
                 methods=["GET", "HEAD", "PUT", "POST", "DELETE"],
             ),
             Route("/api/prefixes", api_prefixes),
+            Route("/api/openapi.json", openapi),
             Route("/api/{rest:path}", _api_not_found, methods=["GET", "HEAD"]),
             Route("/", index),
             Route("/{handle:path}", proxy),

@@ -1,0 +1,340 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at ``/api/openapi.json``.
+
+Written by hand next to the code it describes (tests check that every route is in
+it and that it is valid OpenAPI), because the API's shapes are Handle.Net's, not
+ones a framework would derive from type hints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from idnode import __version__
+
+__all__ = ["openapi_document"]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": _ref("Problem")}},
+    }
+
+
+_HANDLE = {
+    "name": "handle",
+    "in": "path",
+    "required": True,
+    "description": "prefix/suffix, e.g. 88.100.1/PUMP-0001 (the slash is not escaped)",
+    "schema": {"type": "string"},
+}
+_INDEX = {
+    "name": "index",
+    "in": "query",
+    "description": "value index (repeatable); for PUT and DELETE also 'various'",
+    "schema": {"type": "array", "items": {"type": "string"}},
+    "style": "form",
+    "explode": True,
+}
+_ERRORS = {
+    "400": _problem("malformed handle, value or parameter (responseCode 102, 202, 301)"),
+    "401": _problem(
+        "credentials needed (responseCode 402); WWW-Authenticate offers Basic and a session"
+    ),
+    "403": _problem("authentication failed or not permitted (responseCode 400-406)"),
+    "404": _problem("handle not found (responseCode 100)"),
+}
+_SESSION_HEADER = {
+    "name": "Authorization",
+    "in": "header",
+    "required": True,
+    "description": 'Handle sessionId="...", optionally with id, type, cnonce, alg, signature',
+    "schema": {"type": "string"},
+}
+_SECURITY: list[dict[str, list[str]]] = [
+    {"basic": []},
+    {"handleSession": []},
+    {"clientCertificate": []},
+]
+
+_SCHEMAS: dict[str, Any] = {
+    "Value": {
+        "type": "object",
+        "required": ["index", "type", "data"],
+        "properties": {
+            "index": {"type": "integer", "minimum": 1},
+            "type": {"type": "string", "examples": ["URL", "HS_ADMIN"]},
+            "data": {
+                "description": "a plain string, or {format, value} with format string,"
+                " base64, hex, admin, vlist, site or key",
+                "oneOf": [
+                    {"type": "string"},
+                    {
+                        "type": "object",
+                        "required": ["format", "value"],
+                        "properties": {"format": {"type": "string"}, "value": {}},
+                    },
+                ],
+            },
+            "ttl": {"type": "integer", "default": 86400},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "permissions": {"type": "string", "pattern": "^[01]{4}$", "default": "1110"},
+        },
+    },
+    "HandleRecord": {
+        "type": "object",
+        "required": ["responseCode", "handle", "values"],
+        "properties": {
+            "responseCode": {"type": "integer", "const": 1},
+            "handle": {"type": "string"},
+            "values": {"type": "array", "items": _ref("Value")},
+        },
+    },
+    "Values": {
+        "description": "the values to store; a bare array is accepted too",
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["values"],
+                "properties": {"values": {"type": "array", "items": _ref("Value")}},
+            },
+            {"type": "array", "items": _ref("Value")},
+        ],
+    },
+    "Written": {
+        "type": "object",
+        "required": ["responseCode", "handle"],
+        "properties": {"responseCode": {"type": "integer"}, "handle": {"type": "string"}},
+    },
+    "Listing": {
+        "type": "object",
+        "required": ["responseCode", "prefix", "totalCount", "handles"],
+        "properties": {
+            "responseCode": {"type": "integer"},
+            "prefix": {"type": "string"},
+            "totalCount": {"type": "string", "description": "a number, as a string"},
+            "page": {"type": "integer"},
+            "pageSize": {"type": "integer"},
+            "handles": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "Session": {
+        "type": "object",
+        "required": ["sessionId", "nonce", "authenticated"],
+        "properties": {
+            "responseCode": {"type": "integer"},
+            "sessionId": {"type": "string"},
+            "nonce": {"type": "string", "contentEncoding": "base64"},
+            "authenticated": {"type": "boolean"},
+            "id": {"type": "string", "description": "index:handle, once authenticated"},
+        },
+    },
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details with Handle.Net's members",
+        "required": ["responseCode", "message"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "responseCode": {"type": "integer"},
+            "message": {"type": "string"},
+            "handle": {"type": "string"},
+        },
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "idnode HTTP API",
+            "version": __version__,
+            "description": "The Handle.Net server's JSON API (reads, writes, listings,"
+            " sessions), so existing Handle clients work unchanged. See docs/http-api.md.",
+        },
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {
+                "basic": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "user: index:handle URL-encoded (300%3A0.NA/88.100.1);"
+                    " password: the HS_SECKEY secret",
+                },
+                "handleSession": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": 'Handle sessionId="..." after authenticating the'
+                    " session (see /api/sessions)",
+                },
+                "clientCertificate": {
+                    "type": "mutualTLS",
+                    "description": "subject UID (else CN) index:handle; its key must be"
+                    " that identity's HS_PUBKEY",
+                },
+            },
+        },
+        "paths": {
+            "/api/handles/{handle}": {
+                "parameters": [_HANDLE],
+                "get": {
+                    "summary": "Resolve a handle",
+                    "parameters": [
+                        _INDEX,
+                        {
+                            "name": "type",
+                            "in": "query",
+                            "description": "value type (repeatable; 'URL.' matches subtypes)",
+                            "schema": {"type": "array", "items": {"type": "string"}},
+                            "style": "form",
+                            "explode": True,
+                        },
+                        {
+                            "name": "publicOnly",
+                            "in": "query",
+                            "description": "true: public values only. Default: true for"
+                            " anonymous callers, false for authenticated ones",
+                            "schema": {"type": "boolean"},
+                        },
+                        {"name": "pretty", "in": "query", "schema": {"type": "boolean"}},
+                    ],
+                    "responses": {
+                        "200": _json(_ref("HandleRecord"), "the values the caller may read"),
+                        **_ERRORS,
+                    },
+                },
+                "put": {
+                    "summary": "Create or replace a handle, or some of its values",
+                    "security": _SECURITY,
+                    "parameters": [
+                        _INDEX,
+                        {"name": "overwrite", "in": "query", "schema": {"type": "boolean"}},
+                        {"name": "mintNewSuffix", "in": "query", "schema": {"type": "boolean"}},
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("Values")}},
+                    },
+                    "responses": {
+                        "200": _json(_ref("Written"), "replaced"),
+                        "201": _json(_ref("Written"), "created"),
+                        "409": _problem("handle exists and overwrite=false (responseCode 101)"),
+                        **_ERRORS,
+                    },
+                },
+                "delete": {
+                    "summary": "Delete a handle, or the values at index=",
+                    "security": _SECURITY,
+                    "parameters": [_INDEX],
+                    "responses": {"200": _json(_ref("Written"), "deleted"), **_ERRORS},
+                },
+            },
+            "/api/handles": {
+                "get": {
+                    "summary": "List the handles under a prefix",
+                    "security": _SECURITY,
+                    "parameters": [
+                        {
+                            "name": "prefix",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        {"name": "page", "in": "query", "schema": {"type": "integer"}},
+                        {"name": "pageSize", "in": "query", "schema": {"type": "integer"}},
+                    ],
+                    "responses": {"200": _json(_ref("Listing"), "one page"), **_ERRORS},
+                }
+            },
+            "/api/prefixes": {
+                "get": {
+                    "summary": "The prefixes this node serves",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "responseCode": {"type": "integer"},
+                                    "prefixes": {"type": "array", "items": {"type": "string"}},
+                                },
+                            },
+                            "homed prefixes",
+                        )
+                    },
+                }
+            },
+            "/api/sessions": {
+                "post": {
+                    "summary": "Open a session (authenticated at once by Basic or a"
+                    " client certificate, if given)",
+                    "responses": {"201": _json(_ref("Session"), "the new session"), **_ERRORS},
+                }
+            },
+            "/api/sessions/this": {
+                "parameters": [_SESSION_HEADER],
+                "get": {
+                    "summary": "The session named in the Authorization header",
+                    "responses": {"200": _json(_ref("Session"), "its state"), **_ERRORS},
+                },
+                "put": {
+                    "summary": "Authenticate the session: sign nonce + cnonce",
+                    "responses": {"200": _json(_ref("Session"), "authenticated"), **_ERRORS},
+                },
+                "post": {
+                    "summary": "Same as PUT (some clients POST)",
+                    "responses": {"200": _json(_ref("Session"), "authenticated"), **_ERRORS},
+                },
+                "delete": {
+                    "summary": "Close the session",
+                    "responses": {"204": {"description": "closed"}, **_ERRORS},
+                },
+            },
+            "/api/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness",
+                    "responses": {"200": _json({"type": "object"}, "ok and the version")},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Statistics in the Prometheus text format",
+                    "responses": {
+                        "200": {
+                            "description": "counters",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/{handle}": {
+                "parameters": [_HANDLE],
+                "get": {
+                    "summary": "Proxy page: 302 to the first URL value, or ?noredirect to"
+                    " show the values",
+                    "responses": {
+                        "200": {"description": "an HTML page of the values"},
+                        "302": {"description": "redirect to the handle's URL"},
+                        "404": {"description": "an HTML page saying why"},
+                    },
+                },
+            },
+        },
+    }
