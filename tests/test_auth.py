@@ -343,7 +343,7 @@ def test_handle_header_fields_are_parsed_quoted_or_bare() -> None:
     assert auth.identity() == ValueReference("0.NA/88.100.1", 300)
     assert auth.client_nonce() == bytes(16)
     w = Writer()
-    w.block(b"SHA256")
+    w.block(b"SHA-256")
     w.block(b"sig")
     assert auth.protocol_answer() == w.getvalue()
     named_only = parse_handle_authorization('sessionId="abc-1"')

@@ -51,6 +51,9 @@ _SECRET_ALGORITHMS = {
     "PBKDF2WITHHMACSHA1": PBKDF2_HMAC_SHA1,
 }
 
+# Public-key hash names as clients write them, to the names signatures.py knows.
+_SIGNATURE_HASHES = {"SHA": "SHA1", "SHA1": "SHA1", "SHA2": "SHA-256", "SHA256": "SHA-256"}
+
 
 @dataclass(frozen=True, slots=True)
 class HandleAuthorization:
@@ -87,12 +90,13 @@ class HandleAuthorization:
         """The signature as the protocol's challenge answer body carries it."""
         alg = self._required("alg")
         signature = _base64(self._required("signature"), "signature")
+        name = re.sub(r"[^A-Z0-9]", "", alg.upper())
         if self.auth_type() == "HS_PUBKEY":
             w = Writer()
-            w.block(alg.encode("ascii", "replace"))
+            w.block(_SIGNATURE_HASHES.get(name, alg).encode("ascii", "replace"))
             w.block(signature)
             return w.getvalue()
-        code = _SECRET_ALGORITHMS.get(re.sub(r"[^A-Z0-9]", "", alg.upper()))
+        code = _SECRET_ALGORITHMS.get(name)
         if code is None:
             raise AuthenticationFailed(f"unknown secret-key algorithm {alg!r}")
         if code == PBKDF2_HMAC_SHA1:
