@@ -11,6 +11,7 @@ import secrets
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -118,33 +119,40 @@ class HandleClient:
         """
         request = Message(opcode=opcode, body=body, request_id=secrets.randbits(31), op_flags=flags)
         data = encode_message(request)
+        with self._tcp_connection() as sock:
+            sock.sendall(data)
+            framer = MessageFramer()
+            replies = self._replies(sock, framer, request.request_id)
+            reply = next(replies)
+            if reply.response_code != ResponseCode.AUTHENTICATION_NEEDED:
+                return _whole(reply, replies)
+            challenge = reply.body
+            if not isinstance(challenge, ChallengeResponse):
+                raise RemoteProtocolError("server sent a challenge without a nonce")
+            ours = digest_request(data, reply.version)
+            if ours.algorithm != challenge.request_digest.algorithm or not hmac.compare_digest(
+                ours.digest, challenge.request_digest.digest
+            ):
+                raise RemoteProtocolError("the challenge is not for our request; not signing")
+            answer = Message(
+                opcode=OpCode.CHALLENGE_RESPONSE,
+                body=credentials.answer(challenge, reply.version),
+                request_id=secrets.randbits(31),
+                session_id=reply.session_id,
+                op_flags=flags,
+            )
+            sock.sendall(encode_message(answer))
+            answered = self._replies(sock, framer, answer.request_id)
+            return _whole(next(answered), answered)
+
+    @contextmanager
+    def _tcp_connection(self) -> Iterator[socket.socket]:
+        """A TCP connection to the server; timeouts and socket errors, also while it is
+        in use, become ServerUnreachable."""
         _family, addr = self._address(socket.SOCK_STREAM)
         try:
             with socket.create_connection(addr, timeout=self.timeout) as sock:
-                sock.sendall(data)
-                framer = MessageFramer()
-                replies = self._replies(sock, framer, request.request_id)
-                reply = next(replies)
-                if reply.response_code != ResponseCode.AUTHENTICATION_NEEDED:
-                    return _whole(reply, replies)
-                challenge = reply.body
-                if not isinstance(challenge, ChallengeResponse):
-                    raise RemoteProtocolError("server sent a challenge without a nonce")
-                ours = digest_request(data, reply.version)
-                if ours.algorithm != challenge.request_digest.algorithm or not hmac.compare_digest(
-                    ours.digest, challenge.request_digest.digest
-                ):
-                    raise RemoteProtocolError("the challenge is not for our request; not signing")
-                answer = Message(
-                    opcode=OpCode.CHALLENGE_RESPONSE,
-                    body=credentials.answer(challenge, reply.version),
-                    request_id=secrets.randbits(31),
-                    session_id=reply.session_id,
-                    op_flags=flags,
-                )
-                sock.sendall(encode_message(answer))
-                answered = self._replies(sock, framer, answer.request_id)
-                return _whole(next(answered), answered)
+                yield sock
         except TimeoutError as exc:
             raise ServerUnreachable(
                 f"no TCP answer from {self.host}:{self.port} in {self.timeout}s"
@@ -196,28 +204,20 @@ class HandleClient:
         raise ServerUnreachable(f"no UDP answer from {self.host}:{self.port} in {self.timeout}s")
 
     def _tcp(self, data: bytes, request_id: int) -> Message:
-        _family, addr = self._address(socket.SOCK_STREAM)
-        try:
-            with socket.create_connection(addr, timeout=self.timeout) as sock:
-                sock.sendall(data)
-                framer = MessageFramer()
-                while True:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        raise RemoteProtocolError("server closed the connection without answering")
-                    framer.receive_data(chunk)
-                    if framer.buffered > MAX_MESSAGE_LENGTH + 20:
-                        raise RemoteProtocolError("server sent an oversized answer")
-                    while (frame := framer.next_message()) is not None:
-                        reply = _matching(frame, request_id)
-                        if reply is not None:
-                            return reply
-        except TimeoutError as exc:
-            raise ServerUnreachable(
-                f"no TCP answer from {self.host}:{self.port} in {self.timeout}s"
-            ) from exc
-        except OSError as exc:
-            raise ServerUnreachable(f"{self.host}:{self.port}/tcp: {exc.strerror or exc}") from exc
+        with self._tcp_connection() as sock:
+            sock.sendall(data)
+            framer = MessageFramer()
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise RemoteProtocolError("server closed the connection without answering")
+                framer.receive_data(chunk)
+                if framer.buffered > MAX_MESSAGE_LENGTH + 20:
+                    raise RemoteProtocolError("server sent an oversized answer")
+                while (frame := framer.next_message()) is not None:
+                    reply = _matching(frame, request_id)
+                    if reply is not None:
+                        return reply
 
 
 def _whole(first: Message, rest: Iterator[Message]) -> list[Message]:
