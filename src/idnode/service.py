@@ -86,7 +86,8 @@ class NodeService:
     # prefix homed by another process (another worker, the CLI) is served without a
     # restart.
     HOMED_REFRESH_SECONDS = 5.0
-    # An HTTP session lasts this long from when it was opened or authenticated.
+    # An HTTP session lasts this long from when it was opened; authenticating does not
+    # extend it.
     SESSION_SECONDS = 3600.0
 
     def __init__(
@@ -247,13 +248,19 @@ class NodeService:
         proven = check_answer(
             values, identity, auth_type, answer, session.nonce, client_nonce, PROTOCOL_VERSION
         )
-        self._storage.put_session(dataclasses.replace(session, identity=proven))
+        self._bind(session, proven)
         return Caller(proven, origin)
 
     def bind_session(self, session_id: str, caller: Caller) -> StoredSession:
         """Authenticate an open session as ``caller`` (proven some other way)."""
-        session = dataclasses.replace(self.session(session_id), identity=caller.identity)
-        self._storage.put_session(session)
+        return self._bind(self.session(session_id), caller.identity)
+
+    def _bind(self, session: StoredSession, identity: ValueReference | None) -> StoredSession:
+        # A session already bound to this identity is not written again: a request
+        # that authenticates in its session, then binds it, costs one write, not two.
+        if session.identity != identity:
+            session = dataclasses.replace(session, identity=identity)
+            self._storage.put_session(session)
         return session
 
     def close_session(self, session_id: str) -> None:
