@@ -66,7 +66,13 @@ def test_unread_answers_pause_reading_then_all_are_delivered(demo_dir: Path) -> 
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(factory, "127.0.0.1", 0)
+        # A small kernel send buffer on the server side (accepted sockets inherit the
+        # listener's): otherwise, where the kernel lets it grow to megabytes, all the
+        # answers fit there and the server never needs to stop reading.
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        listener.bind(("127.0.0.1", 0))
+        server = await loop.create_server(factory, sock=listener)
         port = server.sockets[0].getsockname()[1]
         sock, sent = await asyncio.to_thread(_flood, port, request)
         try:
