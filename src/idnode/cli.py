@@ -28,6 +28,8 @@ from idnode.handle.codes import ResponseCode
 from idnode.handle.messages import ErrorResponse, ResolutionResponse
 from idnode.jsonformat import record_from_json, record_to_json, value_to_json
 from idnode.node import Node, init_node, migrate_node, open_node
+from idnode.resolver import Resolver
+from idnode.sites import parse_endpoints
 from idnode.stats import HOUR
 from idnode.storage.base import HandleRecord
 
@@ -72,8 +74,16 @@ def _root(
 def init(
     data_dir: DataDir = Path(".idnode"),
     prefix: Annotated[
-        str, typer.Option(help="Prefix this node serves, e.g. 88.100.1.")
+        str,
+        typer.Option(help="Prefix this node serves, e.g. 88.100.1 (root: 0.NA; recursive: none)."),
     ] = DEMO_PREFIX,
+    role: Annotated[
+        str, typer.Option(help="root, top-level, secondary, enterprise or recursive.")
+    ] = "enterprise",
+    root_servers: Annotated[
+        str,
+        typer.Option(help="Root servers the resolver starts from, address:port[,...]."),
+    ] = "",
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     handle_port: Annotated[int, typer.Option(help="Handle protocol port (UDP+TCP).")] = 2641,
     http_port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
@@ -89,6 +99,8 @@ def init(
         "handle_port": handle_port,
         "http_port": http_port,
         "public_address": public_address or None,
+        "role": role,
+        "root_servers": root_servers or None,
     }
     config = _config(data_dir, **settings)
     try:
@@ -96,8 +108,15 @@ def init(
     except IdnodeError as exc:
         _fail(exc.message)
     node.close()
-    out.print(f"initialised {data_dir} serving prefix [bold]{prefix}[/]")
-    out.print(f"admin identity: 300:0.NA/{prefix} (private key {data_dir / 'admin_key.pem'})")
+    if not node.config.admin_handle:
+        out.print(f"initialised {data_dir} as a {role} node (resolving from {root_servers})")
+        return
+    homed = node.config.admin_handle.partition("/")[2]
+    out.print(f"initialised {data_dir} as a {role} node serving prefix [bold]{homed}[/]")
+    out.print(
+        f"admin identity: {node.config.admin_index}:{node.config.admin_handle}"
+        f" (private key {data_dir / 'admin_key.pem'})"
+    )
 
 
 @app.command()
@@ -156,7 +175,19 @@ def _parse_server(server: str) -> tuple[str, int]:
 @app.command()
 def resolve(
     handle: Annotated[str, typer.Argument(help="Handle to resolve, e.g. 88.100.1/PUMP-0001.")],
-    server: Annotated[str, typer.Option(help="Handle server, host[:port].")] = "127.0.0.1:2641",
+    server: Annotated[
+        str | None,
+        typer.Option(
+            help="Ask this Handle server only, host[:port]; default: resolve from --root."
+        ),
+    ] = None,
+    root: Annotated[
+        str,
+        typer.Option(
+            envvar="IDNODE_ROOT_SERVERS",
+            help="Root servers global resolution starts from, address[:port][,...].",
+        ),
+    ] = "127.0.0.1:2641",
     index: Annotated[list[int] | None, typer.Option(help="Only values with this index.")] = None,
     type_: Annotated[
         list[str] | None, typer.Option("--type", help="Only values of this type ('X.' = subtypes).")
@@ -167,25 +198,30 @@ def resolve(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 3.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print Handle.Net-style JSON.")] = False,
 ) -> None:
-    """Resolve a handle over the Handle protocol (works against any Handle server)."""
+    """Resolve a handle over the Handle protocol (works against any Handle server).
+
+    Without --server the handle is resolved globally: its prefix handle from the root
+    servers, then the handle from the prefix's site, following referrals.
+    """
     if transport not in ("auto", "udp", "tcp"):
         _fail("--transport must be auto, udp or tcp", 2)
     chosen: Transport = transport  # type: ignore[assignment]
-    host, port = _parse_server(server)
-    client = HandleClient(host, port, timeout=timeout)
+    indexes, types = tuple(index or ()), tuple(type_ or ())
     try:
-        reply = client.resolve(handle, tuple(index or ()), tuple(type_ or ()), chosen)
+        if server is None:
+            resolver = Resolver.from_endpoints(parse_endpoints(root), timeout=timeout)
+            record = resolver.resolve(handle, indexes, types)
+        else:
+            record = _resolve_at(server, handle, indexes, types, chosen, timeout)
     except IdnodeError as exc:
-        _fail(exc.message)
-    code = reply.response_code
-    if reply.truncated:
-        _fail("the answer did not fit in a UDP packet (truncated); use --transport tcp or auto")
-    if code != ResponseCode.SUCCESS or not isinstance(reply.body, ResolutionResponse):
-        text = reply.body.message if isinstance(reply.body, ErrorResponse) else ""
+        code = exc.response_code
         if as_json:
-            out.print_json(data={"responseCode": int(code), "handle": handle, "message": text})
-        _fail(f"{code.name.lower().replace('_', ' ')} ({int(code)}): {text}".rstrip(": "))
-    record = HandleRecord(reply.body.handle, reply.body.values)
+            out.print_json(
+                data={"responseCode": int(code), "handle": handle, "message": exc.message}
+            )
+        if code == ResponseCode.ERROR:
+            _fail(exc.message)
+        _fail(f"{code.name.lower().replace('_', ' ')} ({int(code)}): {exc.message}".rstrip(": "))
     if as_json:
         out.print_json(data={"responseCode": 1} | record_to_json(record))
         return
@@ -203,6 +239,34 @@ def resolve(
             value.permissions.bit_string(),
         )
     out.print(table)
+
+
+class _Answered(IdnodeError):
+    """A server's answer other than success, carrying the server's response code."""
+
+    def __init__(self, code: ResponseCode, message: str) -> None:
+        super().__init__(message)
+        self.response_code = code  # type: ignore[misc]
+
+
+def _resolve_at(
+    server: str,
+    handle: str,
+    indexes: tuple[int, ...],
+    types: tuple[str, ...],
+    transport: Transport,
+    timeout: float,
+) -> HandleRecord:
+    host, port = _parse_server(server)
+    reply = HandleClient(host, port, timeout=timeout).resolve(handle, indexes, types, transport)
+    if reply.truncated:
+        _fail("the answer did not fit in a UDP packet (truncated); use --transport tcp or auto")
+    if reply.response_code != ResponseCode.SUCCESS or not isinstance(
+        reply.body, ResolutionResponse
+    ):
+        text = reply.body.message if isinstance(reply.body, ErrorResponse) else ""
+        raise _Answered(reply.response_code, text)
+    return HandleRecord(reply.body.handle, reply.body.values)
 
 
 def _read_jsonl(path: Path, rejected: list[str]) -> Iterator[HandleRecord]:
@@ -386,7 +450,7 @@ def _progress() -> Progress:
 
 def main() -> None:
     # The administration commands register themselves on ``app`` when imported.
-    from idnode import cli_admin  # noqa: F401
+    from idnode import cli_admin, cli_prefix  # noqa: F401
 
     app()
 

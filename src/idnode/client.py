@@ -88,13 +88,20 @@ class HandleClient:
     def site_info(self, transport: Transport = "auto") -> Message:
         return self.request(OpCode.GET_SITE_INFO, SiteInfoRequest(), transport)
 
-    def request(self, opcode: OpCode, body: Body, transport: Transport = "auto") -> Message:
+    def request(
+        self,
+        opcode: OpCode,
+        body: Body,
+        transport: Transport = "auto",
+        flags: OpFlag = OpFlag.NONE,
+    ) -> Message:
+        """Send an anonymous request; ``flags`` are added to the ones always set."""
         msg = Message(
             opcode=opcode,
             body=body,
             request_id=secrets.randbits(31),
             # PUBLIC_ONLY: an anonymous read wants the public values, not a challenge.
-            op_flags=OpFlag.RETURN_REQUEST_DIGEST | OpFlag.PUBLIC_ONLY,
+            op_flags=OpFlag.RETURN_REQUEST_DIGEST | OpFlag.PUBLIC_ONLY | flags,
         )
         data = encode_message(msg)
         if transport in ("auto", "udp"):

@@ -17,9 +17,10 @@ from typing import Any
 
 from idnode.errors import ConfigError
 
-__all__ = ["CONFIG_FILE", "Config", "dump_toml", "load_config"]
+__all__ = ["CONFIG_FILE", "ROLES", "Config", "dump_toml", "load_config"]
 
 CONFIG_FILE = "idnode.toml"
+ROLES = ("root", "top-level", "secondary", "enterprise", "recursive")
 ENV_PREFIX = "IDNODE_"
 
 
@@ -66,10 +67,30 @@ class Config:
     #: PEM file of the CAs (or self-signed client certificates) whose client
     #: certificates the HTTP API accepts as identities; empty: none are asked for.
     tls_client_ca: str = ""
+    #: What this node is in the hierarchy: root, top-level, secondary, enterprise (all
+    #: answer for the prefixes they home and refer for those they delegate) or
+    #: recursive (answers for every handle, through the resolver). Set by ``idnode init``.
+    role: str = "enterprise"
+    #: Comma-separated ``address:port`` of the root servers the resolver starts from
+    #: (each a mirror of the others). Needed by recursive nodes; on other nodes it lets
+    #: the proxy pages show handles held elsewhere.
+    root_servers: str = ""
+    #: Answers the resolver keeps (least recently used go first); 0 turns caching off.
+    resolver_cache_entries: int = 10_000
+    #: Seconds the resolver remembers "not found" answers.
+    resolver_negative_seconds: float = 60.0
+    #: Referrals, service handles and aliases one resolution may follow.
+    resolver_max_hops: int = 16
     #: Handle that holds this node's administrator key (set by ``idnode init``).
     admin_handle: str = ""
     #: Index of the administrator's HS_PUBKEY value.
     admin_index: int = 300
+
+    @property
+    def root_endpoints(self) -> list[tuple[str, int]]:
+        from idnode.sites import parse_endpoints
+
+        return parse_endpoints(self.root_servers)
 
     @property
     def database_url(self) -> str:
@@ -142,8 +163,24 @@ def _validate(config: Config) -> None:
         raise ConfigError("tls_cert and tls_key go together: set both or neither")
     if config.tls_client_ca and not config.tls_cert:
         raise ConfigError("tls_client_ca needs TLS: set tls_cert and tls_key too")
+    _validate_hierarchy(config)
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level must be debug, info, warning or error: {config.log_level}")
+
+
+def _validate_hierarchy(config: Config) -> None:
+    if config.role not in ROLES:
+        raise ConfigError(f"role must be one of {', '.join(ROLES)}, got {config.role!r}")
+    if config.root_servers:
+        config.root_endpoints  # noqa: B018 - raises ConfigError when malformed
+    if config.role == "recursive" and not config.root_servers:
+        raise ConfigError("a recursive node needs root_servers: where resolution starts")
+    if config.resolver_cache_entries < 0 or config.resolver_negative_seconds < 0:
+        raise ConfigError(
+            "resolver_cache_entries and resolver_negative_seconds must not be negative"
+        )
+    if config.resolver_max_hops < 1:
+        raise ConfigError("resolver_max_hops must be at least 1")
 
 
 def load_config(

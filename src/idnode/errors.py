@@ -14,9 +14,13 @@ validated earlier).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 from idnode.handle.codes import ResponseCode
+
+if TYPE_CHECKING:
+    from idnode.handle.values import HandleValue
 
 __all__ = [
     "AuthenticationFailed",
@@ -38,6 +42,8 @@ __all__ = [
     "NotResponsible",
     "OperationNotSupported",
     "ProtocolError",
+    "RecursionTooDeep",
+    "Referral",
     "RemoteProtocolError",
     "ServerBusy",
     "ServerError",
@@ -117,6 +123,28 @@ class NotResponsible(IdnodeError):
     response_code = ResponseCode.SERVER_NOT_RESPONSIBLE
 
 
+class Referral(IdnodeError):
+    """This node does not hold the handle, but holds the delegation that says who does.
+
+    Sent as a service referral (302) whose body carries the delegation record's
+    HS_SITE / HS_SERV values; a resolver asks those sites next.
+    """
+
+    response_code = ResponseCode.SERVICE_REFERRAL
+
+    def __init__(self, message: str, handle: str, values: Sequence[HandleValue]) -> None:
+        super().__init__(message)
+        self.handle = handle
+        self.values = tuple(values)
+
+
+class RecursionTooDeep(IdnodeError):
+    """Referrals, service handles or aliases went round in a loop or too far."""
+
+    response_code = ResponseCode.RECURSION_COUNT_TOO_HIGH
+    http_status = 508
+
+
 class MethodNotAllowed(OperationNotSupported):
     """An HTTP method a resource does not offer (405 rather than 501)."""
 
@@ -193,6 +221,8 @@ _HTTP_STATUS: dict[ResponseCode, int] = {
     ResponseCode.VALUE_ALREADY_EXISTS: 409,
     ResponseCode.INVALID_VALUE: 400,
     ResponseCode.SERVER_NOT_RESPONSIBLE: 400,
+    ResponseCode.SERVICE_REFERRAL: 400,
+    ResponseCode.PREFIX_REFERRAL: 400,
     ResponseCode.AUTHENTICATION_NEEDED: 401,
 }
 

@@ -13,6 +13,7 @@ from idnode.errors import InvalidHandle
 __all__ = [
     "MAX_HANDLE_BYTES",
     "handle_key",
+    "prefix_chain",
     "split_handle",
     "validate_handle",
     "validate_prefix",
@@ -34,6 +35,12 @@ def split_handle(handle: str) -> tuple[str, str]:
     validate_handle(handle)
     prefix, _, suffix = handle.partition("/")
     return prefix, suffix
+
+
+def prefix_chain(prefix: str) -> list[str]:
+    """The prefix and its parents, nearest first: 88.100.1, 88.100, 88."""
+    parts = prefix.split(".")
+    return [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
 
 
 def validate_handle(handle: str) -> None:

@@ -17,6 +17,8 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from idnode.config import CONFIG_FILE, Config, dump_toml
 from idnode.errors import ConfigError, IdnodeError
 from idnode.handle.values import HandleValue, Permission, ValueReference
@@ -31,6 +33,7 @@ from idnode.handle.valuetypes import (
 )
 from idnode.keys import generate_key, handle_public_key, load_private_key
 from idnode.names import validate_prefix
+from idnode.resolver import AnswerCache, Resolver
 from idnode.service import NA_PREFIX, NodeService
 from idnode.storage import Storage, open_storage
 from idnode.storage.base import HandleRecord
@@ -107,6 +110,16 @@ def build_site(config: Config) -> SiteInfo:
     )
 
 
+def build_resolver(config: Config) -> Resolver | None:
+    """The resolver starting at the configured root servers; None when none are set."""
+    if not config.root_servers:
+        return None
+    cache = AnswerCache(config.resolver_cache_entries, config.resolver_negative_seconds)
+    return Resolver.from_endpoints(
+        config.root_endpoints, cache=cache, max_hops=config.resolver_max_hops
+    )
+
+
 def open_node(config: Config) -> Node:
     if not (config.data_dir / CONFIG_FILE).exists():
         raise ConfigError(
@@ -123,20 +136,38 @@ def _open(config: Config) -> Node:
             if config.admin_handle
             else ()
         )
-        return Node(config, storage, NodeService(storage, build_site(config), admins=admins))
+        service = NodeService(
+            storage,
+            build_site(config),
+            admins=admins,
+            upstream=build_resolver(config),
+            recursive=config.role == "recursive",
+        )
+        return Node(config, storage, service)
     except BaseException:
         storage.close()
         raise
 
 
-def init_node(config: Config, prefix: str, settings: dict[str, object]) -> Node:
-    """Create a data directory serving ``prefix``, with fresh server and admin keys."""
-    validate_prefix(prefix)
+def init_node(config: Config, prefix: str | None, settings: dict[str, object]) -> Node:
+    """Create a data directory serving ``prefix``, with fresh server and admin keys.
+
+    A root node homes 0.NA (every prefix handle is asked of it first); a recursive node
+    homes nothing, so ``prefix`` is None for it.
+    """
+    if config.role == "root":
+        prefix = NA_PREFIX
+    if config.role == "recursive":
+        prefix = None
+    elif prefix is None:
+        raise ConfigError(f"a {config.role} node needs the prefix it serves")
+    else:
+        validate_prefix(prefix)
     directory = config.data_dir
     if (directory / CONFIG_FILE).exists():
         raise ConfigError(f"{directory} is already initialised ({CONFIG_FILE} exists)")
     directory.mkdir(parents=True, exist_ok=True)
-    admin_handle = f"{NA_PREFIX}/{prefix}"
+    admin_handle = f"{NA_PREFIX}/{prefix}" if prefix else ""
     try:
         generate_key(directory / SERVER_KEY_FILE)
         admin_key = generate_key(directory / ADMIN_KEY_FILE)
@@ -147,6 +178,20 @@ def init_node(config: Config, prefix: str, settings: dict[str, object]) -> Node:
         ) from exc
     config = config.replace(admin_handle=admin_handle)
     node = _open(config)
+    if prefix is not None:
+        _home(node, prefix, admin_handle, admin_key)
+    # Written last: its presence is what marks the directory as initialised.
+    toml = dump_toml(
+        {k: v for k, v in settings.items() if v is not None}
+        | {"admin_handle": admin_handle, "role": config.role}
+    )
+    (directory / CONFIG_FILE).write_text(toml, encoding="utf-8")
+    return node
+
+
+def _home(node: Node, prefix: str, admin_handle: str, admin_key: rsa.RSAPrivateKey) -> None:
+    """Home ``prefix`` with its prefix handle: this node's site, the admin and its key."""
+    config = node.config
     now = int(time.time())
     node.service.home_prefix(prefix)
     node.service.put_record(
@@ -176,12 +221,6 @@ def init_node(config: Config, prefix: str, settings: dict[str, object]) -> Node:
             ),
         )
     )
-    # Written last: its presence is what marks the directory as initialised.
-    toml = dump_toml(
-        {k: v for k, v in settings.items() if v is not None} | {"admin_handle": admin_handle}
-    )
-    (directory / CONFIG_FILE).write_text(toml, encoding="utf-8")
-    return node
 
 
 def migrate_node(

@@ -14,6 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
@@ -26,14 +27,17 @@ from idnode.errors import (
     AuthenticationNeeded,
     HandleAlreadyExists,
     HandleNotFound,
+    InvalidValue,
     NotResponsible,
+    Referral,
     ValuesNotFound,
 )
 from idnode.handle.encoded import EncodedValues
 from idnode.handle.messages import PROTOCOL_VERSION, ChallengeAnswer
-from idnode.handle.values import HandleValue, ValueReference
-from idnode.handle.valuetypes import AdminPermission, AdminValue, SiteInfo
-from idnode.names import handle_key, split_handle, validate_handle, validate_prefix
+from idnode.handle.values import HandleValue, Permission, ValueReference
+from idnode.handle.valuetypes import AdminPermission, AdminValue, ServiceHandle, SiteInfo
+from idnode.names import handle_key, prefix_chain, split_handle, validate_handle, validate_prefix
+from idnode.sites import SITE_TYPES
 from idnode.stats import StatsRecorder, StatsRow
 from idnode.storage.base import (
     ALL_WRITES,
@@ -45,10 +49,21 @@ from idnode.storage.base import (
     StoredSession,
 )
 
-__all__ = ["ANONYMOUS", "Caller", "NodeService"]
+__all__ = ["ANONYMOUS", "Caller", "NodeService", "Upstream"]
 
-# Prefix handles (0.NA/<prefix>) live with the prefix they describe.
+# Prefix handles (0.NA/<prefix>) live with the prefix they describe, or with a parent
+# prefix that delegates it (0.NA/88.100 at the node homing 88).
 NA_PREFIX = "0.NA"
+# Values of a delegation (a prefix handle held by the parent) that say where to go.
+_REFERRAL_TYPES = frozenset((*SITE_TYPES, ServiceHandle.TYPE))
+
+
+class Upstream(Protocol):
+    """Resolves handles this node does not hold (a :class:`idnode.resolver.Resolver`)."""
+
+    def resolve(
+        self, handle: str, indexes: Sequence[int] = (), types: Sequence[str] = ()
+    ) -> HandleRecord: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +113,12 @@ class NodeService:
         stats: StatsRecorder | None = None,
         admins: Sequence[ValueReference] = (),
         wall_clock: Callable[[], float] = time.time,
+        upstream: Upstream | None = None,
+        recursive: bool = False,
     ) -> None:
         self._storage = storage
+        self._upstream = upstream
+        self._recursive = recursive and upstream is not None
         self._site = site
         self._clock = clock
         self._wall_clock = wall_clock
@@ -118,21 +137,34 @@ class NodeService:
         types: Sequence[str] = (),
         caller: Caller = ANONYMOUS,
         public_only: bool = True,
+        recursive: bool = False,
     ) -> HandleRecord:
         """The handle's values the caller may read, filtered by index and type.
+
+        A handle this node does not hold is referred (Referral: the delegation it
+        holds for the handle's prefix), or resolved through the upstream resolver on a
+        recursive node, or when ``recursive`` asks for it and the node has one.
 
         A value is kept when its index is listed or its type matches a listed type
         (a type ending in "." selects its subtypes); no lists means all values. Values
         without PUBLIC_READ are left out unless ``public_only`` is False and the caller
         has READ_VALUE; an anonymous caller asking for them (when the answer would hold
         any) gets AuthenticationNeeded, which front ends turn into a challenge.
-        Raises InvalidHandle, NotResponsible, HandleNotFound or ValuesNotFound.
+        Raises InvalidHandle, NotResponsible, Referral, HandleNotFound or ValuesNotFound.
         """
-        prefix_key = self._responsible_prefix(handle)
+        try:
+            prefix_key = self._responsible_prefix(handle)
+        except NotResponsible:
+            if self._upstream is not None and (recursive or self._recursive):
+                return self._resolve_upstream(handle, indexes, types)
+            referral = self._referral(handle)
+            if referral is None:
+                raise
+            raise referral from None
         record = self._storage.get(handle)
         if record is None:
             self._stats.not_found(prefix_key)
-            raise HandleNotFound(f"handle {handle} not found")
+            raise self._referral(handle) or HandleNotFound(f"handle {handle} not found")
         encoded = EncodedValues.of(record.values)
         wanted = frozenset(indexes)
         values = encoded.select(public_only=True, indexes=wanted, types=types)
@@ -154,6 +186,49 @@ class NodeService:
             raise ValuesNotFound(f"handle {handle} has no values matching the request")
         self._stats.resolved(prefix_key)
         return HandleRecord(record.handle, values)
+
+    def _resolve_upstream(
+        self, handle: str, indexes: Sequence[int], types: Sequence[str]
+    ) -> HandleRecord:
+        assert self._upstream is not None
+        prefix_key = handle_key(split_handle(handle)[0])
+        try:
+            record = self._upstream.resolve(handle, indexes, types)
+        except (HandleNotFound, ValuesNotFound):
+            self._stats.not_found(prefix_key)
+            raise
+        self._stats.resolved(prefix_key)
+        return record
+
+    def _referral(self, handle: str) -> Referral | None:
+        """The delegation this node holds for the handle's prefix, nearest first.
+
+        None when the search reaches a prefix homed here (then this node is the
+        authority and the handle does not exist) or finds nothing.
+        """
+        prefix, suffix = split_handle(handle)
+        # For 0.NA/88.100.1 the record itself was not found: look at its parents.
+        chain = (
+            prefix_chain(suffix)[1:] if handle_key(prefix) == NA_PREFIX else prefix_chain(prefix)
+        )
+        for name in chain:
+            if handle_key(name) in self._homed:
+                return None
+            delegation = self._storage.get(f"{NA_PREFIX}/{name}")
+            if delegation is None:
+                continue
+            where = [
+                v
+                for v in delegation.values
+                if v.type in _REFERRAL_TYPES and v.permissions & Permission.PUBLIC_READ
+            ]
+            if where:
+                return Referral(
+                    f"{handle} is not held here; ask the site of {delegation.handle}",
+                    delegation.handle,
+                    where,
+                )
+        return None
 
     def site_info(self) -> SiteInfo:
         return self._site
@@ -366,6 +441,58 @@ class NodeService:
         self._storage.home_prefix(prefix)
         self._homed_read_at = float("-inf")
 
+    def unhome_prefix(self, prefix: str) -> bool:
+        """Stop serving ``prefix`` (its records stay); False if it was not homed."""
+        validate_prefix(prefix)
+        removed = self._storage.unhome_prefix(prefix)
+        self._homed_read_at = float("-inf")
+        return removed
+
+    def delegate_prefix(self, prefix: str, sites: Sequence[SiteInfo], ttl: int) -> HandleRecord:
+        """Point ``0.NA/<prefix>`` at the sites that serve it, as its parent node does.
+
+        The prefix must sit below one homed here (or this node is the root, homing
+        0.NA). An existing prefix handle keeps its other values (HS_ADMIN, keys); its
+        HS_SITE values are replaced, so a prefix moves to new servers by delegating it
+        again: resolvers follow once the old values' TTL has run out.
+        """
+        validate_prefix(prefix)
+        key = handle_key(prefix)
+        homed = {handle_key(p) for p in self._storage.homed_prefixes()}
+        if key in homed:
+            raise InvalidValue(f"{prefix} is homed at this node; unhome it before delegating it")
+        if NA_PREFIX not in homed and not any(p in homed for p in prefix_chain(key)[1:]):
+            raise NotResponsible(
+                f"{prefix} is not below a prefix homed here; delegate it from its parent's node"
+            )
+        if not sites:
+            raise InvalidValue("a delegation needs at least one site")
+        handle = f"{NA_PREFIX}/{prefix}"
+        now = self._now()
+        current = self._storage.get(handle)
+        kept = [v for v in (current.values if current else ()) if v.type not in SITE_TYPES]
+        taken = {v.index for v in kept}
+        indexes = (i for i in range(1, 1 << 31) if i not in taken)
+        site_values = [
+            HandleValue(next(indexes), "HS_SITE", site.to_bytes(), ttl=ttl, timestamp=now)
+            for site in sites
+        ]
+        record = HandleRecord(handle, tuple(sorted([*kept, *site_values], key=lambda v: v.index)))
+        self._storage.put(record)
+        self._stats.registered(NA_PREFIX)
+        return record
+
+    def delegations(self) -> list[HandleRecord]:
+        """The prefix handles held here that point elsewhere: prefixes delegated to
+        other nodes (those homed here are not among them)."""
+        homed = {handle_key(p) for p in self._storage.homed_prefixes()}
+        return [
+            record
+            for record in self._storage.iter_records(NA_PREFIX)
+            if handle_key(split_handle(record.handle)[1]) not in homed
+            and any(v.type in _REFERRAL_TYPES for v in record.values)
+        ]
+
     def put_record(self, record: HandleRecord) -> None:
         prefix, _ = split_handle(record.handle)
         self._storage.put(record)
@@ -487,5 +614,8 @@ class NodeService:
             self._homed = frozenset(handle_key(p) for p in self._storage.homed_prefixes())
             self._homed_read_at = now
         if key == NA_PREFIX:
-            return handle_key(suffix) in self._homed or key in self._homed
+            # A prefix handle is served where its prefix, or a parent of it, is homed.
+            return key in self._homed or any(
+                p in self._homed for p in prefix_chain(handle_key(suffix))
+            )
         return key in self._homed

@@ -35,6 +35,7 @@ from idnode.handle.messages import (
     ListHandlesResponse,
     Message,
     RawBody,
+    ReferralResponse,
     RequestDigest,
     ResolutionResponse,
     SiteInfoResponse,
@@ -274,6 +275,9 @@ def _write_response_body(w: Writer, msg: Message, body: Body) -> None:
             w.raw(site.to_bytes())
         case ErrorResponse(text):
             w.string(text)
+        case ReferralResponse(handle, values):
+            w.string(handle)
+            write_values(w, values)
         case ListHandlesResponse(handles):
             w.string_array(handles)
         case CreateHandleResponse(handle) if handle is not None:
@@ -329,9 +333,19 @@ def _decode_body(
         body = _read_success(r, opcode, digest)
         if body is not None:
             return body
-    elif response_code not in _RESPONSES_WITH_BODIES:
-        return ErrorResponse(r.string("error message"), digest)
+    else:
+        return _read_failure(r, response_code, digest)
     return RawBody(r.raw(r.remaining, "body"))
+
+
+def _read_failure(
+    r: Reader, response_code: ResponseCode, digest: RequestDigest | None
+) -> ErrorResponse | ReferralResponse:
+    if response_code in _REFERRALS:
+        handle = r.string("referral handle")
+        # Handle.Net leaves the value list out when it has none.
+        return ReferralResponse(handle, read_values(r) if r.remaining else (), digest)
+    return ErrorResponse(r.string("error message"), digest)
 
 
 def _read_success(r: Reader, opcode: OpCode, digest: RequestDigest | None) -> Body | None:
@@ -350,8 +364,7 @@ def _read_success(r: Reader, opcode: OpCode, digest: RequestDigest | None) -> Bo
     return body
 
 
-# Referrals carry values; modelled by the issue that implements them.
-_RESPONSES_WITH_BODIES = frozenset({ResponseCode.SERVICE_REFERRAL, ResponseCode.PREFIX_REFERRAL})
+_REFERRALS = frozenset({ResponseCode.SERVICE_REFERRAL, ResponseCode.PREFIX_REFERRAL})
 _BODILESS_SUCCESS = frozenset(
     {OpCode.DELETE_HANDLE, OpCode.ADD_VALUE, OpCode.REMOVE_VALUE, OpCode.MODIFY_VALUE}
 )

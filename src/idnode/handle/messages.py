@@ -30,6 +30,7 @@ __all__ = [
     "Message",
     "ModifyValueRequest",
     "RawBody",
+    "ReferralResponse",
     "RemoveValueRequest",
     "RequestDigest",
     "ResolutionRequest",
@@ -83,6 +84,19 @@ class ErrorResponse:
     """Any response whose code has no body of its own: a human-readable message."""
 
     message: str
+    request_digest: RequestDigest | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralResponse:
+    """Codes 302 (service referral) and 303 (prefix referral): ask elsewhere.
+
+    ``handle`` names the record the referral comes from (a prefix handle such as
+    ``0.NA/88.100``); ``values`` are its HS_SITE / HS_SERV values, which say where.
+    """
+
+    handle: str
+    values: Sequence[HandleValue] = ()
     request_digest: RequestDigest | None = None
 
 
@@ -209,6 +223,7 @@ OPTIONALLY_DIGESTED = (
     ResolutionResponse,
     SiteInfoResponse,
     ErrorResponse,
+    ReferralResponse,
     ListHandlesResponse,
     CreateHandleResponse,
     GenericResponse,
@@ -220,6 +235,7 @@ Body = (
     | SiteInfoRequest
     | SiteInfoResponse
     | ErrorResponse
+    | ReferralResponse
     | CreateHandleRequest
     | DeleteHandleRequest
     | AddValueRequest

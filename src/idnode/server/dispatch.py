@@ -28,8 +28,10 @@ from idnode.errors import (
     AuthenticationNeeded,
     IdnodeError,
     LocalProtocolError,
+    NotResponsible,
     OperationNotSupported,
     ProtocolError,
+    Referral,
 )
 from idnode.handle.codec import (
     ENVELOPE_SIZE,
@@ -55,6 +57,7 @@ from idnode.handle.messages import (
     ListHandlesResponse,
     Message,
     ModifyValueRequest,
+    ReferralResponse,
     RemoveValueRequest,
     ResolutionRequest,
     ResolutionResponse,
@@ -132,7 +135,7 @@ class Dispatcher:
                 return self._challenge(request, data)
             code, body = exc.response_code, ErrorResponse(exc.message)
         except IdnodeError as exc:
-            code, body = exc.response_code, ErrorResponse(exc.message)
+            code, body = _failure(original, exc)
         except Exception:
             log.exception("internal error serving opcode %s", int(request.opcode))
             code, body = ResponseCode.ERROR, ErrorResponse("internal server error")
@@ -335,6 +338,15 @@ class Dispatcher:
                 expiration=int(self._clock()) + _RESPONSE_LIFETIME,
             )
         )
+
+
+def _failure(request: Message, exc: IdnodeError) -> tuple[ResponseCode, Body]:
+    """The response code and body an error is answered with."""
+    if isinstance(exc, Referral):
+        if request.op_flags & OpFlag.DO_NOT_REFER:
+            return NotResponsible.response_code, ErrorResponse(exc.message)
+        return exc.response_code, ReferralResponse(exc.handle, exc.values)
+    return exc.response_code, ErrorResponse(exc.message)
 
 
 def _prefix_of(handle: str) -> str:

@@ -197,7 +197,9 @@ def create_app(service: NodeService) -> FastResolution:
     async def proxy(request: Request) -> Response:
         handle = request.path_params["handle"]
         try:
-            record = service.resolve(handle)
+            # The proxy pages answer for any handle: through the resolver, for handles
+            # held elsewhere, when the node has one (root_servers is set).
+            record = service.resolve(handle, recursive=True)
         except IdnodeError as exc:
             status = http_status_of(exc)
             body = f"<p>{html.escape(exc.message)}</p>"

@@ -1,0 +1,163 @@
+"""``idnode prefix``: the prefixes a node serves and the ones it delegates to others.
+
+These act on the local node's data directory (like ``init`` and ``import``); a running
+server sees the change within seconds (it rereads the homed prefixes every few
+seconds, and delegations are ordinary records).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from idnode.cli import DataDir, _fail, _open, app, out
+from idnode.errors import ConfigError, IdnodeError
+from idnode.handle.values import DEFAULT_TTL
+from idnode.handle.valuetypes import SiteInfo
+from idnode.sites import (
+    HASH_BY_HANDLE,
+    HASH_BY_PREFIX,
+    HASH_BY_SUFFIX,
+    endpoint,
+    parse_endpoints,
+    site_of,
+    sites_in,
+)
+
+prefix_app = typer.Typer(
+    help="Prefixes: home them here, delegate them to other nodes, list, unhome.",
+    no_args_is_help=True,
+)
+app.add_typer(prefix_app, name="prefix")
+
+_HASHES = {"prefix": HASH_BY_PREFIX, "suffix": HASH_BY_SUFFIX, "handle": HASH_BY_HANDLE}
+
+
+@prefix_app.command("register")
+def register(
+    prefix: Annotated[str, typer.Argument(help="Prefix to serve here, e.g. 88.100.2.")],
+    data_dir: DataDir = Path(".idnode"),
+) -> None:
+    """Home a prefix at this node: it answers for the prefix's handles from now on."""
+    node = _open(data_dir)
+    try:
+        node.service.home_prefix(prefix)
+    except IdnodeError as exc:
+        _fail(exc.message)
+    finally:
+        node.close()
+    out.print(f"{prefix} is homed at {data_dir}")
+
+
+@prefix_app.command("delegate")
+def delegate(
+    prefix: Annotated[str, typer.Argument(help="Child prefix, e.g. 88.100 under 88.")],
+    site: Annotated[
+        str, typer.Option(help="The child's primary site: address:port[,address:port...].")
+    ],
+    mirror: Annotated[
+        list[str] | None,
+        typer.Option(help="A mirror site of the child, address:port[,...]; repeatable."),
+    ] = None,
+    hash_by: Annotated[
+        str,
+        typer.Option(
+            "--hash",
+            help="How a site with several servers spreads handles: prefix, suffix, handle.",
+        ),
+    ] = "handle",
+    ttl: Annotated[
+        int, typer.Option(help="Seconds resolvers may cache the delegation.", min=0)
+    ] = DEFAULT_TTL,
+    data_dir: DataDir = Path(".idnode"),
+) -> None:
+    """Point 0.NA/<prefix> at the servers of the node that serves the prefix.
+
+    Run it on the parent's node. Delegating again replaces the sites: that is how a
+    prefix moves to new servers (resolvers follow within --ttl seconds).
+    """
+    if hash_by not in _HASHES:
+        _fail("--hash must be prefix, suffix or handle", 2)
+    try:
+        sites = [site_of(parse_endpoints(site), hash_option=_HASHES[hash_by])]
+        sites += [
+            site_of(parse_endpoints(m), hash_option=_HASHES[hash_by], primary=False)
+            for m in mirror or ()
+        ]
+    except ConfigError as exc:
+        _fail(exc.message, 2)
+    node = _open(data_dir)
+    try:
+        record = node.service.delegate_prefix(prefix, sites, ttl)
+    except IdnodeError as exc:
+        _fail(exc.message)
+    finally:
+        node.close()
+    out.print(f"{record.handle} now points at {_describe(sites_in(record.values))}")
+
+
+@prefix_app.command("list")
+def list_(
+    data_dir: DataDir = Path(".idnode"),
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """The prefixes homed here and those delegated from here, with their sites."""
+    node = _open(data_dir)
+    try:
+        homed = node.service.homed_prefixes()
+        delegated = node.service.delegations()
+    finally:
+        node.close()
+    rows = [(p, "homed", "this node", "") for p in homed]
+    for record in delegated:
+        sites = sites_in(record.values)
+        shortest = min((v.ttl for v in record.values if v.type.startswith("HS_SITE")), default=0)
+        rows.append((record.handle.partition("/")[2], "delegated", _describe(sites), str(shortest)))
+    if as_json:
+        for name, state, where, ttl in rows:
+            line = {
+                "prefix": name,
+                "state": state,
+                "sites": where,
+                "ttl": int(ttl) if ttl else None,
+            }
+            out.print(json.dumps(line), highlight=False)
+        return
+    table = Table()
+    for column in ("prefix", "state", "sites", "ttl"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+@prefix_app.command("unhome")
+def unhome(
+    prefix: Annotated[str, typer.Argument(help="Prefix to stop serving here.")],
+    data_dir: DataDir = Path(".idnode"),
+) -> None:
+    """Stop serving a prefix here. Its records stay, and are served again if it is re-homed."""
+    node = _open(data_dir)
+    try:
+        removed = node.service.unhome_prefix(prefix)
+    except IdnodeError as exc:
+        _fail(exc.message)
+    finally:
+        node.close()
+    if not removed:
+        _fail(f"{prefix} is not homed at {data_dir}")
+    out.print(f"{prefix} is no longer homed at {data_dir}")
+
+
+def _describe(sites: list[SiteInfo]) -> str:
+    parts = []
+    for site in sites:
+        servers = ", ".join(
+            f"{e[0]}:{e[1]}" for e in (endpoint(s) for s in site.servers) if e is not None
+        )
+        parts.append(("primary " if site.primary_mask & site.PRIMARY else "mirror ") + servers)
+    return "; ".join(parts)

@@ -1,0 +1,277 @@
+"""Global resolution: from the root's site to the server that holds a handle.
+
+How ``P/S`` is found, as Handle.Net clients do it, plus idnode's referrals:
+
+1. The sites of prefix ``P`` are the HS_SITE values of the prefix handle ``0.NA/P``
+   (or the HS_SITE values of the handles its HS_SERV values name). Prefix handles are
+   asked of the root sites.
+2. The handle is asked at the first of those sites (primary sites first) whose server
+   answers; within a site, the site's hash option picks the server.
+3. A referral (302/303) says "ask these sites instead": its values are read like a
+   prefix handle's. An answer holding an HS_ALIAS value says "resolve that handle".
+
+Every referral, service handle and alias is a hop; more than ``max_hops`` in one
+resolution, or the same question put to the same server twice, ends it with
+:class:`RecursionTooDeep` instead of going round for ever. Answers are kept in a
+bounded cache for their values' TTL (the shortest one), and "not found" answers for
+``negative_seconds``, so the prefix handles on the way are asked once per TTL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from idnode.client import HandleClient, ServerUnreachable
+from idnode.errors import (
+    HandleNotFound,
+    IdnodeError,
+    InvalidHandle,
+    NotResponsible,
+    RecursionTooDeep,
+    RemoteProtocolError,
+    ServerError,
+    ValuesNotFound,
+)
+from idnode.handle.codes import ResponseCode
+from idnode.handle.messages import ErrorResponse, Message, ReferralResponse, ResolutionResponse
+from idnode.handle.values import HandleValue, TTLType
+from idnode.handle.valuetypes import Alias, SiteInfo
+from idnode.names import handle_key, split_handle
+from idnode.sites import Endpoint, endpoint, server_for, service_handles, site_of, sites_in
+from idnode.storage.base import HandleRecord
+
+__all__ = ["AnswerCache", "Resolver"]
+
+NA_PREFIX = "0.NA"
+_Key = tuple[str, tuple[int, ...], tuple[str, ...]]
+_ERRORS: dict[ResponseCode, type[IdnodeError]] = {
+    ResponseCode.HANDLE_NOT_FOUND: HandleNotFound,
+    ResponseCode.VALUES_NOT_FOUND: ValuesNotFound,
+    ResponseCode.INVALID_HANDLE: InvalidHandle,
+    ResponseCode.SERVER_NOT_RESPONSIBLE: NotResponsible,
+    ResponseCode.RECURSION_COUNT_TOO_HIGH: RecursionTooDeep,
+}
+
+
+@dataclass(frozen=True)
+class _Entry:
+    expires: float
+    record: HandleRecord | None
+    error: IdnodeError | None
+
+
+class AnswerCache:
+    """Answers by (handle, indexes, types), each kept until its TTL runs out.
+
+    Least recently used entries go first once ``max_entries`` are held. Thread-safe:
+    a recursive node's workers share one.
+    """
+
+    def __init__(
+        self,
+        max_entries: int = 10_000,
+        negative_seconds: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
+        self._max = max_entries
+        self._negative = negative_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def get(self, key: _Key) -> HandleRecord | None:
+        """The cached answer, None when there is none; a cached "not found" is raised."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry.expires <= self._clock():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+        if entry.error is not None:
+            raise entry.error
+        return entry.record
+
+    def put(self, key: _Key, record: HandleRecord) -> None:
+        now = self._clock()
+        seconds = min((_seconds_left(v, now) for v in record.values), default=self._negative)
+        self._store(key, _Entry(now + seconds, record, None))
+
+    def put_error(self, key: _Key, error: IdnodeError) -> None:
+        self._store(key, _Entry(self._clock() + self._negative, None, error))
+
+    def _store(self, key: _Key, entry: _Entry) -> None:
+        if self._max == 0 or entry.expires <= self._clock():
+            return
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _seconds_left(value: HandleValue, now: float) -> float:
+    if value.ttl_type == TTLType.ABSOLUTE:
+        return max(0.0, value.ttl - now)
+    return float(value.ttl)
+
+
+class _Trail:
+    """The hops of one resolution, to stop loops and overlong chains."""
+
+    def __init__(self, max_hops: int) -> None:
+        self._max = max_hops
+        self._steps: list[str] = []
+        self._asked: set[tuple[Endpoint, str]] = set()
+
+    def hop(self, step: str) -> None:
+        self._steps.append(step)
+        if len(self._steps) > self._max:
+            raise RecursionTooDeep(
+                f"gave up after {self._max} referrals, service handles and aliases: "
+                + " -> ".join(self._steps[-4:])
+            )
+
+    def ask(self, where: Endpoint, handle: str) -> None:
+        question = (where, handle_key(handle))
+        if question in self._asked:
+            raise RecursionTooDeep(
+                f"referral loop: {handle} would be asked of {where[0]}:{where[1]} again"
+                + (f" (after {' -> '.join(self._steps[-4:])})" if self._steps else "")
+            )
+        self._asked.add(question)
+
+
+class Resolver:
+    """Resolves any handle, starting from the root sites (see the module docstring)."""
+
+    def __init__(
+        self,
+        root: Sequence[SiteInfo],
+        *,
+        cache: AnswerCache | None = None,
+        timeout: float = 2.0,
+        max_hops: int = 16,
+    ) -> None:
+        if not root:
+            raise ValueError("a resolver needs at least one root site")
+        self._root = list(root)
+        self.cache = cache if cache is not None else AnswerCache()
+        self._timeout = timeout
+        self._max_hops = max_hops
+        #: Requests sent to servers (not answered from the cache), for statistics.
+        self.queries = 0
+
+    @classmethod
+    def from_endpoints(cls, endpoints: Sequence[Endpoint], **kwargs: object) -> Resolver:
+        """A resolver whose root is the servers at ``endpoints``, each a mirror of the
+        others (tried in order when one does not answer)."""
+        return cls([site_of([e]) for e in endpoints], **kwargs)  # type: ignore[arg-type]
+
+    def resolve(
+        self, handle: str, indexes: Sequence[int] = (), types: Sequence[str] = ()
+    ) -> HandleRecord:
+        """The handle's public values; raises what the responsible server answered
+        (HandleNotFound, ValuesNotFound, ...), ServerUnreachable when no server of the
+        responsible site answers, RecursionTooDeep for loops and overlong chains."""
+        split_handle(handle)  # InvalidHandle before any network traffic
+        return self._resolve(handle, tuple(indexes), tuple(types), _Trail(self._max_hops))
+
+    def _resolve(
+        self, handle: str, indexes: tuple[int, ...], types: tuple[str, ...], trail: _Trail
+    ) -> HandleRecord:
+        key = (handle_key(handle), indexes, types)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        try:
+            record = self._fetch(handle, indexes, types, trail)
+        except (HandleNotFound, ValuesNotFound) as exc:
+            self.cache.put_error(key, exc)
+            raise
+        self.cache.put(key, record)
+        return record
+
+    def _fetch(
+        self, handle: str, indexes: tuple[int, ...], types: tuple[str, ...], trail: _Trail
+    ) -> HandleRecord:
+        prefix, _ = split_handle(handle)
+        if handle_key(prefix) == NA_PREFIX:
+            sites = self._root
+        else:
+            delegation = self._resolve(f"{NA_PREFIX}/{prefix}", (), (), trail)
+            sites = self._sites(delegation.values, trail, f"prefix {prefix}")
+        record = self._ask(sites, handle, indexes, types, trail)
+        if Alias.TYPE not in types:
+            for value in record.values:
+                if value.type == Alias.TYPE:
+                    target = Alias.from_bytes(value.data).handle
+                    trail.hop(f"alias {handle} -> {target}")
+                    return self._resolve(target, indexes, types, trail)
+        return record
+
+    def _sites(self, values: Sequence[HandleValue], trail: _Trail, what: str) -> list[SiteInfo]:
+        sites = sites_in(values)
+        for service in service_handles(values):
+            trail.hop(f"service handle {service}")
+            sites += sites_in(self._resolve(service, (), (), trail).values)
+        if not sites:
+            raise NotResponsible(f"{what} names no site (no HS_SITE or HS_SERV values)")
+        return sites
+
+    def _ask(
+        self,
+        sites: Sequence[SiteInfo],
+        handle: str,
+        indexes: tuple[int, ...],
+        types: tuple[str, ...],
+        trail: _Trail,
+    ) -> HandleRecord:
+        failures = []
+        for site in sites:
+            where = endpoint(server_for(site, handle))
+            if where is None:
+                failures.append("a server without a query interface")
+                continue
+            trail.ask(where, handle)
+            client = HandleClient(where[0], where[1], timeout=self._timeout)
+            self.queries += 1
+            try:
+                reply = client.resolve(handle, indexes, types)
+            except (ServerUnreachable, RemoteProtocolError) as exc:
+                failures.append(exc.message)
+                continue  # the next site is a mirror: try it
+            return self._answer(reply, where, handle, indexes, types, trail)
+        raise ServerUnreachable(f"no server answered for {handle}: {'; '.join(failures)}")
+
+    def _answer(
+        self,
+        reply: Message,
+        where: Endpoint,
+        handle: str,
+        indexes: tuple[int, ...],
+        types: tuple[str, ...],
+        trail: _Trail,
+    ) -> HandleRecord:
+        body, code = reply.body, reply.response_code
+        if code == ResponseCode.SUCCESS and isinstance(body, ResolutionResponse):
+            return HandleRecord(body.handle, tuple(body.values))
+        if isinstance(body, ReferralResponse):
+            trail.hop(f"{where[0]}:{where[1]} refers {handle} to {body.handle}")
+            referred = self._sites(body.values, trail, f"referral {body.handle}")
+            return self._ask(referred, handle, indexes, types, trail)
+        message = body.message if isinstance(body, ErrorResponse) else code.name
+        error = _ERRORS.get(code)
+        if error is not None:
+            raise error(message)
+        raise ServerError(f"{where[0]}:{where[1]} answered {code.name} for {handle}: {message}")

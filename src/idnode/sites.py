@@ -1,0 +1,170 @@
+"""Service sites: which server of a site holds a handle, and where to reach it.
+
+An HS_SITE value lists a site's servers; when there are several, each holds a share of
+the handles, chosen by the site's hash option (RFC 3651 §3.2.2: 0 by prefix, 1 by
+suffix, 2 by the whole handle). The share is the last four bytes of the MD5 digest of
+the upper-cased part, as a signed 32-bit integer made non-negative, modulo the number
+of servers: the arithmetic of Handle.Net's ``SiteInfo.determineServerNum``, so that
+idnode and Handle.Net clients pick the same server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+from idnode.errors import ConfigError, IdnodeError
+from idnode.handle.values import HandleValue
+from idnode.handle.valuetypes import (
+    Interface,
+    InterfaceType,
+    ServerInfo,
+    ServiceHandle,
+    SiteInfo,
+    TransportProtocol,
+)
+from idnode.names import handle_key
+
+__all__ = [
+    "HASH_BY_HANDLE",
+    "HASH_BY_PREFIX",
+    "HASH_BY_SUFFIX",
+    "SITE_TYPES",
+    "Endpoint",
+    "endpoint",
+    "parse_endpoints",
+    "server_for",
+    "service_handles",
+    "site_of",
+    "sites_in",
+]
+
+HASH_BY_PREFIX = 0
+HASH_BY_SUFFIX = 1
+HASH_BY_HANDLE = 2
+#: Value types that describe sites: HS_SITE for a prefix's own handles, and
+#: HS_SITE.PREFIX, with which Handle.Net delegates derived prefixes (88.100 under 88).
+SITE_TYPES = ("HS_SITE", "HS_SITE.PREFIX")
+
+Endpoint = tuple[str, int]
+
+
+def server_for(site: SiteInfo, handle: str) -> ServerInfo:
+    """The server of ``site`` that holds ``handle``."""
+    if len(site.servers) == 1:
+        return site.servers[0]
+    if not site.servers:
+        raise IdnodeError("HS_SITE lists no servers")
+    return site.servers[_bucket(handle, site.hash_option, len(site.servers))]
+
+
+def _bucket(handle: str, hash_option: int, count: int) -> int:
+    prefix, _, suffix = handle.partition("/")
+    if hash_option == HASH_BY_PREFIX:
+        part = prefix
+    elif hash_option == HASH_BY_SUFFIX:
+        part = suffix
+    elif hash_option == HASH_BY_HANDLE:
+        part = handle
+    else:
+        raise IdnodeError(f"HS_SITE has an unknown hash option {hash_option}")
+    digest = hashlib.md5(handle_key(part).encode("utf-8"), usedforsecurity=False).digest()
+    # Handle.Net: Math.abs(the digest's last four bytes as a signed int) % count. (For
+    # -2**31, where Java's abs stays negative and the index is out of range, any
+    # server will do.)
+    return abs(int.from_bytes(digest[-4:], "big", signed=True)) % count
+
+
+def endpoint(server: ServerInfo) -> Endpoint | None:
+    """Address and port to resolve at: a query interface, UDP preferred (TCP on the
+    same port is what the client falls back to)."""
+    query = [
+        i
+        for i in server.interfaces
+        if i.type in (InterfaceType.QUERY, InterfaceType.ADMIN_AND_QUERY)
+        and i.protocol in (TransportProtocol.UDP, TransportProtocol.TCP)
+    ]
+    if not query:
+        return None
+    chosen = min(query, key=lambda i: i.protocol != TransportProtocol.UDP)
+    return str(server.address), chosen.port
+
+
+def sites_in(values: Iterable[HandleValue]) -> list[SiteInfo]:
+    """The sites an answer's HS_SITE values describe, primary sites first.
+
+    Values that do not parse are skipped: one bad value must not hide the good ones.
+    """
+    sites = []
+    for value in values:
+        if value.type in SITE_TYPES:
+            try:
+                sites.append(SiteInfo.from_bytes(value.data))
+            except IdnodeError:
+                continue
+    return sorted(sites, key=lambda s: not s.primary_mask & SiteInfo.PRIMARY)
+
+
+def service_handles(values: Iterable[HandleValue]) -> list[str]:
+    """The HS_SERV handles in an answer: "the sites are in that handle's HS_SITE"."""
+    found = []
+    for value in values:
+        if value.type == ServiceHandle.TYPE:
+            try:
+                found.append(ServiceHandle.from_bytes(value.data).handle)
+            except IdnodeError:
+                continue
+    return found
+
+
+def parse_endpoints(text: str, default_port: int = 2641) -> list[Endpoint]:
+    """``"10.0.0.1:2641, 10.0.0.2"`` as a list of (address, port); ConfigError if malformed."""
+    found = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or item.endswith("]"):
+            host, port = item, str(default_port)
+        host = host.strip("[]")
+        try:
+            ipaddress.ip_address(host)
+            number = int(port)
+        except ValueError as exc:
+            raise ConfigError(f"{item!r} is not an IP address with an optional :port") from exc
+        if not 0 < number <= 65535:
+            raise ConfigError(f"{item!r}: port out of range")
+        found.append((host, number))
+    return found
+
+
+def site_of(
+    endpoints: Sequence[Endpoint],
+    *,
+    public_key: bytes = b"",
+    primary: bool = True,
+    hash_option: int = HASH_BY_HANDLE,
+    description: str = "",
+) -> SiteInfo:
+    """An HS_SITE for servers at ``endpoints`` (UDP and TCP on each one's port)."""
+    if not endpoints:
+        raise ConfigError("a site needs at least one server address")
+    servers = tuple(
+        ServerInfo(
+            server_id=n,
+            address=ipaddress.ip_address(host),
+            public_key=public_key,
+            interfaces=(
+                Interface(InterfaceType.ADMIN_AND_QUERY, TransportProtocol.TCP, port),
+                Interface(InterfaceType.QUERY, TransportProtocol.UDP, port),
+            ),
+        )
+        for n, (host, port) in enumerate(endpoints, start=1)
+    )
+    return SiteInfo(
+        servers=servers,
+        primary_mask=SiteInfo.PRIMARY if primary else 0,
+        hash_option=hash_option,
+        attributes=(("desc", description),) if description else (),
+    )
