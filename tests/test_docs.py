@@ -30,7 +30,10 @@ def test_every_command_and_option_is_documented(name: str) -> None:
     heading = f"### `idnode {name}`"
     assert heading in text, f"docs/cli.md has no section {heading}"
     section = _section(text, heading)
-    for param in COMMANDS[name].params:
+    command = COMMANDS[name]
+    # A group (``idnode prefix ...``) is documented in one section with its subcommands.
+    params = [p for sub in getattr(command, "commands", {}).values() for p in sub.params]
+    for param in [*command.params, *params]:
         if param.param_type_name != "option" or param.name == "help":
             continue
         flag = max(param.opts, key=len)

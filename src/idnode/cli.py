@@ -25,11 +25,11 @@ from idnode.config import Config, load_config
 from idnode.demo import DEMO_PREFIX, demo_records
 from idnode.errors import IdnodeError
 from idnode.handle.codes import ResponseCode
-from idnode.handle.messages import ErrorResponse, ResolutionResponse
+from idnode.handle.messages import ErrorResponse, ReferralResponse, ResolutionResponse
 from idnode.jsonformat import record_from_json, record_to_json, value_to_json
 from idnode.node import Node, init_node, migrate_node, open_node
 from idnode.resolver import Resolver
-from idnode.sites import parse_endpoints
+from idnode.sites import endpoint, parse_endpoints, sites_in
 from idnode.stats import HOUR
 from idnode.storage.base import HandleRecord
 
@@ -109,10 +109,10 @@ def init(
         _fail(exc.message)
     node.close()
     if not node.config.admin_handle:
-        out.print(f"initialised {data_dir} as a {role} node (resolving from {root_servers})")
+        out.print(f"initialised {data_dir}: {role} node resolving from {root_servers}")
         return
     homed = node.config.admin_handle.partition("/")[2]
-    out.print(f"initialised {data_dir} as a {role} node serving prefix [bold]{homed}[/]")
+    out.print(f"initialised {data_dir}: {role} node serving prefix [bold]{homed}[/]")
     out.print(
         f"admin identity: {node.config.admin_index}:{node.config.admin_handle}"
         f" (private key {data_dir / 'admin_key.pem'})"
@@ -264,7 +264,16 @@ def _resolve_at(
     if reply.response_code != ResponseCode.SUCCESS or not isinstance(
         reply.body, ResolutionResponse
     ):
-        text = reply.body.message if isinstance(reply.body, ErrorResponse) else ""
+        body = reply.body
+        text = body.message if isinstance(body, ErrorResponse) else ""
+        if isinstance(body, ReferralResponse):
+            where = ", ".join(
+                f"{e[0]}:{e[1]}"
+                for site in sites_in(body.values)
+                for e in (endpoint(s) for s in site.servers)
+                if e is not None
+            )
+            text = f"ask the site of {body.handle} ({where or 'no address given'})"
         raise _Answered(reply.response_code, text)
     return HandleRecord(reply.body.handle, reply.body.values)
 
