@@ -61,14 +61,16 @@ _ERRORS: dict[ResponseCode, type[IdnodeError]] = {
 class _Entry:
     expires: float
     record: HandleRecord | None
-    error: IdnodeError | None
+    # A remembered "not found": its class and message. Raised as a new exception each
+    # time, since raising one instance again would grow its traceback without end.
+    error: tuple[type[IdnodeError], str] | None
 
 
 class AnswerCache:
     """Answers by (handle, indexes, types), each kept until its TTL runs out.
 
-    Least recently used entries go first once ``max_entries`` are held. Thread-safe:
-    a recursive node's workers share one.
+    Least recently used entries go first once ``max_entries`` are held. Thread-safe,
+    so one resolver can serve several threads; each worker process has its own.
     """
 
     def __init__(
@@ -96,7 +98,8 @@ class AnswerCache:
             self._entries.move_to_end(key)
             self.hits += 1
         if entry.error is not None:
-            raise entry.error
+            kind, message = entry.error
+            raise kind(message)
         return entry.record
 
     def put(self, key: _Key, record: HandleRecord) -> None:
@@ -105,7 +108,7 @@ class AnswerCache:
         self._store(key, _Entry(now + seconds, record, None))
 
     def put_error(self, key: _Key, error: IdnodeError) -> None:
-        self._store(key, _Entry(self._clock() + self._negative, None, error))
+        self._store(key, _Entry(self._clock() + self._negative, None, (type(error), error.message)))
 
     def _store(self, key: _Key, entry: _Entry) -> None:
         if self._max == 0 or entry.expires <= self._clock():
