@@ -33,6 +33,7 @@ from idnode.handle.values import HandleValue, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue, RSAPublicKey, ValueList
 from idnode.handle.wire import Writer
 from idnode.keys import handle_public_key
+from tests.clock import Clock
 
 NONCE = b"n" * 16
 DIGEST = hashlib.sha256(b"the request").digest()
@@ -249,20 +250,12 @@ def test_node_admins_hold_everything() -> None:
 # -- challenges --------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 REQUEST = Message(OpCode.DELETE_HANDLE, DeleteHandleRequest("88.100.1/X"))
 RD = RequestDigest(DigestAlgorithm.SHA256, DIGEST)
 
 
 def test_a_challenge_is_answered_once() -> None:
-    store = ChallengeStore(Clock())
+    store = ChallengeStore(Clock(1000.0))
     challenge = store.issue(REQUEST, b"raw", RD)
     assert len(challenge.nonce) == 16
     assert store.take(challenge.session_id).request == REQUEST
@@ -271,7 +264,7 @@ def test_a_challenge_is_answered_once() -> None:
 
 
 def test_a_challenge_expires() -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     store = ChallengeStore(clock, lifetime=30)
     challenge = store.issue(REQUEST, b"raw", RD)
     clock.now += 31
@@ -280,7 +273,7 @@ def test_a_challenge_expires() -> None:
 
 
 def test_the_store_is_bounded_and_forgets_the_oldest() -> None:
-    store = ChallengeStore(Clock(), capacity=3)
+    store = ChallengeStore(Clock(1000.0), capacity=3)
     issued = [store.issue(REQUEST, b"raw", RD) for _ in range(5)]
     assert len(store) == 3
     with pytest.raises(AuthenticationTimeout):
@@ -289,7 +282,7 @@ def test_the_store_is_bounded_and_forgets_the_oldest() -> None:
 
 
 def test_nonces_are_fresh() -> None:
-    store = ChallengeStore(Clock())
+    store = ChallengeStore(Clock(1000.0))
     assert len({store.issue(REQUEST, b"raw", RD).nonce for _ in range(100)}) == 100
 
 

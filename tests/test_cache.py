@@ -15,17 +15,11 @@ from idnode.handle.values import HandleValue
 from idnode.storage import SQLiteStorage, Storage
 from idnode.storage.base import HandleRecord
 from idnode.storage.cache import FLUSH_ALL, CachingStorage
+from tests.clock import Clock
 
 
 def rec(handle: str, data: bytes) -> HandleRecord:
     return HandleRecord(handle, (HandleValue(1, "URL", data),))
-
-
-class Clock:
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -24,17 +24,10 @@ from idnode.handle.messages import ReferralResponse, ResolutionRequest, Resoluti
 from idnode.node import init_node, open_node
 from idnode.resolver import AnswerCache, Resolver
 from idnode.sites import Endpoint, site_of, sites_in
+from tests.clock import Clock
 from tests.conftest import RunningNode
 
 DELEGATION_TTL = 60
-
-
-@dataclass
-class Clock:
-    now: float = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -146,7 +139,7 @@ def test_resolution_fails_over_to_the_mirror_site(hierarchy: Hierarchy) -> None:
 
 
 def test_a_moved_prefix_is_followed_once_its_ttl_has_run_out(hierarchy: Hierarchy) -> None:
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     resolver = Resolver.from_endpoints(
         [hierarchy.at("root")], cache=AnswerCache(clock=clock), timeout=1.0
     )

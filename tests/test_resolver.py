@@ -21,14 +21,7 @@ from idnode.sites import (
     sites_in,
 )
 from idnode.storage.base import HandleRecord
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import Clock
 
 
 def _record(*ttls: int, absolute: bool = False) -> HandleRecord:
@@ -40,7 +33,7 @@ def _record(*ttls: int, absolute: bool = False) -> HandleRecord:
 
 
 def test_answers_live_for_their_shortest_ttl() -> None:
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     cache = AnswerCache(clock=clock)
     key = ("88.1/X", (), ())
     cache.put(key, _record(300, 30))
@@ -51,7 +44,7 @@ def test_answers_live_for_their_shortest_ttl() -> None:
 
 
 def test_absolute_ttls_are_points_in_time() -> None:
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     cache = AnswerCache(clock=clock)
     key = ("88.1/X", (), ())
     cache.put(key, _record(int(clock.now) + 10, absolute=True))
@@ -62,7 +55,7 @@ def test_absolute_ttls_are_points_in_time() -> None:
 
 
 def test_not_found_is_remembered_briefly() -> None:
-    clock = Clock()
+    clock = Clock(1_000_000.0)
     cache = AnswerCache(negative_seconds=5, clock=clock)
     key = ("88.1/GONE", (), ())
     cache.put_error(key, HandleNotFound("handle 88.1/GONE not found"))
@@ -73,7 +66,7 @@ def test_not_found_is_remembered_briefly() -> None:
 
 
 def test_the_cache_is_bounded_least_recently_used_first() -> None:
-    cache = AnswerCache(max_entries=2, clock=Clock())
+    cache = AnswerCache(max_entries=2, clock=Clock(1_000_000.0))
     for name in ("A", "B"):
         cache.put((name, (), ()), _record(60))
     assert cache.get(("A", (), ())) is not None  # A is now the most recent
@@ -81,7 +74,7 @@ def test_the_cache_is_bounded_least_recently_used_first() -> None:
     assert len(cache) == 2
     assert cache.get(("B", (), ())) is None
     assert cache.get(("A", (), ())) is not None
-    off = AnswerCache(max_entries=0, clock=Clock())
+    off = AnswerCache(max_entries=0, clock=Clock(1_000_000.0))
     off.put(("A", (), ()), _record(60))
     assert len(off) == 0
 

@@ -19,6 +19,7 @@ from idnode.handle.valuetypes import SiteInfo
 from idnode.service import Caller, NodeService
 from idnode.storage import SQLiteStorage
 from idnode.storage.base import HandleRecord
+from tests.clock import Clock
 
 NODE_ADMIN = ValueReference("0.NA/88.100.1", 300)
 PRIVATE = Permission.ADMIN_READ | Permission.ADMIN_WRITE
@@ -32,14 +33,6 @@ RECORD = HandleRecord(
         HandleValue(50, "CUSTOMER", b"ACME", permissions=PRIVATE),
     ),
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

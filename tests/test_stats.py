@@ -18,16 +18,8 @@ from idnode.service import NodeService
 from idnode.stats import HOUR, StatsRecorder, StatsRow, prometheus_text
 from idnode.storage import Storage
 from idnode.storage.base import HandleRecord
+from tests.clock import Clock
 from tests.conftest import RunningNode
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
 
 T0 = 1_767_571_200  # an hour boundary
 
