@@ -29,7 +29,7 @@ from idnode.handle.messages import ErrorResponse, ReferralResponse, ResolutionRe
 from idnode.jsonformat import record_from_json, record_to_json, value_to_json
 from idnode.node import Node, init_node, migrate_node, open_node
 from idnode.resolver import Resolver
-from idnode.sites import endpoint, parse_endpoints, sites_in
+from idnode.sites import addresses, parse_endpoints, sites_in
 from idnode.stats import HOUR
 from idnode.storage.base import HandleRecord
 
@@ -267,12 +267,7 @@ def _resolve_at(
         body = reply.body
         text = body.message if isinstance(body, ErrorResponse) else ""
         if isinstance(body, ReferralResponse):
-            where = ", ".join(
-                f"{e[0]}:{e[1]}"
-                for site in sites_in(body.values)
-                for e in (endpoint(s) for s in site.servers)
-                if e is not None
-            )
+            where = ", ".join(a for site in sites_in(body.values) for a in addresses(site))
             text = f"ask the site of {body.handle} ({where or 'no address given'})"
         raise _Answered(reply.response_code, text)
     return HandleRecord(reply.body.handle, reply.body.values)

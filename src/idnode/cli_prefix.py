@@ -22,7 +22,7 @@ from idnode.sites import (
     HASH_BY_HANDLE,
     HASH_BY_PREFIX,
     HASH_BY_SUFFIX,
-    endpoint,
+    addresses,
     parse_endpoints,
     site_of,
     sites_in,
@@ -154,10 +154,7 @@ def unhome(
 
 
 def _describe(sites: list[SiteInfo]) -> str:
-    parts = []
-    for site in sites:
-        servers = ", ".join(
-            f"{e[0]}:{e[1]}" for e in (endpoint(s) for s in site.servers) if e is not None
-        )
-        parts.append(("primary " if site.primary_mask & site.PRIMARY else "mirror ") + servers)
-    return "; ".join(parts)
+    return "; ".join(
+        ("primary " if site.primary_mask & site.PRIMARY else "mirror ") + ", ".join(addresses(site))
+        for site in sites
+    )

@@ -12,6 +12,7 @@ from idnode.errors import InvalidHandle
 
 __all__ = [
     "MAX_HANDLE_BYTES",
+    "NA_PREFIX",
     "handle_key",
     "prefix_chain",
     "split_handle",
@@ -20,6 +21,8 @@ __all__ = [
 ]
 
 MAX_HANDLE_BYTES = 2048
+#: The prefix of prefix handles: 0.NA/88.100 describes prefix 88.100.
+NA_PREFIX = "0.NA"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
 _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")

@@ -32,9 +32,9 @@ from idnode.handle.valuetypes import (
     TransportProtocol,
 )
 from idnode.keys import generate_key, handle_public_key, load_private_key
-from idnode.names import validate_prefix
+from idnode.names import NA_PREFIX, validate_prefix
 from idnode.resolver import AnswerCache, Resolver
-from idnode.service import NA_PREFIX, NodeService
+from idnode.service import NodeService
 from idnode.storage import Storage, open_storage
 from idnode.storage.base import HandleRecord
 from idnode.storage.cache import CachingStorage

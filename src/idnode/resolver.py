@@ -40,13 +40,12 @@ from idnode.handle.codes import ResponseCode
 from idnode.handle.messages import ErrorResponse, Message, ReferralResponse, ResolutionResponse
 from idnode.handle.values import HandleValue, TTLType
 from idnode.handle.valuetypes import Alias, SiteInfo
-from idnode.names import handle_key, split_handle
+from idnode.names import NA_PREFIX, handle_key, split_handle
 from idnode.sites import Endpoint, endpoint, server_for, service_handles, site_of, sites_in
 from idnode.storage.base import HandleRecord
 
 __all__ = ["AnswerCache", "Resolver"]
 
-NA_PREFIX = "0.NA"
 _Key = tuple[str, tuple[int, ...], tuple[str, ...]]
 _ERRORS: dict[ResponseCode, type[IdnodeError]] = {
     ResponseCode.HANDLE_NOT_FOUND: HandleNotFound,

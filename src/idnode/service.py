@@ -36,7 +36,14 @@ from idnode.handle.encoded import EncodedValues
 from idnode.handle.messages import PROTOCOL_VERSION, ChallengeAnswer
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue, ServiceHandle, SiteInfo
-from idnode.names import handle_key, prefix_chain, split_handle, validate_handle, validate_prefix
+from idnode.names import (
+    NA_PREFIX,
+    handle_key,
+    prefix_chain,
+    split_handle,
+    validate_handle,
+    validate_prefix,
+)
 from idnode.sites import SITE_TYPES
 from idnode.stats import StatsRecorder, StatsRow
 from idnode.storage.base import (
@@ -53,7 +60,6 @@ __all__ = ["ANONYMOUS", "Caller", "NodeService", "Upstream"]
 
 # Prefix handles (0.NA/<prefix>) live with the prefix they describe, or with a parent
 # prefix that delegates it (0.NA/88.100 at the node homing 88).
-NA_PREFIX = "0.NA"
 # Values of a delegation (a prefix handle held by the parent) that say where to go.
 _REFERRAL_TYPES = frozenset((*SITE_TYPES, ServiceHandle.TYPE))
 
@@ -458,7 +464,7 @@ class NodeService:
         """
         validate_prefix(prefix)
         key = handle_key(prefix)
-        homed = {handle_key(p) for p in self._storage.homed_prefixes()}
+        homed = self._homed_keys(fresh=True)
         if key in homed:
             raise InvalidValue(f"{prefix} is homed at this node; unhome it before delegating it")
         if NA_PREFIX not in homed and not any(p in homed for p in prefix_chain(key)[1:]):
@@ -485,7 +491,7 @@ class NodeService:
     def delegations(self) -> list[HandleRecord]:
         """The prefix handles held here that point elsewhere: prefixes delegated to
         other nodes (those homed here are not among them)."""
-        homed = {handle_key(p) for p in self._storage.homed_prefixes()}
+        homed = self._homed_keys(fresh=True)
         return [
             record
             for record in self._storage.iter_records(NA_PREFIX)
@@ -608,14 +614,17 @@ class NodeService:
     def _now(self) -> int:
         return int(self._wall_clock())
 
-    def _is_responsible(self, key: str, suffix: str) -> bool:
+    def _homed_keys(self, *, fresh: bool = False) -> frozenset[str]:
+        """The homed prefixes' keys, read again when stale or when ``fresh`` asks."""
         now = self._clock()
-        if now - self._homed_read_at > self.HOMED_REFRESH_SECONDS:
+        if fresh or now - self._homed_read_at > self.HOMED_REFRESH_SECONDS:
             self._homed = frozenset(handle_key(p) for p in self._storage.homed_prefixes())
             self._homed_read_at = now
+        return self._homed
+
+    def _is_responsible(self, key: str, suffix: str) -> bool:
+        homed = self._homed_keys()
         if key == NA_PREFIX:
             # A prefix handle is served where its prefix, or a parent of it, is homed.
-            return key in self._homed or any(
-                p in self._homed for p in prefix_chain(handle_key(suffix))
-            )
-        return key in self._homed
+            return key in homed or any(p in homed for p in prefix_chain(handle_key(suffix)))
+        return key in homed

@@ -32,6 +32,7 @@ __all__ = [
     "HASH_BY_SUFFIX",
     "SITE_TYPES",
     "Endpoint",
+    "addresses",
     "endpoint",
     "parse_endpoints",
     "server_for",
@@ -89,6 +90,11 @@ def endpoint(server: ServerInfo) -> Endpoint | None:
         return None
     chosen = min(query, key=lambda i: i.protocol != TransportProtocol.UDP)
     return str(server.address), chosen.port
+
+
+def addresses(site: SiteInfo) -> list[str]:
+    """``address:port`` of each of the site's servers that can be queried."""
+    return [f"{e[0]}:{e[1]}" for e in (endpoint(s) for s in site.servers) if e is not None]
 
 
 def sites_in(values: Iterable[HandleValue]) -> list[SiteInfo]:

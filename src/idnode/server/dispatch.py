@@ -65,8 +65,8 @@ from idnode.handle.messages import (
     SiteInfoResponse,
     Truncated,
 )
-from idnode.names import handle_key, split_handle
-from idnode.service import ANONYMOUS, NA_PREFIX, Caller, NodeService
+from idnode.names import NA_PREFIX, handle_key, split_handle
+from idnode.service import ANONYMOUS, Caller, NodeService
 
 __all__ = ["Dispatcher"]
 
