@@ -221,3 +221,38 @@ def test_serve_reports_busy_port(demo_dir: Path) -> None:
         )
     assert result.returncode == 1
     assert f"cannot bind TCP 127.0.0.1:{port}" in result.stderr
+
+
+def test_a_multi_server_site_is_split_by_export_or_by_import(tmp_path: Path) -> None:
+    a = tmp_path / "a"
+    runner.invoke(app, ["init", "-d", str(a)])
+    runner.invoke(app, ["demo", "-d", str(a), "--serials", "30"])
+    dump = tmp_path / "all.jsonl"
+    runner.invoke(app, ["export", "-d", str(a), "-o", str(dump)])
+    everything = {json.loads(line)["handle"] for line in dump.read_text().splitlines()}
+
+    parts = []
+    for share in ("1/3", "2/3", "3/3"):
+        result = runner.invoke(app, ["export", "-d", str(a), "--share", share, "--hash", "suffix"])
+        assert result.exit_code == 0, result.output
+        parts.append({json.loads(line)["handle"] for line in result.output.splitlines()})
+    # The prefix handle goes to every server; every other handle to exactly one.
+    assert all("0.NA/88.100.1" in part for part in parts)
+    assert sum(len(part) - 1 for part in parts) == len(everything) - 1
+    assert set.union(*parts) == everything
+
+    # A server that knows its share keeps only that of a whole file.
+    b = tmp_path / "b"
+    init = ["init", "-d", str(b), "--prefix", "88.100.1"]
+    assert runner.invoke(app, init).exit_code == 0
+    with (b / "idnode.toml").open("a") as toml:
+        toml.write('site_share = "2/3"\nsite_hash = "suffix"\n')
+    result = runner.invoke(app, ["import", str(dump), "-d", str(b)])
+    assert result.exit_code == 0, result.output
+    elsewhere = len(everything) - len(parts[1])
+    assert f"{len(parts[1]) - 1} written, 1 skipped" in result.output
+    assert f"{elsewhere} left to the site's other servers" in result.output
+
+    bad = runner.invoke(app, ["export", "-d", str(a), "--share", "4/3"])
+    assert bad.exit_code == 2
+    assert "1 <= N <= M" in bad.output

@@ -47,6 +47,9 @@ def test_bad_toml_names_the_file(tmp_path: Path) -> None:
         ("udp_max_response", "10", "udp_max_response"),
         ("log_level", "loud", "log_level"),
         ("handle_port", "many", "cannot use 'many' as int"),
+        ("site_share", "3/2", "1 <= N <= M"),
+        ("site_share", "half", "a share is N/M"),
+        ("site_hash", "md5", "site_hash must be"),
     ],
 )
 def test_invalid_values(tmp_path: Path, setting: str, value: str, message: str) -> None:

@@ -18,12 +18,14 @@ import pytest
 from idnode.client import HandleClient, ServerUnreachable
 from idnode.config import Config
 from idnode.demo import demo_records
-from idnode.errors import RecursionTooDeep
+from idnode.errors import NotResponsible, RecursionTooDeep
 from idnode.handle.codes import OpCode, OpFlag, ResponseCode
 from idnode.handle.messages import ReferralResponse, ResolutionRequest, ResolutionResponse
+from idnode.handle.values import HandleValue, ValueReference
 from idnode.node import init_node, open_node
 from idnode.resolver import AnswerCache, Resolver
-from idnode.sites import Endpoint, site_of, sites_in
+from idnode.service import Caller
+from idnode.sites import HASH_BY_SUFFIX, Endpoint, site_of, sites_in
 from tests.clock import Clock
 from tests.conftest import RunningNode
 
@@ -198,3 +200,58 @@ def test_nodes_refer_to_the_delegation_they_hold(hierarchy: Hierarchy) -> None:
     # A handle under a prefix nobody delegated: not found where the search ends.
     unknown = HandleClient(*hierarchy.at("top")).resolve("0.NA/88.999")
     assert unknown.response_code == ResponseCode.HANDLE_NOT_FOUND
+
+
+def test_a_site_of_two_servers_divides_the_handles_between_them(tmp_path: Path) -> None:
+    h = Hierarchy(tmp_path)
+    try:
+        shares = {
+            name: h.start(name, "enterprise", "88.100.1", site_share=share, site_hash="suffix")
+            for name, share in (("server-1", "1/2"), ("server-2", "2/2"))
+        }
+        for name in shares:
+            h.load_demo(name)  # each keeps its own share of the same records
+        parent = h.start("secondary", "secondary", "88.100")
+        node = open_node(h.nodes["secondary"].config)
+        try:
+            site = site_of(list(shares.values()), hash_option=HASH_BY_SUFFIX)
+            node.service.delegate_prefix("88.100.1", [site], DELEGATION_TTL)
+        finally:
+            node.close()
+
+        handles = [r.handle for r in demo_records(20) if r.handle.startswith("88.100.1/")]
+        held: dict[str, set[str]] = {}
+        for name, at in shares.items():
+            codes = {handle: HandleClient(*at).resolve(handle).response_code for handle in handles}
+            held[name] = {handle for handle, code in codes.items() if code == ResponseCode.SUCCESS}
+            others = set(handles) - held[name]
+            assert all(codes[o] == ResponseCode.SERVER_NOT_RESPONSIBLE for o in others)
+        assert held["server-1"]
+        assert held["server-2"]
+        assert held["server-1"].isdisjoint(held["server-2"])
+        assert held["server-1"] | held["server-2"] == set(handles)
+
+        # Writes keep to the share too: another server's handle is refused, a minted
+        # suffix is always one of this server's.
+        node = open_node(h.nodes["server-1"].config)
+        try:
+            admin = Caller(ValueReference("0.NA/88.100.1", 300))
+            url = [HandleValue(1, "URL", b"https://example.com/")]
+            with pytest.raises(NotResponsible, match="another server of this site"):
+                node.service.create_handle(sorted(held["server-2"])[0], url, admin)
+            for _ in range(10):
+                minted = node.service.create_handle("88.100.1", url, admin, mint_suffix=True)
+                assert (
+                    HandleClient(*shares["server-1"]).resolve(minted).response_code
+                    == ResponseCode.SUCCESS
+                )
+        finally:
+            node.close()
+
+        # A resolver goes to the server holding each handle, by the site's hash option.
+        resolver = Resolver.from_endpoints([parent])
+        for handle in handles:
+            assert resolver.resolve(handle).handle == handle
+        assert resolver.queries == 1 + len(handles)  # 0.NA/88.100.1 once, then each handle
+    finally:
+        h.stop_all()

@@ -11,11 +11,19 @@ import pytest
 from typer.testing import CliRunner
 
 from idnode.cli import app
-from idnode.errors import HandleNotFound, StorageError, ValuesNotFound
+from idnode.errors import HandleNotFound, InvalidValue, StorageError, ValuesNotFound
 from idnode.handle.values import HandleValue
 from idnode.handle.valuetypes import SiteInfo
 from idnode.service import NodeService
-from idnode.stats import HOUR, StatsRecorder, StatsRow, prometheus_text
+from idnode.stats import (
+    HOUR,
+    ReportedRow,
+    StatsRecorder,
+    StatsRow,
+    prometheus_text,
+    report_from_json,
+    report_to_json,
+)
 from idnode.storage import Storage
 from idnode.storage.base import HandleRecord
 from tests.clock import Clock
@@ -61,10 +69,10 @@ def test_service_counts_resolutions_and_registrations(storage: Storage) -> None:
     service = NodeService(storage, SiteInfo(servers=()), stats=StatsRecorder(Clock(T0)))
     service.home_prefix("88.100.1")
     service.put_record(rec("88.100.1/A"))
-    written, skipped = service.import_records(
+    imported = service.import_records(
         [rec("88.100.1/A"), rec("88.100.1/B"), rec("88.100.1/C")], replace=False
     )
-    assert (written, skipped) == (2, 1)
+    assert imported == (2, 1, 0)
     service.resolve("88.100.1/a")
     service.resolve("88.100.1/B")
     with pytest.raises(HandleNotFound):
@@ -105,6 +113,55 @@ def test_prometheus_text_sums_hours_and_escapes_labels() -> None:
     assert 'idnode_resolutions_total{prefix="88.100.1"} 5' in text
     assert 'idnode_registrations_total{prefix="88.100.1"} 1' in text
     assert 'idnode_not_found_total{prefix="we\\"ird"} 1' in text
+
+
+def test_prometheus_text_shows_reported_totals_per_source_and_prefix() -> None:
+    text = prometheus_text(
+        [],
+        [
+            ReportedRow("plant-a", StatsRow("88.100.1", T0, resolutions=2)),
+            ReportedRow("plant-a", StatsRow("88.100.1", T0 + HOUR, resolutions=3)),
+            ReportedRow("plant-b", StatsRow("88.100.1", T0, not_found=4)),
+        ],
+    )
+    assert "# TYPE idnode_reported_resolutions_total counter" in text
+    assert 'idnode_reported_resolutions_total{source="plant-a",prefix="88.100.1"} 5' in text
+    assert 'idnode_reported_not_found_total{source="plant-b",prefix="88.100.1"} 4' in text
+
+
+def test_reported_rows_replace_those_of_the_same_source_prefix_and_hour(
+    storage: Storage,
+) -> None:
+    first = [
+        ReportedRow("a", StatsRow("88.1", T0, 5, 1, 2), "300:0.NA/88.1", 10.0),
+        ReportedRow("b", StatsRow("88.1", T0, 7), "300:0.NA/88.1", 10.0),
+    ]
+    storage.put_reported_stats(first)
+    later = [
+        ReportedRow("a", StatsRow("88.1", T0, 6, 1, 2), "300:0.NA/88.1", 20.0),
+        ReportedRow("a", StatsRow("88.1", T0 + HOUR, 1), "300:0.NA/88.1", 20.0),
+    ]
+    storage.put_reported_stats(later)
+    assert storage.reported_stats() == [*later, first[1]]
+    assert storage.reported_stats(since=T0 + HOUR) == [later[1]]
+
+
+def test_a_report_document_round_trips_and_bad_ones_are_named() -> None:
+    rows = [
+        ReportedRow("a", StatsRow("88.1", T0, 5, 1, 2)),
+        ReportedRow("b", StatsRow("88.1.7", T0 + HOUR, registrations=9)),
+    ]
+    document = json.loads(json.dumps(report_to_json(rows)))
+    assert document["rows"][0]["notFound"] == 1
+    assert report_from_json(document) == rows
+    with pytest.raises(InvalidValue, match=r"rows\[1\]\.resolutions must be"):
+        report_from_json(
+            {"rows": [document["rows"][0], document["rows"][1] | {"resolutions": "9"}]}
+        )
+    with pytest.raises(InvalidValue, match=r"rows\[0\] is not an object"):
+        report_from_json({"rows": [[]]})
+    with pytest.raises(InvalidValue, match="at most"):
+        report_from_json({"rows": [document["rows"][0]] * 10_001})
 
 
 def _resolutions(metrics: str) -> int:

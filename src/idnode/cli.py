@@ -23,14 +23,16 @@ from idnode import __version__
 from idnode.client import HandleClient, Transport
 from idnode.config import Config, load_config
 from idnode.demo import DEMO_PREFIX, demo_records
-from idnode.errors import IdnodeError
+from idnode.errors import ConfigError, IdnodeError
 from idnode.handle.codes import ResponseCode
 from idnode.handle.messages import ErrorResponse, ReferralResponse, ResolutionResponse
 from idnode.jsonformat import record_from_json, record_to_json, value_to_json
+from idnode.names import handle_key
 from idnode.node import Node, init_node, migrate_node, open_node
+from idnode.reporting import REPORT_HOURS, report_rows, send_report
 from idnode.resolver import Resolver
-from idnode.sites import addresses, parse_endpoints, sites_in
-from idnode.stats import HOUR
+from idnode.sites import Share, addresses, parse_endpoints, sites_in
+from idnode.stats import hours_since
 from idnode.storage.base import HandleRecord
 
 app = typer.Typer(
@@ -303,12 +305,16 @@ def import_(
     try:
         with _progress() as progress:
             records = _advancing(progress, "importing", _read_jsonl(source, rejected))
-            written, skipped = node.service.import_records(records, replace=replace)
+            result = node.service.import_records(records, replace=replace)
     except (IdnodeError, OSError, UnicodeDecodeError) as exc:
         _fail(getattr(exc, "message", str(exc)))
     finally:
         node.close()
-    out.print(f"{written} written, {skipped} skipped (existing), {len(rejected)} rejected")
+    elsewhere = f", {result.elsewhere} left to the site's other servers" if result.elsewhere else ""
+    out.print(
+        f"{result.written} written, {result.skipped} skipped (existing), "
+        f"{len(rejected)} rejected{elsewhere}"
+    )
     for line in rejected[:50]:
         err.print(f"  {line}", highlight=False)
     if len(rejected) > 50:
@@ -324,13 +330,26 @@ def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File (default stdout).")
     ] = None,
+    share: Annotated[
+        str | None,
+        typer.Option(help="Only server N of M's share of a multi-server site: N/M."),
+    ] = None,
+    hash_by: Annotated[
+        str, typer.Option("--hash", help="How that site divides handles: prefix, suffix, handle.")
+    ] = "handle",
 ) -> None:
     """Write records as JSONL, in the format `idnode import` reads."""
+    try:
+        part = Share.parse(share, hash_by) if share else None
+    except ConfigError as exc:
+        _fail(exc.message, 2)
     node = _open(data_dir)
     try:
         stream = output.open("w", encoding="utf-8") if output else sys.stdout
         try:
             for record in node.service.export_records(prefix):
+                if part is not None and not part.holds(record.handle):
+                    continue
                 stream.write(json.dumps(record_to_json(record), ensure_ascii=False) + "\n")
         finally:
             if output:
@@ -355,7 +374,7 @@ def demo(
         node.service.home_prefix(DEMO_PREFIX)
         with _progress() as progress:
             records = _advancing(progress, "loading demo", demo_records(serials))
-            written, _ = node.service.import_records(records, replace=True)
+            written = node.service.import_records(records, replace=True).written
     except IdnodeError as exc:
         _fail(exc.message)
     finally:
@@ -370,26 +389,40 @@ def stats(
     data_dir: DataDir = Path(".idnode"),
     prefix: Annotated[str | None, typer.Option(help="Only this prefix.")] = None,
     hours: Annotated[int, typer.Option(help="How many hours back, 0 for all.")] = 24,
+    reported: Annotated[
+        bool, typer.Option("--reported", help="Show what other nodes reported here instead.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """Resolutions and registrations per prefix and hour, from all processes."""
     node = _open(data_dir)
+    since = hours_since(hours, time.time())
     try:
-        since = 0 if hours <= 0 else int(time.time()) // HOUR * HOUR - (hours - 1) * HOUR
-        rows = node.service.stats(prefix, since)
+        if reported:
+            key = None if prefix is None else handle_key(prefix)
+            rows = [
+                (r.source, r.stats)
+                for r in node.service.reported_stats(since)
+                if key is None or r.stats.prefix == key
+            ]
+        else:
+            rows = [("", row) for row in node.service.stats(prefix, since)]
     except IdnodeError as exc:
         _fail(exc.message)
     finally:
         node.close()
     if as_json:
-        for row in rows:
-            out.print_json(data=dataclasses.asdict(row), indent=None)
+        for source, row in rows:
+            shown = dataclasses.asdict(row) | ({"source": source} if reported else {})
+            out.print_json(data=shown, indent=None)
         return
     table = Table(title=f"last {hours} hours" if hours > 0 else "all time", title_justify="left")
-    for column in ("prefix", "hour (UTC)", "resolutions", "not found", "registrations"):
-        table.add_column(column, justify="left" if column[0] in "ph" else "right")
-    for row in rows:
+    columns = ["prefix", "hour (UTC)", "resolutions", "not found", "registrations"]
+    for column in ["source", *columns] if reported else columns:
+        table.add_column(column, justify="left" if column[0] in "phs" else "right")
+    for source, row in rows:
         table.add_row(
+            *([source] if reported else []),
             row.prefix,
             time.strftime("%Y-%m-%d %H:00", time.gmtime(row.hour)),
             f"{row.resolutions:,}",
@@ -397,6 +430,30 @@ def stats(
             f"{row.registrations:,}",
         )
     out.print(table)
+
+
+@app.command("report-stats")
+def report_stats(
+    data_dir: DataDir = Path(".idnode"),
+    parent: Annotated[
+        str | None, typer.Option(help="The parent node's HTTP URL (default: parent_url).")
+    ] = None,
+    hours: Annotated[int, typer.Option(help="How many hours back, 0 for all.")] = REPORT_HOURS,
+) -> None:
+    """Send this node's statistics, and its children's, to the parent node now."""
+    config = _config(data_dir)
+    try:
+        if parent:
+            config = config.replace(parent_url=parent)
+        node = open_node(config)
+        try:
+            rows = report_rows(node, hours)
+        finally:
+            node.close()
+        stored = send_report(config, rows)
+    except IdnodeError as exc:
+        _fail(exc.message)
+    out.print(f"reported {stored} rows ({len(rows)} sent) to {config.parent_url}")
 
 
 @app.command()

@@ -18,10 +18,9 @@ from idnode.cli import DataDir, _fail, _open, app, out
 from idnode.errors import ConfigError, IdnodeError
 from idnode.handle.values import DEFAULT_TTL
 from idnode.handle.valuetypes import SiteInfo
+from idnode.keys import load_public_key
 from idnode.sites import (
-    HASH_BY_HANDLE,
-    HASH_BY_PREFIX,
-    HASH_BY_SUFFIX,
+    HASH_OPTIONS,
     addresses,
     parse_endpoints,
     site_of,
@@ -33,8 +32,6 @@ prefix_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(prefix_app, name="prefix")
-
-_HASHES = {"prefix": HASH_BY_PREFIX, "suffix": HASH_BY_SUFFIX, "handle": HASH_BY_HANDLE}
 
 
 @prefix_app.command("register")
@@ -73,6 +70,13 @@ def delegate(
     ttl: Annotated[
         int, typer.Option(help="Seconds resolvers may cache the delegation.", min=0)
     ] = DEFAULT_TTL,
+    admin_key: Annotated[
+        Path | None,
+        typer.Option(help="The child's admin_pub.pem: its administrator, here, for the prefix."),
+    ] = None,
+    admin_index: Annotated[
+        int, typer.Option(help="Index of that key's HS_PUBKEY value.", min=1)
+    ] = 300,
     data_dir: DataDir = Path(".idnode"),
 ) -> None:
     """Point 0.NA/<prefix> at the servers of the node that serves the prefix.
@@ -80,19 +84,20 @@ def delegate(
     Run it on the parent's node. Delegating again replaces the sites: that is how a
     prefix moves to new servers (resolvers follow within --ttl seconds).
     """
-    if hash_by not in _HASHES:
+    if hash_by not in HASH_OPTIONS:
         _fail("--hash must be prefix, suffix or handle", 2)
     try:
-        sites = [site_of(parse_endpoints(site), hash_option=_HASHES[hash_by])]
+        key = None if admin_key is None else (admin_index, load_public_key(admin_key).to_bytes())
+        sites = [site_of(parse_endpoints(site), hash_option=HASH_OPTIONS[hash_by])]
         sites += [
-            site_of(parse_endpoints(m), hash_option=_HASHES[hash_by], primary=False)
+            site_of(parse_endpoints(m), hash_option=HASH_OPTIONS[hash_by], primary=False)
             for m in mirror or ()
         ]
     except ConfigError as exc:
         _fail(exc.message, 2)
     node = _open(data_dir)
     try:
-        record = node.service.delegate_prefix(prefix, sites, ttl)
+        record = node.service.delegate_prefix(prefix, sites, ttl, key)
     except IdnodeError as exc:
         _fail(exc.message)
     finally:

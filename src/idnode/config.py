@@ -13,9 +13,12 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from idnode.errors import ConfigError
+
+if TYPE_CHECKING:
+    from idnode.sites import Share
 
 __all__ = ["CONFIG_FILE", "ROLES", "Config", "dump_toml", "load_config"]
 
@@ -59,6 +62,14 @@ class Config:
     cache_max_age: float = 300.0
     #: Seconds between each worker's additions of its counts to the shared statistics.
     stats_flush_seconds: float = 10.0
+    #: Base URL of the parent node's HTTP API (``http://10.0.0.1:8000``) that
+    #: ``idnode serve`` reports this node's statistics to; empty: no reporting.
+    parent_url: str = ""
+    #: Seconds between reports to the parent node.
+    stats_report_seconds: float = 300.0
+    #: The name this node's rows carry in reports; empty means
+    #: ``<public address>:<handle port>``.
+    node_name: str = ""
     #: Log level for the servers: debug, info, warning, error.
     log_level: str = "info"
     #: PEM certificate (chain) and private key for HTTPS; empty: plain HTTP.
@@ -81,6 +92,13 @@ class Config:
     resolver_negative_seconds: float = 60.0
     #: Referrals, service handles and aliases one resolution may follow.
     resolver_max_hops: int = 16
+    #: This server's share when its site has several servers that divide the handles:
+    #: ``N/M``, server N (from 1, in the order of the site's HS_SITE) of M. It then
+    #: stores and answers only the handles that hash to it. Empty: it holds them all.
+    site_share: str = ""
+    #: What the site's servers hash to divide handles: prefix, suffix or handle (the
+    #: HS_SITE's hash option; it must match the delegation's ``--hash``).
+    site_hash: str = "handle"
     #: Handle that holds this node's administrator key (set by ``idnode init``).
     admin_handle: str = ""
     #: Index of the administrator's HS_PUBKEY value.
@@ -91,6 +109,16 @@ class Config:
         from idnode.sites import parse_endpoints
 
         return parse_endpoints(self.root_servers)
+
+    @property
+    def share(self) -> Share | None:
+        from idnode.sites import Share
+
+        return Share.parse(self.site_share, self.site_hash) if self.site_share else None
+
+    @property
+    def source_name(self) -> str:
+        return self.node_name or f"{self.advertised_address}:{self.handle_port}"
 
     @property
     def database_url(self) -> str:
@@ -151,8 +179,10 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"{name} must be 0..65535, got {port}")
     if config.udp_rate_limit < 0:
         raise ConfigError("udp_rate_limit must not be negative")
-    if config.stats_flush_seconds <= 0:
-        raise ConfigError("stats_flush_seconds must be positive")
+    if config.stats_flush_seconds <= 0 or config.stats_report_seconds <= 0:
+        raise ConfigError("stats_flush_seconds and stats_report_seconds must be positive")
+    if config.parent_url and not config.parent_url.startswith(("http://", "https://")):
+        raise ConfigError(f"parent_url must be an http:// or https:// URL: {config.parent_url}")
     if config.cache_entries < 0 or config.cache_max_age < 0:
         raise ConfigError("cache_entries and cache_max_age must not be negative")
     if config.workers < 1:
@@ -181,6 +211,9 @@ def _validate_hierarchy(config: Config) -> None:
         )
     if config.resolver_max_hops < 1:
         raise ConfigError("resolver_max_hops must be at least 1")
+    if config.site_hash not in ("prefix", "suffix", "handle"):
+        raise ConfigError(f"site_hash must be prefix, suffix or handle, got {config.site_hash!r}")
+    config.share  # noqa: B018 - raises ConfigError when malformed
 
 
 def load_config(

@@ -15,7 +15,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from idnode.errors import ConfigError
 from idnode.handle.valuetypes import RSAPublicKey
 
-__all__ = ["generate_key", "handle_public_key", "load_private_key"]
+__all__ = [
+    "generate_key",
+    "handle_public_key",
+    "load_private_key",
+    "load_public_key",
+    "write_public_key",
+]
 
 KEY_BITS = 2048
 
@@ -48,4 +54,33 @@ def load_private_key(path: Path) -> rsa.RSAPrivateKey:
 
 def handle_public_key(key: rsa.RSAPrivateKey) -> RSAPublicKey:
     numbers = key.public_key().public_numbers()
+    return RSAPublicKey(exponent=numbers.e, modulus=numbers.n)
+
+
+def write_public_key(path: Path, key: rsa.RSAPrivateKey) -> None:
+    """The public half as a PEM file, to hand to whoever must recognise the key (the
+    parent node delegating this node's prefix)."""
+    path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def load_public_key(path: Path) -> RSAPublicKey:
+    """An RSA public key from a PEM file, in Handle encoding. Private keys are refused:
+    the file is meant to come from somebody else, who should keep theirs."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read public key {path}: {exc}") from exc
+    if b"PRIVATE KEY" in data:
+        raise ConfigError(f"{path} holds a private key; give the public half only")
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path} is not a PEM public key: {exc}") from exc
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ConfigError(f"{path} does not hold an RSA public key")
+    numbers = key.public_numbers()
     return RSAPublicKey(exponent=numbers.e, modulus=numbers.n)

@@ -6,6 +6,8 @@ Layout of the data directory::
     idnode.db         the SQLite database (unless ``database`` names another)
     server_key.pem    the server's private key; its public half is in HS_SITE
     admin_key.pem     the administrator's private key; public half in 0.NA/<prefix>
+    admin_pub.pem     that public half as PEM, for the parent node (prefix delegate
+                      --admin-key), so that it recognises this node's reports
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ from idnode.handle.valuetypes import (
     SiteInfo,
     TransportProtocol,
 )
-from idnode.keys import generate_key, handle_public_key, load_private_key
+from idnode.keys import generate_key, handle_public_key, load_private_key, write_public_key
 from idnode.names import NA_PREFIX, validate_prefix
 from idnode.resolver import AnswerCache, Resolver
-from idnode.service import NodeService
+from idnode.service import ADMIN_VALUE_INDEX, NodeService
 from idnode.storage import Storage, open_storage
 from idnode.storage.base import HandleRecord
 from idnode.storage.cache import CachingStorage
@@ -42,6 +44,7 @@ from idnode.storage.transfer import Fingerprint, copy_storage
 
 __all__ = [
     "ADMIN_KEY_FILE",
+    "ADMIN_PUBLIC_KEY_FILE",
     "SERVER_KEY_FILE",
     "Node",
     "init_node",
@@ -53,7 +56,7 @@ log = logging.getLogger("idnode")
 
 SERVER_KEY_FILE = "server_key.pem"
 ADMIN_KEY_FILE = "admin_key.pem"
-ADMIN_VALUE_INDEX = 100
+ADMIN_PUBLIC_KEY_FILE = "admin_pub.pem"
 SITE_VALUE_INDEX = 1
 
 
@@ -142,6 +145,7 @@ def _open(config: Config) -> Node:
             admins=admins,
             upstream=build_resolver(config),
             recursive=config.role == "recursive",
+            share=config.share,
         )
         return Node(config, storage, service)
     except BaseException:
@@ -171,6 +175,7 @@ def init_node(config: Config, prefix: str | None, settings: dict[str, object]) -
     try:
         generate_key(directory / SERVER_KEY_FILE)
         admin_key = generate_key(directory / ADMIN_KEY_FILE)
+        write_public_key(directory / ADMIN_PUBLIC_KEY_FILE, admin_key)
     except FileExistsError as exc:
         raise ConfigError(
             f"{exc.filename} exists but {CONFIG_FILE} does not: an earlier init did not "

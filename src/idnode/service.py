@@ -14,7 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
@@ -44,8 +44,8 @@ from idnode.names import (
     validate_handle,
     validate_prefix,
 )
-from idnode.sites import SITE_TYPES
-from idnode.stats import StatsRecorder, StatsRow
+from idnode.sites import HASH_OPTIONS, SITE_TYPES, Share
+from idnode.stats import ReportedRow, StatsRecorder, StatsRow
 from idnode.storage.base import (
     ALL_WRITES,
     AuditContext,
@@ -56,12 +56,15 @@ from idnode.storage.base import (
     StoredSession,
 )
 
-__all__ = ["ANONYMOUS", "Caller", "NodeService", "Upstream"]
+__all__ = ["ADMIN_VALUE_INDEX", "ANONYMOUS", "Caller", "Imported", "NodeService", "Upstream"]
 
 # Prefix handles (0.NA/<prefix>) live with the prefix they describe, or with a parent
 # prefix that delegates it (0.NA/88.100 at the node homing 88).
 # Values of a delegation (a prefix handle held by the parent) that say where to go.
 _REFERRAL_TYPES = frozenset((*SITE_TYPES, ServiceHandle.TYPE))
+_HASH_NAMES = {option: name for name, option in HASH_OPTIONS.items()}
+#: Where a prefix handle's HS_ADMIN value goes (Handle.Net's convention).
+ADMIN_VALUE_INDEX = 100
 
 
 class Upstream(Protocol):
@@ -97,10 +100,17 @@ class Caller:
 ANONYMOUS = Caller()
 
 
+class Imported(NamedTuple):
+    written: int
+    skipped: int  #: already there, and not to be replaced
+    elsewhere: int = 0  #: another server's share of this site (see :class:`Share`)
+
+
 class NodeService:
     """Resolution and record management over one storage backend.
 
-    ``clock`` returns monotonic seconds; tests pass their own to step time.
+    ``clock`` returns monotonic seconds; tests pass their own to step time. ``share``
+    is this server's part of a site whose servers divide the handles; None: all.
     """
 
     # How long the set of homed prefixes is trusted before it is read again, so that a
@@ -121,8 +131,10 @@ class NodeService:
         wall_clock: Callable[[], float] = time.time,
         upstream: Upstream | None = None,
         recursive: bool = False,
+        share: Share | None = None,
     ) -> None:
         self._storage = storage
+        self._share = share
         self._upstream = upstream
         self._recursive = recursive and upstream is not None
         self._site = site
@@ -365,7 +377,11 @@ class NodeService:
         also needs DELETE_HANDLE on it. Returns the handle created.
         """
         if mint_suffix:  # what was given is the prefix, or prefix/ and a suffix start
-            handle = (handle if "/" in handle else handle + "/") + str(uuid.uuid4())
+            start = handle if "/" in handle else handle + "/"
+            handle = start + str(uuid.uuid4())
+            # On a server holding a share of its site, a suffix from its own share.
+            while not self._in_share(handle):
+                handle = start + str(uuid.uuid4())
         self._writable_handle(handle)
         edits.check_new_values(values)
         new_values = edits.stamped(values, self._now())
@@ -454,13 +470,25 @@ class NodeService:
         self._homed_read_at = float("-inf")
         return removed
 
-    def delegate_prefix(self, prefix: str, sites: Sequence[SiteInfo], ttl: int) -> HandleRecord:
+    def delegate_prefix(
+        self,
+        prefix: str,
+        sites: Sequence[SiteInfo],
+        ttl: int,
+        admin_key: tuple[int, bytes] | None = None,
+    ) -> HandleRecord:
         """Point ``0.NA/<prefix>`` at the sites that serve it, as its parent node does.
 
         The prefix must sit below one homed here (or this node is the root, homing
         0.NA). An existing prefix handle keeps its other values (HS_ADMIN, keys); its
         HS_SITE values are replaced, so a prefix moves to new servers by delegating it
         again: resolvers follow once the old values' TTL has run out.
+
+        ``admin_key`` (index, HS_PUBKEY data): the key of the prefix's administrator,
+        stored at that index with an HS_ADMIN value (index 100) granting it every
+        permission on the prefix handle, as a Handle.Net root does for a prefix it
+        hands out; the identity ``<index>:0.NA/<prefix>`` can then, for instance,
+        report the prefix's statistics here.
         """
         validate_prefix(prefix)
         key = handle_key(prefix)
@@ -477,6 +505,22 @@ class NodeService:
         now = self._now()
         current = self._storage.get(handle)
         kept = [v for v in (current.values if current else ()) if v.type not in SITE_TYPES]
+        if admin_key is not None:
+            key_index, key_data = admin_key
+            admin = AdminValue(AdminPermission.ALL, ValueReference(handle, key_index))
+            kept = [v for v in kept if v.index not in (ADMIN_VALUE_INDEX, key_index)]
+            kept += [
+                HandleValue(ADMIN_VALUE_INDEX, "HS_ADMIN", admin.to_bytes(), timestamp=now),
+                HandleValue(
+                    key_index,
+                    "HS_PUBKEY",
+                    key_data,
+                    timestamp=now,
+                    permissions=Permission.ADMIN_READ
+                    | Permission.ADMIN_WRITE
+                    | Permission.PUBLIC_READ,
+                ),
+            ]
         taken = {v.index for v in kept}
         indexes = (i for i in range(1, 1 << 31) if i not in taken)
         site_values = [
@@ -504,12 +548,19 @@ class NodeService:
         self._storage.put(record)
         self._stats.registered(handle_key(prefix))
 
-    def import_records(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
-        """Store many records; returns (written, skipped). Handles are validated first."""
+    def import_records(self, records: Iterable[HandleRecord], *, replace: bool) -> Imported:
+        """Store many records. On a server holding a share of its site, records of the
+        other servers' shares are left out (counted as ``elsewhere``), so importing
+        one file on each server of the site divides it between them."""
         offered: Counter[str] = Counter()
+        elsewhere = 0
 
         def checked() -> Iterator[HandleRecord]:
+            nonlocal elsewhere
             for record in records:
+                if not self._in_share(record.handle):
+                    elsewhere += 1
+                    continue
                 prefix, _ = split_handle(record.handle)
                 offered[handle_key(prefix)] += 1
                 yield record
@@ -520,7 +571,7 @@ class NodeService:
         total = sum(offered.values())
         for prefix_key, n in offered.items():
             self._stats.registered(prefix_key, n if not skipped else round(written * n / total))
-        return written, skipped
+        return Imported(written, skipped, elsewhere)
 
     # -- statistics -------------------------------------------------------------
 
@@ -536,6 +587,55 @@ class NodeService:
     def stats(self, prefix: str | None = None, since: int = 0) -> list[StatsRow]:
         """Totals per prefix and hour, as flushed by every process on this database."""
         return self._storage.stats(prefix, since)
+
+    def reported_stats(self, since: int = 0) -> list[ReportedRow]:
+        """What other nodes reported here, per source node, prefix and hour."""
+        return self._storage.reported_stats(since)
+
+    def accept_stats_report(self, rows: Sequence[ReportedRow], caller: Caller) -> int:
+        """Store another node's report of totals; returns how many rows were stored.
+
+        A node may report for the prefixes delegated to it and those below them: the
+        caller needs ADD_HANDLE from the administrators of the nearest prefix handle
+        held here (whoever may register handles under a prefix may report its counts).
+        One row the caller may not report refuses the whole report, so a report is
+        stored entirely or not at all.
+        """
+        if caller.identity is None:
+            raise AuthenticationNeeded("reporting statistics needs an authenticated identity")
+        for prefix in sorted({row.stats.prefix for row in rows}):
+            validate_prefix(prefix)
+            self._authorizer.require(
+                caller.identity,
+                AdminPermission.ADD_HANDLE,
+                self._delegation_admins(prefix),
+                f"report statistics for {prefix}",
+            )
+        received = self._wall_clock()
+        stored = [
+            ReportedRow(
+                row.source,
+                dataclasses.replace(row.stats, prefix=handle_key(row.stats.prefix)),
+                caller.actor,
+                received,
+            )
+            for row in rows
+        ]
+        self._storage.put_reported_stats(stored)
+        return len(stored)
+
+    def stats_report(self, source: str, since: int = 0) -> list[ReportedRow]:
+        """The rows this node reports to its parent, from hour ``since`` on: its own
+        totals for the prefixes it homes and those below them (named ``source``), and
+        what its own children reported here, so totals travel up the hierarchy."""
+        homed = self._homed_keys(fresh=True) - {NA_PREFIX}
+        own = [
+            ReportedRow(source, row)
+            for row in self._storage.stats(since=since)
+            if any(p in homed for p in prefix_chain(row.prefix))
+        ]
+        forwarded = [ReportedRow(r.source, r.stats) for r in self._storage.reported_stats(since)]
+        return own + forwarded
 
     # -- helpers -------------------------------------------------------------
 
@@ -567,6 +667,14 @@ class NodeService:
     def _prefix_admins(self, prefix: str) -> list[AdminValue]:
         """The HS_ADMIN values of the prefix handle ``0.NA/<prefix>``, if it is here."""
         return admin_values(self._values_of(f"{NA_PREFIX}/{prefix}") or ())
+
+    def _delegation_admins(self, prefix: str) -> list[AdminValue]:
+        """The HS_ADMIN values of the nearest prefix handle held here for ``prefix``."""
+        for name in prefix_chain(handle_key(prefix)):
+            values = self._values_of(f"{NA_PREFIX}/{name}")
+            if values is not None:
+                return admin_values(values)
+        return []
 
     def _governing(self, record: HandleRecord) -> list[AdminValue]:
         """The HS_ADMIN values over a record: its own, then its prefix handle's."""
@@ -606,7 +714,16 @@ class NodeService:
         prefix_key = handle_key(prefix)
         if not self._is_responsible(prefix_key, suffix):
             raise NotResponsible(f"prefix {prefix} is not homed at this node")
+        if not self._in_share(handle):
+            assert self._share is not None
+            raise NotResponsible(
+                f"{handle} is held by another server of this site (this one holds share "
+                f"{self._share} by {_HASH_NAMES[self._share.hash_option]})"
+            )
         return prefix_key
+
+    def _in_share(self, handle: str) -> bool:
+        return self._share is None or self._share.holds(handle)
 
     def _audit(self, caller: Caller, operation: str) -> AuditContext:
         return AuditContext(caller.actor, caller.origin, operation)

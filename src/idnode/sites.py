@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from idnode.errors import ConfigError, IdnodeError
 from idnode.handle.values import HandleValue
@@ -24,14 +25,16 @@ from idnode.handle.valuetypes import (
     SiteInfo,
     TransportProtocol,
 )
-from idnode.names import handle_key
+from idnode.names import NA_PREFIX, handle_key
 
 __all__ = [
     "HASH_BY_HANDLE",
     "HASH_BY_PREFIX",
     "HASH_BY_SUFFIX",
+    "HASH_OPTIONS",
     "SITE_TYPES",
     "Endpoint",
+    "Share",
     "addresses",
     "endpoint",
     "parse_endpoints",
@@ -44,6 +47,8 @@ __all__ = [
 HASH_BY_PREFIX = 0
 HASH_BY_SUFFIX = 1
 HASH_BY_HANDLE = 2
+#: The hash options by the names the CLI and the settings use.
+HASH_OPTIONS = {"prefix": HASH_BY_PREFIX, "suffix": HASH_BY_SUFFIX, "handle": HASH_BY_HANDLE}
 #: Value types that describe sites: HS_SITE for a prefix's own handles, and
 #: HS_SITE.PREFIX, with which Handle.Net delegates derived prefixes (88.100 under 88).
 SITE_TYPES = ("HS_SITE", "HS_SITE.PREFIX")
@@ -75,6 +80,45 @@ def _bucket(handle: str, hash_option: int, count: int) -> int:
     # -2**31, where Java's abs stays negative and the index is out of range, any
     # server will do.)
     return abs(int.from_bytes(digest[-4:], "big", signed=True)) % count
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """The part of a site's handles one of its servers holds: that server's number
+    (from 1, in the order of the site's HS_SITE) of ``servers``, by ``hash_option``.
+
+    Each server of such a site stores and answers only its share; the others are
+    answered "not responsible" (301), as resolvers pick the server by the same hash.
+    """
+
+    number: int
+    servers: int
+    hash_option: int
+
+    @classmethod
+    def parse(cls, text: str, hash_name: str) -> Share:
+        """``"2/3"`` and ``"suffix"``: the second of three servers, hashing by suffix."""
+        number, sep, servers = text.partition("/")
+        try:
+            share = cls(int(number), int(servers), HASH_OPTIONS[hash_name])
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(
+                f"a share is N/M (server N of M) hashed by prefix, suffix or handle; "
+                f"got {text!r} by {hash_name!r}"
+            ) from exc
+        if not sep or not 1 <= share.number <= share.servers:
+            raise ConfigError(f"share {text!r}: N/M needs 1 <= N <= M")
+        return share
+
+    def holds(self, handle: str) -> bool:
+        """Whether ``handle`` is this server's. Prefix handles (0.NA/...) describe the
+        site itself and are on all its servers."""
+        if handle_key(handle).startswith(NA_PREFIX + "/"):
+            return True
+        return _bucket(handle, self.hash_option, self.servers) == self.number - 1
+
+    def __str__(self) -> str:
+        return f"{self.number}/{self.servers}"
 
 
 def endpoint(server: ServerInfo) -> Endpoint | None:

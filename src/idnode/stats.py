@@ -5,16 +5,32 @@ counts to the database now and then (:meth:`NodeService.flush_stats`), where row
 summed per prefix and hour, so the figures of all workers and machines sharing a
 database add up. What a worker has not flushed yet is lost if it is killed; a clean
 shutdown flushes.
+
+A node can report its totals to its parent (:mod:`idnode.reporting`), which keeps them
+per source node as :class:`ReportedRow`; a report carries the hour's totals so far, so
+sending the same hours again replaces rather than adds.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["HOUR", "StatsRecorder", "StatsRow", "prometheus_text"]
+from idnode.errors import InvalidValue
+
+__all__ = [
+    "HOUR",
+    "ReportedRow",
+    "StatsRecorder",
+    "StatsRow",
+    "hours_since",
+    "prometheus_text",
+    "report_from_json",
+    "report_to_json",
+]
 
 HOUR = 3600
 
@@ -26,6 +42,26 @@ class StatsRow:
     resolutions: int = 0
     not_found: int = 0
     registrations: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedRow:
+    """An hour's totals for a prefix as the node ``source`` counted them, reported to
+    this node by the identity ``reported_by`` at ``received`` (Unix time)."""
+
+    source: str
+    stats: StatsRow
+    reported_by: str = ""
+    received: float = 0.0
+
+
+def hours_since(hours: int, now: float) -> int:
+    """The start of the hour ``hours - 1`` hours before ``now``'s: the ``hours`` most
+    recent hours, the current one included; 0 (all time) when ``hours`` is 0."""
+    if hours <= 0:
+        return 0
+    current = int(now) - int(now) % HOUR
+    return current - (hours - 1) * HOUR
 
 
 class StatsRecorder:
@@ -71,17 +107,89 @@ _METRICS = (
 )
 
 
-def prometheus_text(rows: list[StatsRow]) -> str:
-    """Totals per prefix in the Prometheus text format (counters, labelled by prefix)."""
-    totals: dict[str, dict[str, int]] = {}
-    for row in rows:
-        sums = totals.setdefault(row.prefix, dict.fromkeys([k for k, _, _ in _METRICS], 0))
-        for kind, _, _ in _METRICS:
-            sums[kind] += getattr(row, kind)
+def prometheus_text(rows: Sequence[StatsRow], reported: Sequence[ReportedRow] = ()) -> str:
+    """Totals in the Prometheus text format: this node's per prefix, and those other
+    nodes reported per source and prefix (``idnode_reported_*``)."""
+    own = _totals(((row.prefix,), row) for row in rows)
+    others = _totals(((r.source, r.stats.prefix), r.stats) for r in reported)
     lines = []
     for kind, name, help_text in _METRICS:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
-        for prefix, sums in sorted(totals.items()):
-            label = prefix.replace("\\", "\\\\").replace('"', '\\"')
-            lines.append(f'{name}{{prefix="{label}"}} {sums[kind]}')
+        lines += [f'{name}{{prefix="{_label(p)}"}} {sums[kind]}' for (p,), sums in own]
+    for kind, name, help_text in _METRICS:
+        reported_name = name.replace("idnode_", "idnode_reported_", 1)
+        lines += [
+            f"# HELP {reported_name} {help_text} Reported by the node named in source.",
+            f"# TYPE {reported_name} counter",
+        ]
+        lines += [
+            f'{reported_name}{{source="{_label(s)}",prefix="{_label(p)}"}} {sums[kind]}'
+            for (s, p), sums in others
+        ]
     return "\n".join(lines) + "\n"
+
+
+# A report on the wire: {"rows": [{"source", "prefix", "hour", "resolutions",
+# "notFound", "registrations"}, ...]}, the counts being the hour's totals so far.
+_COUNT_FIELDS = (
+    ("resolutions", "resolutions"),
+    ("not_found", "notFound"),
+    ("registrations", "registrations"),
+)
+MAX_REPORT_ROWS = 10_000
+MAX_SOURCE_LENGTH = 255
+
+
+def report_to_json(rows: Iterable[ReportedRow]) -> dict[str, Any]:
+    return {
+        "rows": [
+            {"source": r.source, "prefix": r.stats.prefix, "hour": r.stats.hour}
+            | {name: getattr(r.stats, attr) for attr, name in _COUNT_FIELDS}
+            for r in rows
+        ]
+    }
+
+
+def report_from_json(body: Any) -> list[ReportedRow]:
+    """The rows of a report; InvalidValue naming the first thing wrong with it."""
+    rows = body.get("rows") if isinstance(body, dict) else None
+    if not isinstance(rows, list):
+        raise InvalidValue('a statistics report is {"rows": [...]}')
+    if len(rows) > MAX_REPORT_ROWS:
+        raise InvalidValue(f"a report holds at most {MAX_REPORT_ROWS} rows, got {len(rows)}")
+    return [_row_from_json(row, n) for n, row in enumerate(rows)]
+
+
+def _row_from_json(row: Any, n: int) -> ReportedRow:
+    if not isinstance(row, dict):
+        raise InvalidValue(f"rows[{n}] is not an object")
+    source, prefix = row.get("source"), row.get("prefix")
+    if not isinstance(source, str) or not 0 < len(source) <= MAX_SOURCE_LENGTH:
+        raise InvalidValue(
+            f"rows[{n}].source must be a name of 1 to {MAX_SOURCE_LENGTH} characters"
+        )
+    if not isinstance(prefix, str) or not prefix:
+        raise InvalidValue(f"rows[{n}].prefix must be a prefix")
+    fields: list[tuple[str, str, Any]] = [("hour", "hour", row.get("hour"))]
+    fields += [(attr, name, row.get(name, 0)) for attr, name in _COUNT_FIELDS]
+    for _, name, number in fields:
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < 2**63:
+            raise InvalidValue(f"rows[{n}].{name} must be a non-negative integer")
+    if row["hour"] % HOUR:
+        raise InvalidValue(f"rows[{n}].hour must be the start of an hour (a multiple of 3600)")
+    return ReportedRow(source, StatsRow(prefix, **{attr: int(v) for attr, _, v in fields}))
+
+
+def _totals(
+    keyed: Iterable[tuple[tuple[str, ...], StatsRow]],
+) -> list[tuple[tuple[str, ...], dict[str, int]]]:
+    totals: dict[tuple[str, ...], dict[str, int]] = {}
+    for key, row in keyed:
+        sums = totals.setdefault(key, dict.fromkeys([k for k, _, _ in _METRICS], 0))
+        for kind, _, _ in _METRICS:
+            sums[kind] += getattr(row, kind)
+    return sorted(totals.items())
+
+
+def _label(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -20,7 +20,6 @@ from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
     JSONResponse,
-    PlainTextResponse,
     RedirectResponse,
     Response,
 )
@@ -38,11 +37,10 @@ from idnode.errors import (
 from idnode.handle.codes import ResponseCode
 from idnode.handle.values import HandleValue
 from idnode.jsonformat import value_to_json
-from idnode.server import http_admin, http_auth
+from idnode.server import http_admin, http_auth, http_stats
 from idnode.server.openapi import openapi_document
 from idnode.server.problems import problem
 from idnode.service import ANONYMOUS, Caller, NodeService
-from idnode.stats import prometheus_text
 
 __all__ = ["FastResolution", "create_app", "resolve_response"]
 
@@ -170,9 +168,13 @@ def create_app(service: NodeService) -> FastResolution:
         )
 
     async def metrics(request: Request) -> Response:
-        return PlainTextResponse(
-            prometheus_text(service.stats()), media_type="text/plain; version=0.0.4"
-        )
+        return await http_stats.metrics(service, request)
+
+    async def api_stats(request: Request) -> Response:
+        return await http_stats.stats(service, request)
+
+    async def api_stats_reports(request: Request) -> Response:
+        return await http_stats.receive_report(service, request)
 
     document = openapi_document()
 
@@ -227,6 +229,8 @@ def create_app(service: NodeService) -> FastResolution:
                 methods=["GET", "HEAD", "PUT", "POST", "DELETE"],
             ),
             Route("/api/prefixes", api_prefixes),
+            Route("/api/stats", api_stats),
+            Route("/api/stats/reports", api_stats_reports, methods=["POST"]),
             Route("/api/openapi.json", openapi),
             Route("/api/{rest:path}", _api_not_found, methods=["GET", "HEAD"]),
             Route("/", index),

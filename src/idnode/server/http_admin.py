@@ -33,14 +33,19 @@ def query_flag(params: Sequence[tuple[str, str]], name: str, default: bool) -> b
     return default
 
 
-async def _values(request: Request) -> tuple[HandleValue, ...]:
+async def json_body(request: Request) -> Any:
+    """The request's JSON document ({} when empty); InvalidValue if it is not JSON."""
     body = await request.body()
     if len(body) > MAX_BODY:
         raise InvalidValue(f"request body over {MAX_BODY} bytes")
     try:
-        doc: Any = json.loads(body or b"{}")
+        return json.loads(body or b"{}")
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidValue(f"request body is not JSON: {exc}") from exc
+
+
+async def _values(request: Request) -> tuple[HandleValue, ...]:
+    doc = await json_body(request)
     values = doc.get("values") if isinstance(doc, dict) else doc
     if not isinstance(values, list):
         raise InvalidValue("the body needs a 'values' list")

@@ -114,6 +114,19 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["responseCode", "handle"],
         "properties": {"responseCode": {"type": "integer"}, "handle": {"type": "string"}},
     },
+    "StatsRow": {
+        "type": "object",
+        "description": "An hour's totals for a prefix; hour is the Unix time it starts",
+        "required": ["prefix", "hour"],
+        "properties": {
+            "source": {"type": "string", "description": "the node that counted them"},
+            "prefix": {"type": "string"},
+            "hour": {"type": "integer", "multipleOf": 3600, "minimum": 0},
+            "resolutions": {"type": "integer", "minimum": 0},
+            "notFound": {"type": "integer", "minimum": 0},
+            "registrations": {"type": "integer", "minimum": 0},
+        },
+    },
     "Listing": {
         "type": "object",
         "required": ["responseCode", "prefix", "totalCount", "handles"],
@@ -272,6 +285,66 @@ def openapi_document() -> dict[str, Any]:
                             },
                             "homed prefixes",
                         )
+                    },
+                }
+            },
+            "/api/stats": {
+                "get": {
+                    "summary": "This node's totals, and those other nodes reported here",
+                    "parameters": [
+                        {
+                            "name": "since",
+                            "in": "query",
+                            "description": "Unix time: only hours from then on",
+                            "schema": {"type": "integer"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "responseCode": {"type": "integer"},
+                                    "rows": {"type": "array", "items": _ref("StatsRow")},
+                                    "reported": {"type": "array", "items": _ref("StatsRow")},
+                                },
+                            },
+                            "totals per prefix and hour",
+                        ),
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/api/stats/reports": {
+                "post": {
+                    "summary": "A child node reports its totals (replacing those of the same"
+                    " source, prefix and hour); needs ADD_HANDLE on each prefix's handle",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["rows"],
+                                    "properties": {
+                                        "rows": {"type": "array", "items": _ref("StatsRow")}
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "responseCode": {"type": "integer"},
+                                    "stored": {"type": "integer"},
+                                },
+                            },
+                            "rows stored",
+                        ),
+                        **_ERRORS,
                     },
                 }
             },

@@ -25,6 +25,7 @@ import uvicorn
 from idnode.config import Config
 from idnode.errors import ConfigError, IdnodeError
 from idnode.node import Node, open_node
+from idnode.reporting import REPORT_HOURS, report_rows, send_report
 from idnode.server.dispatch import Dispatcher
 from idnode.server.http import create_app
 from idnode.server.ratelimit import RateLimiter
@@ -102,8 +103,13 @@ async def serve(
     reuse_port: bool = False,
     started: Callable[[BoundPorts], None] | None = None,
     stop: asyncio.Event | None = None,
+    report: bool = True,
 ) -> None:
-    """Serve until ``stop`` is set or SIGINT/SIGTERM arrives."""
+    """Serve until ``stop`` is set or SIGINT/SIGTERM arrives.
+
+    ``report``: send statistics to the parent node (when ``parent_url`` is set); of
+    several workers, one does.
+    """
     tls = uvicorn_tls_settings(config)  # refuse missing files before binding anything
     sockets = bind_sockets(config, reuse_port=reuse_port)
     # With port 0 the kernel chose; the published HS_SITE must name the real port.
@@ -113,7 +119,7 @@ async def serve(
         sockets.close()
         raise
     try:
-        await _serve_node(node, sockets, config, tls, started, stop)
+        await _serve_node(node, sockets, config, tls, started, stop, report)
     finally:
         sockets.close()
         node.close()
@@ -126,6 +132,7 @@ async def _serve_node(
     tls: dict[str, Any],
     started: Callable[[BoundPorts], None] | None,
     stop: asyncio.Event | None,
+    report: bool,
 ) -> None:
     loop = asyncio.get_running_loop()
     dispatcher = Dispatcher(node.service, udp_max_response=config.udp_max_response)
@@ -159,7 +166,9 @@ async def _serve_node(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
     http_task = asyncio.create_task(http_server.serve(sockets=[sockets.http]))
-    flusher = asyncio.create_task(_flush_stats_every(node, config.stats_flush_seconds))
+    background = [asyncio.create_task(_flush_stats_every(node, config.stats_flush_seconds))]
+    if report and config.parent_url:
+        background.append(asyncio.create_task(_report_stats_every(node)))
     ports = BoundPorts(sockets.tcp.getsockname()[1], sockets.http.getsockname()[1])
     if started is not None:
         while not http_server.started and not http_task.done():
@@ -170,7 +179,8 @@ async def _serve_node(
         await asyncio.wait({http_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         stop_task.cancel()
     finally:
-        flusher.cancel()
+        for task in background:
+            task.cancel()
         http_server.should_exit = True
         with suppress(Exception):
             await http_task
@@ -181,13 +191,19 @@ async def _serve_node(
         await tcp_server.wait_closed()
 
 
-def _run(config: Config, reuse_port: bool, started: Callable[[BoundPorts], None] | None) -> None:
+def _run(
+    config: Config,
+    reuse_port: bool,
+    started: Callable[[BoundPorts], None] | None,
+    report: bool = True,
+) -> None:
+    main = serve(config, reuse_port=reuse_port, started=started, report=report)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
-        asyncio.run(serve(config, reuse_port=reuse_port, started=started))
+        asyncio.run(main)
     else:
-        uvloop.run(serve(config, reuse_port=reuse_port, started=started))
+        uvloop.run(main)
 
 
 async def _flush_stats_every(node: Node, seconds: float) -> None:
@@ -199,16 +215,28 @@ async def _flush_stats_every(node: Node, seconds: float) -> None:
             log.warning("could not flush statistics: %s", exc.message)
 
 
+async def _report_stats_every(node: Node) -> None:
+    while True:
+        await asyncio.sleep(node.config.stats_report_seconds)
+        try:
+            rows = report_rows(node, REPORT_HOURS)
+            stored = await asyncio.to_thread(send_report, node.config, rows)
+        except IdnodeError as exc:  # the parent is away; the next report covers it
+            log.warning("could not report statistics: %s", exc.message)
+        else:
+            log.info("reported %d statistics rows to %s", stored, node.config.parent_url)
+
+
 def _configure_logging(config: Config) -> None:
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
 
 
-def _worker(config: Config) -> None:
+def _worker(config: Config, number: int) -> None:
     _configure_logging(config)
     with suppress(KeyboardInterrupt):
-        _run(config, True, None)
+        _run(config, True, None, report=number == 0)
 
 
 def serve_forever(config: Config, announce: Callable[[str], None] = print) -> None:
@@ -230,7 +258,7 @@ def serve_forever(config: Config, announce: Callable[[str], None] = print) -> No
     bind_sockets(config, reuse_port=True).close()
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=_worker, args=(config,), daemon=True) for _ in range(config.workers)
+        ctx.Process(target=_worker, args=(config, n), daemon=True) for n in range(config.workers)
     ]
     for p in procs:
         p.start()

@@ -18,13 +18,15 @@ from idnode.errors import RemoteProtocolError, StorageError
 from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import HandleValue, ValueReference
 from idnode.names import handle_key
-from idnode.stats import StatsRow
+from idnode.stats import ReportedRow, StatsRow
 
 __all__ = [
     "ADD_STATS",
     "ALL_WRITES",
     "INSERT_AUDIT",
+    "PUT_REPORTED_STATS",
     "SELECT_AUDIT",
+    "SELECT_REPORTED_STATS",
     "SELECT_STATS",
     "AuditContext",
     "AuditEntry",
@@ -40,6 +42,8 @@ __all__ = [
     "decode_record",
     "encode_values",
     "prefix_range",
+    "reported_params",
+    "reported_row",
     "row_batches",
     "select_audit_params",
     "session_of_row",
@@ -166,6 +170,13 @@ class Storage(Protocol):
     def stats(self, prefix: str | None = None, since: int = 0) -> list[StatsRow]:
         """Totals per prefix and hour from ``since`` on, by prefix then hour."""
 
+    def put_reported_stats(self, rows: Sequence[ReportedRow]) -> None:
+        """Store other nodes' totals in one transaction, each replacing the row of the
+        same source, prefix and hour."""
+
+    def reported_stats(self, since: int = 0) -> list[ReportedRow]:
+        """Reported totals from hour ``since`` on, by source, prefix, then hour."""
+
     def put_session(self, session: StoredSession) -> None:
         """Store ``session``, replacing one with the same id."""
 
@@ -218,6 +229,17 @@ ADD_STATS = (
 SELECT_STATS = (
     "SELECT prefix, hour, resolutions, not_found, registrations FROM stats"
     " WHERE hour >= {p} AND ({p} IS NULL OR prefix = {p}) ORDER BY prefix, hour"
+)
+
+PUT_REPORTED_STATS = (
+    "INSERT INTO reported_stats VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"
+    " ON CONFLICT (source, prefix, hour) DO UPDATE SET resolutions = excluded.resolutions,"
+    " not_found = excluded.not_found, registrations = excluded.registrations,"
+    " reported_by = excluded.reported_by, received = excluded.received"
+)
+SELECT_REPORTED_STATS = (
+    "SELECT source, prefix, hour, resolutions, not_found, registrations, reported_by, received"
+    " FROM reported_stats WHERE hour >= {p} ORDER BY source, prefix, hour"
 )
 
 
@@ -314,6 +336,26 @@ def audit_entry(
 
 def stats_params(row: StatsRow) -> tuple[str, int, int, int, int]:
     return (row.prefix, row.hour, row.resolutions, row.not_found, row.registrations)
+
+
+def reported_params(r: ReportedRow) -> tuple[str, str, int, int, int, int, str, float]:
+    row = r.stats
+    return (
+        r.source,
+        row.prefix,
+        row.hour,
+        row.resolutions,
+        row.not_found,
+        row.registrations,
+        r.reported_by,
+        r.received,
+    )
+
+
+def reported_row(row: tuple[str, str, int, int, int, int, str, float]) -> ReportedRow:
+    source, prefix, hour, resolutions, not_found, registrations, reported_by, received = row
+    stats = StatsRow(prefix, hour, resolutions, not_found, registrations)
+    return ReportedRow(source, stats, reported_by, received)
 
 
 Row = tuple[str, str, bytes, int]  # key, handle, values in wire layout, updated_at

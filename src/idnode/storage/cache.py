@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from idnode.names import handle_key
-from idnode.stats import StatsRow
+from idnode.stats import ReportedRow, StatsRow
 from idnode.storage.base import (
     ALL_WRITES,
     AuditContext,
@@ -166,6 +166,12 @@ class CachingStorage:
 
     def stats(self, prefix: str | None = None, since: int = 0) -> list[StatsRow]:
         return self._inner.stats(prefix, since)
+
+    def put_reported_stats(self, rows: Sequence[ReportedRow]) -> None:
+        self._inner.put_reported_stats(rows)
+
+    def reported_stats(self, since: int = 0) -> list[ReportedRow]:
+        return self._inner.reported_stats(since)
 
     def put_session(self, session: StoredSession) -> None:
         self._inner.put_session(session)

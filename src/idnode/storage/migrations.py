@@ -143,6 +143,39 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX sessions_by_expiry ON sessions (expires)",
         ),
     ),
+    Migration(
+        5,
+        "statistics reported by other nodes",
+        # One row per source node (as it names itself), prefix and hour, holding that
+        # hour's totals as last reported: a new report of the same hour replaces it.
+        # reported_by: the identity that sent it; received: when, Unix time.
+        sqlite=(
+            """CREATE TABLE reported_stats (
+                source        TEXT NOT NULL,
+                prefix        TEXT NOT NULL,
+                hour          INTEGER NOT NULL,
+                resolutions   INTEGER NOT NULL,
+                not_found     INTEGER NOT NULL,
+                registrations INTEGER NOT NULL,
+                reported_by   TEXT NOT NULL,
+                received      REAL NOT NULL,
+                PRIMARY KEY (source, prefix, hour)
+            ) WITHOUT ROWID""",
+        ),
+        postgresql=(
+            """CREATE TABLE reported_stats (
+                source        TEXT COLLATE "C" NOT NULL,
+                prefix        TEXT COLLATE "C" NOT NULL,
+                hour          BIGINT NOT NULL,
+                resolutions   BIGINT NOT NULL,
+                not_found     BIGINT NOT NULL,
+                registrations BIGINT NOT NULL,
+                reported_by   TEXT NOT NULL,
+                received      DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (source, prefix, hour)
+            )""",
+        ),
+    ),
 )
 
 

@@ -26,12 +26,14 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from idnode.errors import HandleAlreadyExists, StorageError
 from idnode.names import handle_key
-from idnode.stats import StatsRow
+from idnode.stats import ReportedRow, StatsRow
 from idnode.storage.base import (
     ADD_STATS,
     ALL_WRITES,
     INSERT_AUDIT,
+    PUT_REPORTED_STATS,
     SELECT_AUDIT,
+    SELECT_REPORTED_STATS,
     SELECT_STATS,
     AuditContext,
     AuditEntry,
@@ -46,6 +48,8 @@ from idnode.storage.base import (
     decode_record,
     encode_values,
     prefix_range,
+    reported_params,
+    reported_row,
     row_batches,
     select_audit_params,
     session_of_row,
@@ -63,6 +67,8 @@ _BATCH = 20_000
 _ADD_STATS = ADD_STATS.format(p="%s")
 # The prefix parameter appears twice; PostgreSQL must be told its type for IS NULL.
 _SELECT_STATS = SELECT_STATS.format(p="%s").replace("(%s IS NULL", "(%s::text IS NULL")
+_PUT_REPORTED = PUT_REPORTED_STATS.format(p="%s")
+_SELECT_REPORTED = SELECT_REPORTED_STATS.format(p="%s")
 _INSERT_AUDIT = INSERT_AUDIT.format(p="%s")
 # As for stats: the optional parameters need their types for IS NULL.
 _SELECT_AUDIT = (
@@ -163,6 +169,17 @@ class PostgresStorage:
         with self._read_pool().connection() as conn:
             rows = conn.execute(_SELECT_STATS, (since, key, key)).fetchall()
         return [StatsRow(*row) for row in rows]
+
+    def put_reported_stats(self, rows: Sequence[ReportedRow]) -> None:
+        if not rows:
+            return
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(_PUT_REPORTED, [reported_params(r) for r in rows])
+
+    def reported_stats(self, since: int = 0) -> list[ReportedRow]:
+        with self._read_pool().connection() as conn:
+            rows = conn.execute(_SELECT_REPORTED, (since,)).fetchall()
+        return [reported_row(r) for r in rows]
 
     # Sessions go to the primary pool only: one just opened must be readable at once.
     def put_session(self, session: StoredSession) -> None:

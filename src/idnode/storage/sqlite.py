@@ -17,12 +17,14 @@ from pathlib import Path
 
 from idnode.errors import HandleAlreadyExists, StorageError
 from idnode.names import handle_key
-from idnode.stats import StatsRow
+from idnode.stats import ReportedRow, StatsRow
 from idnode.storage.base import (
     ADD_STATS,
     ALL_WRITES,
     INSERT_AUDIT,
+    PUT_REPORTED_STATS,
     SELECT_AUDIT,
+    SELECT_REPORTED_STATS,
     SELECT_STATS,
     AuditContext,
     AuditEntry,
@@ -37,6 +39,8 @@ from idnode.storage.base import (
     decode_record,
     encode_values,
     prefix_range,
+    reported_params,
+    reported_row,
     row_batches,
     select_audit_params,
     session_of_row,
@@ -50,6 +54,8 @@ __all__ = ["SQLiteStorage"]
 _BATCH = 5000
 _ADD_STATS = ADD_STATS.format(p="?")
 _SELECT_STATS = SELECT_STATS.format(p="?")
+_PUT_REPORTED = PUT_REPORTED_STATS.format(p="?")
+_SELECT_REPORTED = SELECT_REPORTED_STATS.format(p="?")
 _INSERT_AUDIT = INSERT_AUDIT.format(p="?")
 _SELECT_AUDIT = SELECT_AUDIT.format(p="?")
 _SESSIONS = SessionSQL.using("?")
@@ -130,6 +136,15 @@ class SQLiteStorage:
         key = None if prefix is None else handle_key(prefix)
         rows = self._reader.execute(_SELECT_STATS, (since, key, key)).fetchall()
         return [StatsRow(*row) for row in rows]
+
+    def put_reported_stats(self, rows: Sequence[ReportedRow]) -> None:
+        if not rows:
+            return
+        with self._transaction() as conn:
+            conn.executemany(_PUT_REPORTED, [reported_params(r) for r in rows])
+
+    def reported_stats(self, since: int = 0) -> list[ReportedRow]:
+        return [reported_row(r) for r in self._reader.execute(_SELECT_REPORTED, (since,))]
 
     def put_session(self, session: StoredSession) -> None:
         with self._transaction() as conn:
