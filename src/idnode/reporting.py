@@ -18,6 +18,7 @@ import base64
 import os
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 
 import httpx
@@ -73,8 +74,10 @@ def post_report(config: Config, document: object, timeout: float = 10.0) -> dict
                 )
                 return _answer(reply, "store the report")
             finally:
-                # Close the session rather than leave it to expire on the parent.
-                http.delete("/api/sessions/this", headers={"Authorization": _session(opened)})
+                # Close the session rather than leave it to expire on the parent; the
+                # report stands whether or not that works.
+                with suppress(httpx.HTTPError):
+                    http.delete("/api/sessions/this", headers={"Authorization": _session(opened)})
     except httpx.HTTPError as exc:
         raise ReportFailed(f"cannot reach the parent node at {config.parent_url}: {exc}") from exc
 
