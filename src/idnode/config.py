@@ -62,6 +62,10 @@ class Config:
     cache_max_age: float = 300.0
     #: Seconds between each worker's additions of its counts to the shared statistics.
     stats_flush_seconds: float = 10.0
+    #: The prefix GS1 codes map to (``88.100.1``: GTIN 09506000134352 with serial 12
+    #: is ``88.100.1/01/09506000134352/21/12``), served at the GS1 Digital Link
+    #: paths (``/01/...``); empty: GS1 resolution is off.
+    gs1_prefix: str = ""
     #: Base URL of the parent node's HTTP API (``http://10.0.0.1:8000``) that
     #: ``idnode serve`` reports this node's statistics to; empty: no reporting.
     parent_url: str = ""

@@ -32,6 +32,7 @@ from idnode.errors import (
     Referral,
     ValuesNotFound,
 )
+from idnode.gs1 import GS1Key
 from idnode.handle.encoded import EncodedValues
 from idnode.handle.messages import PROTOCOL_VERSION, ChallengeAnswer
 from idnode.handle.values import HandleValue, Permission, ValueReference
@@ -204,6 +205,21 @@ class NodeService:
             raise ValuesNotFound(f"handle {handle} has no values matching the request")
         self._stats.resolved(prefix_key)
         return HandleRecord(record.handle, values)
+
+    def resolve_gs1(self, key: GS1Key, prefix: str) -> list[HandleValue]:
+        """The public values of every record under ``prefix`` for ``key`` and its less
+        specific keys (a serial number's, its batch's, its product's), the most
+        specific first: what the entity inherits from the levels above it.
+        HandleNotFound when none has a record."""
+        found: list[HandleValue] = []
+        for candidate in key.candidates():
+            handle = candidate.identifier(prefix)
+            if self._storage.get(handle) is not None:
+                found += sorted(self.resolve(handle).values, key=lambda v: v.index)
+        if not found:
+            self._stats.not_found(handle_key(prefix))
+            raise HandleNotFound(f"nothing is known here about {key.path}")
+        return found
 
     def _resolve_upstream(
         self, handle: str, indexes: Sequence[int], types: Sequence[str]

@@ -34,10 +34,11 @@ from idnode.errors import (
     NoSuchResource,
     http_status_of,
 )
+from idnode.gs1 import PRIMARY_KEYS
 from idnode.handle.codes import ResponseCode
 from idnode.handle.values import HandleValue
 from idnode.jsonformat import value_to_json
-from idnode.server import http_admin, http_auth, http_stats
+from idnode.server import http_admin, http_auth, http_gs1, http_stats
 from idnode.server.openapi import openapi_document
 from idnode.server.problems import problem
 from idnode.service import ANONYMOUS, Caller, NodeService
@@ -137,7 +138,7 @@ def _may_carry_credentials(scope: Scope) -> bool:
     return any(name == b"authorization" for name, _ in scope["headers"])
 
 
-def create_app(service: NodeService) -> FastResolution:
+def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
     async def api_handle(request: Request) -> Response:
         # GET arrives through FastResolution; this route answers HEAD and the writes.
         handle = request.path_params["handle"]
@@ -175,6 +176,12 @@ def create_app(service: NodeService) -> FastResolution:
 
     async def api_stats_reports(request: Request) -> Response:
         return await http_stats.receive_report(service, request)
+
+    async def gs1_description(request: Request) -> Response:
+        return http_gs1.description(request, gs1_prefix)
+
+    async def gs1_link(request: Request) -> Response:
+        return http_gs1.digital_link(service, request, gs1_prefix)
 
     document = openapi_document()
 
@@ -233,6 +240,10 @@ def create_app(service: NodeService) -> FastResolution:
             Route("/api/stats/reports", api_stats_reports, methods=["POST"]),
             Route("/api/openapi.json", openapi),
             Route("/api/{rest:path}", _api_not_found, methods=["GET", "HEAD"]),
+            Route("/.well-known/gs1resolver", gs1_description),
+            # GS1 Digital Link paths; a handle whose prefix is 01, 00 or 414 is
+            # shadowed here (its proxy page stays at /api/handles/...).
+            *(Route(f"/{ai}/{{rest:path}}", gs1_link) for ai in PRIMARY_KEYS),
             Route("/", index),
             Route("/{handle:path}", proxy),
         ],

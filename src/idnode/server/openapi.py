@@ -167,6 +167,38 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
+def _digital_link(key: str) -> dict[str, Any]:
+    return {
+        "parameters": [
+            {
+                "name": "rest",
+                "in": "path",
+                "required": True,
+                "description": f"the {key}, then its key qualifiers as AI/value pairs",
+                "schema": {"type": "string"},
+            },
+            {
+                "name": "linkType",
+                "in": "query",
+                "description": "a GS1 link type (gs1:pip), or linkset for all links",
+                "schema": {"type": "string"},
+            },
+        ],
+        "get": {
+            "summary": f"GS1 Digital Link resolution by {key}: 307 to the link asked for,"
+            " or the linkset",
+            "responses": {
+                "200": {
+                    "description": "the linkset (RFC 9264)",
+                    "content": {"application/linkset+json": {"schema": {"type": "object"}}},
+                },
+                "307": {"description": "redirect to the default or requested link"},
+                **_ERRORS,
+            },
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -397,6 +429,15 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/.well-known/gs1resolver": {
+                "get": {
+                    "summary": "GS1-Conformant Resolver description file",
+                    "responses": {"200": _json({"type": "object"}, "the resolver's description")},
+                }
+            },
+            "/01/{rest}": _digital_link("GTIN"),
+            "/00/{rest}": _digital_link("SSCC"),
+            "/414/{rest}": _digital_link("GLN"),
             "/{handle}": {
                 "parameters": [_HANDLE],
                 "get": {

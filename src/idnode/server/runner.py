@@ -151,7 +151,7 @@ async def _serve_node(
     uvicorn_settings: dict[str, Any] = {"http": "httptools"} | tls
     http_server = _HTTPServer(
         uvicorn.Config(
-            create_app(node.service),
+            create_app(node.service, config.gs1_prefix),
             lifespan="off",
             access_log=False,
             log_level=config.log_level.lower(),

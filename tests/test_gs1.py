@@ -1,0 +1,175 @@
+"""GS1 codes: parsing every form against published examples, and the GS1-Conformant
+Resolver endpoints of a real node."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from idnode.config import Config
+from idnode.gs1 import GS1Key, InvalidGS1, parse_gs1
+from idnode.handle.values import HandleValue
+from idnode.node import init_node
+from idnode.storage.base import HandleRecord
+from tests.conftest import RunningNode
+
+# The GTIN, SSCC and GLN GS1 uses in its own examples (valid check digits).
+GTIN = "09506000134352"
+SSCC = "106141411234567897"
+GLN = "9506000134352"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        # Digital Link URI, data attribute (expiry) in the query string.
+        (
+            f"https://id.gs1.org/01/{GTIN}/10/ABC/21/12345?17=201225",
+            GS1Key("01", GTIN, (("10", "ABC"), ("21", "12345")), (("17", "201225"),)),
+        ),
+        # The same as a human-readable element string, elements in another order.
+        (
+            f"(01){GTIN}(17)201225(21)12345(10)ABC",
+            GS1Key("01", GTIN, (("10", "ABC"), ("21", "12345")), (("17", "201225"),)),
+        ),
+        # Barcode content: symbology identifier, GS (0x1d) after a variable-length field.
+        (f"]d201{GTIN}21SER\x1d10LOT", GS1Key("01", GTIN, (("10", "LOT"), ("21", "SER")))),
+        (f"00{SSCC}", GS1Key("00", SSCC)),
+        (f"(414){GLN}(254)A1", GS1Key("414", GLN, (("254", "A1"),))),
+        ("9506000134352", GS1Key("01", GTIN)),  # an EAN-13, padded to 14 digits
+        # A serial number with a "/" stays one path segment.
+        (f"https://example.com/stem/01/{GTIN}/21/A%2FB/", GS1Key("01", GTIN, (("21", "A/B"),))),
+    ],
+)
+def test_every_form_of_a_code_names_the_same_key(text: str, key: GS1Key) -> None:
+    assert parse_gs1(text) == key
+
+
+def test_the_identifier_is_the_prefix_and_the_digital_link_path() -> None:
+    key = parse_gs1(f"(01){GTIN}(17)201225(21)A/B")
+    assert key.identifier("88.100.1") == f"88.100.1/01/{GTIN}/21/A%2FB"
+    assert [k.path for k in parse_gs1(f"(01){GTIN}(10)L(21)S").candidates()] == [
+        f"/01/{GTIN}/10/L/21/S",
+        f"/01/{GTIN}/10/L",
+        f"/01/{GTIN}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("(01)09506000134353", "Invalid GTIN check digit"),
+        (f"00{SSCC[:-1]}1", "Invalid SSCC check digit"),
+        (f"https://id.gs1.org/01/{GTIN}/21/S1/10/L1", "qualifier"),
+        (f"https://id.gs1.org/01/{GTIN}/17/201225", "qualifier"),
+        ("(17)201225(10)ABC", "names no entity"),
+        (f"(01){GTIN}(21)A(21)B", "repeats an application identifier"),
+        ("https://example.com/products/42", "holds no GS1 primary key"),
+        ("", "no GS1 code given"),
+        ("not a barcode", "not a GS1 code"),
+    ],
+)
+def test_malformed_codes_are_named_precisely(text: str, message: str) -> None:
+    with pytest.raises(InvalidGS1, match=message):
+        parse_gs1(text)
+
+
+@pytest.fixture(scope="module")
+def resolver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
+    directory: Path = tmp_path_factory.mktemp("gs1")
+    config = Config(data_dir=directory, handle_port=0, http_port=0, gs1_prefix="88.100.1")
+    node = init_node(config, "88.100.1", {"gs1_prefix": "88.100.1"})
+    product = f"88.100.1/01/{GTIN}"
+    node.service.put_record(
+        HandleRecord(
+            product,
+            (
+                HandleValue(1, "URL", b"https://pumps.example/cp-50"),
+                HandleValue(2, "GS1.sustainabilityInfo", b"https://pumps.example/cp-50/eco"),
+                HandleValue(3, "GS1.pip", b"https://pumps.example/cp-50/details"),
+            ),
+        )
+    )
+    node.service.put_record(
+        HandleRecord(
+            f"{product}/21/12345",
+            (HandleValue(1, "URL", b"https://pumps.example/pump/12345"),),
+        )
+    )
+    node.close()
+    server = RunningNode(config)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _get(node: RunningNode, path: str, **headers: str) -> httpx.Response:
+    return httpx.get(node.http + path, headers=headers, follow_redirects=False)
+
+
+def test_a_serial_number_redirects_to_its_own_default_link(resolver: RunningNode) -> None:
+    reply = _get(resolver, f"/01/{GTIN}/21/12345?17=201225")
+    assert reply.status_code == 307
+    # The query string is passed on.
+    assert reply.headers["location"] == "https://pumps.example/pump/12345?17=201225"
+    assert 'rel="linkset"' in reply.headers["link"]
+
+
+def test_an_unknown_serial_inherits_its_products_links(resolver: RunningNode) -> None:
+    assert _get(resolver, f"/01/{GTIN}/21/99999/").headers["location"] == (
+        "https://pumps.example/cp-50"
+    )
+    eco = _get(resolver, f"/01/{GTIN}/21/12345?linkType=gs1:sustainabilityInfo")
+    assert eco.status_code == 307
+    assert eco.headers["location"].startswith("https://pumps.example/cp-50/eco?")
+    full = _get(resolver, f"/01/{GTIN}?linkType=https://gs1.org/voc/pip")
+    assert full.headers["location"].startswith("https://pumps.example/cp-50/details")
+
+
+def test_a_linkset_on_request(resolver: RunningNode) -> None:
+    for reply in (
+        _get(resolver, f"/01/{GTIN}/21/12345?linkType=linkset"),
+        _get(resolver, f"/01/{GTIN}/21/12345", accept="application/linkset+json"),
+    ):
+        assert reply.status_code == 200
+        assert reply.headers["content-type"].startswith("application/linkset+json")
+        (entry,) = reply.json()["linkset"]
+        assert entry["anchor"] == f"{resolver.http}/01/{GTIN}/21/12345"
+        voc = "https://ref.gs1.org/voc/"
+        assert [link["href"] for link in entry[voc + "defaultLink"]] == [
+            "https://pumps.example/pump/12345"
+        ]
+        assert entry[voc + "sustainabilityInfo"][0]["href"] == "https://pumps.example/cp-50/eco"
+        assert all(link["title"] for kind, links in entry.items() if kind != "anchor"
+                   for link in links)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "message"),
+    [
+        ("/01/09506000134353", 400, "check digit"),
+        (f"/01/{GTIN}/21/S1/10/L1", 400, "qualifier"),
+        ("/01/00000000000017", 404, "nothing is known here"),
+        (f"/01/{GTIN}?linkType=gs1:recallStatus", 404, "no link of type gs1:recallStatus"),
+    ],
+)
+def test_errors_have_the_standards_status_codes(
+    resolver: RunningNode, path: str, status: int, message: str
+) -> None:
+    reply = _get(resolver, path)
+    assert reply.status_code == status
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert message in reply.json()["message"]
+
+
+def test_the_resolver_describes_itself(resolver: RunningNode) -> None:
+    document = _get(resolver, "/.well-known/gs1resolver").json()
+    assert document["resolverRoot"] == resolver.http
+    assert document["supportedPrimaryKeys"] == ["01", "00", "414"]
+    assert document["supportedLinkType"] == [
+        {"namespace": "https://ref.gs1.org/voc/", "prefix": "gs1:"}
+    ]
