@@ -30,6 +30,8 @@ __all__ = [
     "needed_to_remove",
     "put_values",
     "remove_values",
+    "restore_values",
+    "same_value",
     "stamped",
 ]
 
@@ -146,6 +148,35 @@ def remove_values(current: Sequence[HandleValue], indexes: Iterable[int]) -> Edi
     for value in removed:
         _writable(value)
     return tuple(v for v in current if v.index not in wanted), needed_to_remove(removed)
+
+
+def restore_values(current: Sequence[HandleValue], target: Sequence[HandleValue], now: int) -> Edit:
+    """``target`` in place of ``current`` (going back to an earlier version): values
+    it adds, changes or drops need the add, modify or remove permission of their kind;
+    values left as they are need nothing and keep their timestamps."""
+    old = {v.index: v for v in current}
+    new = {v.index: v for v in target}
+    added = [v for i, v in new.items() if i not in old]
+    removed = [v for i, v in old.items() if i not in new]
+    changed = [(old[i], v) for i, v in new.items() if i in old and not same_value(old[i], v)]
+    for value in [*removed, *(before for before, _ in changed)]:
+        _writable(value)
+    needed = (
+        needed_to_add(added)
+        | needed_to_remove(removed)
+        | needed_to_modify([v for pair in changed for v in pair])
+    )
+    touched = {v.index for v in added} | {after.index for _, after in changed}
+    result = [
+        dataclasses.replace(v, timestamp=now) if v.index in touched else old[v.index]
+        for v in target
+    ]
+    return _sorted(result), needed
+
+
+def same_value(a: HandleValue, b: HandleValue) -> bool:
+    """Equal but for the timestamp: rewriting a value as it was is no change."""
+    return dataclasses.replace(a, timestamp=0) == dataclasses.replace(b, timestamp=0)
 
 
 def _sorted(values: Iterable[HandleValue]) -> tuple[HandleValue, ...]:

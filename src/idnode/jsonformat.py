@@ -16,7 +16,7 @@ import ipaddress
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from idnode.errors import InvalidValue, ProtocolError, RemoteProtocolError
 from idnode.handle.values import DEFAULT_TTL, HandleValue, Permission, TTLType, ValueReference
@@ -36,7 +36,17 @@ from idnode.handle.valuetypes import (
 from idnode.names import validate_handle
 from idnode.storage.base import HandleRecord
 
-__all__ = ["record_from_json", "record_to_json", "value_from_json", "value_to_json"]
+if TYPE_CHECKING:
+    from idnode.history import Change, Version
+
+__all__ = [
+    "change_to_json",
+    "record_from_json",
+    "record_to_json",
+    "value_from_json",
+    "value_to_json",
+    "version_to_json",
+]
 
 JSON = dict[str, Any]
 
@@ -208,7 +218,7 @@ def _data_from_json(data: Any) -> bytes:
         raise InvalidValue(f"bad {fmt} data: {exc!r}") from exc
 
 
-def _iso(ts: int) -> str:
+def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
@@ -277,3 +287,30 @@ def record_from_json(obj: Any, *, default_timestamp: int = 0) -> HandleRecord:
     if len(set(indexes)) != len(indexes):
         raise InvalidValue(f"{obj['handle']}: value indexes are not unique")
     return HandleRecord(obj["handle"], parsed)
+
+
+def version_to_json(version: Version, *, values: bool = False) -> JSON:
+    """A version's description (time in UTC, null when not recorded), and with
+    ``values`` its values (null for a deletion)."""
+    out: JSON = {
+        "version": version.number,
+        "at": None if version.at is None else _iso(version.at),
+        "actor": version.actor,
+        "origin": version.origin,
+        "operation": version.operation,
+        "deleted": version.record is None,
+    }
+    if values:
+        out["values"] = (
+            None if version.values is None else [value_to_json(v) for v in version.values]
+        )
+    return out
+
+
+def change_to_json(change: Change) -> JSON:
+    return {
+        "index": change.index,
+        "change": change.kind,
+        "before": None if change.before is None else value_to_json(change.before),
+        "after": None if change.after is None else value_to_json(change.after),
+    }

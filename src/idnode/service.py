@@ -18,7 +18,7 @@ from typing import NamedTuple, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
-from idnode import edits
+from idnode import edits, history
 from idnode.auth.challenges import NONCE_SIZE
 from idnode.auth.identity import check_answer, check_certificate_key, check_password
 from idnode.auth.permissions import Authorizer, admin_values
@@ -37,6 +37,7 @@ from idnode.handle.encoded import EncodedValues
 from idnode.handle.messages import PROTOCOL_VERSION, ChallengeAnswer
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue, ServiceHandle, SiteInfo
+from idnode.history import Version
 from idnode.names import (
     NA_PREFIX,
     handle_key,
@@ -471,6 +472,73 @@ class NodeService:
 
     def audit_log(self, query: AuditQuery = ALL_WRITES) -> list[AuditEntry]:
         return self._storage.audit_log(query)
+
+    # -- history -----------------------------------------------------------------
+
+    # Versions read back at most; a handle written more often than this shows its
+    # latest ones.
+    MAX_VERSIONS = 100_000
+
+    def history(self, handle: str, caller: Caller | None = None) -> list[Version]:
+        """Every version of ``handle``, oldest first (see :mod:`idnode.history`).
+
+        With a ``caller`` (the HTTP API), only an administrator may read it, one holding
+        READ_VALUE on the record (or, once deleted, from its prefix's administrators):
+        versions hold values that are not public, and who wrote them from where.
+        None is the node's operator (the CLI on the data directory).
+        """
+        validate_handle(handle)
+        current = self._storage.get(handle)
+        if caller is not None:
+            governing = (
+                self._governing(current)
+                if current is not None
+                else self._prefix_admins(split_handle(handle)[0])
+            )
+            self._authorizer.require(
+                caller.identity,
+                AdminPermission.READ_VALUE,
+                governing,
+                f"read the history of {handle}",
+            )
+        entries = self._storage.audit_log(AuditQuery(handle=handle, limit=self.MAX_VERSIONS))
+        found = history.versions(entries, current)
+        if not found:
+            raise HandleNotFound(f"handle {handle} not found, and it has no history here")
+        return found
+
+    def version(self, handle: str, number: int, caller: Caller | None = None) -> Version:
+        found = self.history(handle, caller)
+        if not 1 <= number <= len(found):
+            raise ValuesNotFound(f"{handle} has versions 1 to {len(found)}, not {number}")
+        return found[number - 1]
+
+    def restore_version(self, handle: str, number: int, caller: Caller) -> int:
+        """Make version ``number``'s values the record's again, as a new version (an
+        audited write, with the permissions its changes need); returns its number.
+
+        A deleted handle comes back this way too, which needs ADD_HANDLE.
+        """
+        target = self.version(handle, number, caller).record
+        if target is None:
+            raise InvalidValue(
+                f"version {number} of {handle} is its deletion; delete the handle instead"
+            )
+        self._writable_handle(handle)
+        now = self._now()
+
+        def change(current: HandleRecord | None) -> HandleRecord:
+            assert target is not None
+            if current is None:
+                needed, governing = self._creation_rights(handle)
+                self._authorizer.require(caller.identity, needed, governing, f"recreate {handle}")
+                return HandleRecord(handle, edits.stamped(target.values, now))
+            result, needed = edits.restore_values(current.values, target.values, now)
+            self._require(caller, needed, current, f"restore {handle} to version {number}")
+            return HandleRecord(current.handle, result)
+
+        self._storage.update(handle, change, self._audit(caller, f"restore-version-{number}"))
+        return len(self.history(handle))
 
     # -- writes (local administration by the node's operator) -------------------
 

@@ -38,7 +38,7 @@ from idnode.gs1 import PRIMARY_KEYS
 from idnode.handle.codes import ResponseCode
 from idnode.handle.values import HandleValue
 from idnode.jsonformat import value_to_json
-from idnode.server import http_admin, http_auth, http_gs1, http_stats
+from idnode.server import http_admin, http_auth, http_gs1, http_history, http_stats
 from idnode.server.openapi import openapi_document
 from idnode.server.problems import problem
 from idnode.service import ANONYMOUS, Caller, NodeService
@@ -171,6 +171,9 @@ def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
     async def metrics(request: Request) -> Response:
         return await http_stats.metrics(service, request)
 
+    async def api_history(request: Request) -> Response:
+        return await http_history.history(service, request)
+
     async def api_stats(request: Request) -> Response:
         return await http_stats.stats(service, request)
 
@@ -236,6 +239,7 @@ def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
                 methods=["GET", "HEAD", "PUT", "POST", "DELETE"],
             ),
             Route("/api/prefixes", api_prefixes),
+            Route("/api/history/{handle:path}", api_history, methods=["GET", "POST"]),
             Route("/api/stats", api_stats),
             Route("/api/stats/reports", api_stats_reports, methods=["POST"]),
             Route("/api/openapi.json", openapi),

@@ -320,6 +320,33 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/history/{handle}": {
+                "parameters": [
+                    _HANDLE,
+                    *(
+                        {
+                            "name": name,
+                            "in": "query",
+                            "description": description,
+                            "schema": {"type": "integer", "minimum": 1},
+                        }
+                        for name, description in (
+                            ("version", "show this version's values"),
+                            ("from", "show what changed from this version..."),
+                            ("to", "...to this one"),
+                            ("restore", "POST: make this version's values current"),
+                        )
+                    ),
+                ],
+                "get": {
+                    "summary": "A record's versions, one version, or a diff between two",
+                    "responses": {"200": _json({"type": "object"}, "versions"), **_ERRORS},
+                },
+                "post": {
+                    "summary": "Restore a version (?restore=N) as a new version",
+                    "responses": {"200": _json({"type": "object"}, "the new version"), **_ERRORS},
+                },
+            },
             "/api/stats": {
                 "get": {
                     "summary": "This node's totals, and those other nodes reported here",

@@ -1,0 +1,115 @@
+"""``idnode history``: a record's versions, one of them, a diff, or going back to one.
+
+Runs on the node's data directory as its operator, like ``import``; over HTTP the same
+is at ``/api/history/{handle}`` for the record's administrators.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from idnode.cli import DataDir, _fail, _open, app, out
+from idnode.errors import IdnodeError
+from idnode.handle.values import ValueReference
+from idnode.history import Change, Version, diff
+from idnode.jsonformat import change_to_json, value_to_json, version_to_json
+from idnode.service import Caller
+
+
+@app.command("history")
+def history(
+    handle: Annotated[str, typer.Argument(help="The handle, e.g. 88.100.1/PUMP-0001.")],
+    data_dir: DataDir = Path(".idnode"),
+    version: Annotated[int | None, typer.Option(help="Show the values of version N.")] = None,
+    from_: Annotated[
+        int | None, typer.Option("--from", help="Show what changed from version A...")
+    ] = None,
+    to: Annotated[int | None, typer.Option(help="...to version B (default: the latest).")] = None,
+    restore: Annotated[
+        int | None, typer.Option(help="Make version N's values current again.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The versions of a record: who changed it, when, from where and how."""
+    node = _open(data_dir)
+    try:
+        if restore is not None:
+            config = node.config
+            who = ValueReference(config.admin_handle, config.admin_index)
+            number = node.service.restore_version(
+                handle, restore, Caller(who if config.admin_handle else None, "cli")
+            )
+            out.print(f"{handle} is back to version {restore}'s values, as version {number}")
+            return
+        versions = node.service.history(handle)
+        if from_ is not None or to is not None:
+            a = _pick(versions, from_ if from_ is not None else len(versions) - 1)
+            b = _pick(versions, to if to is not None else len(versions))
+            _show_diff(a, b, diff(a.values, b.values), as_json)
+        elif version is not None:
+            _show_version(_pick(versions, version), as_json)
+        else:
+            _show_versions(versions, as_json)
+    except IdnodeError as exc:
+        _fail(exc.message)
+    finally:
+        node.close()
+
+
+def _pick(versions: list[Version], number: int) -> Version:
+    if not 1 <= number <= len(versions):
+        _fail(f"there are versions 1 to {len(versions)}, not {number}")
+    return versions[number - 1]
+
+
+def _when(version: Version) -> str:
+    if version.at is None:
+        return "(not recorded)"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(version.at))
+
+
+def _show_versions(versions: list[Version], as_json: bool) -> None:
+    if as_json:
+        for v in versions:
+            out.print(json.dumps(version_to_json(v)), highlight=False, soft_wrap=True)
+        return
+    table = Table(title_justify="left")
+    for column in ("version", "at (UTC)", "who", "from", "operation", "values"):
+        table.add_column(column)
+    for v in versions:
+        shown = "deleted" if v.values is None else str(len(v.values))
+        table.add_row(str(v.number), _when(v), v.actor, v.origin, v.operation, shown)
+    out.print(table)
+
+
+def _show_version(version: Version, as_json: bool) -> None:
+    if as_json:
+        out.print(json.dumps(version_to_json(version, values=True)), soft_wrap=True)
+        return
+    values = None if version.values is None else [value_to_json(v) for v in version.values]
+    out.print(f"version {version.number}, {_when(version)}, {version.operation}", highlight=False)
+    if values is None:
+        out.print("(the handle was deleted)")
+    for value in values or ():
+        out.print(f"  {value['index']:>5}  {value['type']}  {json.dumps(value['data']['value'])}",
+                  highlight=False, soft_wrap=True)  # fmt: skip
+
+
+def _show_diff(a: Version, b: Version, changes: list[Change], as_json: bool) -> None:
+    if as_json:
+        for c in changes:
+            out.print(json.dumps(change_to_json(c)), highlight=False, soft_wrap=True)
+        return
+    out.print(f"version {a.number} -> {b.number}: {len(changes)} change(s)", highlight=False)
+    for c in changes:
+        before = "" if c.before is None else f"{c.before.type} {c.before.data!r}"
+        after = "" if c.after is None else f"{c.after.type} {c.after.data!r}"
+        sign = {"added": "+", "removed": "-", "changed": "~"}[c.kind]
+        out.print(f"  {sign} {c.index:>5}  {before}{' -> ' if before and after else ''}{after}",
+                  highlight=False, soft_wrap=True)  # fmt: skip
