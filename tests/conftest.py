@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, settings
 
 from idnode.config import Config
 from idnode.demo import demo_records
-from idnode.handle.values import HandleValue
+from idnode.handle.values import HandleValue, Permission, ValueReference
+from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.node import Node, init_node
 from idnode.server.runner import BoundPorts, serve
 from idnode.storage import SQLiteStorage, Storage
@@ -81,6 +82,19 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
 def make_node(data_dir: Path, **settings: object) -> Node:
     config = Config(data_dir=data_dir, handle_port=0, http_port=0).replace(**settings)
     return init_node(config, "88.100.1", {"handle_port": 0, "http_port": 0} | settings)
+
+
+def add_secret_admin(node: Node, identity: ValueReference, secret: str) -> None:
+    """Make ``identity`` an administrator of 88.100.1 (every permission, through an
+    HS_ADMIN value of its prefix handle) that proves itself with ``secret``: what HTTP
+    Basic needs."""
+    prefix_handle = node.storage.get("0.NA/88.100.1")
+    assert prefix_handle is not None
+    grant = HandleValue(101, "HS_ADMIN", AdminValue(AdminPermission.ALL, identity).to_bytes())
+    node.service.put_record(HandleRecord(prefix_handle.handle, (*prefix_handle.values, grant)))
+    permissions = Permission.ADMIN_READ | Permission.ADMIN_WRITE
+    key = HandleValue(identity.index, "HS_SECKEY", secret.encode(), permissions=permissions)
+    node.service.put_record(HandleRecord(identity.handle, (key,)))
 
 
 @pytest.fixture(scope="session")

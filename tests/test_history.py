@@ -22,7 +22,7 @@ from idnode.history import diff, versions
 from idnode.service import Caller, NodeService
 from idnode.storage import Storage
 from idnode.storage.base import AuditEntry, HandleRecord
-from tests.conftest import make_node, running
+from tests.conftest import add_secret_admin, make_node, running
 
 runner = CliRunner()
 HANDLE = "88.100.1/PUMP-7"
@@ -137,17 +137,7 @@ SECRET = "history-s3cret"
 @pytest.fixture
 def node_dir(tmp_path: Path) -> Path:
     node = make_node(tmp_path)
-    prefix_handle = node.storage.get("0.NA/88.100.1")
-    assert prefix_handle is not None
-    grant = HandleValue(101, "HS_ADMIN", AdminValue(AdminPermission.ALL, OWNER).to_bytes())
-    node.service.put_record(HandleRecord(prefix_handle.handle, (*prefix_handle.values, grant)))
-    key = HandleValue(
-        300,
-        "HS_SECKEY",
-        SECRET.encode(),
-        permissions=Permission.ADMIN_READ | Permission.ADMIN_WRITE,
-    )
-    node.service.put_record(HandleRecord(OWNER.handle, (key,)))
+    add_secret_admin(node, OWNER, SECRET)
     node.close()
     return tmp_path
 

@@ -8,11 +8,12 @@ else talks to storage.
 from __future__ import annotations
 
 import dataclasses
+import json
 import secrets
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -28,6 +29,7 @@ from idnode.errors import (
     HandleAlreadyExists,
     HandleNotFound,
     InvalidValue,
+    NoSuchResource,
     NotResponsible,
     Referral,
     ValuesNotFound,
@@ -57,6 +59,7 @@ from idnode.storage.base import (
     Storage,
     StoredSession,
 )
+from idnode.templates import BUILTIN, Template
 
 __all__ = ["ADMIN_VALUE_INDEX", "ANONYMOUS", "Caller", "Imported", "NodeService", "Upstream"]
 
@@ -65,6 +68,10 @@ __all__ = ["ADMIN_VALUE_INDEX", "ANONYMOUS", "Caller", "Imported", "NodeService"
 # Values of a delegation (a prefix handle held by the parent) that say where to go.
 _REFERRAL_TYPES = frozenset((*SITE_TYPES, ServiceHandle.TYPE))
 _HASH_NAMES = {option: name for name, option in HASH_OPTIONS.items()}
+#: Templates are stored as records of this reserved prefix (never homed, so never
+#: resolvable from outside), one per name, a value per version.
+TEMPLATE_PREFIX = "0.TPL"
+TEMPLATE_DEFINITION = "TEMPLATE.DEFINITION"
 #: Where a prefix handle's HS_ADMIN value goes (Handle.Net's convention).
 ADMIN_VALUE_INDEX = 100
 
@@ -196,8 +203,12 @@ class NodeService:
                         f"{handle} has values that are not public; authenticate to read them"
                     )
                 granted = self._authorizer.permissions(caller.identity, self._governing(record))
-                if granted & AdminPermission.READ_VALUE:
+                if granted & AdminPermission.MODIFY_VALUE:
                     values = everything
+                elif granted & AdminPermission.READ_VALUE:
+                    # Values without ADMIN_READ are the owner's (a template's "owner"
+                    # access): readers of the record do not see them.
+                    values = everything.select(public_only=False, admin_read=True)
         if not values and (indexes or types):
             # Asked for values that are not there (or not visible). With no filter an
             # existing handle is answered even when none of its values is public, as
@@ -472,6 +483,76 @@ class NodeService:
 
     def audit_log(self, query: AuditQuery = ALL_WRITES) -> list[AuditEntry]:
         return self._storage.audit_log(query)
+
+    # -- templates ---------------------------------------------------------------
+
+    def templates(self) -> list[Template]:
+        """Every template's latest version, built-in ones first."""
+        stored = [self._stored_templates(r) for r in self._storage.iter_records(TEMPLATE_PREFIX)]
+        return list(BUILTIN.values()) + [versions[-1] for versions in stored if versions]
+
+    def template(self, name: str, version: int | None = None) -> Template:
+        if name in BUILTIN and version in (None, 1):
+            return BUILTIN[name]
+        record = self._storage.get(f"{TEMPLATE_PREFIX}/{name}") if "/" not in name else None
+        versions = self._stored_templates(record) if record is not None else []
+        if version is None and versions:
+            return versions[-1]
+        for template in versions:
+            if template.version == version:
+                return template
+        known = f" (versions 1 to {len(versions)})" if versions else ""
+        raise NoSuchResource(f"no template {name}{f' version {version}' if version else ''}{known}")
+
+    def define_template(self, name: str, definition: object, caller: Caller) -> Template:
+        """Store a new version of template ``name`` (1 if it is new); only the node's
+        administrators may, as templates apply to every prefix of the node."""
+        if name in BUILTIN:
+            raise InvalidValue(f"{name} is a built-in template; give yours another name")
+        self._authorizer.require(
+            caller.identity, AdminPermission.ADD_HANDLE, [], f"define template {name}"
+        )
+        checked = Template.from_json(definition, name)
+        handle = f"{TEMPLATE_PREFIX}/{name}"
+        result: list[Template] = []
+
+        def change(current: HandleRecord | None) -> HandleRecord:
+            values = tuple(current.values) if current is not None else ()
+            template = dataclasses.replace(checked, version=len(values) + 1)
+            data = json.dumps(template.to_json(), ensure_ascii=False).encode("utf-8")
+            result.append(template)
+            new = HandleValue(template.version, TEMPLATE_DEFINITION, data, timestamp=self._now())
+            return HandleRecord(handle, (*values, new))
+
+        self._storage.update(handle, change, self._audit(caller, "define-template"))
+        return result[-1]
+
+    def create_from_template(
+        self,
+        handle: str,
+        template: str,
+        fields: Mapping[str, object],
+        caller: Caller,
+        *,
+        readers: ValueReference | None = None,
+        overwrite: bool = False,
+    ) -> str:
+        """Create ``handle`` from a template's fields (validated field by field), with
+        the reader group ``readers`` allowed to read its partner-level values."""
+        name, _, version = template.partition("@")
+        chosen = self.template(name, int(version) if version.isdigit() else None)
+        values = chosen.values(fields, readers)
+        return self.create_handle(handle, values, caller, overwrite=overwrite)
+
+    @staticmethod
+    def _stored_templates(record: HandleRecord) -> list[Template]:
+        name = split_handle(record.handle)[1]
+        found = []
+        for value in sorted(record.values, key=lambda v: v.index):
+            if value.type == TEMPLATE_DEFINITION:
+                doc = json.loads(value.data)
+                found.append(Template.from_json(doc, name, value.index))
+        return found
 
     # -- history -----------------------------------------------------------------
 

@@ -31,6 +31,7 @@ _U32 = struct.Struct(">I")
 # index, timestamp, TTL type, TTL, permissions, length of the type string
 _HEAD = struct.Struct(">IIBiBI")
 _PUBLIC_READ = int(Permission.PUBLIC_READ)
+_ADMIN_READ = int(Permission.ADMIN_READ)
 
 # (start, end, index, permissions, type_start, type_end) of one value in the wire bytes
 _Span = tuple[int, int, int, int, int, int]
@@ -134,9 +135,15 @@ class EncodedValues(Sequence[HandleValue]):
         return f"EncodedValues({list(self._values())!r})"
 
     def select(
-        self, *, public_only: bool, indexes: Collection[int] = (), types: Sequence[str] = ()
+        self,
+        *,
+        public_only: bool,
+        indexes: Collection[int] = (),
+        types: Sequence[str] = (),
+        admin_read: bool = False,
     ) -> EncodedValues:
-        """The values a caller gets: public ones only if asked, then by index or type.
+        """The values a caller gets: public ones only if asked (or with ``admin_read``,
+        public ones and those administrators may read), then by index or type.
 
         A value is kept when its index is listed or its type matches a listed type;
         no lists keeps every value. Returns ``self`` when nothing is dropped.
@@ -145,6 +152,8 @@ class EncodedValues(Sequence[HandleValue]):
         kept = []
         for span in self._spans:
             if public_only and not span[3] & _PUBLIC_READ:
+                continue
+            if admin_read and not span[3] & (_PUBLIC_READ | _ADMIN_READ):
                 continue
             if (indexes or types) and span[2] not in indexes:
                 vtype = wire[span[4] : span[5]].decode("utf-8", "replace")

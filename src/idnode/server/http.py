@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -38,8 +38,16 @@ from idnode.gs1 import PRIMARY_KEYS
 from idnode.handle.codes import ResponseCode
 from idnode.handle.values import HandleValue
 from idnode.jsonformat import value_to_json
-from idnode.server import http_admin, http_auth, http_gs1, http_history, http_stats
+from idnode.server import (
+    http_admin,
+    http_auth,
+    http_gs1,
+    http_history,
+    http_stats,
+    http_templates,
+)
 from idnode.server.openapi import openapi_document
+from idnode.server.pages import page
 from idnode.server.problems import problem
 from idnode.service import ANONYMOUS, Caller, NodeService
 
@@ -138,7 +146,18 @@ def _may_carry_credentials(scope: Scope) -> bool:
     return any(name == b"authorization" for name, _ in scope["headers"])
 
 
+Handler = Callable[[NodeService, Request], Awaitable[Response]]
+
+
 def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
+    def bound(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """The route endpoint calling ``handler`` with this app's service."""
+
+        async def endpoint(request: Request) -> Response:
+            return await handler(service, request)
+
+        return endpoint
+
     async def api_handle(request: Request) -> Response:
         # GET arrives through FastResolution; this route answers HEAD and the writes.
         handle = request.path_params["handle"]
@@ -153,32 +172,11 @@ def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
             return http_auth.error(service, exc, handle)
         return resolve_response(service, handle, params, caller)
 
-    async def api_sessions(request: Request) -> Response:
-        return await http_auth.sessions(service, request)
-
-    async def api_this_session(request: Request) -> Response:
-        return await http_auth.this_session(service, request)
-
-    async def api_handles(request: Request) -> Response:
-        return await http_admin.list_handles(service, request)
-
     async def api_prefixes(request: Request) -> Response:
         return _json(
             {"responseCode": int(ResponseCode.SUCCESS), "prefixes": service.homed_prefixes()},
             list(request.query_params.multi_items()),
         )
-
-    async def metrics(request: Request) -> Response:
-        return await http_stats.metrics(service, request)
-
-    async def api_history(request: Request) -> Response:
-        return await http_history.history(service, request)
-
-    async def api_stats(request: Request) -> Response:
-        return await http_stats.stats(service, request)
-
-    async def api_stats_reports(request: Request) -> Response:
-        return await http_stats.receive_report(service, request)
 
     async def gs1_description(request: Request) -> Response:
         return http_gs1.description(request, gs1_prefix)
@@ -197,7 +195,7 @@ def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
     async def index(request: Request) -> Response:
         prefixes = "".join(f"<li>{html.escape(p)}</li>" for p in service.homed_prefixes())
         return HTMLResponse(
-            _page(
+            page(
                 "idnode",
                 f"<p>Identifier node. Prefixes served here:</p><ul>{prefixes}</ul>"
                 "<form onsubmit=\"location.href='/'+this.h.value+'?noredirect';return false\">"
@@ -215,39 +213,49 @@ def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
         except IdnodeError as exc:
             status = http_status_of(exc)
             body = f"<p>{html.escape(exc.message)}</p>"
-            return HTMLResponse(_page(f"{handle} — error", body), status_code=status)
+            return HTMLResponse(page(f"{handle} — error", body), status_code=status)
         if "noredirect" not in request.query_params:
             target = _redirect_target(record.values)
             if target is not None:
                 return RedirectResponse(target, status_code=302)
-        return HTMLResponse(_page(record.handle, _values_table(record.values)))
+        return HTMLResponse(page(record.handle, _values_table(record.values)))
 
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
-            Route("/metrics", metrics),
+            Route("/metrics", bound(http_stats.metrics)),
             Route(
                 "/api/handles/{handle:path}",
                 api_handle,
                 methods=["GET", "HEAD", "PUT", "DELETE"],
             ),
-            Route("/api/handles", api_handles),
-            Route("/api/sessions", api_sessions, methods=["POST"]),
+            Route("/api/handles", bound(http_admin.list_handles)),
+            Route("/api/sessions", bound(http_auth.sessions), methods=["POST"]),
             Route(
                 "/api/sessions/this",
-                api_this_session,
+                bound(http_auth.this_session),
                 methods=["GET", "HEAD", "PUT", "POST", "DELETE"],
             ),
             Route("/api/prefixes", api_prefixes),
-            Route("/api/history/{handle:path}", api_history, methods=["GET", "POST"]),
-            Route("/api/stats", api_stats),
-            Route("/api/stats/reports", api_stats_reports, methods=["POST"]),
+            Route(
+                "/api/history/{handle:path}", bound(http_history.history), methods=["GET", "POST"]
+            ),
+            Route("/api/templates", bound(http_templates.templates_api)),
+            Route(
+                "/api/templates/{name}",
+                bound(http_templates.template_api),
+                methods=["GET", "HEAD", "PUT"],
+            ),
+            Route("/api/stats", bound(http_stats.stats)),
+            Route("/api/stats/reports", bound(http_stats.receive_report), methods=["POST"]),
             Route("/api/openapi.json", openapi),
             Route("/api/{rest:path}", _api_not_found, methods=["GET", "HEAD"]),
             Route("/.well-known/gs1resolver", gs1_description),
             # GS1 Digital Link paths; a handle whose prefix is 01, 00 or 414 is
             # shadowed here (its proxy page stays at /api/handles/...).
             *(Route(f"/{ai}/{{rest:path}}", gs1_link) for ai in PRIMARY_KEYS),
+            Route("/templates", bound(http_templates.templates_page)),
+            Route("/templates/{name}", bound(http_templates.template_page)),
             Route("/", index),
             Route("/{handle:path}", proxy),
         ],
@@ -263,7 +271,7 @@ async def _api_not_found(request: Request) -> Response:
 async def _not_found(request: Request, exc: Exception) -> Response:
     if request.url.path.startswith("/api/"):
         return await _api_not_found(request)
-    return HTMLResponse(_page("not found", "<p>Nothing here.</p>"), status_code=404)
+    return HTMLResponse(page("not found", "<p>Nothing here.</p>"), status_code=404)
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
@@ -299,15 +307,4 @@ def _values_table(values: Sequence[HandleValue]) -> str:
         "<table><tr><th>Index</th><th>Type</th><th>Timestamp</th><th>TTL</th><th>Data</th></tr>"
         + "".join(rows)
         + "</table>"
-    )
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;"
-        "padding:4px 8px;text-align:left;vertical-align:top}table{border-collapse:collapse}"
-        "code{white-space:pre-wrap;word-break:break-all}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>{body}</body></html>"
     )

@@ -13,12 +13,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from idnode.auth.handle_header import parse_identity
 from idnode.errors import BadRequestParameter, IdnodeError, InvalidValue
 from idnode.handle.codes import ResponseCode
 from idnode.handle.values import HandleValue
 from idnode.jsonformat import value_from_json
 from idnode.server.http_auth import caller_of, error
-from idnode.service import NodeService
+from idnode.service import Caller, NodeService
 
 __all__ = ["delete_handle", "list_handles", "put_handle", "query_flag"]
 
@@ -44,8 +45,7 @@ async def json_body(request: Request) -> Any:
         raise InvalidValue(f"request body is not JSON: {exc}") from exc
 
 
-async def _values(request: Request) -> tuple[HandleValue, ...]:
-    doc = await json_body(request)
+def _values(doc: Any) -> tuple[HandleValue, ...]:
     values = doc.get("values") if isinstance(doc, dict) else doc
     if not isinstance(values, list):
         raise InvalidValue("the body needs a 'values' list")
@@ -73,7 +73,10 @@ async def put_handle(service: NodeService, request: Request, handle: str) -> Res
     params = list(request.query_params.multi_items())
     try:
         caller = caller_of(service, request)
-        values = await _values(request)
+        doc = await json_body(request)
+        if isinstance(doc, dict) and "template" in doc:
+            return await _put_from_template(service, handle, doc, params, caller)
+        values = _values(doc)
         indexes = _indexes(params)
         if indexes is not None:
             if indexes:
@@ -86,6 +89,31 @@ async def put_handle(service: NodeService, request: Request, handle: str) -> Res
         made = service.create_handle(handle, values, caller, overwrite=overwrite, mint_suffix=mint)
     except IdnodeError as exc:
         return error(service, exc, handle)
+    return _ok({"handle": made}, 200 if existed else 201)
+
+
+async def _put_from_template(
+    service: NodeService,
+    handle: str,
+    doc: dict[str, Any],
+    params: Sequence[tuple[str, str]],
+    caller: Caller,
+) -> Response:
+    """``{"template": ..., "fields": {...}, "readers": "index:handle"}``: a record made
+    from a template (see :mod:`idnode.templates`)."""
+    template, fields, readers = doc.get("template"), doc.get("fields", {}), doc.get("readers")
+    if not isinstance(template, str) or not isinstance(fields, dict):
+        raise InvalidValue('a record from a template is {"template": name, "fields": {...}}')
+    if readers is not None and not isinstance(readers, str):
+        raise InvalidValue(
+            "readers must be INDEX:HANDLE of the reader group, e.g. 200:88.100.1/PARTNERS"
+        )
+    group = parse_identity(readers) if readers else None
+    overwrite = query_flag(params, "overwrite", default=True)
+    existed = service.exists(handle)
+    made = service.create_from_template(
+        handle, template, fields, caller, readers=group, overwrite=overwrite
+    )
     return _ok({"handle": made}, 200 if existed else 201)
 
 

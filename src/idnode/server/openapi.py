@@ -347,6 +347,48 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object"}, "the new version"), **_ERRORS},
                 },
             },
+            "/api/templates": {
+                "get": {
+                    "summary": "Every template's latest version",
+                    "responses": {"200": _json({"type": "object"}, "the templates")},
+                }
+            },
+            "/api/templates/{name}": {
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "version", "in": "query", "schema": {"type": "integer"}},
+                ],
+                "get": {
+                    "summary": "One template (its latest version, or ?version=N)",
+                    "responses": {"200": _json({"type": "object"}, "the template"), **_ERRORS},
+                },
+                "put": {
+                    "summary": "Define a template or a new version of it (node administrators)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "responses": {"201": _json({"type": "object"}, "the version made"), **_ERRORS},
+                },
+            },
+            "/templates": {
+                "get": {
+                    "summary": "The templates as an HTML page",
+                    "responses": {"200": {"description": "an HTML page"}},
+                }
+            },
+            "/templates/{name}": {
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "get": {
+                    "summary": "One template as an HTML page",
+                    "responses": {
+                        "200": {"description": "an HTML page"},
+                        "404": {"description": "an HTML page saying why"},
+                    },
+                },
+            },
             "/api/stats": {
                 "get": {
                     "summary": "This node's totals, and those other nodes reported here",

@@ -26,6 +26,9 @@ def problem(exc: IdnodeError, handle: str | None = None) -> Response:
     if handle is not None:
         body["handle"] = handle
     body["message"] = exc.message
+    fields = getattr(exc, "problems", None)  # TemplateViolation: what is wrong, by field
+    if fields:
+        body["fields"] = fields
     if status < 400:  # VALUES_NOT_FOUND is a 200 in Handle.Net; not a problem document
         return JSONResponse(body, status_code=status)
     body |= {

@@ -1,0 +1,282 @@
+"""Metadata templates: what a kind of record holds, and who may read each part.
+
+A template names its fields, each with a type (string, number, date, URL, enum, or a
+reference to another identifier), whether it is required, and an access level that
+becomes the permissions of the value it turns into:
+
+- ``public``: anyone may read it (``1110``);
+- ``partner``: identities the record's reader group holds, given READ_VALUE by an
+  HS_ADMIN value of the record, and its administrators (``1100``);
+- ``owner``: only those who may also modify the record's values (``0100``: no read
+  bit; :meth:`NodeService.resolve` shows such values to holders of MODIFY_VALUE).
+
+A record made from a template holds a ``TEMPLATE`` value (index 1, ``name@version``),
+then one value per field given, at index 1 + the field's position, typed with the
+field's name in capitals (a field ``url`` becomes a ``URL`` value, which proxies
+redirect to). Templates are versioned: a record keeps the version it was made with.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+from urllib.parse import urlsplit
+
+from idnode.errors import IdnodeError, InvalidValue
+from idnode.handle.values import HandleValue, Permission, ValueReference
+from idnode.handle.valuetypes import AdminPermission, AdminValue
+from idnode.names import validate_handle
+
+__all__ = [
+    "ACCESS_LEVELS",
+    "BUILTIN",
+    "FIELD_TYPES",
+    "Field",
+    "Template",
+    "TemplateViolation",
+    "template_of",
+]
+
+FIELD_TYPES = ("string", "number", "date", "url", "enum", "reference")
+ACCESS_LEVELS = {
+    "public": Permission.PUBLIC_READ | Permission.ADMIN_READ | Permission.ADMIN_WRITE,
+    "partner": Permission.ADMIN_READ | Permission.ADMIN_WRITE,
+    "owner": Permission.ADMIN_WRITE,
+}
+TEMPLATE_TYPE = "TEMPLATE"
+TEMPLATE_INDEX = 1
+#: Where a record's reader group is granted READ_VALUE.
+READERS_INDEX = 200
+MAX_STRING = 4096
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_TEMPLATE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+
+
+class _Misfit(Exception):
+    """Why one field (or field declaration) is not acceptable; collected per field."""
+
+
+class TemplateViolation(InvalidValue):
+    """What is wrong with a record (or a template), field by field."""
+
+    def __init__(self, what: str, problems: Mapping[str, str]) -> None:
+        listed = "; ".join(f"{name}: {problem}" for name, problem in problems.items())
+        super().__init__(f"{what}: {listed}")
+        self.problems = dict(problems)
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    type: str
+    required: bool = False
+    access: str = "public"
+    label: str = ""
+    values: tuple[str, ...] = ()  #: an enum's choices
+    minimum: float | None = None  #: a number's bounds
+    maximum: float | None = None
+
+    def check(self, given: Any) -> str:
+        """The value's data as text; _Misfit with the reason if it does not fit."""
+        if self.type == "number":
+            return self._number(given)
+        return self._text(given)
+
+    def _number(self, given: Any) -> str:
+        if isinstance(given, bool) or not isinstance(given, int | float):
+            raise _Misfit(f"must be a number, got {given!r}")
+        if not math.isfinite(given):
+            raise _Misfit("must be a finite number")
+        if self.minimum is not None and given < self.minimum:
+            raise _Misfit(f"must be at least {self.minimum:g}")
+        if self.maximum is not None and given > self.maximum:
+            raise _Misfit(f"must be at most {self.maximum:g}")
+        return repr(given)
+
+    def _text(self, given: Any) -> str:
+        if not isinstance(given, str):
+            raise _Misfit(f"must be text, got {given!r}")
+        if not given.strip() or len(given) > MAX_STRING:
+            raise _Misfit(f"must be 1 to {MAX_STRING} characters")
+        if self.type == "date":
+            try:
+                return date.fromisoformat(given).isoformat()
+            except ValueError:  # fromisoformat's own
+                raise _Misfit(f"must be a date, YYYY-MM-DD, got {given!r}") from None
+        if self.type == "url":
+            parts = urlsplit(given)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise _Misfit(f"must be an http(s) URL, got {given!r}")
+        elif self.type == "enum" and given not in self.values:
+            raise _Misfit(f"must be one of {', '.join(self.values)}, got {given!r}")
+        elif self.type == "reference":
+            try:
+                validate_handle(given)
+            except IdnodeError as exc:
+                raise _Misfit(f"must be an identifier, prefix/suffix: {exc.message}") from None
+            if "/" not in given:
+                raise _Misfit(f"must be an identifier, prefix/suffix, got {given!r}")
+        return given
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "required": self.required,
+                               "access": self.access}  # fmt: skip
+        if self.label:
+            out["label"] = self.label
+        if self.values:
+            out["values"] = list(self.values)
+        if self.minimum is not None:
+            out["minimum"] = self.minimum
+        if self.maximum is not None:
+            out["maximum"] = self.maximum
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    name: str
+    version: int
+    title: str = ""
+    fields: tuple[Field, ...] = field(default=())
+
+    @property
+    def reference(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def values(
+        self, given: Mapping[str, Any], readers: ValueReference | None = None
+    ) -> tuple[HandleValue, ...]:
+        """The values of a record with the fields ``given``; TemplateViolation listing
+        every field that is missing, unknown or does not fit."""
+        problems: dict[str, str] = {}
+        known = {f.name for f in self.fields}
+        for name in given:
+            if name not in known:
+                problems[name] = f"not a field of {self.reference}"
+        values = [HandleValue(TEMPLATE_INDEX, TEMPLATE_TYPE, self.reference.encode())]
+        for position, spec in enumerate(self.fields, start=1):
+            if given.get(spec.name) is None:
+                if spec.required:
+                    problems[spec.name] = "is required"
+                continue
+            try:
+                data = spec.check(given[spec.name])
+            except _Misfit as exc:
+                problems[spec.name] = str(exc)
+                continue
+            values.append(
+                HandleValue(
+                    TEMPLATE_INDEX + position,
+                    spec.name.upper(),
+                    data.encode("utf-8"),
+                    permissions=ACCESS_LEVELS[spec.access],
+                )
+            )
+        if problems:
+            raise TemplateViolation(f"the record does not fit {self.reference}", problems)
+        if readers is not None:
+            grant = AdminValue(AdminPermission.READ_VALUE, readers)
+            values.append(HandleValue(READERS_INDEX, "HS_ADMIN", grant.to_bytes()))
+        return tuple(values)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "title": self.title,
+                "fields": [f.to_json() for f in self.fields]}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, doc: Any, name: str | None = None, version: int = 1) -> Template:
+        """A template from its JSON definition; TemplateViolation naming what is wrong."""
+        if not isinstance(doc, dict):
+            raise InvalidValue('a template is {"title": ..., "fields": [...]}')
+        name = name or doc.get("name")
+        if not isinstance(name, str) or not _TEMPLATE_NAME.match(name):
+            raise InvalidValue(f"template name {name!r}: lower-case letters, digits and -")
+        raw = doc.get("fields")
+        if not isinstance(raw, list) or not raw:
+            raise InvalidValue("a template needs a non-empty list of fields")
+        problems: dict[str, str] = {}
+        fields = []
+        for n, item in enumerate(raw):
+            try:
+                fields.append(_field(item))
+            except _Misfit as exc:
+                label = item.get("name") if isinstance(item, dict) else None
+                problems[str(label or f"fields[{n}]")] = str(exc)
+        names = [f.name for f in fields]
+        for duplicate in {n for n in names if names.count(n) > 1}:
+            problems[duplicate] = "is declared twice"
+        if problems:
+            raise TemplateViolation(f"template {name}", problems)
+        title = doc.get("title", "")
+        return cls(name, version, title if isinstance(title, str) else "", tuple(fields))
+
+
+def _field(item: Any) -> Field:
+    if not isinstance(item, dict):
+        raise _Misfit("a field is an object with name and type")
+    name, kind = item.get("name"), item.get("type", "string")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise _Misfit("name: lower-case letters, digits and _, starting with a letter")
+    if kind not in FIELD_TYPES:
+        raise _Misfit(f"type must be one of {', '.join(FIELD_TYPES)}")
+    access = item.get("access", "public")
+    if access not in ACCESS_LEVELS:
+        raise _Misfit(f"access must be one of {', '.join(ACCESS_LEVELS)}")
+    values = item.get("values", [])
+    if kind == "enum" and (not values or not all(isinstance(v, str) for v in values)):
+        raise _Misfit("an enum needs its values, a list of strings")
+    bounds = [item.get("minimum"), item.get("maximum")]
+    if any(
+        b is not None and (isinstance(b, bool) or not isinstance(b, int | float)) for b in bounds
+    ):
+        raise _Misfit("minimum and maximum must be numbers")
+    return Field(name, kind, bool(item.get("required", False)), access,
+                 str(item.get("label", "")), tuple(values), *bounds)  # fmt: skip
+
+
+def template_of(values: Any) -> tuple[str, int] | None:
+    """(name, version) of the template a record was made with, if any."""
+    for value in values:
+        if value.type == TEMPLATE_TYPE:
+            name, _, version = value.data.decode("utf-8", "replace").partition("@")
+            if version.isdigit():
+                return name, int(version)
+    return None
+
+
+def _builtin(name: str, title: str, *fields: Field) -> Template:
+    return Template(name, 1, title, fields)
+
+
+_URL = Field("url", "url", label="Web page")
+_DESC = Field("description", "string", label="Description")
+BUILTIN: dict[str, Template] = {
+    t.name: t
+    for t in (
+        _builtin("product-model", "A product model", Field("name", "string", True, label="Name"),
+                 Field("gtin", "string", label="GTIN"), _URL, _DESC,
+                 Field("price", "number", access="partner", minimum=0, label="List price")),
+        _builtin("serial-item", "One serial-numbered item", Field("serial", "string", True),
+                 Field("model", "reference", True, label="Product model"), _URL,
+                 Field("manufactured", "date", label="Date of manufacture"),
+                 Field("batch", "reference", access="partner"),
+                 Field("status", "enum", values=("in stock", "in service", "returned",
+                                                 "scrapped")),
+                 Field("customer", "string", access="owner")),
+        _builtin("part", "A part or component", Field("name", "string", True),
+                 Field("material", "string"), Field("supplier", "string", access="partner"),
+                 Field("weight_kg", "number", minimum=0), _URL),
+        _builtin("batch", "A production batch", Field("produced", "date", True),
+                 Field("model", "reference", True), Field("quantity", "number", minimum=0),
+                 Field("line", "string", access="partner"),
+                 Field("quality_report", "url", access="partner")),
+        _builtin("machine", "A machine on the shop floor", Field("name", "string", True),
+                 Field("location", "string"), Field("commissioned", "date"),
+                 Field("maintenance_interval_days", "number", minimum=1, access="partner"),
+                 Field("controller_address", "string", access="owner"), _URL),
+    )
+}  # fmt: skip
