@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 DATA   ?= .idnode-demo
 
-.PHONY: run test lint bench bench-postgres clean venv
+.PHONY: run test lint bench bench-bulk bench-postgres clean venv
 
 $(BIN)/idnode: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ lint: venv
 
 bench: venv
 	$(BIN)/python -m bench.resolve
+
+bench-bulk: venv
+	$(BIN)/python -m bench.bulk --write-docs
 
 # Needs a PostgreSQL server (--database URL, default postgres@127.0.0.1/idnode_bench).
 bench-postgres: venv

@@ -104,7 +104,7 @@ def ensure_dataset(count: int, database: str = "") -> tuple[Path, float | None]:
             yield record
 
     started = time.perf_counter()
-    node.service.import_records(progress(), replace=True)
+    node.service.register_many(progress(), replace=True)
     seconds = time.perf_counter() - started
     node.close()
     print(f"loaded {count:,} identifiers in {seconds:.1f}s", file=sys.stderr)

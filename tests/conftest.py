@@ -102,7 +102,7 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An initialised node with 300 demo pumps, shared read-only by the server tests."""
     path = tmp_path_factory.mktemp("demo-node")
     node = make_node(path)
-    node.service.import_records(demo_records(300), replace=True)
+    node.service.register_many(demo_records(300), replace=True)
     # Records the server tests need beyond the demo: a redirect a browser must not
     # follow, and a record too large for one UDP packet.
     node.service.put_record(

@@ -81,7 +81,7 @@ def test_demo_export_import_round_trip(tmp_path: Path) -> None:
     result = runner.invoke(app, ["import", str(dump), "-d", str(b)])
     assert result.exit_code == 0, result.output
     # 0.NA/88.100.1 exists in b already (its own keys), so it is skipped, not overwritten.
-    assert f"{len(lines) - 1} written, 1 skipped" in result.output
+    assert f"{len(lines) - 1} created, 0 updated, 0 unchanged, 1 skipped" in result.output
     dump_b = tmp_path / "dump_b.jsonl"
     runner.invoke(app, ["export", "-d", str(b), "-o", str(dump_b)])
     exported_b = {json.loads(x)["handle"]: x for x in dump_b.read_text().splitlines()}
@@ -99,7 +99,7 @@ def test_demo_if_empty_does_nothing_twice(tmp_path: Path) -> None:
     assert "demo loaded" not in second.output
 
 
-def test_import_reports_bad_lines_and_keeps_good_ones(tmp_path: Path) -> None:
+def test_import_refuses_a_file_with_bad_lines_unless_told_to_skip_them(tmp_path: Path) -> None:
     runner.invoke(app, ["init", "-d", str(tmp_path)])
     src = tmp_path / "in.jsonl"
     good = {"handle": "88.100.1/OK", "values": [{"index": 1, "type": "URL", "data": "http://ok"}]}
@@ -129,7 +129,13 @@ def test_import_reports_bad_lines_and_keeps_good_ones(tmp_path: Path) -> None:
     )
     result = runner.invoke(app, ["import", str(src), "-d", str(tmp_path)])
     assert result.exit_code == 1
-    assert "1 written" in result.output
+    assert "nothing written: 4 of 5 rows rejected" in result.output
+    export = runner.invoke(app, ["export", "-d", str(tmp_path), "--prefix", "88.100.1"])
+    assert export.output == ""  # the database is as it was
+    result = runner.invoke(app, ["import", str(src), "-d", str(tmp_path), "--skip-invalid"])
+    assert result.exit_code == 1
+    assert "1 created" in result.output
+    assert "4 rejected" in result.output
     assert "line 2: bad JSON" in result.output
     assert "line 3:" in result.output
     assert "not unique" in result.output
@@ -250,7 +256,7 @@ def test_a_multi_server_site_is_split_by_export_or_by_import(tmp_path: Path) -> 
     result = runner.invoke(app, ["import", str(dump), "-d", str(b)])
     assert result.exit_code == 0, result.output
     elsewhere = len(everything) - len(parts[1])
-    assert f"{len(parts[1]) - 1} written, 1 skipped" in result.output
+    assert f"{len(parts[1]) - 1} created, 0 updated, 0 unchanged, 1 skipped" in result.output
     assert f"{elsewhere} left to the site's other servers" in result.output
 
     bad = runner.invoke(app, ["export", "-d", str(a), "--share", "4/3"])

@@ -43,7 +43,7 @@ OPS = ValueReference("88.100.1/OPS", 300)
 def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("writable-node")
     node = make_node(path)
-    node.service.import_records(demo_records(1200), replace=True)
+    node.service.register_many(demo_records(1200), replace=True)
     # An operator identity with a secret key, allowed to add and list handles under the
     # prefix through an HS_ADMIN value on the prefix handle.
     prefix_handle = node.storage.get("0.NA/88.100.1")

@@ -63,7 +63,7 @@ class Hierarchy:
     def load_demo(self, name: str) -> None:
         node = open_node(self.nodes[name].config)
         try:
-            node.service.import_records(demo_records(20), replace=True)
+            node.service.register_many(demo_records(20), replace=True)
         finally:
             node.close()
 

@@ -38,7 +38,7 @@ KEEPER = "300:88.100.1/KEEPER"
 def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("http-sessions")
     node = make_node(path)
-    node.service.import_records(demo_records(5), replace=True)
+    node.service.register_many(demo_records(5), replace=True)
     prefix = node.storage.get("0.NA/88.100.1")
     assert prefix is not None
     keeper_grant = HandleValue(

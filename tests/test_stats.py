@@ -69,10 +69,10 @@ def test_service_counts_resolutions_and_registrations(storage: Storage) -> None:
     service = NodeService(storage, SiteInfo(servers=()), stats=StatsRecorder(Clock(T0)))
     service.home_prefix("88.100.1")
     service.put_record(rec("88.100.1/A"))
-    imported = service.import_records(
+    result = service.register_many(
         [rec("88.100.1/A"), rec("88.100.1/B"), rec("88.100.1/C")], replace=False
     )
-    assert imported == (2, 1, 0)
+    assert (result.created, result.unchanged) == (2, 1)
     service.resolve("88.100.1/a")
     service.resolve("88.100.1/B")
     with pytest.raises(HandleNotFound):

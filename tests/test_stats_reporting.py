@@ -39,7 +39,7 @@ class Chain:
         config = Config(data_dir=self.tmp / name).replace(**settings)
         node = init_node(config, prefix, settings)
         if name == "enterprise":
-            node.service.import_records(demo_records(5), replace=True)
+            node.service.register_many(demo_records(5), replace=True)
         node.close()
         # As `idnode serve` would: the settings init wrote (admin_handle among them).
         served = load_config(self.tmp / name, environ={}).replace(stats_flush_seconds=0.1)

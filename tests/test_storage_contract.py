@@ -248,3 +248,30 @@ def test_sessions_round_trip_update_delete_and_purge(storage: Storage) -> None:
     assert storage.delete_session("s1") is True
     assert storage.delete_session("s1") is False
     assert storage.get_session("s1") is None
+
+
+def test_get_many_finds_the_existing_ones_by_key(storage: Storage) -> None:
+    storage.put_many((rec(f"88.1/H{n}") for n in range(1200)), replace=False)
+    asked = [f"88.1/h{n}" for n in range(0, 1500, 3)]  # other case; some do not exist
+    found = storage.get_many(asked)
+    assert sorted(found) == sorted(f"88.1/H{n}" for n in range(0, 1200, 3))
+    assert found["88.1/H3"].handle == "88.1/H3"
+    assert storage.get_many([]) == {}
+
+
+def test_put_many_can_audit_what_it_writes(storage: Storage) -> None:
+    storage.put(rec("88.1/OLD", "before"))
+    audit = AuditContext("300:0.NA/88.1", "http 10.0.0.5", "bulk")
+    records = [rec("88.1/OLD", "after"), rec("88.1/NEW", "new")]
+    assert storage.put_many(records, replace=True, audit=audit) == (2, 0)
+    entries = storage.audit_log(AuditQuery(actor="300:0.NA/88.1"))
+    by_handle = {e.handle: e for e in entries}
+    assert by_handle["88.1/OLD"].before == rec("88.1/OLD", "before")
+    assert by_handle["88.1/OLD"].after == rec("88.1/OLD", "after")
+    assert by_handle["88.1/NEW"].before is None
+    assert {e.operation for e in entries} == {"bulk"}
+    # Without replace, existing handles are neither written nor logged.
+    storage.put_many([rec("88.1/OLD", "again"), rec("88.1/THIRD")], replace=False, audit=audit)
+    assert [e.handle for e in storage.audit_log(AuditQuery(actor="300:0.NA/88.1"))][2:] == [
+        "88.1/THIRD"
+    ]

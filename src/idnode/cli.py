@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -19,14 +22,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from idnode import __version__
+from idnode import __version__, bulk
+from idnode.bulk import FORMATS, BulkOptions
 from idnode.client import HandleClient, Transport
 from idnode.config import Config, load_config
 from idnode.demo import DEMO_PREFIX, demo_records
 from idnode.errors import ConfigError, IdnodeError
 from idnode.handle.codes import ResponseCode
 from idnode.handle.messages import ErrorResponse, ReferralResponse, ResolutionResponse
-from idnode.jsonformat import record_from_json, record_to_json, value_to_json
+from idnode.jsonformat import record_to_json, value_to_json
 from idnode.names import handle_key
 from idnode.node import Node, init_node, migrate_node, open_node
 from idnode.reporting import REPORT_HOURS, report_rows, send_report
@@ -34,6 +38,7 @@ from idnode.resolver import Resolver
 from idnode.sites import Share, addresses, parse_endpoints, sites_in
 from idnode.stats import hours_since
 from idnode.storage.base import HandleRecord
+from idnode.templates import parse_readers
 
 app = typer.Typer(
     help="idnode: an industrial internet identifier node (Handle protocol, Handle.Net JSON API).",
@@ -275,52 +280,97 @@ def _resolve_at(
     return HandleRecord(reply.body.handle, reply.body.values)
 
 
-def _read_jsonl(path: Path, rejected: list[str]) -> Iterator[HandleRecord]:
-    stream = sys.stdin if str(path) == "-" else path.open(encoding="utf-8")
-    try:
-        for lineno, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            try:
-                yield record_from_json(json.loads(line))
-            except (json.JSONDecodeError, IdnodeError) as exc:
-                reason = exc.message if isinstance(exc, IdnodeError) else f"bad JSON: {exc.msg}"
-                rejected.append(f"line {lineno}: {reason}")
-    finally:
-        if stream is not sys.stdin:
-            stream.close()
-
-
 @app.command("import")
 def import_(
-    source: Annotated[Path, typer.Argument(help="JSONL file of records ('-' for stdin).")],
+    source: Annotated[Path, typer.Argument(help="CSV or JSONL file ('-' for stdin).")],
     data_dir: DataDir = Path(".idnode"),
-    replace: Annotated[bool, typer.Option(help="Overwrite handles that exist.")] = False,
+    replace: Annotated[
+        bool, typer.Option(help="Overwrite handles stored with other values.")
+    ] = False,
+    file_format: Annotated[
+        str | None, typer.Option("--format", help="csv or jsonl (default: by the file's ending).")
+    ] = None,
+    template: Annotated[
+        str | None, typer.Option(help="Template of rows that name none (NAME or NAME@VERSION).")
+    ] = None,
+    prefix: Annotated[
+        str | None, typer.Option(help="Prefix of rows giving a suffix or none.")
+    ] = None,
+    mint: Annotated[
+        str | None,
+        typer.Option(help="Suffix pattern for rows without one, e.g. PUMP-{serial:06d}."),
+    ] = None,
+    readers: Annotated[
+        str | None, typer.Option(help="Reader group of template records, INDEX:HANDLE.")
+    ] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Write the valid rows even if some are rejected.")
+    ] = False,
 ) -> None:
-    """Load records from JSONL (one {"handle", "values"} object per line)."""
-    if str(source) != "-" and not source.is_file():
-        _fail(f"{source}: no such file")
-    node = _open(data_dir)
-    rejected: list[str] = []
+    """Register records in bulk from CSV or JSONL: checked first, then written."""
+    fmt = file_format or ("csv" if source.suffix.lower() == ".csv" else "jsonl")
+    if fmt not in FORMATS:
+        _fail(f"--format must be csv or jsonl, not {fmt!r}", 2)
     try:
-        with _progress() as progress:
-            records = _advancing(progress, "importing", _read_jsonl(source, rejected))
-            result = node.service.import_records(records, replace=replace)
-    except (IdnodeError, OSError, UnicodeDecodeError) as exc:
-        _fail(getattr(exc, "message", str(exc)))
-    finally:
-        node.close()
+        group = parse_readers(readers) if readers else None
+        options = BulkOptions(prefix, template, mint, group)
+    except IdnodeError as exc:
+        _fail(exc.message, 2)
+    with _readable(source) as path:
+        node = _open(data_dir)
+        try:
+            with _progress() as bars:
+
+                def progress(stage: str) -> Callable[[int], None]:
+                    task = bars.add_task(stage, total=None)
+                    return lambda n: bars.advance(task, n)
+
+                report = bulk.register(
+                    node.service,
+                    lambda: path.open(encoding="utf-8", newline=""),
+                    "csv" if fmt == "csv" else "jsonl",
+                    options,
+                    replace=replace,
+                    skip_invalid=skip_invalid,
+                    progress=progress,
+                )
+        except (IdnodeError, OSError, UnicodeDecodeError) as exc:
+            _fail(getattr(exc, "message", str(exc)))
+        finally:
+            node.close()
+    result = report.result
+    for rejection in report.rejected[:50]:
+        err.print(f"  {rejection}", highlight=False)
+    if report.rejected_count > 50:
+        err.print(f"  ... and {report.rejected_count - 50} more", highlight=False)
+    if not report.written:
+        _fail(
+            f"nothing written: {report.rejected_count} of {result.total + report.rejected_count}"
+            " rows rejected (--skip-invalid writes the others)"
+        )
     elsewhere = f", {result.elsewhere} left to the site's other servers" if result.elsewhere else ""
     out.print(
-        f"{result.written} written, {result.skipped} skipped (existing), "
-        f"{len(rejected)} rejected{elsewhere}"
+        f"{result.created} created, {result.updated} updated, {result.unchanged} unchanged, "
+        f"{result.skipped} skipped (existing; --replace overwrites), "
+        f"{report.rejected_count} rejected{elsewhere}"
     )
-    for line in rejected[:50]:
-        err.print(f"  {line}", highlight=False)
-    if len(rejected) > 50:
-        err.print(f"  ... and {len(rejected) - 50} more", highlight=False)
-    if rejected:
+    if report.rejected_count:
         raise typer.Exit(1)
+
+
+@contextmanager
+def _readable(source: Path) -> Iterator[Path]:
+    """A path that can be read twice: the file, or standard input saved to one."""
+    if str(source) != "-":
+        if not source.is_file():
+            _fail(f"{source}: no such file")
+        yield source
+        return
+    with tempfile.TemporaryDirectory(prefix="idnode-import-") as tmp:
+        path = Path(tmp) / "stdin"
+        with path.open("w", encoding="utf-8", newline="") as spool:
+            shutil.copyfileobj(sys.stdin, spool)
+        yield path
 
 
 @app.command()
@@ -374,7 +424,7 @@ def demo(
         node.service.home_prefix(DEMO_PREFIX)
         with _progress() as progress:
             records = _advancing(progress, "loading demo", demo_records(serials))
-            written = node.service.import_records(records, replace=True).written
+            written = node.service.register_many(records, replace=True).created
     except IdnodeError as exc:
         _fail(exc.message)
     finally:

@@ -24,6 +24,7 @@ __all__ = [
     "add_values",
     "check_new_values",
     "check_size",
+    "content",
     "modify_values",
     "needed_to_add",
     "needed_to_modify",
@@ -33,6 +34,7 @@ __all__ = [
     "restore_values",
     "same_value",
     "stamped",
+    "stamped_if_unset",
 ]
 
 
@@ -89,6 +91,12 @@ def check_size(values: Sequence[HandleValue]) -> None:
 def stamped(values: Iterable[HandleValue], now: int) -> tuple[HandleValue, ...]:
     """The values with their timestamp set to the time of the write."""
     return tuple(dataclasses.replace(v, timestamp=now) for v in values)
+
+
+def stamped_if_unset(values: Iterable[HandleValue], now: int) -> tuple[HandleValue, ...]:
+    """The values, those without a timestamp (0) given ``now``: records copied from
+    another node keep theirs, records made from fields get the time they were made."""
+    return tuple(v if v.timestamp else dataclasses.replace(v, timestamp=now) for v in values)
 
 
 def _writable(value: HandleValue) -> None:
@@ -176,7 +184,13 @@ def restore_values(current: Sequence[HandleValue], target: Sequence[HandleValue]
 
 def same_value(a: HandleValue, b: HandleValue) -> bool:
     """Equal but for the timestamp: rewriting a value as it was is no change."""
-    return dataclasses.replace(a, timestamp=0) == dataclasses.replace(b, timestamp=0)
+    return content(a) == content(b)
+
+
+def content(v: HandleValue) -> tuple[object, ...]:
+    """What a value holds, its timestamp aside (compared for every row of a bulk
+    registration run again, so without building new values)."""
+    return (v.index, v.type, v.data, v.ttl_type, v.ttl, v.permissions, v.references)
 
 
 def _sorted(values: Iterable[HandleValue]) -> tuple[HandleValue, ...]:

@@ -12,10 +12,9 @@ import json
 import secrets
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
@@ -61,7 +60,14 @@ from idnode.storage.base import (
 )
 from idnode.templates import BUILTIN, Template
 
-__all__ = ["ADMIN_VALUE_INDEX", "ANONYMOUS", "Caller", "Imported", "NodeService", "Upstream"]
+__all__ = [
+    "ADMIN_VALUE_INDEX",
+    "ANONYMOUS",
+    "BulkResult",
+    "Caller",
+    "NodeService",
+    "Upstream",
+]
 
 # Prefix handles (0.NA/<prefix>) live with the prefix they describe, or with a parent
 # prefix that delegates it (0.NA/88.100 at the node homing 88).
@@ -109,10 +115,19 @@ class Caller:
 ANONYMOUS = Caller()
 
 
-class Imported(NamedTuple):
-    written: int
-    skipped: int  #: already there, and not to be replaced
-    elsewhere: int = 0  #: another server's share of this site (see :class:`Share`)
+@dataclass
+class BulkResult:
+    """What a bulk registration did (or, checked only, would do) with its records."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0  #: stored already with the same values (timestamps aside)
+    skipped: int = 0  #: stored already with other values, and not to be replaced
+    elsewhere: int = 0  #: another server's share of this site
+
+    @property
+    def total(self) -> int:
+        return self.created + self.updated + self.unchanged + self.skipped + self.elsewhere
 
 
 class NodeService:
@@ -203,12 +218,17 @@ class NodeService:
                         f"{handle} has values that are not public; authenticate to read them"
                     )
                 granted = self._authorizer.permissions(caller.identity, self._governing(record))
-                if granted & AdminPermission.MODIFY_VALUE:
-                    values = everything
-                elif granted & AdminPermission.READ_VALUE:
+                if granted & AdminPermission.READ_VALUE:
                     # Values without ADMIN_READ are the owner's (a template's "owner"
-                    # access): readers of the record do not see them.
-                    values = everything.select(public_only=False, admin_read=True)
+                    # access): shown only to those who may modify values too.
+                    owner = granted & AdminPermission.MODIFY_VALUE
+                    values = (
+                        everything
+                        if owner
+                        else encoded.select(
+                            public_only=False, indexes=wanted, types=types, admin_read=True
+                        )
+                    )
         if not values and (indexes or types):
             # Asked for values that are not there (or not visible). With no filter an
             # existing handle is answered even when none of its values is public, as
@@ -713,30 +733,84 @@ class NodeService:
         self._storage.put(record)
         self._stats.registered(handle_key(prefix))
 
-    def import_records(self, records: Iterable[HandleRecord], *, replace: bool) -> Imported:
-        """Store many records. On a server holding a share of its site, records of the
-        other servers' shares are left out (counted as ``elsewhere``), so importing
-        one file on each server of the site divides it between them."""
-        offered: Counter[str] = Counter()
-        elsewhere = 0
+    BULK_BATCH = 5000
 
-        def checked() -> Iterator[HandleRecord]:
-            nonlocal elsewhere
-            for record in records:
+    def register_many(
+        self,
+        records: Iterable[HandleRecord],
+        *,
+        replace: bool,
+        caller: Caller | None = None,
+        check_only: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> BulkResult:
+        """Create or update many records, a batch per transaction.
+
+        A record stored already with the same values (timestamps aside) is left as it
+        is, so running the same registration again, or again after a crash, writes only
+        what is missing: no duplicates, no gaps. Other existing records are replaced
+        only with ``replace``.
+
+        With a ``caller`` (the HTTP API) each record must be under a prefix homed here
+        whose administrators grant the caller ADD_HANDLE (and DELETE_HANDLE to replace),
+        and every write is audited; without one it is the node's operator. With
+        ``check_only`` nothing is written: the checks run and the result says what
+        would happen, which lets a front end refuse a file before writing any of it.
+        """
+        result = BulkResult()
+        allowed: set[str] = set()
+        audit = None if caller is None else self._audit(caller, "bulk")
+        now = self._now()
+        for batch in _batches(records, self.BULK_BATCH):
+            existing = self._storage.get_many([r.handle for r in batch])
+            writes = []
+            for record in batch:
                 if not self._in_share(record.handle):
-                    elsewhere += 1
+                    result.elsewhere += 1
                     continue
-                prefix, _ = split_handle(record.handle)
-                offered[handle_key(prefix)] += 1
-                yield record
+                prefix_key = self._bulk_allowed(record.handle, caller, replace, allowed)
+                old = existing.get(handle_key(record.handle))
+                if old is not None and _same_values(old.values, record.values):
+                    result.unchanged += 1
+                    continue
+                if old is not None and not replace:
+                    result.skipped += 1
+                    continue
+                if old is None:
+                    result.created += 1
+                else:
+                    result.updated += 1
+                values = record.values
+                stamped = (
+                    values.timestamps_set()
+                    if isinstance(values, EncodedValues)
+                    else all(v.timestamp for v in values)
+                )
+                if not stamped:
+                    values = edits.stamped_if_unset(values, now)
+                writes.append(HandleRecord(record.handle, values))
+                if not check_only:
+                    self._stats.registered(prefix_key)
+            if not check_only:
+                self._storage.put_many(writes, replace=True, audit=audit)
+            if progress is not None:
+                progress(len(batch))
+        return result
 
-        written, skipped = self._storage.put_many(checked(), replace=replace)
-        # Storage reports only totals: exact per prefix unless skipped records span
-        # several prefixes, where the written count is shared out in proportion.
-        total = sum(offered.values())
-        for prefix_key, n in offered.items():
-            self._stats.registered(prefix_key, n if not skipped else round(written * n / total))
-        return Imported(written, skipped, elsewhere)
+    def _bulk_allowed(
+        self, handle: str, caller: Caller | None, replace: bool, allowed: set[str]
+    ) -> str:
+        prefix, _ = split_handle(handle)
+        key = handle_key(prefix)
+        if caller is not None and key not in allowed:
+            self._writable_handle(handle)
+            needed = AdminPermission.ADD_HANDLE
+            if replace:
+                needed |= AdminPermission.DELETE_HANDLE
+            what = f"register handles under {prefix}"
+            self._authorizer.require(caller.identity, needed, self._prefix_admins(prefix), what)
+            allowed.add(key)
+        return key
 
     # -- statistics -------------------------------------------------------------
 
@@ -910,3 +984,20 @@ class NodeService:
             # A prefix handle is served where its prefix, or a parent of it, is homed.
             return key in homed or any(p in homed for p in prefix_chain(handle_key(suffix)))
         return key in homed
+
+
+def _batches(records: Iterable[HandleRecord], size: int) -> Iterator[list[HandleRecord]]:
+    batch: list[HandleRecord] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _same_values(a: Sequence[HandleValue], b: Sequence[HandleValue]) -> bool:
+    if isinstance(a, EncodedValues) and isinstance(b, EncodedValues):
+        return a.content() == b.content()
+    return len(a) == len(b) and sorted(map(edits.content, a)) == sorted(map(edits.content, b))

@@ -38,6 +38,7 @@ __all__ = [
     "Field",
     "Template",
     "TemplateViolation",
+    "parse_readers",
     "template_of",
 ]
 
@@ -148,7 +149,10 @@ class Template:
         return f"{self.name}@{self.version}"
 
     def values(
-        self, given: Mapping[str, Any], readers: ValueReference | None = None
+        self,
+        given: Mapping[str, Any],
+        readers: ValueReference | None = None,
+        timestamp: int = 0,
     ) -> tuple[HandleValue, ...]:
         """The values of a record with the fields ``given``; TemplateViolation listing
         every field that is missing, unknown or does not fit."""
@@ -157,7 +161,9 @@ class Template:
         for name in given:
             if name not in known:
                 problems[name] = f"not a field of {self.reference}"
-        values = [HandleValue(TEMPLATE_INDEX, TEMPLATE_TYPE, self.reference.encode())]
+        values = [
+            HandleValue(TEMPLATE_INDEX, TEMPLATE_TYPE, self.reference.encode(), timestamp=timestamp)
+        ]
         for position, spec in enumerate(self.fields, start=1):
             if given.get(spec.name) is None:
                 if spec.required:
@@ -174,13 +180,16 @@ class Template:
                     spec.name.upper(),
                     data.encode("utf-8"),
                     permissions=ACCESS_LEVELS[spec.access],
+                    timestamp=timestamp,
                 )
             )
         if problems:
             raise TemplateViolation(f"the record does not fit {self.reference}", problems)
         if readers is not None:
             grant = AdminValue(AdminPermission.READ_VALUE, readers)
-            values.append(HandleValue(READERS_INDEX, "HS_ADMIN", grant.to_bytes()))
+            values.append(
+                HandleValue(READERS_INDEX, "HS_ADMIN", grant.to_bytes(), timestamp=timestamp)
+            )
         return tuple(values)
 
     def to_json(self) -> dict[str, Any]:
@@ -236,6 +245,16 @@ def _field(item: Any) -> Field:
         raise _Misfit("minimum and maximum must be numbers")
     return Field(name, kind, bool(item.get("required", False)), access,
                  str(item.get("label", "")), tuple(values), *bounds)  # fmt: skip
+
+
+def parse_readers(text: str) -> ValueReference:
+    """A reader group as ``INDEX:HANDLE`` (the HS_VLIST value, or one identity)."""
+    index, sep, handle = text.partition(":")
+    if not sep or not index.isdigit() or "/" not in handle:
+        raise InvalidValue(
+            f"readers must be INDEX:HANDLE, e.g. 200:88.100.1/PARTNERS, not {text!r}"
+        )
+    return ValueReference(handle, int(index))
 
 
 def template_of(values: Any) -> tuple[str, int] | None:

@@ -102,6 +102,21 @@ class EncodedValues(Sequence[HandleValue]):
     def wire(self) -> bytes:
         return self._wire
 
+    def content(self) -> bytes:
+        """The values' bytes without their timestamps, in index order: equal for two
+        value lists that differ only in when they were written (what a bulk
+        registration run again must recognise, for every row, without decoding)."""
+        wire = self._wire
+        return b"".join(
+            wire[start : start + 4] + wire[start + 8 : end]
+            for start, end, *_ in sorted(self._spans, key=lambda span: span[2])
+        )
+
+    def timestamps_set(self) -> bool:
+        """Whether every value has a timestamp (the four bytes after its index)."""
+        wire = self._wire
+        return all(wire[start + 4 : start + 8] != b"\0\0\0\0" for start, *_ in self._spans)
+
     def _values(self) -> tuple[HandleValue, ...]:
         if self._decoded is None:
             r = Reader(self._wire)

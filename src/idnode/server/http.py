@@ -41,6 +41,7 @@ from idnode.jsonformat import value_to_json
 from idnode.server import (
     http_admin,
     http_auth,
+    http_bulk,
     http_gs1,
     http_history,
     http_stats,
@@ -240,6 +241,7 @@ def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
             Route(
                 "/api/history/{handle:path}", bound(http_history.history), methods=["GET", "POST"]
             ),
+            Route("/api/bulk", bound(http_bulk.register), methods=["POST"]),
             Route("/api/templates", bound(http_templates.templates_api)),
             Route(
                 "/api/templates/{name}",

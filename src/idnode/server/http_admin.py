@@ -13,13 +13,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from idnode.auth.handle_header import parse_identity
 from idnode.errors import BadRequestParameter, IdnodeError, InvalidValue
 from idnode.handle.codes import ResponseCode
 from idnode.handle.values import HandleValue
 from idnode.jsonformat import value_from_json
 from idnode.server.http_auth import caller_of, error
 from idnode.service import Caller, NodeService
+from idnode.templates import parse_readers
 
 __all__ = ["delete_handle", "list_handles", "put_handle", "query_flag"]
 
@@ -108,7 +108,7 @@ async def _put_from_template(
         raise InvalidValue(
             "readers must be INDEX:HANDLE of the reader group, e.g. 200:88.100.1/PARTNERS"
         )
-    group = parse_identity(readers) if readers else None
+    group = parse_readers(readers) if readers else None
     overwrite = query_flag(params, "overwrite", default=True)
     existed = service.exists(handle)
     made = service.create_from_template(

@@ -347,6 +347,34 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object"}, "the new version"), **_ERRORS},
                 },
             },
+            "/api/bulk": {
+                "parameters": [
+                    {"name": name, "in": "query", "schema": {"type": kind}}
+                    for name, kind in (
+                        ("template", "string"),
+                        ("prefix", "string"),
+                        ("mint", "string"),
+                        ("readers", "string"),
+                        ("replace", "boolean"),
+                        ("skipInvalid", "boolean"),
+                    )
+                ],
+                "post": {
+                    "summary": "Register records in bulk from CSV or JSON lines, all rows"
+                    " checked before any is written",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "text/csv": {"schema": {"type": "string"}},
+                            "application/x-ndjson": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "responses": {
+                        "200": _json({"type": "object"}, "what was written"),
+                        **_ERRORS,
+                    },
+                },
+            },
             "/api/templates": {
                 "get": {
                     "summary": "Every template's latest version",

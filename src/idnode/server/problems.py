@@ -19,8 +19,11 @@ class _ProblemResponse(JSONResponse):
     media_type = "application/problem+json"
 
 
-def problem(exc: IdnodeError, handle: str | None = None) -> Response:
-    """One shape for every API error (see docs/http-api.md)."""
+def problem(
+    exc: IdnodeError, handle: str | None = None, extra: dict[str, Any] | None = None
+) -> Response:
+    """One shape for every API error (see docs/http-api.md); ``extra`` members add
+    what the error is about (a bulk registration's rejected rows)."""
     status = http_status_of(exc)
     body: dict[str, Any] = {"responseCode": int(exc.response_code)}
     if handle is not None:
@@ -29,6 +32,7 @@ def problem(exc: IdnodeError, handle: str | None = None) -> Response:
     fields = getattr(exc, "problems", None)  # TemplateViolation: what is wrong, by field
     if fields:
         body["fields"] = fields
+    body |= extra or {}
     if status < 400:  # VALUES_NOT_FOUND is a 200 in Handle.Net; not a problem document
         return JSONResponse(body, status_code=status)
     body |= {

@@ -38,6 +38,7 @@ __all__ = [
     "StoredSession",
     "audit_entry",
     "audit_params",
+    "bulk_audit_rows",
     "check_same_key",
     "decode_record",
     "encode_values",
@@ -117,6 +118,10 @@ class Storage(Protocol):
     def get(self, handle: str) -> HandleRecord | None:
         """The record for ``handle`` in any ASCII case, or None."""
 
+    def get_many(self, handles: Sequence[str]) -> dict[str, HandleRecord]:
+        """The records of those of ``handles`` that exist, by handle key: one query
+        for a batch, where bulk registration would otherwise ask one by one."""
+
     def create(self, record: HandleRecord) -> None:
         """Store a new record; HandleAlreadyExists if the handle is taken."""
 
@@ -144,10 +149,18 @@ class Storage(Protocol):
     def list_handles(self, prefix: str, offset: int = 0, limit: int | None = None) -> list[str]:
         """Handles under ``prefix`` as registered, in key order, for paged listings."""
 
-    def put_many(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
+    def put_many(
+        self,
+        records: Iterable[HandleRecord],
+        *,
+        replace: bool,
+        audit: AuditContext | None = None,
+    ) -> tuple[int, int]:
         """Store many records in large transactions; returns (written, skipped).
 
         With ``replace`` false, existing handles are skipped rather than overwritten.
+        With ``audit``, each record written gets an audit entry (before and after) in
+        its batch's transaction.
         """
 
     def iter_records(self, prefix: str | None = None) -> Iterator[HandleRecord]:
@@ -332,6 +345,17 @@ def audit_entry(
         None if before is None else decode_record(handle, before),
         None if after is None else decode_record(handle, after),
     )
+
+
+def bulk_audit_rows(
+    audit: AuditContext, batch: Sequence[Row], before: dict[str, tuple[str, bytes]]
+) -> list[tuple[float, str, str, str, str, str, bytes | None, bytes | None]]:
+    """The audit rows of a batch written by :meth:`Storage.put_many`, given the rows
+    (handle, values) it replaces by key."""
+    return [
+        audit_params(audit, key, handle, before.get(key), None, wire)
+        for key, handle, wire, _ in batch
+    ]
 
 
 def stats_params(row: StatsRow) -> tuple[str, int, int, int, int]:

@@ -129,9 +129,15 @@ class CachingStorage:
         finally:
             self.invalidate(handle_key(handle))
 
-    def put_many(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
+    def put_many(
+        self,
+        records: Iterable[HandleRecord],
+        *,
+        replace: bool,
+        audit: AuditContext | None = None,
+    ) -> tuple[int, int]:
         try:
-            return self._inner.put_many(records, replace=replace)
+            return self._inner.put_many(records, replace=replace, audit=audit)
         finally:
             self.invalidate(FLUSH_ALL)
 
@@ -160,6 +166,10 @@ class CachingStorage:
 
     def is_homed(self, prefix: str) -> bool:
         return self._inner.is_homed(prefix)
+
+    def get_many(self, handles: Sequence[str]) -> dict[str, HandleRecord]:
+        # Bulk work reads the database itself: it must see what is there now.
+        return self._inner.get_many(handles)
 
     def add_stats(self, rows: Sequence[StatsRow]) -> None:
         self._inner.add_stats(rows)

@@ -44,6 +44,7 @@ from idnode.storage.base import (
     StoredSession,
     audit_entry,
     audit_params,
+    bulk_audit_rows,
     check_same_key,
     decode_record,
     encode_values,
@@ -210,6 +211,16 @@ class PostgresStorage:
             ).fetchone()
         return None if row is None else decode_record(row[0], row[1])
 
+    def get_many(self, handles: Sequence[str]) -> dict[str, HandleRecord]:
+        keys = list(dict.fromkeys(handle_key(h) for h in handles))
+        if not keys:
+            return {}
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT key, handle, values_wire FROM handles WHERE key = ANY(%s)", (keys,)
+            ).fetchall()
+        return {key: decode_record(handle, wire) for key, handle, wire in rows}
+
     def create(self, record: HandleRecord) -> None:
         key = handle_key(record.handle)
         try:
@@ -273,12 +284,31 @@ class PostgresStorage:
             ).fetchall()
         return [r[0] for r in rows]
 
-    def put_many(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
+    def put_many(
+        self,
+        records: Iterable[HandleRecord],
+        *,
+        replace: bool,
+        audit: AuditContext | None = None,
+    ) -> tuple[int, int]:
         merge = _MERGE_REPLACE if replace else _MERGE_SKIP
         written = offered = 0
         for batch in row_batches(records, _BATCH):
             offered += len(batch)
             with self._pool.connection() as conn, conn.transaction():
+                if audit is not None:
+                    keys = [row[0] for row in batch]
+                    before = {
+                        key: (handle, bytes(wire))
+                        for key, handle, wire in conn.execute(
+                            "SELECT key, handle, values_wire FROM handles WHERE key = ANY(%s)"
+                            " FOR UPDATE",
+                            (keys,),
+                        )
+                    }
+                    logged = batch if replace else [r for r in batch if r[0] not in before]
+                    with conn.cursor() as cur:
+                        cur.executemany(_INSERT_AUDIT, bulk_audit_rows(audit, logged, before))
                 conn.execute(
                     "CREATE TEMP TABLE IF NOT EXISTS idnode_staging (seq BIGSERIAL,"
                     ' key TEXT COLLATE "C", handle TEXT, values_wire BYTEA, updated_at BIGINT)'

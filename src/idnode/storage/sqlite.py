@@ -35,6 +35,7 @@ from idnode.storage.base import (
     StoredSession,
     audit_entry,
     audit_params,
+    bulk_audit_rows,
     check_same_key,
     decode_record,
     encode_values,
@@ -171,6 +172,11 @@ class SQLiteStorage:
         ).fetchone()
         return None if row is None else decode_record(row[0], row[1])
 
+    def get_many(self, handles: Sequence[str]) -> dict[str, HandleRecord]:
+        keys = list(dict.fromkeys(handle_key(h) for h in handles))
+        rows = self._rows(self._reader, keys)
+        return {key: decode_record(handle, wire) for key, (handle, wire) in rows.items()}
+
     def create(self, record: HandleRecord) -> None:
         with self._transaction() as conn:
             try:
@@ -234,17 +240,38 @@ class SQLiteStorage:
         ).fetchall()
         return [r[0] for r in rows]
 
-    def put_many(self, records: Iterable[HandleRecord], *, replace: bool) -> tuple[int, int]:
+    def put_many(
+        self,
+        records: Iterable[HandleRecord],
+        *,
+        replace: bool,
+        audit: AuditContext | None = None,
+    ) -> tuple[int, int]:
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         sql = f"{verb} INTO handles VALUES (?, ?, ?, ?)"
         written = offered = 0
         for batch in row_batches(records, _BATCH):
             offered += len(batch)
             with self._transaction() as conn:
-                before = conn.total_changes
+                if audit is not None:
+                    before = self._rows(conn, [row[0] for row in batch])
+                    logged = batch if replace else [r for r in batch if r[0] not in before]
+                    conn.executemany(_INSERT_AUDIT, bulk_audit_rows(audit, logged, before))
+                changes = conn.total_changes
                 conn.executemany(sql, batch)
-                written += conn.total_changes - before
+                written += conn.total_changes - changes
         return written, offered - written
+
+    @staticmethod
+    def _rows(conn: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[str, bytes]]:
+        found: dict[str, tuple[str, bytes]] = {}
+        # SQLite allows 32766 parameters per statement from 3.32 on; 500 suits any.
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            query = f"SELECT key, handle, values_wire FROM handles WHERE key IN ({marks})"  # noqa: S608
+            found |= {key: (handle, wire) for key, handle, wire in conn.execute(query, chunk)}
+        return found
 
     def iter_records(self, prefix: str | None = None) -> Iterator[HandleRecord]:
         # A connection of its own: the cursor stays open while the caller consumes it.

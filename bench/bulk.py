@@ -1,0 +1,98 @@
+"""Bulk registration benchmark (``make bench-bulk``): a year's production in one file.
+
+Writes a CSV of N serial-numbered pumps (default 1,000,000; fields of the built-in
+``serial-item`` template, suffixes minted as ``PUMP-{serial:07d}``), then times what
+``idnode import`` does with it on a fresh SQLite node: the checking pass, the writing
+pass, and a second run of the same file (everything unchanged). Prints the figures and,
+with ``--write-docs``, records them in docs/performance.md between the BENCH markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TextIO
+
+from bench.resolve import machine, write_docs_section
+from idnode import bulk
+from idnode.bulk import BulkOptions
+from idnode.config import Config
+from idnode.node import init_node
+
+STATUSES = ("in stock", "in service", "returned")
+
+
+def write_csv(path: Path, count: int) -> None:
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write("serial,model,manufactured,status,batch\n")
+        for n in range(1, count + 1):
+            week = n * 52 // (count + 1) + 1
+            out.write(
+                f"{n},88.100.1/MODEL-CP-{50 + n % 6 * 10},2025-{(week - 1) // 4 % 12 + 1:02d}-"
+                f"{n % 28 + 1:02d},{STATUSES[n % 3]},88.100.1/BATCH-2025-W{week:02d}\n"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=1_000_000)
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="idnode-bench-bulk-") as tmp:
+        source = Path(tmp) / "pumps.csv"
+        write_csv(source, args.count)
+        config = Config(data_dir=Path(tmp) / "node")
+        node = init_node(config, "88.100.1", {})
+        options = BulkOptions("88.100.1", "serial-item", "PUMP-{serial:07d}")
+        stages: dict[str, float] = {}
+
+        def progress(stage: str) -> Callable[[int], None]:
+            stages[stage] = time.perf_counter()
+            return lambda n: None
+
+        def opener() -> AbstractContextManager[TextIO]:
+            return source.open(encoding="utf-8", newline="")
+
+        started = time.perf_counter()
+        report = bulk.register(
+            node.service, opener, "csv", options, replace=False, progress=progress
+        )
+        finished = time.perf_counter()
+        if not report.written or report.result.created != args.count:
+            raise SystemExit(f"the import did not register every row: {report}")
+        again_started = time.perf_counter()
+        again = bulk.register(node.service, opener, "csv", options, replace=False)
+        again_seconds = time.perf_counter() - again_started
+        if again.result.unchanged != args.count:
+            raise SystemExit(f"the second run changed something: {again.result}")
+        node.close()
+    check = stages["writing"] - started
+    write = finished - stages["writing"]
+    total = finished - started
+    table = "\n".join(
+        [
+            f"Machine: {machine()}.  ",
+            f"File: {args.count:,} rows of CSV (serial-item template, minted suffixes), "
+            "into a new SQLite node.",
+            "",
+            "| stage | seconds | rows/s |",
+            "|---|---:|---:|",
+            f"| checking pass (read, validate, compare) | {check:.1f} | "
+            f"{args.count / check:,.0f} |",
+            f"| writing pass | {write:.1f} | {args.count / write:,.0f} |",
+            f"| **whole import** | **{total:.1f}** | {args.count / total:,.0f} |",
+            f"| same file again (all unchanged) | {again_seconds:.1f} | "
+            f"{args.count / again_seconds:,.0f} |",
+        ]
+    )
+    print(table)
+    if args.write_docs:
+        write_docs_section("bulk", table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,354 @@
+"""Bulk registration: records from CSV or JSONL rows, all checked before any is written.
+
+A row names its identifier by ``handle`` (``88.100.1/PUMP-000001``), or by ``suffix``
+under the import's prefix, or not at all when the import mints suffixes from a pattern
+over the row's fields (``PUMP-{serial:06d}``). It gives its values either as Handle
+values (JSONL ``"values"``, as ``idnode export`` writes them) or as the fields of a
+template (the row's ``template``, else the import's): every other CSV column, or the
+JSONL ``"fields"`` object. Empty CSV cells are fields not given.
+
+Reading is pure: :func:`read_rows` yields each row or why it cannot be used, with its
+line number, and :class:`RecordBuilder` turns rows into records. :func:`register` reads
+a file twice, once to check every row (nothing is written if one is rejected, unless
+asked to skip them) and once to write through :meth:`NodeService.register_many`; the
+CLI's ``import`` and ``POST /api/bulk`` both use it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import string
+import struct
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Literal, TextIO
+
+from idnode.errors import IdnodeError, InvalidValue
+from idnode.handle.encoded import EncodedValues
+from idnode.handle.values import ValueReference
+from idnode.jsonformat import record_from_json
+from idnode.names import handle_key, validate_handle, validate_prefix
+from idnode.service import BulkResult, Caller, NodeService
+from idnode.storage.base import HandleRecord
+from idnode.templates import Template, parse_readers
+
+__all__ = [
+    "FORMATS",
+    "BulkOptions",
+    "BulkReport",
+    "RecordBuilder",
+    "Rejection",
+    "Row",
+    "read_rows",
+    "register",
+]
+
+Format = Literal["csv", "jsonl"]
+FORMATS: tuple[Format, ...] = ("csv", "jsonl")
+_RESERVED = ("handle", "suffix", "template", "readers")
+MAX_CELLS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    line: int  #: where the row ends in the file, from 1
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+def read_rows(stream: TextIO, fmt: Format) -> Iterator[Row | Rejection]:
+    """The rows of a CSV (with a header row) or JSONL file, or why one is unusable."""
+    if fmt == "csv":
+        yield from _csv_rows(stream)
+    else:
+        yield from _jsonl_rows(stream)
+
+
+def _csv_rows(stream: TextIO) -> Iterator[Row | Rejection]:
+    reader = csv.reader(stream, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        yield Rejection(reader.line_num, f"bad CSV: {exc}")
+        return
+    if not header:
+        yield Rejection(1, "the file is empty; a CSV needs a header row")
+        return
+    names = [h.strip() for h in header]
+    if len(set(names)) != len(names) or "" in names or len(names) > MAX_CELLS:
+        yield Rejection(1, f"the header needs distinct, non-empty column names: {header}")
+        return
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # an unterminated quote: a truncated file, often
+            yield Rejection(reader.line_num, f"bad CSV: {exc}")
+            return
+        if not cells:
+            continue
+        if len(cells) != len(names):
+            yield Rejection(
+                reader.line_num, f"{len(cells)} cells where the header has {len(names)}"
+            )
+            continue
+        data = {n: c for n, c in zip(names, cells, strict=True) if c != ""}
+        yield Row(reader.line_num, data)
+
+
+def _jsonl_rows(stream: TextIO) -> Iterator[Row | Rejection]:
+    for line, text in enumerate(stream, 1):
+        if not text.strip():
+            continue
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield Rejection(line, f"bad JSON: {exc.msg} (column {exc.colno})")
+            continue
+        if not isinstance(data, dict):
+            yield Rejection(line, "a line must hold one JSON object")
+            continue
+        yield Row(line, data)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkOptions:
+    prefix: str | None = None  #: for rows with a suffix, or none
+    template: str | None = None  #: for rows naming no template
+    mint: str | None = None  #: suffix pattern over the row's fields
+    readers: ValueReference | None = None  #: reader group of template records
+
+    def __post_init__(self) -> None:
+        if self.prefix is not None:
+            validate_prefix(self.prefix)
+        if self.mint is not None:
+            if self.prefix is None:
+                raise InvalidValue("minting suffixes needs the prefix they go under")
+            _Pattern(self.mint)  # refuse a malformed pattern before reading anything
+
+
+@dataclass
+class RecordBuilder:
+    """Rows to records; ``template`` finds a template by ``name`` or ``name@version``."""
+
+    options: BulkOptions
+    template: Callable[[str], Template]
+    timestamp: int = 0  #: of the values made from fields; 0: set when written
+    _seen: set[bytes] = field(default_factory=set)
+    _pattern: _Pattern | None = None
+
+    def __post_init__(self) -> None:
+        if self.options.mint is not None:
+            self._pattern = _Pattern(self.options.mint)
+
+    def build(self, row: Row) -> HandleRecord:
+        """The row's record; IdnodeError saying what is wrong with it. A handle given
+        twice in one file is refused the second time."""
+        data = row.data
+        fields = data.get("fields", {}) if "values" in data or "fields" in data else {
+            k: v for k, v in data.items() if k not in _RESERVED
+        }  # fmt: skip
+        if not isinstance(fields, dict):
+            raise InvalidValue("fields must be an object")
+        # A row giving Handle values is taken as it is; the import's template is for
+        # rows of fields.
+        default = None if "values" in data else self.options.template
+        template_name = data.get("template", default)
+        template = self.template(template_name) if template_name else None
+        if template is not None:
+            fields = _typed(fields, template)
+        handle = self._handle(data, fields)
+        digest = hashlib.blake2b(handle_key(handle).encode(), digest_size=12).digest()
+        if digest in self._seen:
+            raise InvalidValue(f"{handle} appears more than once in the file")
+        self._seen.add(digest)
+        if template is None:
+            raw = data.get("values")
+            if not isinstance(raw, list) or not raw:
+                raise InvalidValue("the row has neither values nor a template for its fields")
+            return record_from_json({"handle": handle, "values": raw})
+        readers = data.get("readers")
+        group = parse_readers(readers) if isinstance(readers, str) else self.options.readers
+        return HandleRecord(handle, template.values(fields, group, self.timestamp))
+
+    def _handle(self, data: dict[str, Any], fields: dict[str, Any]) -> str:
+        prefix = self.options.prefix
+        if isinstance(data.get("handle"), str):
+            handle = str(data["handle"])
+        elif isinstance(data.get("suffix"), str) and prefix:
+            handle = f"{prefix}/{data['suffix']}"
+        elif self._pattern is not None and prefix:
+            handle = f"{prefix}/{self._pattern.format(fields)}"
+        else:
+            raise InvalidValue("the row has no handle (nor suffix with --prefix, nor --mint)")
+        validate_handle(handle)
+        if "/" not in handle:
+            raise InvalidValue(f"{handle!r} is not prefix/suffix")
+        return handle
+
+
+def _typed(fields: dict[str, Any], template: Template) -> dict[str, Any]:
+    """CSV cells are text: numbers of number fields are read as numbers."""
+    kinds = {f.name: f.type for f in template.fields}
+    typed = dict(fields)
+    for name, value in fields.items():
+        if kinds.get(name) == "number" and isinstance(value, str):
+            try:
+                typed[name] = float(value) if any(c in value for c in ".eE") else int(value)
+            except ValueError:
+                typed[name] = value  # the template names the problem, with the others
+    return typed
+
+
+class _Pattern:
+    """A suffix pattern, ``PUMP-{serial:06d}``: str.format over the row's fields, an
+    integer format reading its field as a whole number."""
+
+    _INTEGER = frozenset("bcdoxXn")
+
+    def __init__(self, text: str) -> None:
+        try:
+            self._parts = [p for p in string.Formatter().parse(text) if p[1] is not None]
+        except ValueError as exc:
+            raise InvalidValue(f"suffix pattern {text!r}: {exc}") from exc
+        if not self._parts:
+            raise InvalidValue(
+                f"suffix pattern {text!r} uses no field: every suffix would be the same"
+            )
+        self._text = text
+
+    def format(self, fields: dict[str, Any]) -> str:
+        values: dict[str, Any] = {}
+        for _, name, spec, _ in self._parts:
+            assert name is not None
+            if name not in fields:
+                raise InvalidValue(f"the suffix pattern needs the field {name!r}")
+            value = fields[name]
+            if spec and spec[-1] in self._INTEGER and not isinstance(value, int):
+                try:
+                    value = int(str(value))
+                except ValueError:
+                    raise InvalidValue(
+                        f"{name} must be a whole number for {{{name}:{spec}}}"
+                    ) from None
+            values[name] = value
+        try:
+            return self._text.format_map(values)
+        except (ValueError, TypeError) as exc:
+            raise InvalidValue(f"suffix pattern {self._text!r}: {exc}") from exc
+
+
+#: Rejections kept to show; all are counted.
+MAX_SHOWN = 1000
+
+
+@dataclass
+class BulkReport:
+    result: BulkResult  #: what was written (or, if nothing was, what would have been)
+    rejected: list[Rejection] = field(default_factory=list)
+    rejected_count: int = 0
+    written: bool = False
+
+    def reject(self, rejection: Rejection) -> None:
+        self.rejected_count += 1
+        if len(self.rejected) < MAX_SHOWN:
+            self.rejected.append(rejection)
+
+
+Opener = Callable[[], AbstractContextManager[TextIO]]
+Progress = Callable[[str], Callable[[int], None]]
+
+
+def register(
+    service: NodeService,
+    source: Opener,
+    fmt: Format,
+    options: BulkOptions,
+    *,
+    replace: bool,
+    caller: Caller | None = None,
+    skip_invalid: bool = False,
+    progress: Progress | None = None,
+) -> BulkReport:
+    """Check every row of ``source``, then write them unless one was rejected (with
+    ``skip_invalid``, write the others). ``progress(stage)`` gives a function told how
+    many records each batch held, for "checking" then "writing".
+
+    The checking pass keeps each record it builds, encoded, in a temporary spool file,
+    which the writing pass reads back: the file is parsed once.
+    """
+    found: dict[str, Template] = {}
+
+    def template(reference: str) -> Template:
+        if reference not in found:
+            name, _, version = reference.partition("@")
+            found[reference] = service.template(name, int(version) if version.isdigit() else None)
+        return found[reference]
+
+    builder = RecordBuilder(options, template, timestamp=int(time.time()))
+    report = BulkReport(BulkResult())
+    with tempfile.TemporaryFile(prefix="idnode-bulk-") as spool:
+
+        def checked() -> Iterator[HandleRecord]:
+            with source() as stream:
+                for item in read_rows(stream, fmt):
+                    if isinstance(item, Rejection):
+                        report.reject(item)
+                        continue
+                    try:
+                        record = builder.build(item)
+                    except IdnodeError as exc:
+                        report.reject(Rejection(item.line, exc.message))
+                        continue
+                    encoded = HandleRecord(record.handle, EncodedValues.of(record.values))
+                    _spool(spool, encoded)
+                    yield encoded
+
+        report.result = service.register_many(
+            checked(),
+            replace=replace,
+            caller=caller,
+            check_only=True,
+            progress=progress("checking") if progress else None,
+        )
+        if report.rejected_count and not skip_invalid:
+            return report
+        spool.seek(0)
+        report.result = service.register_many(
+            _unspool(spool),
+            replace=replace,
+            caller=caller,
+            progress=progress("writing") if progress else None,
+        )
+    report.written = True
+    return report
+
+
+_LENGTHS = struct.Struct(">II")
+
+
+def _spool(spool: BinaryIO, record: HandleRecord) -> None:
+    handle = record.handle.encode("utf-8")
+    wire = EncodedValues.of(record.values).wire
+    spool.write(_LENGTHS.pack(len(handle), len(wire)) + handle + wire)
+
+
+def _unspool(spool: BinaryIO) -> Iterator[HandleRecord]:
+    while head := spool.read(_LENGTHS.size):
+        handle_size, wire_size = _LENGTHS.unpack(head)
+        handle = spool.read(handle_size).decode("utf-8")
+        yield HandleRecord(handle, EncodedValues(spool.read(wire_size)))
