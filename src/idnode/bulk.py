@@ -17,6 +17,7 @@ CLI's ``import`` and ``POST /api/bulk`` both use it.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import string
@@ -97,7 +98,7 @@ def _csv_rows(stream: TextIO) -> Iterator[Row | Rejection]:
         except StopIteration:
             return
         except csv.Error as exc:  # an unterminated quote: a truncated file, often
-            yield Rejection(reader.line_num, f"bad CSV: {exc}")
+            yield Rejection(reader.line_num, f"bad CSV: {exc}; the rest was not read")
             return
         if not cells:
             continue
@@ -291,15 +292,7 @@ def register(
     The checking pass keeps each record it builds, encoded, in a temporary spool file,
     which the writing pass reads back: the file is parsed once.
     """
-    found: dict[str, Template] = {}
-
-    def template(reference: str) -> Template:
-        if reference not in found:
-            name, _, version = reference.partition("@")
-            found[reference] = service.template(name, int(version) if version.isdigit() else None)
-        return found[reference]
-
-    builder = RecordBuilder(options, template, timestamp=int(time.time()))
+    builder = RecordBuilder(options, functools.cache(service.template), int(time.time()))
     report = BulkReport(BulkResult())
     with tempfile.TemporaryFile(prefix="idnode-bulk-") as spool:
 

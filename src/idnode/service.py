@@ -512,6 +512,10 @@ class NodeService:
         return list(BUILTIN.values()) + [versions[-1] for versions in stored if versions]
 
     def template(self, name: str, version: int | None = None) -> Template:
+        """Template ``name`` (or ``name@version``), its latest version by default."""
+        name, _, number = name.partition("@")
+        if number.isdigit() and version is None:
+            version = int(number)
         if name in BUILTIN and version in (None, 1):
             return BUILTIN[name]
         record = self._storage.get(f"{TEMPLATE_PREFIX}/{name}") if "/" not in name else None
@@ -559,9 +563,7 @@ class NodeService:
     ) -> str:
         """Create ``handle`` from a template's fields (validated field by field), with
         the reader group ``readers`` allowed to read its partner-level values."""
-        name, _, version = template.partition("@")
-        chosen = self.template(name, int(version) if version.isdigit() else None)
-        values = chosen.values(fields, readers)
+        values = self.template(template).values(fields, readers)
         return self.create_handle(handle, values, caller, overwrite=overwrite)
 
     @staticmethod
@@ -576,8 +578,8 @@ class NodeService:
 
     # -- history -----------------------------------------------------------------
 
-    # Versions read back at most; a handle written more often than this shows its
-    # latest ones.
+    # Audit entries read back for one handle at most: a handle written more often
+    # than this shows its first writes, then its current record (as "unrecorded").
     MAX_VERSIONS = 100_000
 
     def history(self, handle: str, caller: Caller | None = None) -> list[Version]:
