@@ -262,3 +262,28 @@ def test_a_multi_server_site_is_split_by_export_or_by_import(tmp_path: Path) -> 
     bad = runner.invoke(app, ["export", "-d", str(a), "--share", "4/3"])
     assert bad.exit_code == 2
     assert "1 <= N <= M" in bad.output
+
+
+def test_resolve_as_an_identity_shows_the_values_it_may_read(
+    running_node: RunningNode, demo_dir: Path
+) -> None:
+    server = f"127.0.0.1:{running_node.ports.handle}"
+    anonymous = idnode("resolve", "88.100.1/PUMP-0007", "--server", server, "--json")
+    admin = idnode(
+        "resolve", "88.100.1/PUMP-0007", "--server", server, "--json",
+        "--auth", "300:0.NA/88.100.1", "--key", str(demo_dir / "admin_key.pem"),
+    )  # fmt: skip
+    assert admin.returncode == 0, admin.stderr
+    public = {v["index"] for v in json.loads(anonymous.stdout)["values"]}
+    everything = {v["index"] for v in json.loads(admin.stdout)["values"]}
+    assert public < everything
+    assert all(index >= 50 for index in everything - public)  # the demo's admin-only values
+
+    wrong_key = idnode(
+        "resolve", "88.100.1/PUMP-0007", "--server", server,
+        "--auth", "300:0.NA/88.100.1", "--secret-file", str(demo_dir / "idnode.toml"),
+    )  # fmt: skip
+    assert wrong_key.returncode == 1
+    no_server = runner.invoke(app, ["resolve", "88.100.1/PUMP-0007", "--auth", "300:0.NA/88.100.1"])
+    assert no_server.exit_code == 2
+    assert "--auth needs --server" in no_server.output

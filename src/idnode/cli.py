@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -24,13 +25,21 @@ from rich.table import Table
 
 from idnode import __version__, bulk
 from idnode.bulk import FORMATS, BulkOptions
-from idnode.client import HandleClient, Transport
+from idnode.client import Credentials, HandleClient, Transport
 from idnode.config import Config, load_config
 from idnode.demo import DEMO_PREFIX, demo_records
 from idnode.errors import ConfigError, IdnodeError
-from idnode.handle.codes import ResponseCode
-from idnode.handle.messages import ErrorResponse, ReferralResponse, ResolutionResponse
+from idnode.handle.codes import OpCode, ResponseCode
+from idnode.handle.messages import (
+    ErrorResponse,
+    Message,
+    ReferralResponse,
+    ResolutionRequest,
+    ResolutionResponse,
+)
+from idnode.handle.values import ValueReference
 from idnode.jsonformat import record_to_json, value_to_json
+from idnode.keys import load_private_key
 from idnode.names import handle_key
 from idnode.node import Node, init_node, migrate_node, open_node
 from idnode.reporting import REPORT_HOURS, report_rows, send_report
@@ -203,19 +212,42 @@ def resolve(
         str, typer.Option(help="auto (UDP, TCP if truncated), udp or tcp.")
     ] = "auto",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 3.0,
+    auth: Annotated[
+        str | None,
+        typer.Option(
+            help="Read as this identity, INDEX:HANDLE (needs --server): non-public values too."
+        ),
+    ] = None,
+    key: Annotated[
+        Path | None, typer.Option(help="PEM private key of the --auth identity's HS_PUBKEY.")
+    ] = None,
+    secret_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the --auth identity's secret key (else $IDNODE_SECRET)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print Handle.Net-style JSON.")] = False,
 ) -> None:
     """Resolve a handle over the Handle protocol (works against any Handle server).
 
     Without --server the handle is resolved globally: its prefix handle from the root
-    servers, then the handle from the prefix's site, following referrals.
+    servers, then the handle from the prefix's site, following referrals. With --auth
+    the server is asked for every value the identity may read, over TCP, answering its
+    challenge with the identity's key.
     """
     if transport not in ("auto", "udp", "tcp"):
         _fail("--transport must be auto, udp or tcp", 2)
     chosen: Transport = transport  # type: ignore[assignment]
     indexes, types = tuple(index or ()), tuple(type_ or ())
-    try:
+    credentials = None
+    if auth is not None:
         if server is None:
+            _fail("--auth needs --server: an identity proves itself to one server", 2)
+        credentials = credentials_from(auth, key, secret_file)
+    try:
+        if credentials is not None:
+            assert server is not None
+            record = _resolve_as(server, handle, indexes, types, credentials, timeout)
+        elif server is None:
             resolver = Resolver.from_endpoints(parse_endpoints(root), timeout=timeout)
             record = resolver.resolve(handle, indexes, types)
         else:
@@ -268,6 +300,25 @@ def _resolve_at(
     reply = HandleClient(host, port, timeout=timeout).resolve(handle, indexes, types, transport)
     if reply.truncated:
         _fail("the answer did not fit in a UDP packet (truncated); use --transport tcp or auto")
+    return _record_of(reply)
+
+
+def _resolve_as(
+    server: str,
+    handle: str,
+    indexes: tuple[int, ...],
+    types: tuple[str, ...],
+    credentials: Credentials,
+    timeout: float,
+) -> HandleRecord:
+    """Resolution without PUBLIC_ONLY, answering the server's challenge as ``credentials``."""
+    host, port = _parse_server(server)
+    client = HandleClient(host, port, timeout=timeout)
+    request = ResolutionRequest(handle, indexes, types)
+    return _record_of(client.authenticated(OpCode.RESOLUTION, request, credentials)[0])
+
+
+def _record_of(reply: Message) -> HandleRecord:
     if reply.response_code != ResponseCode.SUCCESS or not isinstance(
         reply.body, ResolutionResponse
     ):
@@ -278,6 +329,31 @@ def _resolve_at(
             text = f"ask the site of {body.handle} ({where or 'no address given'})"
         raise _Answered(reply.response_code, text)
     return HandleRecord(reply.body.handle, reply.body.values)
+
+
+def credentials_from(auth: str, key: Path | None, secret_file: Path | None) -> Credentials:
+    """The identity ``--auth INDEX:HANDLE`` and what proves it: ``--key`` (a private
+    key), ``--secret-file``, or the IDNODE_SECRET variable (never the command line,
+    where other users could read it)."""
+    index, sep, handle = auth.partition(":")
+    if not sep or not index.isdigit() or not handle:
+        _fail(f"--auth must be INDEX:HANDLE, got {auth!r}", 2)
+    identity = ValueReference(handle, int(index))
+    if key is not None:
+        try:
+            return Credentials(identity, private_key=load_private_key(key))
+        except IdnodeError as exc:
+            _fail(exc.message, 2)
+    if secret_file is not None:
+        try:
+            secret = secret_file.read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            _fail(f"cannot read {secret_file}: {exc.strerror}", 2)
+        return Credentials(identity, secret=secret)
+    env = os.environ.get("IDNODE_SECRET")
+    if not env:
+        _fail("give --key, --secret-file or IDNODE_SECRET to prove the --auth identity", 2)
+    return Credentials(identity, secret=env.encode())
 
 
 @app.command("import")

@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from idnode.cli import DataDir, _fail, _open, _parse_server, app, err, out
+from idnode.cli import DataDir, _fail, _open, _parse_server, app, credentials_from, err, out
 from idnode.client import Credentials, HandleClient, listed
 from idnode.errors import IdnodeError
 from idnode.handle.codes import OpCode, OpFlag, ResponseCode
@@ -38,7 +38,7 @@ from idnode.handle.messages import (
 from idnode.handle.values import DEFAULT_PERMISSIONS, HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.jsonformat import record_to_json, value_to_json
-from idnode.keys import generate_key, handle_public_key, load_private_key
+from idnode.keys import generate_key, handle_public_key
 from idnode.storage.base import AuditQuery
 
 admin_app = typer.Typer(help="Grant or revoke administrators of a handle (HS_ADMIN values).")
@@ -62,28 +62,6 @@ Values = Annotated[
 ]
 Timeout = Annotated[float, typer.Option(help="Seconds to wait for an answer.")]
 SECRET_PERMISSIONS = Permission.ADMIN_READ | Permission.ADMIN_WRITE
-
-
-def _credentials(auth: str, key: Path | None, secret_file: Path | None) -> Credentials:
-    index, sep, handle = auth.partition(":")
-    if not sep or not index.isdigit() or not handle:
-        _fail(f"--auth must be INDEX:HANDLE, got {auth!r}", 2)
-    identity = ValueReference(handle, int(index))
-    if key is not None:
-        try:
-            return Credentials(identity, private_key=load_private_key(key))
-        except IdnodeError as exc:
-            _fail(exc.message, 2)
-    if secret_file is not None:
-        try:
-            secret = secret_file.read_bytes().rstrip(b"\r\n")
-        except OSError as exc:
-            _fail(f"cannot read {secret_file}: {exc.strerror}", 2)
-        return Credentials(identity, secret=secret)
-    env = os.environ.get("IDNODE_SECRET")
-    if not env:
-        _fail("give --key, --secret-file or IDNODE_SECRET to prove the --auth identity", 2)
-    return Credentials(identity, secret=env.encode())
 
 
 def _parse_value(text: str) -> HandleValue:
@@ -154,7 +132,7 @@ def create(
     )
     body = CreateHandleRequest(handle, values)
     replies = _send(
-        server, timeout, OpCode.CREATE_HANDLE, body, _credentials(auth, key, secret_file), flags
+        server, timeout, OpCode.CREATE_HANDLE, body, credentials_from(auth, key, secret_file), flags
     )
     reply = replies[0].body
     made = reply.handle if isinstance(reply, CreateHandleResponse) and reply.handle else handle
@@ -178,7 +156,7 @@ def _values_command(opcode: OpCode, verb: str, doc: str) -> None:
             if opcode == OpCode.ADD_VALUE
             else ModifyValueRequest(handle, values)
         )
-        _send(server, timeout, opcode, body, _credentials(auth, key, secret_file))
+        _send(server, timeout, opcode, body, credentials_from(auth, key, secret_file))
         _done(as_json, handle, f"{verb} {len(values)} value(s) of {handle}")
 
     command.__doc__ = doc
@@ -202,7 +180,7 @@ def remove(
 ) -> None:
     """Remove values of a handle by index."""
     body = RemoveValueRequest(handle, tuple(index))
-    _send(server, timeout, OpCode.REMOVE_VALUE, body, _credentials(auth, key, secret_file))
+    _send(server, timeout, OpCode.REMOVE_VALUE, body, credentials_from(auth, key, secret_file))
     _done(as_json, handle, f"removed {len(index)} value(s) of {handle}")
 
 
@@ -218,7 +196,7 @@ def delete(
 ) -> None:
     """Delete a handle and all its values."""
     body = DeleteHandleRequest(handle)
-    _send(server, timeout, OpCode.DELETE_HANDLE, body, _credentials(auth, key, secret_file))
+    _send(server, timeout, OpCode.DELETE_HANDLE, body, credentials_from(auth, key, secret_file))
     _done(as_json, handle, f"deleted {handle}")
 
 
@@ -235,7 +213,7 @@ def list_(
     """List the handles under a prefix (needs LIST_HANDLES)."""
     body = ListHandlesRequest(f"0.NA/{prefix}")
     replies = _send(
-        server, timeout, OpCode.LIST_HANDLES, body, _credentials(auth, key, secret_file)
+        server, timeout, OpCode.LIST_HANDLES, body, credentials_from(auth, key, secret_file)
     )
     handles = listed(replies)
     if as_json:
@@ -302,7 +280,7 @@ def admin_grant(
         _fail(str(exc), 2)
     data = AdminValue(perms, ValueReference(who, int(who_index))).to_bytes()
     body = AddValueRequest(handle, (HandleValue(index, "HS_ADMIN", data),))
-    _send(server, timeout, OpCode.ADD_VALUE, body, _credentials(auth, key, secret_file))
+    _send(server, timeout, OpCode.ADD_VALUE, body, credentials_from(auth, key, secret_file))
     _done(as_json, handle, f"granted {perms.bit_string()} on {handle} to {admin}")
 
 
@@ -319,7 +297,7 @@ def admin_revoke(
 ) -> None:
     """Remove an HS_ADMIN value."""
     body = RemoveValueRequest(handle, (index,))
-    _send(server, timeout, OpCode.REMOVE_VALUE, body, _credentials(auth, key, secret_file))
+    _send(server, timeout, OpCode.REMOVE_VALUE, body, credentials_from(auth, key, secret_file))
     _done(as_json, handle, f"revoked HS_ADMIN {index} of {handle}")
 
 
