@@ -10,6 +10,8 @@ with ``--write-docs``, records them in docs/performance.md between the BENCH mar
 from __future__ import annotations
 
 import argparse
+import random
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,6 +24,8 @@ from idnode import bulk
 from idnode.bulk import BulkOptions
 from idnode.config import Config
 from idnode.node import init_node
+from idnode.service import NodeService
+from idnode.storage.search import Condition, SearchQuery
 
 STATUSES = ("in stock", "in service", "returned")
 
@@ -35,6 +39,46 @@ def write_csv(path: Path, count: int) -> None:
                 f"{n},88.100.1/MODEL-CP-{50 + n % 6 * 10},2025-{(week - 1) // 4 % 12 + 1:02d}-"
                 f"{n % 28 + 1:02d},{STATUSES[n % 3]},88.100.1/BATCH-2025-W{week:02d}\n"
             )
+
+
+def _time_searches(service: NodeService, count: int) -> list[tuple[str, int, float, float]]:
+    """Selective queries: one serial number; one week's batch of a status; words."""
+    rng = random.Random(5)
+
+    def serial() -> SearchQuery:
+        return SearchQuery(conditions=(Condition("serial", "=", str(rng.randint(1, count))),))
+
+    def day() -> SearchQuery:
+        made = Condition(
+            "manufactured", "=", f"2025-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+        )
+        return SearchQuery(conditions=(made, Condition("status", "=", "returned")), limit=100)
+
+    def words() -> SearchQuery:
+        return SearchQuery(template="serial-item", text="returned", limit=100)
+
+    kinds = [
+        ("serial = N", serial),
+        ("manufactured = one day, status = returned (first 100)", day),
+        ("serial >= N and < N+50, under the prefix", lambda: _range(rng, count)),
+        ("not selective: template serial-item, word 'returned' (first 100)", words),
+    ]
+    results = []
+    for what, make in kinds:
+        times, found = [], 0
+        for _ in range(20):
+            query = make()
+            started = time.perf_counter()
+            found = len(service.search(query))
+            times.append((time.perf_counter() - started) * 1000)
+        results.append((what, found, statistics.median(times), max(times)))
+    return results
+
+
+def _range(rng: random.Random, count: int) -> SearchQuery:
+    low = rng.randint(1, count - 50)
+    conditions = (Condition("serial", ">=", str(low)), Condition("serial", "<", str(low + 50)))
+    return SearchQuery(prefix="88.100.1", conditions=conditions, limit=100)
 
 
 def main() -> None:
@@ -69,6 +113,7 @@ def main() -> None:
         again_seconds = time.perf_counter() - again_started
         if again.result.unchanged != args.count:
             raise SystemExit(f"the second run changed something: {again.result}")
+        searches = _time_searches(node.service, args.count)
         node.close()
     check = stages["writing"] - started
     write = finished - stages["writing"]
@@ -88,6 +133,12 @@ def main() -> None:
             f"| same file again (all unchanged) | {again_seconds:.1f} | "
             f"{args.count / again_seconds:,.0f} |",
         ]
+    )
+    table += "\n\nSearch in the same node (median and slowest of 20 runs each, one process):\n\n"
+    table += "| query | found | median | slowest |\n|---|---:|---:|---:|\n"
+    table += "\n".join(
+        f"| {what} | {found:,} | {median:.2f} ms | {worst:.2f} ms |"
+        for what, found, median, worst in searches
     )
     print(table)
     if args.write_docs:

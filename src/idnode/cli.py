@@ -637,7 +637,7 @@ def _progress() -> Progress:
 
 def main() -> None:
     # The administration commands register themselves on ``app`` when imported.
-    from idnode import cli_admin, cli_history, cli_prefix, cli_template  # noqa: F401
+    from idnode import cli_admin, cli_history, cli_prefix, cli_search, cli_template  # noqa: F401
 
     app()
 

@@ -58,6 +58,7 @@ from idnode.storage.base import (
     Storage,
     StoredSession,
 )
+from idnode.storage.search import SearchQuery
 from idnode.templates import BUILTIN, Template
 
 __all__ = [
@@ -295,6 +296,11 @@ class NodeService:
                     where,
                 )
         return None
+
+    def search(self, query: SearchQuery) -> list[str]:
+        """Handles whose public values match ``query`` (values that are not public are
+        never indexed, so anyone may search)."""
+        return self._storage.search(query)
 
     def site_info(self) -> SiteInfo:
         return self._site

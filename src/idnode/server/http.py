@@ -44,6 +44,7 @@ from idnode.server import (
     http_bulk,
     http_gs1,
     http_history,
+    http_search,
     http_stats,
     http_templates,
 )
@@ -242,6 +243,7 @@ def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
                 "/api/history/{handle:path}", bound(http_history.history), methods=["GET", "POST"]
             ),
             Route("/api/bulk", bound(http_bulk.register), methods=["POST"]),
+            Route("/api/search", bound(http_search.search)),
             Route("/api/templates", bound(http_templates.templates_api)),
             Route(
                 "/api/templates/{name}",

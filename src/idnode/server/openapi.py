@@ -375,6 +375,26 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
             },
+            "/api/search": {
+                "parameters": [
+                    {"name": "prefix", "in": "query", "schema": {"type": "string"}},
+                    {"name": "template", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "where",
+                        "in": "query",
+                        "description": "NAME=VALUE, NAME>=VALUE, ... (repeatable)",
+                        "schema": {"type": "array", "items": {"type": "string"}},
+                        "explode": True,
+                    },
+                    {"name": "q", "in": "query", "schema": {"type": "string"}},
+                    {"name": "page", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "pageSize", "in": "query", "schema": {"type": "integer"}},
+                ],
+                "get": {
+                    "summary": "Identifiers whose public values match",
+                    "responses": {"200": _json({"type": "object"}, "one page"), **_ERRORS},
+                },
+            },
             "/api/templates": {
                 "get": {
                     "summary": "Every template's latest version",

@@ -19,6 +19,7 @@ from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import HandleValue, ValueReference
 from idnode.names import handle_key
 from idnode.stats import ReportedRow, StatsRow
+from idnode.storage.search import SearchQuery
 
 __all__ = [
     "ADD_STATS",
@@ -117,6 +118,10 @@ class StoredSession:
 class Storage(Protocol):
     def get(self, handle: str) -> HandleRecord | None:
         """The record for ``handle`` in any ASCII case, or None."""
+
+    def search(self, query: SearchQuery) -> list[str]:
+        """Handles (as registered, in key order) whose public values match ``query``;
+        see :mod:`idnode.storage.search`."""
 
     def get_many(self, handles: Sequence[str]) -> dict[str, HandleRecord]:
         """The records of those of ``handles`` that exist, by handle key: one query

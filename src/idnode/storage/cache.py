@@ -33,6 +33,7 @@ from idnode.storage.base import (
     Storage,
     StoredSession,
 )
+from idnode.storage.search import SearchQuery
 
 __all__ = ["FLUSH_ALL", "CachingStorage"]
 
@@ -166,6 +167,9 @@ class CachingStorage:
 
     def is_homed(self, prefix: str) -> bool:
         return self._inner.is_homed(prefix)
+
+    def search(self, query: SearchQuery) -> list[str]:
+        return self._inner.search(query)
 
     def get_many(self, handles: Sequence[str]) -> dict[str, HandleRecord]:
         # Bulk work reads the database itself: it must see what is there now.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from idnode.errors import StorageError
 
-__all__ = ["MIGRATIONS", "Migration", "pending"]
+__all__ = ["MIGRATIONS", "SEARCH_INDEX_VERSION", "Migration", "pending"]
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,46 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        6,
+        "search index of public values",
+        # fields: a row per public text value (name = its type in capitals). The word
+        # index holds a document per record (SQLite: fields_docs numbers the records
+        # for FTS5's integer rowids). Existing records are indexed when this runs.
+        sqlite=(
+            """CREATE TABLE fields (
+                key    TEXT NOT NULL,
+                name   TEXT NOT NULL,
+                text   TEXT NOT NULL,
+                number REAL
+            )""",
+            "CREATE INDEX fields_by_text ON fields (name, text, key)",
+            "CREATE INDEX fields_by_number ON fields (name, number, key) WHERE number IS NOT NULL",
+            "CREATE INDEX fields_by_key ON fields (key)",
+            "CREATE TABLE fields_docs (docid INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE)",
+            "CREATE VIRTUAL TABLE fields_text USING fts5(body, tokenize = 'unicode61')",
+        ),
+        postgresql=(
+            """CREATE TABLE fields (
+                key    TEXT COLLATE "C" NOT NULL,
+                name   TEXT COLLATE "C" NOT NULL,
+                text   TEXT COLLATE "C" NOT NULL,
+                number DOUBLE PRECISION
+            )""",
+            "CREATE INDEX fields_by_text ON fields (name, text, key)",
+            "CREATE INDEX fields_by_number ON fields (name, number, key) WHERE number IS NOT NULL",
+            "CREATE INDEX fields_by_key ON fields (key)",
+            """CREATE TABLE fields_text (
+                key  TEXT COLLATE "C" PRIMARY KEY,
+                body TSVECTOR NOT NULL
+            )""",
+            "CREATE INDEX fields_text_body ON fields_text USING GIN (body)",
+        ),
+    ),
 )
+
+#: The migration after which every existing record must be (re)indexed for search.
+SEARCH_INDEX_VERSION = 6
 
 
 def pending(current: int, database: str) -> list[Migration]:

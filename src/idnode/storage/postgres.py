@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -25,8 +25,11 @@ from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from idnode.errors import HandleAlreadyExists, StorageError
+from idnode.handle.encoded import EncodedValues
+from idnode.handle.values import HandleValue
 from idnode.names import handle_key
 from idnode.stats import ReportedRow, StatsRow
+from idnode.storage import search
 from idnode.storage.base import (
     ADD_STATS,
     ALL_WRITES,
@@ -58,7 +61,8 @@ from idnode.storage.base import (
     stats_params,
 )
 from idnode.storage.cache import FLUSH_ALL, CachingStorage
-from idnode.storage.migrations import pending
+from idnode.storage.migrations import SEARCH_INDEX_VERSION, pending
+from idnode.storage.search import SearchQuery, reindexed
 
 __all__ = ["CHANNEL", "PostgresStorage"]
 
@@ -140,6 +144,8 @@ class PostgresStorage:
             for migration in pending(current, f"database {_safe(self.url)}"):
                 for statement in migration.postgresql:
                     conn.execute(statement)
+                if migration.version == SEARCH_INDEX_VERSION:
+                    _index_everything(conn)
                 conn.execute(
                     "INSERT INTO schema_migrations VALUES (%s, %s, %s)",
                     (migration.version, migration.name, int(time.time())),
@@ -211,6 +217,17 @@ class PostgresStorage:
             ).fetchone()
         return None if row is None else decode_record(row[0], row[1])
 
+    def search(self, query: SearchQuery) -> list[str]:
+        found = search.parts(query, "postgresql")
+        with self._read_pool().connection() as conn:
+            counts = [
+                conn.execute(*search.estimate(part, "postgresql")).fetchone()[0]  # type: ignore[index]
+                for part in found
+            ]
+            driver = counts.index(min(counts)) if counts else None
+            text, params = search.statement(query, found, driver, "postgresql")
+            return [row[0] for row in conn.execute(text, params)]
+
     def get_many(self, handles: Sequence[str]) -> dict[str, HandleRecord]:
         keys = list(dict.fromkeys(handle_key(h) for h in handles))
         if not keys:
@@ -229,6 +246,7 @@ class PostgresStorage:
                     "INSERT INTO handles VALUES (%s, %s, %s, %s)",
                     (key, record.handle, encode_values(record), _now()),
                 )
+                _reindex(conn, [(key, record.values)])
                 conn.execute(_NOTIFY, (key,))
         except pg_errors.UniqueViolation as exc:
             raise HandleAlreadyExists(f"handle {record.handle} already exists") from exc
@@ -237,12 +255,14 @@ class PostgresStorage:
         key = handle_key(record.handle)
         with self._pool.connection() as conn, conn.transaction():
             conn.execute(_UPSERT, (key, record.handle, encode_values(record), _now()))
+            _reindex(conn, [(key, record.values)])
             conn.execute(_NOTIFY, (key,))
 
     def delete(self, handle: str) -> bool:
         key = handle_key(handle)
         with self._pool.connection() as conn, conn.transaction():
             cur = conn.execute("DELETE FROM handles WHERE key = %s", (key,))
+            _reindex(conn, [(key, None)])
             conn.execute(_NOTIFY, (key,))
             return cur.rowcount > 0
 
@@ -265,6 +285,7 @@ class PostgresStorage:
                 check_same_key(key, new)
                 after = encode_values(new)
                 conn.execute(_UPSERT, (key, new.handle, after, _now()))
+            _reindex(conn, [(key, None if new is None else new.values)])
             if audit is not None:
                 conn.execute(_INSERT_AUDIT, audit_params(audit, key, handle, row, new, after))
             conn.execute(_NOTIFY, (key,))
@@ -296,19 +317,19 @@ class PostgresStorage:
         for batch in row_batches(records, _BATCH):
             offered += len(batch)
             with self._pool.connection() as conn, conn.transaction():
+                keys = [row[0] for row in batch]
+                before = {
+                    key: (handle, bytes(wire))
+                    for key, handle, wire in conn.execute(
+                        "SELECT key, handle, values_wire FROM handles WHERE key = ANY(%s)"
+                        " FOR UPDATE",
+                        (keys,),
+                    )
+                }
+                fresh = batch if replace else [r for r in batch if r[0] not in before]
                 if audit is not None:
-                    keys = [row[0] for row in batch]
-                    before = {
-                        key: (handle, bytes(wire))
-                        for key, handle, wire in conn.execute(
-                            "SELECT key, handle, values_wire FROM handles WHERE key = ANY(%s)"
-                            " FOR UPDATE",
-                            (keys,),
-                        )
-                    }
-                    logged = batch if replace else [r for r in batch if r[0] not in before]
                     with conn.cursor() as cur:
-                        cur.executemany(_INSERT_AUDIT, bulk_audit_rows(audit, logged, before))
+                        cur.executemany(_INSERT_AUDIT, bulk_audit_rows(audit, fresh, before))
                 conn.execute(
                     "CREATE TEMP TABLE IF NOT EXISTS idnode_staging (seq BIGSERIAL,"
                     ' key TEXT COLLATE "C", handle TEXT, values_wire BYTEA, updated_at BIGINT)'
@@ -322,6 +343,8 @@ class PostgresStorage:
                             copy.write_row(row)
                     cur.execute(merge)
                     written += max(cur.rowcount, 0)
+                    written_rows = [(k, EncodedValues(bytes(w))) for k, _, w, _ in fresh]
+                    _reindex(conn, written_rows, before.keys())
                     cur.execute(_NOTIFY, (FLUSH_ALL,))
         return written, offered - written
 
@@ -442,3 +465,29 @@ def _safe(url: str) -> str:
 
 def _now() -> int:
     return int(time.time())
+
+
+def _reindex(
+    conn: psycopg.Connection[Any],
+    rows: Sequence[tuple[str, Sequence[HandleValue] | None]],
+    existed: Collection[str] | None = None,
+) -> None:
+    """Replace the search index rows of records written (values) or deleted (None);
+    ``existed`` as for SQLite: only keys that had records can have index rows."""
+    keys, fields, docs = reindexed(rows)
+    gone = [k for k in keys if existed is None or k in existed]
+    if gone:
+        conn.execute("DELETE FROM fields WHERE key = ANY(%s)", (gone,))
+        conn.execute("DELETE FROM fields_text WHERE key = ANY(%s)", (gone,))
+    with conn.cursor() as cur:
+        if fields:
+            cur.executemany("INSERT INTO fields VALUES (%s, %s, %s, %s)", fields)
+        if docs:
+            cur.executemany("INSERT INTO fields_text VALUES (%s, to_tsvector('simple', %s))", docs)
+
+
+def _index_everything(conn: psycopg.Connection[Any]) -> None:
+    with conn.cursor(name="idnode_index_all") as cur:
+        cur.execute("SELECT key, handle, values_wire FROM handles ORDER BY key")
+        while batch := cur.fetchmany(_BATCH):
+            _reindex(conn, [(key, decode_record(h, w).values) for key, h, w in batch])

@@ -11,13 +11,16 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from idnode.errors import HandleAlreadyExists, StorageError
+from idnode.handle.encoded import EncodedValues
+from idnode.handle.values import HandleValue
 from idnode.names import handle_key
 from idnode.stats import ReportedRow, StatsRow
+from idnode.storage import search
 from idnode.storage.base import (
     ADD_STATS,
     ALL_WRITES,
@@ -48,7 +51,8 @@ from idnode.storage.base import (
     session_params,
     stats_params,
 )
-from idnode.storage.migrations import pending
+from idnode.storage.migrations import SEARCH_INDEX_VERSION, pending
+from idnode.storage.search import SearchQuery, reindexed
 
 __all__ = ["SQLiteStorage"]
 
@@ -61,6 +65,7 @@ _INSERT_AUDIT = INSERT_AUDIT.format(p="?")
 _SELECT_AUDIT = SELECT_AUDIT.format(p="?")
 _SESSIONS = SessionSQL.using("?")
 _MMAP_BYTES = 1 << 30
+_WRITER_CACHE_KIB = 64 * 1024
 
 
 class SQLiteStorage:
@@ -73,6 +78,10 @@ class SQLiteStorage:
         try:
             self._writer = self._connect()
             self._writer.execute("PRAGMA journal_mode=WAL")
+            # Bulk writes insert into the search index's B-trees all over; with the
+            # default 2 MB page cache most of those inserts read pages back from disk.
+            # Pages are allocated as they are used, so small writes cost nothing more.
+            self._writer.execute(f"PRAGMA cache_size={-_WRITER_CACHE_KIB}")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"cannot open database {self.path}: {exc}") from exc
@@ -122,10 +131,17 @@ class SQLiteStorage:
             for migration in pending(current, f"database {self.path}"):
                 for statement in migration.sqlite:
                     conn.execute(statement)
+                if migration.version == SEARCH_INDEX_VERSION:
+                    self._index_everything(conn)
                 conn.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?, ?)",
                     (migration.version, migration.name, int(time.time())),
                 )
+
+    def _index_everything(self, conn: sqlite3.Connection) -> None:
+        rows = conn.execute("SELECT key, handle, values_wire FROM handles ORDER BY key")
+        while batch := rows.fetchmany(_BATCH):
+            _reindex(conn, [(key, decode_record(h, w).values) for key, h, w in batch])
 
     def add_stats(self, rows: Sequence[StatsRow]) -> None:
         if not rows:
@@ -172,36 +188,45 @@ class SQLiteStorage:
         ).fetchone()
         return None if row is None else decode_record(row[0], row[1])
 
+    def search(self, query: SearchQuery) -> list[str]:
+        conn = self._reader
+        found = search.parts(query, "sqlite")
+        counts = [conn.execute(*search.estimate(part, "sqlite")).fetchone()[0] for part in found]
+        driver = counts.index(min(counts)) if counts else None
+        text, params = search.statement(query, found, driver, "sqlite")
+        return [row[0] for row in conn.execute(text, params)]
+
     def get_many(self, handles: Sequence[str]) -> dict[str, HandleRecord]:
         keys = list(dict.fromkeys(handle_key(h) for h in handles))
         rows = self._rows(self._reader, keys)
         return {key: decode_record(handle, wire) for key, (handle, wire) in rows.items()}
 
     def create(self, record: HandleRecord) -> None:
+        key = handle_key(record.handle)
         with self._transaction() as conn:
             try:
                 conn.execute(
                     "INSERT INTO handles VALUES (?, ?, ?, ?)",
-                    (
-                        handle_key(record.handle),
-                        record.handle,
-                        encode_values(record),
-                        int(time.time()),
-                    ),
+                    (key, record.handle, encode_values(record), int(time.time())),
                 )
             except sqlite3.IntegrityError as exc:
                 raise HandleAlreadyExists(f"handle {record.handle} already exists") from exc
+            _reindex(conn, [(key, record.values)])
 
     def put(self, record: HandleRecord) -> None:
+        key = handle_key(record.handle)
         with self._transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO handles VALUES (?, ?, ?, ?)",
-                (handle_key(record.handle), record.handle, encode_values(record), int(time.time())),
+                (key, record.handle, encode_values(record), int(time.time())),
             )
+            _reindex(conn, [(key, record.values)])
 
     def delete(self, handle: str) -> bool:
+        key = handle_key(handle)
         with self._transaction() as conn:
-            cur = conn.execute("DELETE FROM handles WHERE key = ?", (handle_key(handle),))
+            cur = conn.execute("DELETE FROM handles WHERE key = ?", (key,))
+            _reindex(conn, [(key, None)])
             return cur.rowcount > 0
 
     def update(
@@ -225,6 +250,7 @@ class SQLiteStorage:
                     "INSERT OR REPLACE INTO handles VALUES (?, ?, ?, ?)",
                     (key, new.handle, after, int(time.time())),
                 )
+            _reindex(conn, [(key, None if new is None else new.values)])
             if audit is not None:
                 conn.execute(_INSERT_AUDIT, audit_params(audit, key, handle, row, new, after))
             return new
@@ -253,13 +279,16 @@ class SQLiteStorage:
         for batch in row_batches(records, _BATCH):
             offered += len(batch)
             with self._transaction() as conn:
+                before = self._rows(conn, [row[0] for row in batch])
+                fresh = batch if replace else [r for r in batch if r[0] not in before]
                 if audit is not None:
-                    before = self._rows(conn, [row[0] for row in batch])
-                    logged = batch if replace else [r for r in batch if r[0] not in before]
-                    conn.executemany(_INSERT_AUDIT, bulk_audit_rows(audit, logged, before))
+                    conn.executemany(_INSERT_AUDIT, bulk_audit_rows(audit, fresh, before))
                 changes = conn.total_changes
                 conn.executemany(sql, batch)
                 written += conn.total_changes - changes
+                _reindex(
+                    conn, [(key, EncodedValues(wire)) for key, _, wire, _ in fresh], before.keys()
+                )
         return written, offered - written
 
     @staticmethod
@@ -325,3 +354,27 @@ class SQLiteStorage:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
+
+
+def _reindex(
+    conn: sqlite3.Connection,
+    rows: Sequence[tuple[str, Sequence[HandleValue] | None]],
+    existed: Collection[str] | None = None,
+) -> None:
+    """Replace the search index rows of records written (values) or deleted (None).
+    ``existed``: the keys that had records before (None: any may have); only theirs
+    have index rows to remove, which spares a bulk load of new records the lookups."""
+    keys, fields, docs = reindexed(rows)
+    gone = [(k,) for k in keys if existed is None or k in existed]
+    conn.executemany("DELETE FROM fields WHERE key = ?", gone)
+    conn.executemany(
+        "DELETE FROM fields_text WHERE rowid = (SELECT docid FROM fields_docs WHERE key = ?)",
+        gone,
+    )
+    conn.executemany("DELETE FROM fields_docs WHERE key = ?", gone)
+    conn.executemany("INSERT INTO fields VALUES (?, ?, ?, ?)", fields)
+    conn.executemany("INSERT INTO fields_docs (key) VALUES (?)", [(k,) for k, _ in docs])
+    conn.executemany(
+        "INSERT INTO fields_text (rowid, body) SELECT docid, ? FROM fields_docs WHERE key = ?",
+        [(body, key) for key, body in docs],
+    )

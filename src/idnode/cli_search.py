@@ -1,0 +1,49 @@
+"""``idnode search``: the local node's identifiers by prefix, template, fields, words."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from idnode.cli import DataDir, _fail, _open, app, out
+from idnode.errors import IdnodeError
+from idnode.storage.search import Condition, SearchQuery
+
+
+@app.command("search")
+def search(
+    data_dir: DataDir = Path(".idnode"),
+    prefix: Annotated[str | None, typer.Option(help="Only identifiers under this prefix.")] = None,
+    template: Annotated[
+        str | None, typer.Option(help="Only records made from this template (NAME[@VERSION]).")
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(help="A field condition: NAME=VALUE, NAME>=VALUE, NAME<VALUE...; repeatable."),
+    ] = None,
+    text: Annotated[
+        str | None, typer.Option(help="Words that must all occur in the record.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.", min=1, max=10_000)] = 100,
+    offset: Annotated[int, typer.Option(help="Skip this many first.", min=0)] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+) -> None:
+    """Identifiers whose public values match, in handle order."""
+    node = _open(data_dir)
+    try:
+        query = SearchQuery(
+            prefix, template, tuple(Condition.parse(w) for w in where or ()), text, offset, limit
+        )
+        found = node.service.search(query)
+    except IdnodeError as exc:
+        _fail(exc.message)
+    finally:
+        node.close()
+    if as_json:
+        out.print(json.dumps(found), highlight=False, soft_wrap=True)
+        return
+    for handle in found:
+        out.print(handle, highlight=False, soft_wrap=True)

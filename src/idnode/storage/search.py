@@ -1,0 +1,239 @@
+"""What search finds, and the SQL that finds it, shared by both backends.
+
+Every write keeps an index of the record's *public* text values (types other than
+HS_*), in the write's own transaction: a row per value in ``fields`` (name = the
+value's type in capitals, its text, and its number when the text is one) for exact
+and range conditions, and one document per record for words (SQLite FTS5, PostgreSQL
+full-text search). Values that are not public are never indexed, so a search cannot
+reveal them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from idnode.errors import InvalidValue
+from idnode.handle.values import HandleValue, Permission
+from idnode.names import handle_key
+
+__all__ = [
+    "MAX_LIMIT",
+    "Condition",
+    "Part",
+    "SearchQuery",
+    "document",
+    "estimate",
+    "field_rows",
+    "parts",
+    "statement",
+]
+
+MAX_TEXT = 512  #: longer texts are found by words only
+MAX_LIMIT = 10_000
+Operator = Literal["=", "<", "<=", ">", ">="]
+OPERATORS: tuple[Operator, ...] = ("<=", ">=", "=", "<", ">")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+FieldRow = tuple[str, str, str, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    name: str  #: a value type, any case (a template's field name works: SERIAL)
+    op: Operator
+    value: str
+
+    def __post_init__(self) -> None:
+        if self.op not in OPERATORS:  # it is written into the SQL
+            raise InvalidValue(f"operator {self.op!r} is not one of {', '.join(OPERATORS)}")
+
+    @classmethod
+    def parse(cls, text: str) -> Condition:
+        """``status=in stock``, ``rated_power>=5``, ``manufactured<2026-01-01``."""
+        for op in OPERATORS:
+            name, sep, value = text.partition(op)
+            if sep and name.strip() and not any(o in name for o in "<>="):
+                return cls(name.strip(), op, value.strip())
+        raise InvalidValue(f"a condition is NAME=VALUE, NAME>=VALUE, ... (got {text!r})")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    prefix: str | None = None
+    template: str | None = None  #: a name (any version) or name@version
+    conditions: tuple[Condition, ...] = field(default=())
+    text: str | None = None  #: words, all of which must occur
+    offset: int = 0
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0 < self.limit <= MAX_LIMIT or self.offset < 0:
+            raise InvalidValue(f"limit must be 1 to {MAX_LIMIT} and offset not negative")
+        if self.text is not None and not _words(self.text):
+            raise InvalidValue("the text to search for has no words")
+
+
+_PUBLIC_READ = int(Permission.PUBLIC_READ)
+
+
+def _indexed(value: HandleValue) -> str | None:
+    # int(): flag arithmetic on the enum costs more than the rest of this per value.
+    if not int(value.permissions) & _PUBLIC_READ or value.type.upper().startswith("HS_"):
+        return None
+    try:
+        return value.data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def number_of(text: str) -> float | None:
+    if _NUMBER.match(text.strip()):
+        number = float(text)
+        return number if math.isfinite(number) else None
+    return None
+
+
+def field_rows(key: str, values: Iterable[HandleValue]) -> list[FieldRow]:
+    rows = []
+    for value in values:
+        text = _indexed(value)
+        if text is not None and len(text) <= MAX_TEXT:
+            rows.append((key, value.type.upper(), text, number_of(text)))
+    return rows
+
+
+def document(values: Iterable[HandleValue]) -> str:
+    """The words of the record's public text values, for full-text search."""
+    return " ".join(t for t in map(_indexed, values) if t)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text)
+
+
+Dialect = Literal["sqlite", "postgresql"]
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One requirement of a query, as SQL over the index: ``keys`` lists the keys that
+    meet it (to drive the query), ``test`` checks one record ``h`` (to filter)."""
+
+    keys: str
+    test: str
+    params: tuple[object, ...]
+
+
+#: How many index entries a part is counted up to when choosing which drives a query.
+ESTIMATE_CAP = 1000
+
+
+# The statements are assembled from fixed pieces: placeholders, column names and
+# checked operators; every value the caller gave is a parameter (hence S608 below).
+def parts(query: SearchQuery, dialect: Dialect) -> list[Part]:
+    """The query's requirements: one per field named (its conditions are met by one
+    value of it: weight>=2 and weight<5 is a range), the template, the words."""
+    p = "?" if dialect == "sqlite" else "%s"
+    found = []
+    by_field: dict[str, list[Condition]] = {}
+    for c in query.conditions:
+        by_field.setdefault(c.name.upper(), []).append(c)
+    for name, conditions in by_field.items():
+        tests: list[str] = []
+        params: list[object] = [name]
+        for c in conditions:
+            number = number_of(c.value)
+            numeric = c.op != "=" and number is not None
+            tests.append(f"{'number' if numeric else 'text'} {c.op} {p}")
+            params.append(number if numeric else c.value)
+        found.append(_field_part(f"name = {p} AND " + " AND ".join(tests), params))
+    if query.template:
+        name, _, version = query.template.partition("@")
+        if version:
+            found.append(_field_part(f"name = 'TEMPLATE' AND text = {p}", [query.template]))
+        else:
+            where = f"name = 'TEMPLATE' AND text >= {p} AND text < {p}"
+            found.append(_field_part(where, [f"{name}@", f"{name}@\x7f"]))
+    if query.text:
+        words = _words(query.text)
+        if dialect == "sqlite":
+            match = " ".join('"' + w.replace('"', '""') + '"' for w in words)
+            docs = "fields_docs d JOIN fields_text t ON t.rowid = d.docid"
+            found.append(
+                Part(
+                    f"SELECT d.key FROM {docs} WHERE fields_text MATCH {p}",  # noqa: S608
+                    f"EXISTS (SELECT 1 FROM {docs} WHERE d.key = h.key AND fields_text MATCH {p})",  # noqa: S608
+                    (match,),
+                )
+            )
+        else:
+            tsquery = f"body @@ plainto_tsquery('simple', {p})"
+            found.append(
+                Part(
+                    f"SELECT key FROM fields_text WHERE {tsquery}",  # noqa: S608
+                    f"EXISTS (SELECT 1 FROM fields_text t WHERE t.key = h.key AND {tsquery})",  # noqa: S608
+                    (" ".join(words),),
+                )
+            )
+    return found
+
+
+def _field_part(where: str, params: list[object]) -> Part:
+    return Part(
+        f"SELECT key FROM fields WHERE {where}",  # noqa: S608
+        f"EXISTS (SELECT 1 FROM fields f WHERE f.key = h.key AND {where})",  # noqa: S608
+        tuple(params),
+    )
+
+
+def estimate(part: Part, dialect: Dialect) -> tuple[str, tuple[object, ...]]:
+    """A count of the part's keys, stopping at ESTIMATE_CAP: cheap, and enough to
+    tell a selective requirement from one most records meet."""
+    p = "?" if dialect == "sqlite" else "%s"
+    return (
+        f"SELECT count(*) FROM ({part.keys} LIMIT {p}) AS sample",  # noqa: S608
+        (*part.params, ESTIMATE_CAP),
+    )
+
+
+def statement(
+    query: SearchQuery, found: Sequence[Part], driver: int | None, dialect: Dialect
+) -> tuple[str, list[object]]:
+    """The query: the keys of part ``driver`` (the most selective), each probed for
+    the others and the prefix, in key order, paged."""
+    p = "?" if dialect == "sqlite" else "%s"
+    where: list[str] = []
+    params: list[object] = []
+    if query.prefix:
+        key = handle_key(query.prefix)
+        where.append(f"h.key >= {p} AND h.key < {p}")
+        params += [key + "/", key + "0"]
+    for n, part in enumerate(found):
+        where.append(f"h.key IN ({part.keys})" if n == driver else part.test)
+        params += part.params
+    text = (
+        "SELECT h.handle FROM handles h"  # noqa: S608
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY h.key LIMIT {p} OFFSET {p}"
+    )
+    return text, [*params, query.limit, query.offset]
+
+
+def reindexed(
+    rows: Sequence[tuple[str, Sequence[HandleValue] | None]],
+) -> tuple[list[str], list[FieldRow], list[tuple[str, str]]]:
+    """For records written (values) or deleted (None), by key: the keys whose index
+    rows go, the field rows to insert, and (key, document) pairs to store."""
+    latest = dict(rows)  # a key written twice in one batch: its last record counts
+    keys = list(latest)
+    rows = list(latest.items())
+    fields: list[FieldRow] = []
+    docs = []
+    for key, values in rows:
+        if values is not None:
+            fields += field_rows(key, values)
+            docs.append((key, document(values)))
+    return keys, fields, docs

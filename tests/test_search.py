@@ -1,0 +1,212 @@
+"""Search: every backend's index answers what a brute-force scan of the public values
+says, after creates, updates, deletes and bulk writes; over HTTP and the CLI too."""
+
+from __future__ import annotations
+
+import random
+import re
+import sqlite3
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+import idnode.cli_search  # noqa: F401 - registers ``idnode search``
+from idnode.cli import app
+from idnode.errors import InvalidValue
+from idnode.handle.encoded import EncodedValues
+from idnode.handle.values import HandleValue, Permission
+from idnode.storage import SQLiteStorage, Storage
+from idnode.storage.base import HandleRecord
+from idnode.storage.migrations import MIGRATIONS
+from idnode.storage.search import Condition, SearchQuery
+from tests.conftest import RunningNode
+
+WORDS = ("pump", "valve", "impeller", "steel", "bronze", "seal", "motor", "red", "blue")
+STATUSES = ("in stock", "in service", "returned")
+PRIVATE = Permission.ADMIN_READ | Permission.ADMIN_WRITE
+
+
+def record(rng: random.Random, handle: str) -> HandleRecord:
+    values = [
+        HandleValue(1, "TEMPLATE", rng.choice((b"serial-item@1", b"part@1", b"part@2"))),
+        HandleValue(2, "STATUS", rng.choice(STATUSES).encode()),
+        HandleValue(3, "WEIGHT", str(rng.choice((0.5, 1, 2.25, 10, 11, 100))).encode()),
+        HandleValue(4, "MADE", f"2026-{rng.randint(1, 12):02d}-01".encode()),
+        HandleValue(5, "NOTE", " ".join(rng.sample(WORDS, 3)).encode()),
+        # Not public: never found.
+        HandleValue(6, "OWNER", rng.choice((b"ACME", b"Globex")), permissions=PRIVATE),
+    ]
+    return HandleRecord(handle, tuple(rng.sample(values, rng.randint(3, 6))))
+
+
+def matches(rec: HandleRecord, q: SearchQuery) -> bool:
+    public = [v for v in rec.values if v.permissions & Permission.PUBLIC_READ]
+    texts = {(v.type.upper(), v.data.decode()) for v in public}
+    if q.prefix and not rec.handle.upper().startswith(q.prefix.upper() + "/"):
+        return False
+    if q.template:
+        name, _, version = q.template.partition("@")
+        if not any(
+            n == "TEMPLATE" and (t == q.template if version else t.startswith(name + "@"))
+            for n, t in texts
+        ):
+            return False
+    # Conditions on one field must hold for one value of it (a range).
+    for name in {c.name.upper() for c in q.conditions}:
+        group = [c for c in q.conditions if c.name.upper() == name]
+        if not any(n == name and all(_holds(t, c) for c in group) for n, t in texts):
+            return False
+    if q.text:
+        tokens = set(re.findall(r"[a-z0-9]+", " ".join(t for _, t in texts).lower()))
+        if not set(re.findall(r"\w+", q.text.lower())) <= tokens:
+            return False
+    return True
+
+
+def _holds(text: str, c: Condition) -> bool:
+    number = _number(c.value)
+    if c.op == "=":
+        return text == c.value
+    a, b = (_number(text), number) if number is not None else (text, c.value)
+    if a is None:
+        return False
+    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[c.op]  # type: ignore[operator]
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def queries(rng: random.Random) -> list[SearchQuery]:
+    found = []
+    for _ in range(60):
+        conditions = []
+        for _ in range(rng.randint(0, 2)):
+            name, op, value = rng.choice(
+                [
+                    ("status", "=", rng.choice(STATUSES)),
+                    (
+                        "WEIGHT",
+                        rng.choice(("<", "<=", ">", ">=")),
+                        str(rng.choice((1, 2.25, 10.5))),
+                    ),
+                    ("made", rng.choice((">=", "<")), f"2026-{rng.randint(1, 12):02d}-01"),
+                    ("owner", "=", "ACME"),  # private: never matches
+                ]
+            )
+            conditions.append(Condition(name, op, value))  # type: ignore[arg-type]
+        found.append(
+            SearchQuery(
+                prefix=rng.choice((None, "88.1", "88.2")),
+                template=rng.choice((None, "part", "part@2", "serial-item")),
+                conditions=tuple(conditions),
+                text=rng.choice((None, None, rng.choice(WORDS), " ".join(rng.sample(WORDS, 2)))),
+                limit=10_000,
+            )
+        )
+    return found
+
+
+def check_all(storage: Storage, records: dict[str, HandleRecord], rng: random.Random) -> None:
+    for q in queries(rng):
+        expected = sorted((h for h, r in records.items() if matches(r, q)), key=str.upper)
+        assert storage.search(q) == expected, q
+
+
+def test_search_agrees_with_a_brute_force_scan(storage: Storage) -> None:
+    rng = random.Random(7)
+    records = {
+        f"88.{1 + n % 2}/R{n:04d}": record(rng, f"88.{1 + n % 2}/R{n:04d}") for n in range(300)
+    }
+    storage.put_many(list(records.values())[:200], replace=False)
+    for rec in list(records.values())[200:]:
+        storage.create(rec)
+    check_all(storage, records, rng)
+
+    # Every kind of write keeps the index true.
+    for handle in rng.sample(sorted(records), 40):
+        records[handle] = record(rng, handle)
+        storage.put(records[handle])
+    for handle in rng.sample(sorted(records), 20):
+        storage.delete(handle)
+        del records[handle]
+    for handle in rng.sample(sorted(records), 20):
+        new = records[handle] = record(rng, handle)
+
+        def replaced(_old: HandleRecord | None, new: HandleRecord = new) -> HandleRecord:
+            return new
+
+        storage.update(handle, replaced)
+    changed = {h: record(rng, h) for h in rng.sample(sorted(records), 50)}
+    records |= changed
+    storage.put_many(changed.values(), replace=True)
+    storage.put_many([record(rng, h) for h in changed], replace=False)  # skipped: no change
+    check_all(storage, records, rng)
+
+
+def test_paging_and_malformed_queries(storage: Storage) -> None:
+    rng = random.Random(3)
+    storage.put_many((record(rng, f"88.1/P{n:03d}") for n in range(25)), replace=False)
+    everything = storage.search(SearchQuery(prefix="88.1", limit=100))
+    pages = [storage.search(SearchQuery(prefix="88.1", offset=o, limit=10)) for o in (0, 10, 20)]
+    assert [h for page in pages for h in page] == everything
+    assert len(everything) == 25
+    with pytest.raises(InvalidValue, match="a condition is"):
+        Condition.parse("status")
+    with pytest.raises(InvalidValue, match="no words"):
+        SearchQuery(text="  ---  ")
+    assert Condition.parse("weight>=2.5") == Condition("weight", ">=", "2.5")
+    assert Condition.parse("status=in stock") == Condition("status", "=", "in stock")
+
+
+def test_existing_records_are_indexed_when_the_index_arrives(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE schema_migrations"
+        " (version INTEGER PRIMARY KEY, name TEXT, applied_at INTEGER)"
+    )
+    for migration in MIGRATIONS[:5]:  # a database from before search
+        for statement in migration.sqlite:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO schema_migrations VALUES (?, ?, 0)", (migration.version, migration.name)
+        )
+    conn.commit()
+    conn.close()
+    rng = random.Random(1)
+    records = {f"88.1/OLD{n}": record(rng, f"88.1/OLD{n}") for n in range(30)}
+    conn = sqlite3.connect(path)
+    conn.executemany(
+        "INSERT INTO handles VALUES (?, ?, ?, 0)",
+        [(h.upper(), h, EncodedValues.of(r.values).wire) for h, r in records.items()],
+    )
+    conn.commit()
+    conn.close()
+    storage = SQLiteStorage(path)
+    try:
+        check_all(storage, records, rng)
+    finally:
+        storage.close()
+
+
+def test_search_over_http_and_the_cli(running_node: RunningNode, demo_dir: Path) -> None:
+    api = running_node.http + "/api/search"
+    batches = httpx.get(api, params={"where": "KIND=batch", "pageSize": 10}).json()
+    assert batches["handles"][0].startswith("88.100.1/BATCH-")
+    assert batches["hasMore"] is True
+    second = httpx.get(api, params={"where": "KIND=batch", "pageSize": 10, "page": 1}).json()
+    assert set(second["handles"]).isdisjoint(batches["handles"])
+    assert httpx.get(api, params={"where": "nonsense"}).status_code == 400
+    assert httpx.get(api, params={"pageSize": 5000}).status_code == 400
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["search", "-d", str(demo_dir), "--where", "KIND=batch", "--limit", "3", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("BATCH-") == 3
