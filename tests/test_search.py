@@ -210,3 +210,35 @@ def test_search_over_http_and_the_cli(running_node: RunningNode, demo_dir: Path)
     )
     assert result.exit_code == 0, result.output
     assert result.output.count("BATCH-") == 3
+
+
+@pytest.mark.services
+def test_existing_records_are_indexed_in_postgresql_too(postgres_url: str) -> None:
+    import psycopg
+
+    from idnode.storage.postgres import PostgresStorage
+
+    rng = random.Random(2)
+    records = {f"88.1/OLD{n}": record(rng, f"88.1/OLD{n}") for n in range(40)}
+    with psycopg.connect(postgres_url) as conn:  # a database from before search
+        conn.execute(
+            "CREATE TABLE schema_migrations"
+            " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+        )
+        for migration in MIGRATIONS[:5]:
+            for statement in migration.postgresql:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (%s, %s, 0)",
+                (migration.version, migration.name),
+            )
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO handles VALUES (%s, %s, %s, 0)",
+                [(h.upper(), h, EncodedValues.of(r.values).wire) for h, r in records.items()],
+            )
+    storage = PostgresStorage(postgres_url)
+    try:
+        check_all(storage, records, rng)
+    finally:
+        storage.close()
