@@ -242,3 +242,20 @@ def test_existing_records_are_indexed_in_postgresql_too(postgres_url: str) -> No
         check_all(storage, records, rng)
     finally:
         storage.close()
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_a_key_twice_in_one_bulk_write_is_indexed_as_stored(
+    storage: Storage, replace: bool
+) -> None:
+    first = HandleRecord("88.1/TWICE", (HandleValue(1, "COLOUR", b"red"),))
+    second = HandleRecord("88.1/TWICE", (HandleValue(1, "COLOUR", b"blue"),))
+    storage.put_many([first, second], replace=replace)
+    stored = storage.get("88.1/TWICE")
+    assert stored is not None
+    kept = stored.values[0].data.decode()
+    other = "blue" if kept == "red" else "red"
+    assert storage.search(SearchQuery(conditions=(Condition("colour", "=", kept),))) == [
+        "88.1/TWICE"
+    ]
+    assert storage.search(SearchQuery(conditions=(Condition("colour", "=", other),))) == []

@@ -10,7 +10,7 @@ runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -43,6 +43,7 @@ __all__ = [
     "check_same_key",
     "decode_record",
     "encode_values",
+    "first_new",
     "prefix_range",
     "reported_params",
     "reported_row",
@@ -361,6 +362,19 @@ def bulk_audit_rows(
         audit_params(audit, key, handle, before.get(key), None, wire)
         for key, handle, wire, _ in batch
     ]
+
+
+def first_new(batch: Sequence[Row], existing: Collection[str], *, last: bool = False) -> list[Row]:
+    """The rows an insert that skips existing keys writes: those of new keys, one per
+    key the batch repeats, the first (SQLite's INSERT OR IGNORE) or with ``last`` the
+    last (the PostgreSQL merge, which keeps the latest row of a key)."""
+    seen = set(existing)
+    fresh = []
+    for row in reversed(batch) if last else batch:
+        if row[0] not in seen:
+            seen.add(row[0])
+            fresh.append(row)
+    return fresh
 
 
 def stats_params(row: StatsRow) -> tuple[str, int, int, int, int]:

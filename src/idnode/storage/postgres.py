@@ -51,6 +51,7 @@ from idnode.storage.base import (
     check_same_key,
     decode_record,
     encode_values,
+    first_new,
     prefix_range,
     reported_params,
     reported_row,
@@ -326,7 +327,7 @@ class PostgresStorage:
                         (keys,),
                     )
                 }
-                fresh = batch if replace else [r for r in batch if r[0] not in before]
+                fresh = batch if replace else first_new(batch, before, last=True)
                 if audit is not None:
                     with conn.cursor() as cur:
                         cur.executemany(_INSERT_AUDIT, bulk_audit_rows(audit, fresh, before))

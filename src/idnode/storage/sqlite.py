@@ -42,6 +42,7 @@ from idnode.storage.base import (
     check_same_key,
     decode_record,
     encode_values,
+    first_new,
     prefix_range,
     reported_params,
     reported_row,
@@ -280,7 +281,7 @@ class SQLiteStorage:
             offered += len(batch)
             with self._transaction() as conn:
                 before = self._rows(conn, [row[0] for row in batch])
-                fresh = batch if replace else [r for r in batch if r[0] not in before]
+                fresh = batch if replace else first_new(batch, before)
                 if audit is not None:
                     conn.executemany(_INSERT_AUDIT, bulk_audit_rows(audit, fresh, before))
                 changes = conn.total_changes
