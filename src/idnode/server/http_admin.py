@@ -7,8 +7,8 @@ them the answer is 401 with ``WWW-Authenticate`` offering Basic and a fresh sess
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, overload
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -21,10 +21,24 @@ from idnode.server.http_auth import caller_of, error
 from idnode.service import Caller, NodeService
 from idnode.templates import parse_readers
 
-__all__ = ["delete_handle", "list_handles", "put_handle", "query_flag"]
+__all__ = ["delete_handle", "list_handles", "put_handle", "query_flag", "query_number"]
 
 MAX_BODY = 4 * 1024 * 1024
 MAX_PAGE_SIZE = 10_000
+
+
+@overload
+def query_number(params: Mapping[str, str], name: str) -> int | None: ...
+@overload
+def query_number(params: Mapping[str, str], name: str, default: int) -> int: ...
+def query_number(params: Mapping[str, str], name: str, default: int | None = None) -> int | None:
+    """A non-negative whole number from the query string, ``default`` when absent."""
+    text = params.get(name)
+    if text is None:
+        return default
+    if not text.isdigit():
+        raise BadRequestParameter(f"{name} must be a whole number, got {text!r}")
+    return int(text)
 
 
 def query_flag(params: Sequence[tuple[str, str]], name: str, default: bool) -> bool:

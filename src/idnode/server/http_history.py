@@ -11,6 +11,7 @@ makes (see :meth:`NodeService.restore_version`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -20,7 +21,7 @@ from idnode.errors import BadRequestParameter, IdnodeError
 from idnode.handle.codes import ResponseCode
 from idnode.history import diff
 from idnode.jsonformat import change_to_json, version_to_json
-from idnode.server import http_auth
+from idnode.server import http_admin, http_auth
 from idnode.service import NodeService
 
 __all__ = ["history"]
@@ -48,11 +49,11 @@ async def history(service: NodeService, request: Request) -> Response:
         return http_auth.error(service, exc, handle)
 
 
-def _number(params: Any, name: str) -> int:
-    text = params.get(name, "")
-    if not text.isdigit():
+def _number(params: Mapping[str, str], name: str) -> int:
+    number = http_admin.query_number(params, name)
+    if number is None:
         raise BadRequestParameter(f"{name} must be a version number")
-    return int(text)
+    return number
 
 
 def _ok(body: dict[str, Any]) -> Response:

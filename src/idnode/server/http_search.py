@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from idnode.errors import BadRequestParameter, IdnodeError
 from idnode.handle.codes import ResponseCode
-from idnode.server import http_auth
+from idnode.server import http_admin, http_auth
 from idnode.service import NodeService
 from idnode.storage.search import Condition, SearchQuery
 
@@ -25,7 +25,8 @@ MAX_PAGE = 1000
 async def search(service: NodeService, request: Request) -> Response:
     params = request.query_params
     try:
-        page, size = _number(params.get("page", "0")), _number(params.get("pageSize", "100"))
+        page = http_admin.query_number(params, "page", 0)
+        size = http_admin.query_number(params, "pageSize", 100)
         if not 0 < size <= MAX_PAGE:
             raise BadRequestParameter(f"pageSize must be 1 to {MAX_PAGE}")
         query = SearchQuery(
@@ -48,9 +49,3 @@ async def search(service: NodeService, request: Request) -> Response:
             "hasMore": len(found) > size,
         }
     )
-
-
-def _number(text: str) -> int:
-    if not text.isdigit():
-        raise BadRequestParameter("page and pageSize must be whole numbers")
-    return int(text)

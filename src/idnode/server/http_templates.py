@@ -13,7 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from idnode.errors import BadRequestParameter, IdnodeError, http_status_of
+from idnode.errors import IdnodeError, http_status_of
 from idnode.handle.codes import ResponseCode
 from idnode.server import http_admin, http_auth
 from idnode.server.pages import page
@@ -40,19 +40,10 @@ async def template_api(service: NodeService, request: Request) -> Response:
             defined = service.define_template(name, await http_admin.json_body(request), caller)
             body: dict[str, Any] = defined.to_json()
             return JSONResponse({"responseCode": int(ResponseCode.SUCCESS), **body}, 201)
-        template = service.template(name, _version(request))
+        template = service.template(name, http_admin.query_number(request.query_params, "version"))
     except IdnodeError as exc:
         return http_auth.error(service, exc)
     return JSONResponse({"responseCode": int(ResponseCode.SUCCESS), **template.to_json()})
-
-
-def _version(request: Request) -> int | None:
-    text = request.query_params.get("version")
-    if text is None:
-        return None
-    if not text.isdigit():
-        raise BadRequestParameter("version must be a number")
-    return int(text)
 
 
 async def templates_page(service: NodeService, request: Request) -> Response:
@@ -66,7 +57,9 @@ async def templates_page(service: NodeService, request: Request) -> Response:
 
 async def template_page(service: NodeService, request: Request) -> Response:
     try:
-        template = service.template(request.path_params["name"], _version(request))
+        template = service.template(
+            request.path_params["name"], http_admin.query_number(request.query_params, "version")
+        )
     except IdnodeError as exc:
         body = f"<p>{html.escape(exc.message)}</p>"
         return HTMLResponse(page("Template not found", body), status_code=http_status_of(exc))
