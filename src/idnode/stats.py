@@ -30,6 +30,7 @@ __all__ = [
     "prometheus_text",
     "report_from_json",
     "report_to_json",
+    "row_to_json",
 ]
 
 HOUR = 3600
@@ -140,14 +141,15 @@ MAX_REPORT_ROWS = 10_000
 MAX_SOURCE_LENGTH = 255
 
 
-def report_to_json(rows: Iterable[ReportedRow]) -> dict[str, Any]:
-    return {
-        "rows": [
-            {"source": r.source, "prefix": r.stats.prefix, "hour": r.stats.hour}
-            | {name: getattr(r.stats, attr) for attr, name in _COUNT_FIELDS}
-            for r in rows
-        ]
+def row_to_json(row: StatsRow) -> dict[str, Any]:
+    """An hour's totals for a prefix in the API's shape (``notFound``, not ``not_found``)."""
+    return {"prefix": row.prefix, "hour": row.hour} | {
+        name: getattr(row, attr) for attr, name in _COUNT_FIELDS
     }
+
+
+def report_to_json(rows: Iterable[ReportedRow]) -> dict[str, Any]:
+    return {"rows": [{"source": r.source} | row_to_json(r.stats) for r in rows]}
 
 
 def report_from_json(body: Any) -> list[ReportedRow]:

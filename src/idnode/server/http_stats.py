@@ -11,7 +11,7 @@ from idnode.errors import BadRequestParameter, IdnodeError
 from idnode.handle.codes import ResponseCode
 from idnode.server import http_admin, http_auth
 from idnode.service import NodeService
-from idnode.stats import ReportedRow, prometheus_text, report_from_json, report_to_json
+from idnode.stats import prometheus_text, report_from_json, report_to_json, row_to_json
 
 __all__ = ["metrics", "receive_report", "stats"]
 
@@ -27,18 +27,13 @@ async def stats(service: NodeService, request: Request) -> Response:
         since = int(request.query_params.get("since", "0"))
     except ValueError:
         return http_auth.error(service, BadRequestParameter("since must be a Unix time"))
-    own = [ReportedRow("", row) for row in service.stats(since=since)]
     return JSONResponse(
         {
             "responseCode": int(ResponseCode.SUCCESS),
-            "rows": [_without_source(r) for r in report_to_json(own)["rows"]],
+            "rows": [row_to_json(row) for row in service.stats(since=since)],
             "reported": report_to_json(service.reported_stats(since))["rows"],
         }
     )
-
-
-def _without_source(row: dict[str, object]) -> dict[str, object]:
-    return {k: v for k, v in row.items() if k != "source"}
 
 
 async def receive_report(service: NodeService, request: Request) -> Response:
