@@ -39,7 +39,6 @@ __all__ = [
     "Template",
     "TemplateViolation",
     "parse_readers",
-    "template_of",
 ]
 
 FIELD_TYPES = ("string", "number", "date", "url", "enum", "reference")
@@ -255,16 +254,6 @@ def parse_readers(text: str) -> ValueReference:
             f"readers must be INDEX:HANDLE, e.g. 200:88.100.1/PARTNERS, not {text!r}"
         )
     return ValueReference(handle, int(index))
-
-
-def template_of(values: Any) -> tuple[str, int] | None:
-    """(name, version) of the template a record was made with, if any."""
-    for value in values:
-        if value.type == TEMPLATE_TYPE:
-            name, _, version = value.data.decode("utf-8", "replace").partition("@")
-            if version.isdigit():
-                return name, int(version)
-    return None
 
 
 def _builtin(name: str, title: str, *fields: Field) -> Template:
