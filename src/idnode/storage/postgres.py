@@ -219,15 +219,10 @@ class PostgresStorage:
         return None if row is None else decode_record(row[0], row[1])
 
     def search(self, query: SearchQuery) -> list[str]:
-        found = search.parts(query, "postgresql")
         with self._read_pool().connection() as conn:
-            counts = [
-                conn.execute(*search.estimate(part, "postgresql")).fetchone()[0]  # type: ignore[index]
-                for part in found
-            ]
-            driver = counts.index(min(counts)) if counts else None
-            text, params = search.statement(query, found, driver, "postgresql")
-            return [row[0] for row in conn.execute(text, params)]
+            return search.run(
+                query, "postgresql", lambda sql, params: conn.execute(sql, params).fetchall()
+            )
 
     def get_many(self, handles: Sequence[str]) -> dict[str, HandleRecord]:
         keys = list(dict.fromkeys(handle_key(h) for h in handles))

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from idnode.errors import InvalidValue
 from idnode.handle.values import HandleValue, Permission
@@ -29,6 +29,7 @@ __all__ = [
     "estimate",
     "field_rows",
     "parts",
+    "run",
     "statement",
 ]
 
@@ -220,6 +221,24 @@ def statement(
         + f" ORDER BY h.key LIMIT {p} OFFSET {p}"
     )
     return text, [*params, query.limit, query.offset]
+
+
+Fetch = Callable[[str, Sequence[object]], Sequence[Sequence[Any]]]
+
+
+def run(query: SearchQuery, dialect: Dialect, fetch: Fetch) -> list[str]:
+    """The handles ``query`` finds, with ``fetch`` running a statement on the backend's
+    connection. With several requirements, a capped count of each picks the most
+    selective to drive the query; with one there is nothing to choose."""
+    found = parts(query, dialect)
+    driver = None
+    if found:
+        counts = (
+            [fetch(*estimate(part, dialect))[0][0] for part in found] if len(found) > 1 else [0]
+        )
+        driver = counts.index(min(counts))
+    text, params = statement(query, found, driver, dialect)
+    return [row[0] for row in fetch(text, params)]
 
 
 def reindexed(

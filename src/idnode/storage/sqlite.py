@@ -191,11 +191,7 @@ class SQLiteStorage:
 
     def search(self, query: SearchQuery) -> list[str]:
         conn = self._reader
-        found = search.parts(query, "sqlite")
-        counts = [conn.execute(*search.estimate(part, "sqlite")).fetchone()[0] for part in found]
-        driver = counts.index(min(counts)) if counts else None
-        text, params = search.statement(query, found, driver, "sqlite")
-        return [row[0] for row in conn.execute(text, params)]
+        return search.run(query, "sqlite", lambda sql, params: conn.execute(sql, params).fetchall())
 
     def get_many(self, handles: Sequence[str]) -> dict[str, HandleRecord]:
         keys = list(dict.fromkeys(handle_key(h) for h in handles))
