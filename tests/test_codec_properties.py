@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -10,8 +11,15 @@ from hypothesis import strategies as st
 from idnode.errors import ProtocolError
 from idnode.handle.codec import decode_message, encode_message
 from idnode.handle.codes import OpCode, ResponseCode
+from idnode.handle.encoded import EncodedValues
 from idnode.handle.messages import Message, ResolutionResponse
-from idnode.handle.values import HandleValue, ValueReference, read_value, write_value
+from idnode.handle.values import (
+    HandleValue,
+    ValueReference,
+    ValueShape,
+    read_value,
+    write_value,
+)
 from idnode.handle.valuetypes import AdminValue, SiteInfo, ValueList
 from idnode.handle.wire import Reader, Writer
 from tests import strategies
@@ -29,6 +37,24 @@ def test_value_round_trip(value: HandleValue) -> None:
     r = Reader(w.getvalue())
     assert read_value(r) == value
     assert r.remaining == 0
+
+
+@given(st.lists(strategies.values, max_size=4))
+def test_encoded_fields_are_the_decoded_values_parts(values: list[HandleValue]) -> None:
+    encoded = EncodedValues.of(values)
+    assert list(encoded.fields()) == [
+        (int(v.permissions), v.type.encode("utf-8"), v.data) for v in encoded
+    ]
+    assert [v.data for v in encoded] == [v.data for v in values]
+
+
+@given(strategies.values)
+def test_a_value_shape_encodes_as_write_value_does(value: HandleValue) -> None:
+    plain = replace(value, references=())
+    shape = ValueShape(plain.index, plain.type, plain.permissions, plain.ttl, plain.ttl_type)
+    w = Writer()
+    write_value(w, plain)
+    assert shape.wire(plain.data, plain.timestamp) == w.getvalue()
 
 
 @given(strategies.admin_values)

@@ -20,6 +20,7 @@ from idnode.errors import (
     InvalidValue,
     NoSuchResource,
 )
+from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue, SiteInfo, ValueList
 from idnode.service import Caller, NodeService
@@ -58,9 +59,11 @@ def test_every_field_type_takes_what_fits_and_names_what_does_not(
     assert values[0].data == b"t@1"
     assert values[1].data == stored.encode()
     assert values[1].type == field.name.upper()
-    with pytest.raises(TemplateViolation) as failed:
-        template.values({field.name: bad})
-    assert problem in failed.value.problems[field.name]
+    assert template.encoded({field.name: good}).wire == EncodedValues.of(values).wire
+    for make in (template.values, template.encoded):
+        with pytest.raises(TemplateViolation) as failed:
+            make({field.name: bad})
+        assert problem in failed.value.problems[field.name]
 
 
 def test_every_problem_of_a_record_is_reported_at_once() -> None:
@@ -72,10 +75,11 @@ def test_every_problem_of_a_record_is_reported_at_once() -> None:
 
 
 def test_access_levels_become_permissions() -> None:
-    values = BUILTIN["serial-item"].values(
-        {"serial": "1", "model": "88.100.1/M", "batch": "88.100.1/B", "customer": "ACME"},
-        readers=GROUP,
-    )
+    fields = {"serial": "1", "model": "88.100.1/M", "batch": "88.100.1/B", "customer": "ACME"}
+    values = BUILTIN["serial-item"].values(fields, readers=GROUP, timestamp=1_764_000_000)
+    # Bulk registration's way of making the same record, straight to wire bytes.
+    encoded = BUILTIN["serial-item"].encoded(fields, readers=GROUP, timestamp=1_764_000_000)
+    assert encoded.wire == EncodedValues.of(values).wire
     by_type = {v.type: v for v in values}
     assert by_type["SERIAL"].permissions & Permission.PUBLIC_READ
     assert by_type["BATCH"].permissions == Permission.ADMIN_READ | Permission.ADMIN_WRITE

@@ -184,7 +184,7 @@ class RecordBuilder:
             return record_from_json({"handle": handle, "values": raw})
         readers = data.get("readers")
         group = parse_readers(readers) if isinstance(readers, str) else self.options.readers
-        return HandleRecord(handle, template.values(fields, group, self.timestamp))
+        return HandleRecord(handle, template.encoded(fields, group, self.timestamp))
 
     def _handle(self, data: dict[str, Any], fields: dict[str, Any]) -> str:
         prefix = self.options.prefix

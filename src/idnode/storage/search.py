@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from idnode.errors import InvalidValue
+from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import HandleValue, Permission
 from idnode.names import handle_key
 
@@ -25,9 +26,8 @@ __all__ = [
     "Condition",
     "Part",
     "SearchQuery",
-    "document",
+    "entries",
     "estimate",
-    "field_rows",
     "parts",
     "run",
     "statement",
@@ -80,14 +80,27 @@ class SearchQuery:
 _PUBLIC_READ = int(Permission.PUBLIC_READ)
 
 
-def _indexed(value: HandleValue) -> str | None:
-    # int(): flag arithmetic on the enum costs more than the rest of this per value.
-    if not int(value.permissions) & _PUBLIC_READ or value.type.upper().startswith("HS_"):
-        return None
-    try:
-        return value.data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+def entries(values: Sequence[HandleValue]) -> list[tuple[str, str]]:
+    """(NAME, text) of each value the index holds: public, UTF-8 text, of a type not
+    HS_*. Stored records are EncodedValues, read here without being decoded: a bulk
+    load indexes a million of them."""
+    raw = (
+        values.fields()
+        if isinstance(values, EncodedValues)
+        # int(): flag arithmetic on the enum costs more than the rest of this per value.
+        else ((int(v.permissions), v.type.encode("utf-8"), v.data) for v in values)
+    )
+    found = []
+    for permissions, vtype, data in raw:
+        if not permissions & _PUBLIC_READ:
+            continue
+        try:
+            name, text = vtype.decode("utf-8").upper(), data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if not name.startswith("HS_"):
+            found.append((name, text))
+    return found
 
 
 def number_of(text: str) -> float | None:
@@ -95,20 +108,6 @@ def number_of(text: str) -> float | None:
         number = float(text)
         return number if math.isfinite(number) else None
     return None
-
-
-def field_rows(key: str, values: Iterable[HandleValue]) -> list[FieldRow]:
-    rows = []
-    for value in values:
-        text = _indexed(value)
-        if text is not None and len(text) <= MAX_TEXT:
-            rows.append((key, value.type.upper(), text, number_of(text)))
-    return rows
-
-
-def document(values: Iterable[HandleValue]) -> str:
-    """The words of the record's public text values, for full-text search."""
-    return " ".join(t for t in map(_indexed, values) if t)
 
 
 def _words(text: str) -> list[str]:
@@ -245,7 +244,8 @@ def reindexed(
     rows: Sequence[tuple[str, Sequence[HandleValue] | None]],
 ) -> tuple[list[str], list[FieldRow], list[tuple[str, str]]]:
     """For records written (values) or deleted (None), by key: the keys whose index
-    rows go, the field rows to insert, and (key, document) pairs to store."""
+    rows go, the field rows to insert, and (key, document) pairs to store: the
+    document holds the words of the record's indexed values, for full-text search."""
     latest = dict(rows)  # a key written twice in one batch: its last record counts
     keys = list(latest)
     rows = list(latest.items())
@@ -253,6 +253,7 @@ def reindexed(
     docs = []
     for key, values in rows:
         if values is not None:
-            fields += field_rows(key, values)
-            docs.append((key, document(values)))
+            found = entries(values)
+            fields += [(key, n, t, number_of(t)) for n, t in found if len(t) <= MAX_TEXT]
+            docs.append((key, " ".join(t for _, t in found if t)))
     return keys, fields, docs
