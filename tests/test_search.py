@@ -18,8 +18,9 @@ from idnode.errors import InvalidValue
 from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import HandleValue, Permission
 from idnode.storage import SQLiteStorage, Storage
+from idnode.storage import sqlite as sqlite_storage
 from idnode.storage.base import HandleRecord
-from idnode.storage.migrations import MIGRATIONS
+from idnode.storage.migrations import MIGRATIONS, SEARCH_INDEX_VERSION
 from idnode.storage.search import Condition, SearchQuery
 from tests.conftest import RunningNode
 
@@ -164,14 +165,19 @@ def test_paging_and_malformed_queries(storage: Storage) -> None:
     assert Condition.parse("status=in stock") == Condition("status", "=", "in stock")
 
 
-def test_existing_records_are_indexed_when_the_index_arrives(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "version",
+    [5, 6],
+    ids=["from before search", "from before the index was kept by record"],
+)
+def test_existing_records_are_found_after_an_upgrade(tmp_path: Path, version: int) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path)
     conn.execute(
         "CREATE TABLE schema_migrations"
         " (version INTEGER PRIMARY KEY, name TEXT, applied_at INTEGER)"
     )
-    for migration in MIGRATIONS[:5]:  # a database from before search
+    for migration in MIGRATIONS[:version]:
         for statement in migration.sqlite:
             conn.execute(statement)
         conn.execute(
@@ -186,6 +192,8 @@ def test_existing_records_are_indexed_when_the_index_arrives(tmp_path: Path) -> 
         "INSERT INTO handles VALUES (?, ?, ?, 0)",
         [(h.upper(), h, EncodedValues.of(r.values).wire) for h, r in records.items()],
     )
+    if version >= SEARCH_INDEX_VERSION:  # indexed as that version kept its index
+        sqlite_storage._reindex(conn, [(h.upper(), r.values) for h, r in records.items()])
     conn.commit()
     conn.close()
     storage = SQLiteStorage(path)

@@ -359,8 +359,8 @@ def bulk_audit_rows(
     """The audit rows of a batch written by :meth:`Storage.put_many`, given the rows
     (handle, values) it replaces by key."""
     return [
-        audit_params(audit, key, handle, before.get(key), None, wire)
-        for key, handle, wire, _ in batch
+        audit_params(audit, key, handle, before.get(key), None, values.wire)
+        for key, handle, values, _ in batch
     ]
 
 
@@ -401,7 +401,7 @@ def reported_row(row: tuple[str, str, int, int, int, int, str, float]) -> Report
     return ReportedRow(source, stats, reported_by, received)
 
 
-Row = tuple[str, str, bytes, int]  # key, handle, values in wire layout, updated_at
+Row = tuple[str, str, EncodedValues, int]  # key, handle, values, updated_at
 
 
 def row_batches(records: Iterable[HandleRecord], size: int) -> Iterator[list[Row]]:
@@ -409,7 +409,9 @@ def row_batches(records: Iterable[HandleRecord], size: int) -> Iterator[list[Row
     now = int(time.time())
     batch: list[Row] = []
     for record in records:
-        batch.append((handle_key(record.handle), record.handle, encode_values(record), now))
+        batch.append(
+            (handle_key(record.handle), record.handle, EncodedValues.of(record.values), now)
+        )
         if len(batch) >= size:
             yield batch
             batch = []

@@ -25,7 +25,6 @@ from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from idnode.errors import HandleAlreadyExists, StorageError
-from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import HandleValue
 from idnode.names import handle_key
 from idnode.stats import ReportedRow, StatsRow
@@ -335,12 +334,11 @@ class PostgresStorage:
                     with cur.copy(
                         "COPY idnode_staging (key, handle, values_wire, updated_at) FROM STDIN"
                     ) as copy:
-                        for row in batch:
-                            copy.write_row(row)
+                        for key, handle, values, updated in batch:
+                            copy.write_row((key, handle, values.wire, updated))
                     cur.execute(merge)
                     written += max(cur.rowcount, 0)
-                    written_rows = [(k, EncodedValues(bytes(w))) for k, _, w, _ in fresh]
-                    _reindex(conn, written_rows, before.keys())
+                    _reindex(conn, [(k, values) for k, _, values, _ in fresh], before.keys())
                     cur.execute(_NOTIFY, (FLUSH_ALL,))
         return written, offered - written
 

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from idnode.errors import HandleAlreadyExists, StorageError
-from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import HandleValue
 from idnode.names import handle_key
 from idnode.stats import ReportedRow, StatsRow
@@ -281,11 +280,9 @@ class SQLiteStorage:
                 if audit is not None:
                     conn.executemany(_INSERT_AUDIT, bulk_audit_rows(audit, fresh, before))
                 changes = conn.total_changes
-                conn.executemany(sql, batch)
+                conn.executemany(sql, [(k, h, values.wire, t) for k, h, values, t in batch])
                 written += conn.total_changes - changes
-                _reindex(
-                    conn, [(key, EncodedValues(wire)) for key, _, wire, _ in fresh], before.keys()
-                )
+                _reindex(conn, [(key, values) for key, _, values, _ in fresh], before.keys())
         return written, offered - written
 
     @staticmethod
@@ -369,7 +366,7 @@ def _reindex(
         gone,
     )
     conn.executemany("DELETE FROM fields_docs WHERE key = ?", gone)
-    conn.executemany("INSERT INTO fields VALUES (?, ?, ?, ?)", fields)
+    conn.executemany("INSERT OR IGNORE INTO fields VALUES (?, ?, ?, ?)", fields)
     # Documents numbered here rather than looked up after insertion: a lookup per
     # document made the word index most of a bulk load's time.
     (last,) = conn.execute("SELECT coalesce(max(docid), 0) FROM fields_docs").fetchone()
