@@ -38,13 +38,28 @@ def record(rng: random.Random, handle: str) -> HandleRecord:
         HandleValue(5, "NOTE", " ".join(rng.sample(WORDS, 3)).encode()),
         # Not public: never found.
         HandleValue(6, "OWNER", rng.choice((b"ACME", b"Globex")), permissions=PRIVATE),
+        # Types of the protocol's own are not indexed, in any case; nor is data that
+        # is not UTF-8 text; other types are found in any case.
+        HandleValue(7, "hs_comment", b"pump red"),
+        HandleValue(8, "Colour", rng.choice((b"red", b"blue", b"\xff\xfe"))),
     ]
-    return HandleRecord(handle, tuple(rng.sample(values, rng.randint(3, 6))))
+    return HandleRecord(handle, tuple(rng.sample(values, rng.randint(3, 8))))
+
+
+def _text(value: HandleValue) -> str | None:
+    try:
+        return value.data.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def matches(rec: HandleRecord, q: SearchQuery) -> bool:
     public = [v for v in rec.values if v.permissions & Permission.PUBLIC_READ]
-    texts = {(v.type.upper(), v.data.decode()) for v in public}
+    texts = {
+        (v.type.upper(), text)
+        for v in public
+        if not v.type.upper().startswith("HS_") and (text := _text(v)) is not None
+    }
     if q.prefix and not rec.handle.upper().startswith(q.prefix.upper() + "/"):
         return False
     if q.template:
@@ -98,6 +113,8 @@ def queries(rng: random.Random) -> list[SearchQuery]:
                     ),
                     ("made", rng.choice((">=", "<")), f"2026-{rng.randint(1, 12):02d}-01"),
                     ("owner", "=", "ACME"),  # private: never matches
+                    ("colour", "=", rng.choice(("red", "blue"))),
+                    ("HS_COMMENT", "=", "pump red"),  # not indexed: never matches
                 ]
             )
             conditions.append(Condition(name, op, value))  # type: ignore[arg-type]

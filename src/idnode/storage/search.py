@@ -94,13 +94,31 @@ def entries(values: Sequence[HandleValue]) -> list[tuple[str, str]]:
     for permissions, vtype, data in raw:
         if not permissions & _PUBLIC_READ:
             continue
+        name = _NAMES[vtype] if vtype in _NAMES else _name_of(vtype)
+        if name is None:
+            continue
         try:
-            name, text = vtype.decode("utf-8").upper(), data.decode("utf-8")
+            found.append((name, data.decode("utf-8")))
         except UnicodeDecodeError:
             continue
-        if not name.startswith("HS_"):
-            found.append((name, text))
     return found
+
+
+#: Value type -> its name in the index, None for types not indexed. Records share a
+#: few types; deciding each once halves the cost of indexing one.
+_NAMES: dict[bytes, str | None] = {}
+
+
+def _name_of(vtype: bytes) -> str | None:
+    try:
+        name: str | None = vtype.decode("utf-8").upper()
+    except UnicodeDecodeError:
+        name = None
+    if name is not None and name.startswith("HS_"):
+        name = None
+    if len(_NAMES) < 10_000:  # a bound against a flood of made-up types
+        _NAMES[vtype] = name
+    return name
 
 
 def number_of(text: str) -> float | None:
@@ -255,5 +273,5 @@ def reindexed(
         if values is not None:
             found = entries(values)
             fields += [(key, n, t, number_of(t)) for n, t in found if len(t) <= MAX_TEXT]
-            docs.append((key, " ".join(t for _, t in found if t)))
+            docs.append((key, " ".join([t for _, t in found if t])))
     return keys, fields, docs
