@@ -22,7 +22,6 @@ from typing import TextIO
 from bench.resolve import machine, write_docs_section
 from idnode import bulk
 from idnode.bulk import BulkOptions
-from idnode.cli import DEFAULT_JOBS
 from idnode.config import Config
 from idnode.node import init_node
 from idnode.service import NodeService
@@ -85,10 +84,8 @@ def _range(rng: random.Random, count: int) -> SearchQuery:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1_000_000)
-    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS, help="as idnode import --jobs")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
-    jobs = args.jobs
     with tempfile.TemporaryDirectory(prefix="idnode-bench-bulk-") as tmp:
         source = Path(tmp) / "pumps.csv"
         write_csv(source, args.count)
@@ -106,13 +103,13 @@ def main() -> None:
 
         started = time.perf_counter()
         report = bulk.register(
-            node.service, opener, "csv", options, replace=False, progress=progress, jobs=jobs
+            node.service, opener, "csv", options, replace=False, progress=progress
         )
         finished = time.perf_counter()
         if not report.written or report.result.created != args.count:
             raise SystemExit(f"the import did not register every row: {report}")
         again_started = time.perf_counter()
-        again = bulk.register(node.service, opener, "csv", options, replace=False, jobs=jobs)
+        again = bulk.register(node.service, opener, "csv", options, replace=False)
         again_seconds = time.perf_counter() - again_started
         if again.result.unchanged != args.count:
             raise SystemExit(f"the second run changed something: {again.result}")
@@ -125,8 +122,7 @@ def main() -> None:
         [
             f"Machine: {machine()}.  ",
             f"File: {args.count:,} rows of CSV (serial-item template, minted suffixes), "
-            f"into a new SQLite node; `--jobs {jobs}` (records built in {jobs} other "
-            f"process{'es' if jobs != 1 else ''} while the first reads and compares).",
+            "into a new SQLite node.",
             "",
             "| stage | seconds | rows/s |",
             "|---|---:|---:|",

@@ -4,7 +4,6 @@ writing, idempotent re-runs, resuming after a crash, and POST /api/bulk."""
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -157,43 +156,6 @@ def test_one_bad_row_and_nothing_is_written(service: NodeService, bad_row: str) 
     )
     assert skipping.written
     assert service.count("88.100.1") == 12
-
-
-def jsonl_file(count: int) -> str:
-    rows: list[dict[str, Any]] = [
-        {"fields": {"serial": str(n), "model": "88.100.1/M", "status": "in stock"}}
-        for n in range(1, count + 1)
-    ]
-    rows[6]["fields"]["status"] = "lost"  # not one of the enum's values
-    rows[12] = rows[2]  # PUMP-000003 again, in another chunk
-    rows[15] = {"template": "part", "suffix": "SEAL-1", "fields": {"name": "seal"}}
-    rows[20] = {"handle": "88.100.1/NOTE-1", "values": [{"index": 1, "type": "URL",
-                "data": {"format": "string", "value": "https://example.com/n"}}]}  # fmt: skip
-    return "\n".join(json.dumps(row) for row in rows[:-1]) + "\n{not json\n"
-
-
-def test_records_built_by_other_processes_are_the_records_built_here(
-    service: NodeService, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(bulk, "CHUNK", 4)  # chunks of four rows: the file spans several
-    here = bulk.register(
-        service, source(jsonl_file(30)), "jsonl", OPTIONS, replace=False, skip_invalid=True
-    )
-    assert (here.result.created, here.written) == (27, True)
-    assert [(r.line, r.reason.split(":")[0]) for r in here.rejected] == [
-        (7, "the record does not fit serial-item@1"),
-        (13, "88.100.1/PUMP-000003 appears more than once in the file"),
-        (30, "bad JSON"),
-    ]
-    assert service.resolve("88.100.1/SEAL-1").values[0].data == b"part@1"  # another template
-    assert service.resolve("88.100.1/NOTE-1").values[0].type == "URL"  # Handle values
-    # Built by two other processes, the same records: all found unchanged.
-    there = bulk.register(
-        service, source(jsonl_file(30)), "jsonl", OPTIONS, replace=False, jobs=2,
-        skip_invalid=True,
-    )  # fmt: skip
-    assert (there.result.unchanged, there.result.created) == (27, 0)
-    assert there.rejected == here.rejected
 
 
 def test_a_crashed_registration_resumes_without_duplicates_or_gaps(

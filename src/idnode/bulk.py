@@ -16,21 +16,15 @@ CLI's ``import`` and ``POST /api/bulk`` both use it.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import functools
 import hashlib
-import itertools
 import json
-import multiprocessing
 import string
 import struct
 import tempfile
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal, TextIO
@@ -165,19 +159,6 @@ class RecordBuilder:
     def build(self, row: Row) -> HandleRecord:
         """The row's record; IdnodeError saying what is wrong with it. A handle given
         twice in one file is refused the second time."""
-        record = self.record(row)
-        self.claim(record.handle)
-        return record
-
-    def claim(self, handle: str) -> None:
-        """Note ``handle`` as given by the file; InvalidValue if it was already."""
-        digest = hashlib.blake2b(handle_key(handle).encode(), digest_size=12).digest()
-        if digest in self._seen:
-            raise InvalidValue(f"{handle} appears more than once in the file")
-        self._seen.add(digest)
-
-    def record(self, row: Row) -> HandleRecord:
-        """The row's record, whether or not an earlier row named the same handle."""
         data = row.data
         fields = data.get("fields", {}) if "values" in data or "fields" in data else {
             k: v for k, v in data.items() if k not in _RESERVED
@@ -192,6 +173,10 @@ class RecordBuilder:
         if template is not None:
             fields = _typed(fields, template)
         handle = self._handle(data, fields)
+        digest = hashlib.blake2b(handle_key(handle).encode(), digest_size=12).digest()
+        if digest in self._seen:
+            raise InvalidValue(f"{handle} appears more than once in the file")
+        self._seen.add(digest)
         if template is None:
             raw = data.get("values")
             if not isinstance(raw, list) or not raw:
@@ -299,16 +284,13 @@ def register(
     caller: Caller | None = None,
     skip_invalid: bool = False,
     progress: Progress | None = None,
-    jobs: int = 0,
 ) -> BulkReport:
     """Check every row of ``source``, then write them unless one was rejected (with
     ``skip_invalid``, write the others). ``progress(stage)`` gives a function told how
     many records each batch held, for "checking" then "writing".
 
     The checking pass keeps each record it builds, encoded, in a temporary spool file,
-    which the writing pass reads back: the file is parsed once. With ``jobs``, that
-    many other processes build the records of a file longer than one chunk, while
-    this one reads the file and compares the records with those stored.
+    which the writing pass reads back: the file is parsed once.
     """
     builder = RecordBuilder(options, functools.cache(service.template), int(time.time()))
     report = BulkReport(BulkResult())
@@ -316,12 +298,18 @@ def register(
 
         def checked() -> Iterator[HandleRecord]:
             with source() as stream:
-                for line, outcome in _built(builder, read_rows(stream, fmt), jobs):
-                    if isinstance(outcome, str):
-                        report.reject(Rejection(line, outcome))
+                for item in read_rows(stream, fmt):
+                    if isinstance(item, Rejection):
+                        report.reject(item)
                         continue
-                    _spool(spool, outcome)
-                    yield outcome
+                    try:
+                        record = builder.build(item)
+                    except IdnodeError as exc:
+                        report.reject(Rejection(item.line, exc.message))
+                        continue
+                    encoded = HandleRecord(record.handle, EncodedValues.of(record.values))
+                    _spool(spool, encoded)
+                    yield encoded
 
         report.result = service.register_many(
             checked(),
@@ -341,136 +329,6 @@ def register(
         )
     report.written = True
     return report
-
-
-#: Rows a checking process is given at a time.
-CHUNK = 2000
-Built = tuple[int, HandleRecord | str]  #: a row's line, and its record or why it has none
-
-
-def _built(builder: RecordBuilder, items: Iterable[Row | Rejection], jobs: int) -> Iterator[Built]:
-    """Each row's record, or why it has none, in file order."""
-    chunks = _chunks(items)
-    first = next(chunks, [])
-    yield from _build_here(builder, first)
-    following = next(chunks, None)
-    if following is None:
-        return
-    chunks = itertools.chain([following], chunks)
-    if jobs < 1:
-        for chunk in chunks:
-            yield from _build_here(builder, chunk)
-        return
-    templates = {}
-    if builder.options.template:  # rows naming another template are built here
-        with contextlib.suppress(IdnodeError):  # each row will say so
-            templates[builder.options.template] = builder.template(builder.options.template)
-    context = multiprocessing.get_context("forkserver")  # no fork of a threaded process
-    setup = (builder.options, builder.timestamp, templates)
-    with ProcessPoolExecutor(jobs, context, _start_worker, setup) as pool:
-        pending: deque[tuple[list[Row | Rejection], Future[list[_Outcome]]]] = deque()
-        try:
-            for chunk in chunks:
-                rows = [item for item in chunk if isinstance(item, Row)]
-                pending.append((chunk, pool.submit(_build_chunk, rows)))
-                if len(pending) > 2 * jobs:
-                    yield from _collect(builder, *pending.popleft())
-            while pending:
-                yield from _collect(builder, *pending.popleft())
-        except BrokenProcessPool as exc:
-            raise IdnodeError(f"a process checking rows stopped: {exc}") from exc
-        finally:
-            for _, future in pending:
-                future.cancel()
-
-
-def _chunks(items: Iterable[Row | Rejection]) -> Iterator[list[Row | Rejection]]:
-    chunk: list[Row | Rejection] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _build_here(builder: RecordBuilder, chunk: list[Row | Rejection]) -> Iterator[Built]:
-    for item in chunk:
-        if isinstance(item, Rejection):
-            yield item.line, item.reason
-            continue
-        try:
-            yield item.line, _encoded(builder.build(item))
-        except IdnodeError as exc:
-            yield item.line, exc.message
-
-
-def _collect(
-    builder: RecordBuilder, chunk: list[Row | Rejection], future: Future[list[_Outcome]]
-) -> Iterator[Built]:
-    """A chunk's rows as another process built them; a handle given twice is found
-    here, in file order, and rows it could not build are built here."""
-    outcomes = iter(future.result())
-    for item in chunk:
-        if isinstance(item, Rejection):
-            yield item.line, item.reason
-            continue
-        outcome = next(outcomes)
-        if outcome is None:
-            yield from _build_here(builder, [item])
-        elif isinstance(outcome, str):
-            yield item.line, outcome
-        else:
-            handle, wire = outcome
-            try:
-                builder.claim(handle)
-            except IdnodeError as exc:
-                yield item.line, exc.message
-                continue
-            yield item.line, HandleRecord(handle, EncodedValues(wire))
-
-
-def _encoded(record: HandleRecord) -> HandleRecord:
-    return HandleRecord(record.handle, EncodedValues.of(record.values))
-
-
-# -- in a checking process --------------------------------------------------------
-
-#: A row built: (handle, values in wire layout), why it was refused, or None when it
-#: names a template this process was not given.
-_Outcome = tuple[str, bytes] | str | None
-_builder: RecordBuilder | None = None
-
-
-class _OtherTemplate(LookupError):
-    pass
-
-
-def _start_worker(options: BulkOptions, timestamp: int, templates: dict[str, Template]) -> None:
-    global _builder  # noqa: PLW0603 - one builder per checking process
-
-    def template(name: str) -> Template:
-        if name not in templates:
-            raise _OtherTemplate(name)
-        return templates[name]
-
-    _builder = RecordBuilder(options, template, timestamp)
-
-
-def _build_chunk(rows: list[Row]) -> list[_Outcome]:
-    assert _builder is not None
-    outcomes: list[_Outcome] = []
-    for row in rows:
-        try:
-            record = _builder.record(row)
-        except _OtherTemplate:
-            outcomes.append(None)
-        except IdnodeError as exc:
-            outcomes.append(exc.message)
-        else:
-            outcomes.append((record.handle, EncodedValues.of(record.values).wire))
-    return outcomes
 
 
 _LENGTHS = struct.Struct(">II")

@@ -356,11 +356,6 @@ def credentials_from(auth: str, key: Path | None, secret_file: Path | None) -> C
     return Credentials(identity, secret=env.encode())
 
 
-#: Checking processes of ``idnode import``: the rest of the machine, as the writing
-#: that follows is one process's work.
-DEFAULT_JOBS = min(max((os.cpu_count() or 1) - 1, 0), 4)
-
-
 @app.command("import")
 def import_(
     source: Annotated[Path, typer.Argument(help="CSV or JSONL file ('-' for stdin).")],
@@ -387,14 +382,6 @@ def import_(
     skip_invalid: Annotated[
         bool, typer.Option(help="Write the valid rows even if some are rejected.")
     ] = False,
-    jobs: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="Processes building records while this one reads and compares them"
-            " (0: all here). Default: one fewer than the machine's CPUs, at most 4.",
-        ),
-    ] = DEFAULT_JOBS,
 ) -> None:
     """Register records in bulk from CSV or JSONL: checked first, then written."""
     fmt = file_format or ("csv" if source.suffix.lower() == ".csv" else "jsonl")
@@ -422,7 +409,6 @@ def import_(
                     replace=replace,
                     skip_invalid=skip_invalid,
                     progress=progress,
-                    jobs=jobs,
                 )
         except (IdnodeError, OSError, UnicodeDecodeError) as exc:
             _fail(getattr(exc, "message", str(exc)))
