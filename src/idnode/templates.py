@@ -53,6 +53,7 @@ TEMPLATE_INDEX = 1
 #: Where a record's reader group is granted READ_VALUE.
 READERS_INDEX = 200
 MAX_STRING = 4096
+_READERS = ValueShape(READERS_INDEX, "HS_ADMIN")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _TEMPLATE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
 
@@ -168,25 +169,7 @@ class Template:
     ) -> tuple[HandleValue, ...]:
         """The values of a record with the fields ``given``; TemplateViolation listing
         every field that is missing, unknown or does not fit."""
-        values = [
-            HandleValue(TEMPLATE_INDEX, TEMPLATE_TYPE, self.reference.encode(), timestamp=timestamp)
-        ]
-        for position, spec, data in self._checked(given):
-            values.append(
-                HandleValue(
-                    TEMPLATE_INDEX + position,
-                    spec.name.upper(),
-                    data.encode("utf-8"),
-                    permissions=ACCESS_LEVELS[spec.access],
-                    timestamp=timestamp,
-                )
-            )
-        if readers is not None:
-            grant = AdminValue(AdminPermission.READ_VALUE, readers)
-            values.append(
-                HandleValue(READERS_INDEX, "HS_ADMIN", grant.to_bytes(), timestamp=timestamp)
-            )
-        return tuple(values)
+        return tuple(self.encoded(given, readers, timestamp))
 
     def encoded(
         self,
@@ -195,14 +178,15 @@ class Template:
         timestamp: int = 0,
     ) -> EncodedValues:
         """:meth:`values` in wire layout, made without a HandleValue per field: the
-        form bulk registration stores, a million records at a time."""
+        form bulk registration stores, a million records at a time, and the one place
+        a template's record takes its shape."""
         shapes = self._shapes
         parts = [shapes[0].wire(self.reference.encode(), timestamp)]
         for position, _, data in self._checked(given):
             parts.append(shapes[position].wire(data.encode("utf-8"), timestamp))
         if readers is not None:
             grant = AdminValue(AdminPermission.READ_VALUE, readers)
-            parts.append(ValueShape(READERS_INDEX, "HS_ADMIN").wire(grant.to_bytes(), timestamp))
+            parts.append(_READERS.wire(grant.to_bytes(), timestamp))
         return EncodedValues.joined(parts)
 
     def _checked(self, given: Mapping[str, Any]) -> list[tuple[int, Field, str]]:
