@@ -15,6 +15,7 @@ from idnode.handle.encoded import EncodedValues
 from idnode.handle.messages import Message, ResolutionResponse
 from idnode.handle.values import (
     HandleValue,
+    Permission,
     ValueReference,
     ValueShape,
     read_value,
@@ -55,6 +56,27 @@ def test_a_value_shape_encodes_as_write_value_does(value: HandleValue) -> None:
     w = Writer()
     write_value(w, plain)
     assert shape.wire(plain.data, plain.timestamp) == w.getvalue()
+
+
+@given(st.lists(strategies.values, max_size=4))
+def test_values_joined_from_shapes_are_the_values_read_from_their_bytes(
+    values: list[HandleValue],
+) -> None:
+    plain = [replace(v, references=()) for v in values]
+    shaped = []
+    for v in plain:
+        shape = ValueShape(v.index, v.type, v.permissions, v.ttl, v.ttl_type)
+        shaped.append((shape, shape.wire(v.data, v.timestamp)))
+    joined = EncodedValues.joined(shaped)
+    scanned = EncodedValues(joined.wire)  # located by reading the bytes
+    assert list(joined) == plain
+    assert list(joined.fields()) == list(scanned.fields())
+    assert joined.timestamps_set() == scanned.timestamps_set() == all(v.timestamp for v in plain)
+    public = joined.select(public_only=True)
+    assert public.wire == scanned.select(public_only=True).wire
+    assert public.timestamps_set() == all(
+        v.timestamp for v in plain if v.permissions & Permission.PUBLIC_READ
+    )
 
 
 @given(strategies.admin_values)

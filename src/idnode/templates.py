@@ -181,12 +181,13 @@ class Template:
         form bulk registration stores, a million records at a time, and the one place
         a template's record takes its shape."""
         shapes = self._shapes
-        parts = [shapes[0].wire(self.reference.encode(), timestamp)]
+        parts = [(shapes[0], shapes[0].wire(self.reference.encode(), timestamp))]
         for position, _, data in self._checked(given):
-            parts.append(shapes[position].wire(data.encode("utf-8"), timestamp))
+            shape = shapes[position]
+            parts.append((shape, shape.wire(data.encode("utf-8"), timestamp)))
         if readers is not None:
             grant = AdminValue(AdminPermission.READ_VALUE, readers)
-            parts.append(_READERS.wire(grant.to_bytes(), timestamp))
+            parts.append((_READERS, _READERS.wire(grant.to_bytes(), timestamp)))
         return EncodedValues.joined(parts)
 
     def _checked(self, given: Mapping[str, Any]) -> list[tuple[int, Field, str]]:

@@ -19,6 +19,7 @@ from idnode.handle.values import (
     MAX_VALUES,
     HandleValue,
     Permission,
+    ValueShape,
     read_values,
     type_matches,
     write_values,
@@ -40,8 +41,9 @@ _Span = tuple[int, int, int, int, int, int]
 _unpack_u32 = _U32.unpack_from
 
 
-def _scan(wire: bytes) -> list[_Span]:
-    """Locate every value; RemoteProtocolError if the layout does not hold together."""
+def _scan(wire: bytes) -> tuple[list[_Span], bool]:
+    """Locate every value, and tell whether each has a timestamp; RemoteProtocolError
+    if the layout does not hold together."""
     size = len(wire)
     if size < 4:
         raise RemoteProtocolError("value list is shorter than its count")
@@ -49,11 +51,13 @@ def _scan(wire: bytes) -> list[_Span]:
     if count > MAX_VALUES or count * 26 > size - 4:
         raise RemoteProtocolError(f"value count {count} does not fit the data")
     spans: list[_Span] = []
+    stamped = True
     pos = 4
     try:
         for _ in range(count):
             start = pos
-            index, _ts, ttl_type, _ttl, perms, type_len = _HEAD.unpack_from(wire, pos)
+            index, timestamp, ttl_type, _ttl, perms, type_len = _HEAD.unpack_from(wire, pos)
+            stamped = stamped and timestamp != 0
             if index == 0 or ttl_type > 1:
                 raise RemoteProtocolError("value has index 0 or an unknown TTL type")
             type_start = pos + 18
@@ -70,17 +74,17 @@ def _scan(wire: bytes) -> list[_Span]:
         raise RemoteProtocolError("value runs past the end of the data") from exc
     if pos != size:
         raise RemoteProtocolError(f"{size - pos} bytes after the last value")
-    return spans
+    return spans, stamped
 
 
 class EncodedValues(Sequence[HandleValue]):
     """Values in Handle wire layout (a 4-byte count, then the values)."""
 
-    __slots__ = ("_decoded", "_spans", "_wire")
+    __slots__ = ("_decoded", "_spans", "_stamped", "_wire")
 
     def __init__(self, wire: bytes) -> None:
         self._wire = wire
-        self._spans = _scan(wire)
+        self._spans, self._stamped = _scan(wire)
         self._decoded: tuple[HandleValue, ...] | None = None
 
     @classmethod
@@ -93,14 +97,27 @@ class EncodedValues(Sequence[HandleValue]):
         return cls(w.getvalue())
 
     @classmethod
-    def joined(cls, values: Sequence[bytes]) -> EncodedValues:
-        """The values whose wire bytes are ``values`` (from ValueShape.wire)."""
-        return cls(_U32.pack(len(values)) + b"".join(values))
+    def joined(cls, values: Sequence[tuple[ValueShape, bytes]]) -> EncodedValues:
+        """The values made by ``ValueShape.wire``, each with its shape: located from
+        what the shapes know, not scanned (a bulk load joins a million records)."""
+        spans: list[_Span] = []
+        stamped = True
+        pos = 4
+        for shape, wire in values:
+            end = pos + len(wire)
+            type_start = pos + 18  # after index, timestamp, TTL type, TTL, permissions, length
+            spans.append(
+                (pos, end, shape.index, shape.permissions, type_start, type_start + shape.type_size)
+            )
+            stamped = stamped and wire[4:8] != b"\0\0\0\0"
+            pos = end
+        wire = _U32.pack(len(values)) + b"".join([w for _, w in values])
+        return cls._from_parts(wire, spans, stamped)
 
     @classmethod
-    def _from_parts(cls, wire: bytes, spans: list[_Span]) -> EncodedValues:
+    def _from_parts(cls, wire: bytes, spans: list[_Span], stamped: bool) -> EncodedValues:
         self = cls.__new__(cls)
-        self._wire, self._spans, self._decoded = wire, spans, None
+        self._wire, self._spans, self._stamped, self._decoded = wire, spans, stamped, None
         return self
 
     @property
@@ -119,8 +136,7 @@ class EncodedValues(Sequence[HandleValue]):
 
     def timestamps_set(self) -> bool:
         """Whether every value has a timestamp (the four bytes after its index)."""
-        wire = self._wire
-        return all(wire[start + 4 : start + 8] != b"\0\0\0\0" for start, *_ in self._spans)
+        return self._stamped
 
     def fields(self) -> Iterator[tuple[int, bytes, bytes]]:
         """(permissions, type, data) of each value, in order, as slices of the wire
@@ -202,4 +218,8 @@ class EncodedValues(Sequence[HandleValue]):
             shift = pos - start
             spans.append((pos, end + shift, index, perms, tstart + shift, tend + shift))
             pos += end - start
-        return EncodedValues._from_parts(b"".join(parts), spans)
+        # Some of the values: stamped if all are, or if these happen to be.
+        stamped = self._stamped or all(
+            wire[start + 4 : start + 8] != b"\0\0\0\0" for start, *_ in kept
+        )
+        return EncodedValues._from_parts(b"".join(parts), spans, stamped)

@@ -167,7 +167,7 @@ class ValueShape:
     value of the shape is then a join of bytes. Bulk registration writes a million
     records of one template, six values each, this way."""
 
-    __slots__ = ("_index", "_rest")
+    __slots__ = ("_index", "_rest", "index", "permissions", "type_size")
 
     def __init__(
         self,
@@ -183,6 +183,9 @@ class ValueShape:
         w.string(type)
         self._index = _U32.pack(index)
         self._rest = w.getvalue()
+        self.index = index
+        self.permissions = int(permissions)
+        self.type_size = len(type.encode("utf-8"))
 
     def wire(self, data: bytes, timestamp: int) -> bytes:
         """The value of this shape holding ``data``: what write_value writes for it."""
