@@ -20,6 +20,7 @@ from idnode.handle.values import ValueReference
 from idnode.handle.valuetypes import SiteInfo
 from idnode.service import NodeService
 from idnode.storage import Storage
+from idnode.storage.search import Condition, SearchQuery
 from idnode.templates import BUILTIN
 from tests.conftest import add_secret_admin, make_node, running
 
@@ -112,20 +113,32 @@ def source(text: str) -> bulk.Opener:
     return opened
 
 
-def test_a_file_is_written_once_and_a_rerun_changes_nothing(service: NodeService) -> None:
+@pytest.mark.parametrize("parallel", [False, True], ids=["in-process", "staging-process"])
+def test_a_file_is_written_once_and_a_rerun_changes_nothing(
+    service: NodeService, parallel: bool
+) -> None:
     text = csv_file(12)
-    report = bulk.register(service, source(text), "csv", OPTIONS, replace=False)
+    report = bulk.register(service, source(text), "csv", OPTIONS, replace=False, parallel=parallel)
     assert report.written
     assert (report.result.created, report.rejected_count) == (12, 0)
     assert service.count("88.100.1") == 12
-    again = bulk.register(service, source(text), "csv", OPTIONS, replace=False)
+    again = bulk.register(service, source(text), "csv", OPTIONS, replace=False, parallel=parallel)
     assert (again.result.created, again.result.unchanged) == (0, 12)
     changed = text.replace("in stock", "in service", 1)
-    skipped = bulk.register(service, source(changed), "csv", OPTIONS, replace=False)
+    skipped = bulk.register(
+        service, source(changed), "csv", OPTIONS, replace=False, parallel=parallel
+    )
     assert (skipped.result.skipped, skipped.result.unchanged) == (1, 11)
-    updated = bulk.register(service, source(changed), "csv", OPTIONS, replace=True)
+    updated = bulk.register(
+        service, source(changed), "csv", OPTIONS, replace=True, parallel=parallel
+    )
     assert updated.result.updated == 1
     assert service.resolve("88.100.1/PUMP-000001").values[-1].data == b"in service"
+    # The search index follows the update: the old status is no longer found.
+    status = Condition("status", "=", "in stock")
+    found = service.search(SearchQuery(prefix="88.100.1", conditions=(status,)))
+    assert "88.100.1/PUMP-000001" not in found
+    assert len(found) == 11
 
 
 @pytest.mark.parametrize(

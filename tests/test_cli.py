@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.processes import spawned_workers, start_server
+from idnode import bulk
 from idnode.cli import app
 from tests.conftest import RunningNode
 
@@ -60,7 +61,12 @@ def test_bad_prefix_is_refused(tmp_path: Path) -> None:
     assert "not a valid prefix" in result.output
 
 
-def test_demo_export_import_round_trip(tmp_path: Path) -> None:
+@pytest.mark.parametrize("parallel", [False, True], ids=["in-process", "staging-process"])
+def test_demo_export_import_round_trip(
+    tmp_path: Path, parallel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Large files are staged by a second process; this one is made to count as large.
+    monkeypatch.setattr(bulk, "worth_parallel", lambda size: parallel)
     a, b = tmp_path / "a", tmp_path / "b"
     assert runner.invoke(app, ["init", "-d", str(a)]).exit_code == 0
     result = runner.invoke(app, ["demo", "-d", str(a), "--serials", "50"])

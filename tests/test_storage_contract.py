@@ -12,6 +12,7 @@ from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.storage import Storage, open_storage
 from idnode.storage.base import AuditContext, AuditQuery, HandleRecord, StoredSession
 from idnode.storage.migrations import MIGRATIONS
+from idnode.storage.search import Condition, SearchQuery
 
 
 def rec(handle: str, *urls: str) -> HandleRecord:
@@ -275,3 +276,72 @@ def test_put_many_can_audit_what_it_writes(storage: Storage) -> None:
     assert [e.handle for e in storage.audit_log(AuditQuery(actor="300:0.NA/88.1"))][2:] == [
         "88.1/THIRD"
     ]
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["in-process", "staging-process"])
+def test_put_staged_writes_a_span_less_what_choose_leaves(storage: Storage, parallel: bool) -> None:
+    storage.put(rec("88.1/KEEP", "stored"))
+    storage.put(rec("88.1/REPLACE", "stored"))
+    offered: dict[str, tuple[HandleRecord, HandleRecord]] = {}
+
+    def leave_keep(existing: dict[str, tuple[HandleRecord, HandleRecord]]) -> list[str]:
+        offered.update(existing)
+        return ["88.1/KEEP"]
+
+    with storage.staging(parallel=parallel) as staging:
+        span = staging.add(
+            [rec("88.1/KEEP", "staged"), rec("88.1/Replace", "staged"), rec("88.1/NEW", "staged")]
+        )
+        later = staging.add([rec("88.1/LATER", "staged")])
+        assert (span, later) == (range(1, 4), range(4, 5))
+        assert storage.put_staged(staging, span, leave_keep) == 2
+    assert offered == {
+        "88.1/KEEP": (rec("88.1/KEEP", "stored"), rec("88.1/KEEP", "staged")),
+        "88.1/REPLACE": (rec("88.1/REPLACE", "stored"), rec("88.1/Replace", "staged")),
+    }
+    assert storage.get("88.1/KEEP") == rec("88.1/KEEP", "stored")
+    assert storage.get("88.1/REPLACE") == rec("88.1/Replace", "staged")
+    assert storage.get("88.1/NEW") == rec("88.1/NEW", "staged")
+    assert storage.get("88.1/LATER") is None  # another span, not written
+    # The search index follows: the replaced record's old value is gone from it.
+    by_url = SearchQuery(conditions=(Condition("URL", "=", "stored"),))
+    assert storage.search(by_url) == ["88.1/KEEP"]
+    assert storage.search(SearchQuery(text="staged")) == ["88.1/NEW", "88.1/Replace"]
+
+
+def test_put_staged_dry_run_counts_and_writes_nothing(storage: Storage) -> None:
+    storage.put(rec("88.1/A", "stored"))
+    with storage.staging() as staging:
+        span = staging.add([rec("88.1/A", "staged"), rec("88.1/B"), rec("88.1/C")])
+        assert storage.put_staged(staging, span, list, dry_run=True) == 2  # A left as it is
+        assert storage.put_staged(staging, span, lambda existing: [], dry_run=True) == 3
+    assert storage.get("88.1/A") == rec("88.1/A", "stored")
+    assert storage.get("88.1/B") is None
+    assert storage.audit_log() == []
+
+
+def test_put_staged_can_audit_what_it_writes(storage: Storage) -> None:
+    storage.put(rec("88.1/OLD", "before"))
+    storage.put(rec("88.1/SAME", "same"))
+    audit = AuditContext("300:0.NA/88.1", "http 10.0.0.5", "bulk")
+    with storage.staging() as staging:
+        span = staging.add([rec("88.1/OLD", "after"), rec("88.1/NEW"), rec("88.1/SAME", "same")])
+        assert storage.put_staged(staging, span, lambda e: ["88.1/SAME"], audit=audit) == 2
+    entries = {e.handle: e for e in storage.audit_log(AuditQuery(actor="300:0.NA/88.1"))}
+    assert sorted(entries) == ["88.1/NEW", "88.1/OLD"]  # what was left is not logged
+    assert entries["88.1/OLD"].before == rec("88.1/OLD", "before")
+    assert entries["88.1/OLD"].after == rec("88.1/OLD", "after")
+    assert entries["88.1/NEW"].before is None
+    assert entries["88.1/NEW"].operation == "bulk"
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["in-process", "staging-process"])
+def test_a_handle_staged_twice_is_refused(storage: Storage, parallel: bool) -> None:
+    def stage_twice() -> None:
+        with storage.staging(parallel=parallel) as staging:
+            staging.add([rec("88.1/TWICE")])
+            staging.add([rec("88.1/twice")])
+            staging.finish()  # the staging process tells only when it is done
+
+    with pytest.raises(StorageError, match="given twice"):
+        stage_twice()

@@ -9,9 +9,9 @@ JSONL ``"fields"`` object. Empty CSV cells are fields not given.
 
 Reading is pure: :func:`read_rows` yields each row or why it cannot be used, with its
 line number, and :class:`RecordBuilder` turns rows into records. :func:`register` reads
-a file twice, once to check every row (nothing is written if one is rejected, unless
-asked to skip them) and once to write through :meth:`NodeService.register_many`; the
-CLI's ``import`` and ``POST /api/bulk`` both use it.
+a file once, checking every row and setting the records aside (nothing is written if
+one is rejected, unless asked to skip them), then writes them; the CLI's ``import``
+and ``POST /api/bulk`` both use it.
 """
 
 from __future__ import annotations
@@ -20,17 +20,15 @@ import csv
 import functools
 import hashlib
 import json
+import os
 import string
-import struct
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Literal, TextIO
+from typing import Any, Literal, TextIO
 
 from idnode.errors import IdnodeError, InvalidValue
-from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import ValueReference
 from idnode.jsonformat import record_from_json
 from idnode.names import handle_key, validate_handle, validate_prefix
@@ -40,6 +38,7 @@ from idnode.templates import Template, parse_readers
 
 __all__ = [
     "FORMATS",
+    "PARALLEL_FROM_BYTES",
     "BulkOptions",
     "BulkReport",
     "RecordBuilder",
@@ -47,6 +46,7 @@ __all__ = [
     "Row",
     "read_rows",
     "register",
+    "worth_parallel",
 ]
 
 Format = Literal["csv", "jsonl"]
@@ -253,6 +253,17 @@ class _Pattern:
             raise InvalidValue(f"suffix pattern {self._text!r}: {exc}") from exc
 
 
+#: From this size on, a file's records are staged by a second process (where there is
+#: a second core): starting it costs a fraction of a second, which a file of some
+#: ten thousand rows repays.
+PARALLEL_FROM_BYTES = 2 * 1024 * 1024
+
+
+def worth_parallel(size: int) -> bool:
+    """Whether a file of ``size`` bytes is better staged by a second process."""
+    return size >= PARALLEL_FROM_BYTES and (os.cpu_count() or 1) > 1
+
+
 #: Rejections kept to show; all are counted.
 MAX_SHOWN = 1000
 
@@ -283,65 +294,46 @@ def register(
     replace: bool,
     caller: Caller | None = None,
     skip_invalid: bool = False,
+    parallel: bool = False,
     progress: Progress | None = None,
 ) -> BulkReport:
     """Check every row of ``source``, then write them unless one was rejected (with
     ``skip_invalid``, write the others). ``progress(stage)`` gives a function told how
-    many records each batch held, for "checking" then "writing".
+    many records each batch held, for "checking" then "writing". ``parallel``: set
+    the checked records aside in a second process (worth it for large files).
 
-    The checking pass keeps each record it builds, encoded, in a temporary spool file,
-    which the writing pass reads back: the file is parsed once.
+    The file is read once: the checked records wait in the node's staging area
+    (:meth:`NodeService.stage_many`) until every row has been seen.
     """
     builder = RecordBuilder(options, functools.cache(service.template), int(time.time()))
     report = BulkReport(BulkResult())
-    with tempfile.TemporaryFile(prefix="idnode-bulk-") as spool:
 
-        def checked() -> Iterator[HandleRecord]:
-            with source() as stream:
-                for item in read_rows(stream, fmt):
-                    if isinstance(item, Rejection):
-                        report.reject(item)
-                        continue
-                    try:
-                        record = builder.build(item)
-                    except IdnodeError as exc:
-                        report.reject(Rejection(item.line, exc.message))
-                        continue
-                    encoded = HandleRecord(record.handle, EncodedValues.of(record.values))
-                    _spool(spool, encoded)
-                    yield encoded
+    def checked() -> Iterator[HandleRecord]:
+        with source() as stream:
+            for item in read_rows(stream, fmt):
+                if isinstance(item, Rejection):
+                    report.reject(item)
+                    continue
+                try:
+                    yield builder.build(item)
+                except IdnodeError as exc:
+                    report.reject(Rejection(item.line, exc.message))
 
-        report.result = service.register_many(
-            checked(),
-            replace=replace,
-            caller=caller,
-            check_only=True,
-            progress=progress("checking") if progress else None,
-        )
+    with service.stage_many(
+        checked(),
+        replace=replace,
+        caller=caller,
+        parallel=parallel,
+        progress=progress("checking") if progress else None,
+    ) as load:
         if report.rejected_count and not skip_invalid:
+            report.result = service.write_staged(load, replace=replace, dry_run=True)
             return report
-        spool.seek(0)
-        report.result = service.register_many(
-            _unspool(spool),
+        report.result = service.write_staged(
+            load,
             replace=replace,
             caller=caller,
             progress=progress("writing") if progress else None,
         )
     report.written = True
     return report
-
-
-_LENGTHS = struct.Struct(">II")
-
-
-def _spool(spool: BinaryIO, record: HandleRecord) -> None:
-    handle = record.handle.encode("utf-8")
-    wire = EncodedValues.of(record.values).wire
-    spool.write(_LENGTHS.pack(len(handle), len(wire)) + handle + wire)
-
-
-def _unspool(spool: BinaryIO) -> Iterator[HandleRecord]:
-    while head := spool.read(_LENGTHS.size):
-        handle_size, wire_size = _LENGTHS.unpack(head)
-        handle = spool.read(handle_size).decode("utf-8")
-        yield HandleRecord(handle, EncodedValues(spool.read(wire_size)))

@@ -408,6 +408,7 @@ def import_(
                     options,
                     replace=replace,
                     skip_invalid=skip_invalid,
+                    parallel=bulk.worth_parallel(path.stat().st_size),
                     progress=progress,
                 )
         except (IdnodeError, OSError, UnicodeDecodeError) as exc:

@@ -12,6 +12,7 @@ import json
 import secrets
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -59,6 +60,7 @@ from idnode.storage.base import (
     StoredSession,
 )
 from idnode.storage.search import SearchQuery
+from idnode.storage.staging import Staging
 from idnode.templates import BUILTIN, Template
 
 __all__ = [
@@ -67,6 +69,7 @@ __all__ = [
     "BulkResult",
     "Caller",
     "NodeService",
+    "StagedLoad",
     "Upstream",
 ]
 
@@ -129,6 +132,26 @@ class BulkResult:
     @property
     def total(self) -> int:
         return self.created + self.updated + self.unchanged + self.skipped + self.elsewhere
+
+
+@dataclass
+class StagedLoad:
+    """Records set aside by :meth:`NodeService.stage_many`, waiting to be written:
+    their spans in the staging area, each with how many of its records are under
+    each prefix (by key), for the statistics."""
+
+    staging: Staging
+    spans: list[tuple[range, Counter[str]]] = dataclasses.field(default_factory=list)
+    elsewhere: int = 0  #: another server's share of this site, not staged
+
+    def close(self) -> None:
+        self.staging.close()
+
+    def __enter__(self) -> StagedLoad:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class NodeService:
@@ -749,60 +772,109 @@ class NodeService:
         *,
         replace: bool,
         caller: Caller | None = None,
-        check_only: bool = False,
         progress: Callable[[int], None] | None = None,
     ) -> BulkResult:
-        """Create or update many records, a batch per transaction.
+        """Create or update many records: :meth:`stage_many`, then
+        :meth:`write_staged`, for records checked already."""
+        with self.stage_many(records, replace=replace, caller=caller) as load:
+            return self.write_staged(load, replace=replace, caller=caller, progress=progress)
+
+    def stage_many(
+        self,
+        records: Iterable[HandleRecord],
+        *,
+        replace: bool,
+        caller: Caller | None = None,
+        parallel: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> StagedLoad:
+        """Set records aside for :meth:`write_staged`, so that a front end can check
+        all of them before any is written, and read its source only once.
+
+        With a ``caller`` (the HTTP API) each record must be under a prefix homed here
+        whose administrators grant the caller ADD_HANDLE (and DELETE_HANDLE to replace);
+        without one it is the node's operator. Records of another server of this site
+        are counted, not kept. ``parallel``: a second process stages the records
+        while this one goes on reading (for large loads on more than one core).
+        """
+        load = StagedLoad(self._storage.staging(parallel=parallel))
+        try:
+            allowed: set[str] = set()
+            now = self._now()
+            for batch in _batches(records, self.BULK_BATCH):
+                kept = []
+                prefixes: Counter[str] = Counter()
+                for record in batch:
+                    if not self._in_share(record.handle):
+                        load.elsewhere += 1
+                        continue
+                    prefixes[self._bulk_allowed(record.handle, caller, replace, allowed)] += 1
+                    values = record.values
+                    stamped = (
+                        values.timestamps_set()
+                        if isinstance(values, EncodedValues)
+                        else all(v.timestamp for v in values)
+                    )
+                    if not stamped:
+                        values = edits.stamped_if_unset(values, now)
+                    kept.append(HandleRecord(record.handle, values))
+                if kept:
+                    load.spans.append((load.staging.add(kept), prefixes))
+                if progress is not None:
+                    progress(len(batch))
+            load.staging.finish()
+        except BaseException:
+            load.close()
+            raise
+        return load
+
+    def write_staged(
+        self,
+        load: StagedLoad,
+        *,
+        replace: bool,
+        caller: Caller | None = None,
+        dry_run: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> BulkResult:
+        """Write staged records, a span per transaction; with ``dry_run`` only say
+        what would be written.
 
         A record stored already with the same values (timestamps aside) is left as it
         is, so running the same registration again, or again after a crash, writes only
         what is missing: no duplicates, no gaps. Other existing records are replaced
-        only with ``replace``.
-
-        With a ``caller`` (the HTTP API) each record must be under a prefix homed here
-        whose administrators grant the caller ADD_HANDLE (and DELETE_HANDLE to replace),
-        and every write is audited; without one it is the node's operator. With
-        ``check_only`` nothing is written: the checks run and the result says what
-        would happen, which lets a front end refuse a file before writing any of it.
+        only with ``replace``. With a ``caller`` every write is audited.
         """
-        result = BulkResult()
-        allowed: set[str] = set()
+        result = BulkResult(elsewhere=load.elsewhere)
         audit = None if caller is None else self._audit(caller, "bulk")
-        now = self._now()
-        for batch in _batches(records, self.BULK_BATCH):
-            existing = self._storage.get_many([r.handle for r in batch])
-            writes = []
-            for record in batch:
-                if not self._in_share(record.handle):
-                    result.elsewhere += 1
-                    continue
-                prefix_key = self._bulk_allowed(record.handle, caller, replace, allowed)
-                old = existing.get(handle_key(record.handle))
-                if old is not None and _same_values(old.values, record.values):
+        left: list[str] = []
+
+        def choose(existing: dict[str, tuple[HandleRecord, HandleRecord]]) -> list[str]:
+            left.clear()
+            for key, (stored, staged) in existing.items():
+                if _same_values(stored.values, staged.values):
                     result.unchanged += 1
-                    continue
-                if old is not None and not replace:
+                elif not replace:
                     result.skipped += 1
-                    continue
-                if old is None:
-                    result.created += 1
                 else:
                     result.updated += 1
-                values = record.values
-                stamped = (
-                    values.timestamps_set()
-                    if isinstance(values, EncodedValues)
-                    else all(v.timestamp for v in values)
-                )
-                if not stamped:
-                    values = edits.stamped_if_unset(values, now)
-                writes.append(HandleRecord(record.handle, values))
-                if not check_only:
-                    self._stats.registered(prefix_key)
-            if not check_only:
-                self._storage.put_many(writes, replace=True, audit=audit)
+                    continue
+                left.append(key)
+            return left
+
+        for span, prefixes in load.spans:
+            before = result.updated
+            written = self._storage.put_staged(
+                load.staging, span, choose, audit=audit, dry_run=dry_run
+            )
+            result.created += written - (result.updated - before)
+            if not dry_run:
+                prefixes.subtract(key.partition("/")[0] for key in left)
+                for prefix_key, count in prefixes.items():
+                    if count > 0:
+                        self._stats.registered(prefix_key, count)
             if progress is not None:
-                progress(len(batch))
+                progress(len(span))
         return result
 
     def _bulk_allowed(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from idnode.errors import RemoteProtocolError, StorageError
 from idnode.handle.encoded import EncodedValues
@@ -20,6 +20,9 @@ from idnode.handle.values import HandleValue, ValueReference
 from idnode.names import handle_key
 from idnode.stats import ReportedRow, StatsRow
 from idnode.storage.search import SearchQuery
+
+if TYPE_CHECKING:
+    from idnode.storage.staging import Staging
 
 __all__ = [
     "ADD_STATS",
@@ -35,6 +38,7 @@ __all__ = [
     "HandleRecord",
     "RecordChange",
     "SessionSQL",
+    "StagedChoice",
     "Storage",
     "StoredSession",
     "audit_entry",
@@ -45,6 +49,7 @@ __all__ = [
     "encode_values",
     "first_new",
     "prefix_range",
+    "put_staged_records",
     "reported_params",
     "reported_row",
     "row_batches",
@@ -68,6 +73,9 @@ class HandleRecord:
 
 
 RecordChange = Callable[["HandleRecord | None"], "HandleRecord | None"]
+#: Given the staged records whose handles exist, by key, as (stored, staged): the keys
+#: to leave as they are stored.
+StagedChoice = Callable[[dict[str, tuple["HandleRecord", "HandleRecord"]]], Collection[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +175,26 @@ class Storage(Protocol):
         With ``replace`` false, existing handles are skipped rather than overwritten.
         With ``audit``, each record written gets an audit entry (before and after) in
         its batch's transaction.
+        """
+
+    def staging(self, *, parallel: bool = False) -> Staging:
+        """A place to set aside the checked records of a bulk load, laid out for
+        :meth:`put_staged` (``parallel``: staged by a second process)."""
+
+    def put_staged(
+        self,
+        staging: Staging,
+        span: range,
+        choose: StagedChoice,
+        *,
+        audit: AuditContext | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Write the staged records numbered ``span`` in one transaction, creating or
+        replacing records, except those whose keys ``choose`` leaves as they are; it
+        is given the staged records whose handles exist already. Returns how many
+        records were written (``dry_run``: would be, and nothing is). ``audit`` as
+        for :meth:`put_many`.
         """
 
     def iter_records(self, prefix: str | None = None) -> Iterator[HandleRecord]:
@@ -375,6 +403,27 @@ def first_new(batch: Sequence[Row], existing: Collection[str], *, last: bool = F
             seen.add(row[0])
             fresh.append(row)
     return fresh
+
+
+def put_staged_records(
+    storage: Storage,
+    staging: Staging,
+    span: range,
+    choose: StagedChoice,
+    *,
+    audit: AuditContext | None,
+    dry_run: bool,
+) -> int:
+    """:meth:`Storage.put_staged` for a backend that loads records through its
+    ``put_many``: read back, compared, written. A record created between the reading
+    and the writing is overwritten, as by ``put_many`` with ``replace``."""
+    records = [(handle_key(r.handle), r) for r in staging.records(span)]
+    stored = storage.get_many([r.handle for _, r in records])
+    leave = set(choose({key: (stored[key], r) for key, r in records if key in stored}))
+    writes = [r for key, r in records if key not in leave]
+    if not dry_run:
+        storage.put_many(writes, replace=True, audit=audit)
+    return len(writes)
 
 
 def stats_params(row: StatsRow) -> tuple[str, int, int, int, int]:

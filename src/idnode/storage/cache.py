@@ -30,10 +30,12 @@ from idnode.storage.base import (
     AuditQuery,
     HandleRecord,
     RecordChange,
+    StagedChoice,
     Storage,
     StoredSession,
 )
 from idnode.storage.search import SearchQuery
+from idnode.storage.staging import Staging
 
 __all__ = ["FLUSH_ALL", "CachingStorage"]
 
@@ -141,6 +143,24 @@ class CachingStorage:
             return self._inner.put_many(records, replace=replace, audit=audit)
         finally:
             self.invalidate(FLUSH_ALL)
+
+    def staging(self, *, parallel: bool = False) -> Staging:
+        return self._inner.staging(parallel=parallel)
+
+    def put_staged(
+        self,
+        staging: Staging,
+        span: range,
+        choose: StagedChoice,
+        *,
+        audit: AuditContext | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        try:
+            return self._inner.put_staged(staging, span, choose, audit=audit, dry_run=dry_run)
+        finally:
+            if not dry_run:
+                self.invalidate(FLUSH_ALL)
 
     # -- everything else is not cached -------------------------------------------
 

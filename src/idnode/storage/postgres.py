@@ -43,6 +43,7 @@ from idnode.storage.base import (
     HandleRecord,
     RecordChange,
     SessionSQL,
+    StagedChoice,
     StoredSession,
     audit_entry,
     audit_params,
@@ -52,6 +53,7 @@ from idnode.storage.base import (
     encode_values,
     first_new,
     prefix_range,
+    put_staged_records,
     reported_params,
     reported_row,
     row_batches,
@@ -63,6 +65,7 @@ from idnode.storage.base import (
 from idnode.storage.cache import FLUSH_ALL, CachingStorage
 from idnode.storage.migrations import SEARCH_INDEX_VERSION, pending
 from idnode.storage.search import SearchQuery, reindexed
+from idnode.storage.staging import Staging
 
 __all__ = ["CHANNEL", "PostgresStorage"]
 
@@ -341,6 +344,21 @@ class PostgresStorage:
                     _reindex(conn, [(k, values) for k, _, values, _ in fresh], before.keys())
                     cur.execute(_NOTIFY, (FLUSH_ALL,))
         return written, offered - written
+
+    def staging(self, *, parallel: bool = False) -> Staging:
+        return Staging(index=False, parallel=parallel)
+
+    def put_staged(
+        self,
+        staging: Staging,
+        span: range,
+        choose: StagedChoice,
+        *,
+        audit: AuditContext | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        # COPY through put_many is this backend's fast path; it indexes as it writes.
+        return put_staged_records(self, staging, span, choose, audit=audit, dry_run=dry_run)
 
     def iter_records(self, prefix: str | None = None) -> Iterator[HandleRecord]:
         # A named (server-side) cursor streams in chunks instead of loading everything.

@@ -28,6 +28,7 @@ __all__ = [
     "SearchQuery",
     "entries",
     "estimate",
+    "indexed",
     "parts",
     "run",
     "statement",
@@ -258,20 +259,26 @@ def run(query: SearchQuery, dialect: Dialect, fetch: Fetch) -> list[str]:
     return [row[0] for row in fetch(text, params)]
 
 
+def indexed(values: Sequence[HandleValue]) -> tuple[list[tuple[str, str, float | None]], str]:
+    """A record's field rows (name, text, number) and its document, the words of its
+    indexed values for full-text search: what every index of a record is built from."""
+    found = entries(values)
+    fields = [(n, t, number_of(t)) for n, t in found if len(t) <= MAX_TEXT]
+    return fields, " ".join([t for _, t in found if t])
+
+
 def reindexed(
     rows: Sequence[tuple[str, Sequence[HandleValue] | None]],
 ) -> tuple[list[str], list[FieldRow], list[tuple[str, str]]]:
     """For records written (values) or deleted (None), by key: the keys whose index
-    rows go, the field rows to insert, and (key, document) pairs to store: the
-    document holds the words of the record's indexed values, for full-text search."""
+    rows go, the field rows to insert, and (key, document) pairs to store."""
     latest = dict(rows)  # a key written twice in one batch: its last record counts
     keys = list(latest)
-    rows = list(latest.items())
     fields: list[FieldRow] = []
     docs = []
-    for key, values in rows:
+    for key, values in latest.items():
         if values is not None:
-            found = entries(values)
-            fields += [(key, n, t, number_of(t)) for n, t in found if len(t) <= MAX_TEXT]
-            docs.append((key, " ".join([t for _, t in found if t])))
+            found, doc = indexed(values)
+            fields += [(key, *row) for row in found]
+            docs.append((key, doc))
     return keys, fields, docs

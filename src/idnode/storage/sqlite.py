@@ -34,6 +34,7 @@ from idnode.storage.base import (
     HandleRecord,
     RecordChange,
     SessionSQL,
+    StagedChoice,
     StoredSession,
     audit_entry,
     audit_params,
@@ -53,6 +54,7 @@ from idnode.storage.base import (
 )
 from idnode.storage.migrations import SEARCH_INDEX_VERSION, pending
 from idnode.storage.search import SearchQuery, reindexed
+from idnode.storage.staging import Staging
 
 __all__ = ["SQLiteStorage"]
 
@@ -296,6 +298,71 @@ class SQLiteStorage:
             found |= {key: (handle, wire) for key, handle, wire in conn.execute(query, chunk)}
         return found
 
+    def staging(self, *, parallel: bool = False) -> Staging:
+        return Staging(index=True, parallel=parallel)
+
+    def put_staged(
+        self,
+        staging: Staging,
+        span: range,
+        choose: StagedChoice,
+        *,
+        audit: AuditContext | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        # Everything by INSERT ... SELECT from the staging file: records, index rows
+        # and documents come as they were staged, and Python sees only the records
+        # whose handles exist.
+        if not staging.index:
+            raise StorageError("SQLite loads staged records with their index rows")
+        staging.finish()
+        where = {"first": span.start, "stop": span.stop}
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("ATTACH DATABASE ? AS staged", (str(staging.path),))
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    written = self._put_staged(conn, where, choose, audit, dry_run)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                conn.execute("DETACH DATABASE staged")
+        return written
+
+    @staticmethod
+    def _put_staged(
+        conn: sqlite3.Connection,
+        where: dict[str, int],
+        choose: StagedChoice,
+        audit: AuditContext | None,
+        dry_run: bool,
+    ) -> int:
+        existing = {
+            key: (decode_record(old_handle, old_wire), decode_record(handle, wire))
+            for key, handle, wire, old_handle, old_wire in conn.execute(_STAGED_EXISTING, where)
+        }
+        leave = set(choose(existing))
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS staged_leave (key TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM temp.staged_leave")
+        conn.executemany("INSERT INTO temp.staged_leave VALUES (?)", [(k,) for k in leave])
+        if dry_run:
+            (count,) = conn.execute(_STAGED_COUNT, where).fetchone()
+            return int(count)
+        if audit is not None:
+            who = {"actor": audit.actor, "origin": audit.origin, "operation": audit.operation}
+            conn.execute(_STAGED_AUDIT, {**where, **who, "at": time.time()})
+        _unindex(conn, [key for key in existing if key not in leave])
+        written = conn.execute(_STAGED_RECORDS, {**where, "now": int(time.time())}).rowcount
+        conn.execute(_STAGED_FIELDS, where)
+        # Documents numbered after the last one, in the order of the span.
+        numbered = {**where, "base": _last_docid(conn) + 1 - where["first"]}
+        conn.execute(_STAGED_DOCS, numbered)
+        conn.execute(_STAGED_TEXT, numbered)
+        return written
+
     def iter_records(self, prefix: str | None = None) -> Iterator[HandleRecord]:
         # A connection of its own: the cursor stays open while the caller consumes it.
         conn = self._connect()
@@ -359,17 +426,11 @@ def _reindex(
     ``existed``: the keys that had records before (None: any may have); only theirs
     have index rows to remove, which spares a bulk load of new records the lookups."""
     keys, fields, docs = reindexed(rows)
-    gone = [(k,) for k in keys if existed is None or k in existed]
-    conn.executemany("DELETE FROM fields WHERE key = ?", gone)
-    conn.executemany(
-        "DELETE FROM fields_text WHERE rowid = (SELECT docid FROM fields_docs WHERE key = ?)",
-        gone,
-    )
-    conn.executemany("DELETE FROM fields_docs WHERE key = ?", gone)
+    _unindex(conn, [k for k in keys if existed is None or k in existed])
     conn.executemany("INSERT OR IGNORE INTO fields VALUES (?, ?, ?, ?)", fields)
     # Documents numbered here rather than looked up after insertion: a lookup per
     # document made the word index most of a bulk load's time.
-    (last,) = conn.execute("SELECT coalesce(max(docid), 0) FROM fields_docs").fetchone()
+    last = _last_docid(conn)
     conn.executemany(
         "INSERT INTO fields_docs VALUES (?, ?)", [(last + n, k) for n, (k, _) in enumerate(docs, 1)]
     )
@@ -377,3 +438,55 @@ def _reindex(
         "INSERT INTO fields_text (rowid, body) VALUES (?, ?)",
         [(last + n, body) for n, (_, body) in enumerate(docs, 1)],
     )
+
+
+def _unindex(conn: sqlite3.Connection, keys: Sequence[str]) -> None:
+    gone = [(k,) for k in keys]
+    conn.executemany("DELETE FROM fields WHERE key = ?", gone)
+    conn.executemany(
+        "DELETE FROM fields_text WHERE rowid = (SELECT docid FROM fields_docs WHERE key = ?)",
+        gone,
+    )
+    conn.executemany("DELETE FROM fields_docs WHERE key = ?", gone)
+
+
+def _last_docid(conn: sqlite3.Connection) -> int:
+    (last,) = conn.execute("SELECT coalesce(max(docid), 0) FROM fields_docs").fetchone()
+    return int(last)
+
+
+# put_staged's statements. The records of a span are those numbered [first, stop),
+# less those in temp.staged_leave; "s" is always the staged record.
+_STAGED_EXISTING = (
+    "SELECT s.key, s.handle, s.wire, h.handle, h.values_wire FROM staged.records s"
+    " JOIN handles h ON h.key = s.key WHERE s.n >= :first AND s.n < :stop"
+)
+_STAGED_COUNT = (
+    "SELECT count(*) FROM staged.records s WHERE s.n >= :first AND s.n < :stop"
+    " AND s.key NOT IN (SELECT key FROM temp.staged_leave)"
+)
+_STAGED_AUDIT = (
+    "INSERT INTO audit (at, actor, origin, operation, key, handle, before, after)"
+    " SELECT :at, :actor, :origin, :operation, s.key, coalesce(h.handle, s.handle),"
+    " h.values_wire, s.wire FROM staged.records s LEFT JOIN handles h ON h.key = s.key"
+    " WHERE s.n >= :first AND s.n < :stop AND s.key NOT IN (SELECT key FROM temp.staged_leave)"
+)
+_STAGED_RECORDS = (
+    "INSERT OR REPLACE INTO handles SELECT s.key, s.handle, s.wire, :now"
+    " FROM staged.records s WHERE s.n >= :first AND s.n < :stop"
+    " AND s.key NOT IN (SELECT key FROM temp.staged_leave)"
+)
+_STAGED_FIELDS = (
+    "INSERT OR IGNORE INTO fields SELECT s.key, f.name, f.text, f.number"
+    " FROM staged.fields f JOIN staged.records s ON s.n = f.n"
+    " WHERE f.n >= :first AND f.n < :stop AND s.key NOT IN (SELECT key FROM temp.staged_leave)"
+)
+_STAGED_DOCS = (
+    "INSERT INTO fields_docs SELECT :base + s.n, s.key FROM staged.records s"
+    " WHERE s.n >= :first AND s.n < :stop AND s.key NOT IN (SELECT key FROM temp.staged_leave)"
+)
+_STAGED_TEXT = (
+    "INSERT INTO fields_text (rowid, body) SELECT :base + d.n, d.body"
+    " FROM staged.docs d JOIN staged.records s ON s.n = d.n"
+    " WHERE d.n >= :first AND d.n < :stop AND s.key NOT IN (SELECT key FROM temp.staged_leave)"
+)
