@@ -3,6 +3,7 @@ writing, idempotent re-runs, resuming after a crash, and POST /api/bulk."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -240,3 +241,39 @@ def test_a_caller_registers_only_where_the_prefix_admins_allow(service: NodeServ
     with pytest.raises(InsufficientPermissions, match=r"register handles under 88\.100\.1"):
         bulk.register(service, source(csv_file(3)), "csv", OPTIONS, replace=False, caller=stranger)
     assert service.count("88.100.1") == 0
+
+
+def test_a_bulk_registration_over_http_does_not_stop_its_worker_answering(
+    tmp_path: Path,
+) -> None:
+    node = make_node(tmp_path)
+    add_secret_admin(node, OWNER, SECRET)
+    node.close()
+    auth = (f"300%3A{OWNER.handle}", SECRET)
+    params = {"template": "serial-item", "prefix": "88.100.1", "mint": "PUMP-{serial:06d}"}
+    finished: list[str] = []
+    with running(Config(data_dir=tmp_path, handle_port=0, http_port=0)) as server:
+
+        async def post_and_ask() -> None:
+            async with httpx.AsyncClient(base_url=server.http, timeout=120) as client:
+
+                async def bulk_post() -> None:
+                    answer = await client.post(
+                        "/api/bulk",
+                        params=params,
+                        content=csv_file(30_000),
+                        headers={"Content-Type": "text/csv"},
+                        auth=auth,
+                    )
+                    assert answer.json()["created"] == 30_000
+                    finished.append("bulk")
+
+                async def health_while_it_runs() -> None:
+                    await asyncio.sleep(0.3)  # the registration has started by then
+                    assert (await client.get("/healthz")).status_code == 200
+                    finished.append("healthz")
+
+                await asyncio.gather(bulk_post(), health_while_it_runs())
+
+        asyncio.run(post_and_ask())
+    assert finished == ["healthz", "bulk"]

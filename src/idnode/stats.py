@@ -13,6 +13,7 @@ sending the same hours again replaces rather than adds.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -66,35 +67,43 @@ def hours_since(hours: int, now: float) -> int:
 
 
 class StatsRecorder:
-    """In-memory counts since the last drain. Not thread-safe: one per event loop."""
+    """In-memory counts since the last drain, one per process. A lock, because a bulk
+    registration counts from its own thread while the event loop drains."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._counts: Counter[tuple[str, int, str]] = Counter()
+        self._lock = threading.Lock()
 
     def _hour(self) -> int:
         now = int(self._clock())
         return now - now % HOUR
 
     def resolved(self, prefix: str) -> None:
-        self._counts[prefix, self._hour(), "resolutions"] += 1
+        self._add(prefix, "resolutions", 1)
 
     def not_found(self, prefix: str) -> None:
-        self._counts[prefix, self._hour(), "not_found"] += 1
+        self._add(prefix, "not_found", 1)
 
     def registered(self, prefix: str, count: int = 1) -> None:
-        self._counts[prefix, self._hour(), "registrations"] += count
+        self._add(prefix, "registrations", count)
+
+    def _add(self, prefix: str, kind: str, count: int, hour: int | None = None) -> None:
+        key = (prefix, self._hour() if hour is None else hour, kind)
+        with self._lock:
+            self._counts[key] += count
 
     def restore(self, rows: list[StatsRow]) -> None:
         """Put back drained rows that could not be stored, to try again later."""
         for row in rows:
             for kind in ("resolutions", "not_found", "registrations"):
                 if n := getattr(row, kind):
-                    self._counts[row.prefix, row.hour, kind] += n
+                    self._add(row.prefix, kind, n, row.hour)
 
     def drain(self) -> list[StatsRow]:
         """The counts so far, as rows, and start counting afresh."""
-        counts, self._counts = self._counts, Counter()
+        with self._lock:
+            counts, self._counts = self._counts, Counter()
         merged: dict[tuple[str, int], dict[str, int]] = {}
         for (prefix, hour, kind), n in counts.items():
             merged.setdefault((prefix, hour), {})[kind] = n

@@ -5,11 +5,14 @@ string carries the import's options: ``template``, ``prefix``, ``mint``, ``reade
 ``replace``, ``skipInvalid``. Every row is checked before any is written: with a
 rejected row and no ``skipInvalid`` the answer is 400 listing the rejections, and
 nothing changed. The caller needs ADD_HANDLE on each prefix written (DELETE_HANDLE too
-with ``replace``), and each write is audited.
+with ``replace``), and each write is audited. The registration runs in a thread of
+its own, so the worker goes on answering other requests meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,14 +55,17 @@ async def register(service: NodeService, request: Request) -> Response:
         def source() -> Iterator[io.StringIO]:
             yield io.StringIO(text, newline="")
 
-        report = bulk.register(
-            service,
-            source,
-            fmt,
-            options,
-            replace=query_flag(flags, "replace", default=False),
-            caller=caller,
-            skip_invalid=query_flag(flags, "skipInvalid", default=False),
+        report = await asyncio.to_thread(
+            functools.partial(
+                bulk.register,
+                service,
+                source,
+                fmt,
+                options,
+                replace=query_flag(flags, "replace", default=False),
+                caller=caller,
+                skip_invalid=query_flag(flags, "skipInvalid", default=False),
+            )
         )
     except IdnodeError as exc:
         return http_auth.error(service, exc)
