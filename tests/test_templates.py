@@ -4,6 +4,7 @@ them, through the service (SQLite and PostgreSQL), the HTTP API and the CLI."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +229,44 @@ def test_templates_over_http_and_the_cli(tmp_path: Path) -> None:
         assert made.status_code == 201, made.text
         public = httpx.get(api).json()["values"]
         assert [v["type"] for v in public] == ["TEMPLATE", "SERIAL", "MODEL", "HS_ADMIN"]
+
+
+def test_a_template_record_edited_value_by_value_must_still_fit(service: NodeService) -> None:
+    owner = Caller(OWNER)
+    fields = {"serial": "8", "model": "88.100.1/M", "status": "in stock"}
+    service.create_from_template("88.100.1/P8", "serial-item", fields, owner)
+    before = service.resolve("88.100.1/P8", caller=owner).values
+
+    def value(index: int, type_: str, data: str) -> HandleValue:
+        return HandleValue(index, type_, data.encode())
+
+    # serial-item: serial at index 2, manufactured 5, status 7 (the template's value at 1).
+    refused: list[tuple[Callable[[], None], str]] = [
+        (lambda: service.modify_values("88.100.1/P8", [value(7, "STATUS", "lost")], owner),
+         "status: must be one of"),
+        (lambda: service.remove_values("88.100.1/P8", [2], owner), "serial: is required"),
+        (lambda: service.put_values("88.100.1/P8", [value(5, "COLOUR", "red")], owner),
+         "manufactured: index 5 holds MANUFACTURED in serial-item@1, not COLOUR"),
+        (lambda: service.add_values("88.100.1/P8", [value(5, "MANUFACTURED", "May")], owner),
+         "manufactured: must be a date"),
+    ]  # fmt: skip
+    for edit, problem in refused:
+        with pytest.raises(TemplateViolation, match=problem):
+            edit()
+        assert service.resolve("88.100.1/P8", caller=owner).values == before  # untouched
+    service.modify_values("88.100.1/P8", [value(7, "STATUS", "returned")], owner)
+    service.add_values("88.100.1/P8", [value(100, "NOTE", "values outside the template")], owner)
+    after = {v.index: v.data for v in service.resolve("88.100.1/P8", caller=owner).values}
+    assert (after[7], after[100]) == (b"returned", b"values outside the template")
+
+
+def test_a_number_field_edited_is_read_as_a_number(service: NodeService) -> None:
+    owner = Caller(OWNER)
+    service.create_from_template("88.100.1/PART-1", "part", {"name": "seal"}, owner)
+    # part: name at index 2, weight_kg at 5.
+    for text, problem in [("-1", "must be at least 0"), ("heavy", "must be a number")]:
+        with pytest.raises(TemplateViolation, match=f"weight_kg: {problem}"):
+            service.add_values(
+                "88.100.1/PART-1", [HandleValue(5, "WEIGHT_KG", text.encode())], owner
+            )
+    service.add_values("88.100.1/PART-1", [HandleValue(5, "WEIGHT_KG", b"0.25")], owner)

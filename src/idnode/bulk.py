@@ -34,7 +34,7 @@ from idnode.jsonformat import record_from_json
 from idnode.names import handle_key, validate_handle, validate_prefix
 from idnode.service import BulkResult, Caller, NodeService
 from idnode.storage.base import HandleRecord
-from idnode.templates import Template, parse_readers
+from idnode.templates import Template, number_from_text, parse_readers
 
 __all__ = [
     "FORMATS",
@@ -205,14 +205,12 @@ class RecordBuilder:
 def _typed(fields: dict[str, Any], template: Template) -> dict[str, Any]:
     """CSV cells are text: numbers of number fields are read as numbers."""
     kinds = {f.name: f.type for f in template.fields}
-    typed = dict(fields)
-    for name, value in fields.items():
-        if kinds.get(name) == "number" and isinstance(value, str):
-            try:
-                typed[name] = float(value) if any(c in value for c in ".eE") else int(value)
-            except ValueError:
-                typed[name] = value  # the template names the problem, with the others
-    return typed
+    return {
+        name: number_from_text(value)
+        if kinds.get(name) == "number" and isinstance(value, str)
+        else value
+        for name, value in fields.items()
+    }
 
 
 class _Pattern:

@@ -61,7 +61,7 @@ from idnode.storage.base import (
 )
 from idnode.storage.search import SearchQuery
 from idnode.storage.staging import Staging
-from idnode.templates import BUILTIN, Template
+from idnode.templates import BUILTIN, TEMPLATE_INDEX, TEMPLATE_TYPE, Template
 
 __all__ = [
     "ADMIN_VALUE_INDEX",
@@ -507,6 +507,7 @@ class NodeService:
             current = self._existing(current, handle)
             kept, needed = edits.remove_values(current.values, indexes)
             self._require(caller, needed, current, f"remove values of {handle}")
+            self._check_template(kept)
             return HandleRecord(current.handle, kept)
 
         self._storage.update(handle, change, self._audit(caller, "remove-value"))
@@ -975,9 +976,25 @@ class NodeService:
             result, needed = edit(current.values, new_values)
             edits.check_size(result)
             self._require(caller, needed, current, f"{operation} on {handle}")
+            self._check_template(result)
             return HandleRecord(current.handle, result)
 
         self._storage.update(handle, change, self._audit(caller, operation))
+
+    def _check_template(self, values: Sequence[HandleValue]) -> None:
+        """A record made from a template must still fit it after an edit of its
+        values. One naming a template unknown here (made on another node) is not
+        checked: there is nothing to check it against."""
+        named = next(
+            (v for v in values if v.index == TEMPLATE_INDEX and v.type == TEMPLATE_TYPE), None
+        )
+        if named is None:
+            return
+        try:
+            template = self.template(named.data.decode("utf-8"))
+        except (UnicodeDecodeError, NoSuchResource):
+            return
+        template.check_values(values)
 
     def _values_of(self, handle: str) -> Sequence[HandleValue] | None:
         record = self._storage.get(handle)

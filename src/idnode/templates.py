@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -36,9 +36,12 @@ __all__ = [
     "ACCESS_LEVELS",
     "BUILTIN",
     "FIELD_TYPES",
+    "TEMPLATE_INDEX",
+    "TEMPLATE_TYPE",
     "Field",
     "Template",
     "TemplateViolation",
+    "number_from_text",
     "parse_readers",
 ]
 
@@ -190,6 +193,36 @@ class Template:
             parts.append((_READERS, _READERS.wire(grant.to_bytes(), timestamp)))
         return EncodedValues.joined(parts)
 
+    def check_values(self, values: Sequence[HandleValue]) -> None:
+        """TemplateViolation, field by field, if ``values`` (a record made from this
+        template and edited since, value by value) no longer fit it: each field's value
+        at its index, of its type, passing the checks made when the record was made."""
+        by_index = {v.index: v for v in values}
+        given: dict[str, Any] = {}
+        problems: dict[str, str] = {}
+        for position, spec in enumerate(self.fields, start=1):
+            value = by_index.get(TEMPLATE_INDEX + position)
+            if value is None:
+                continue
+            if value.type.upper() != spec.name.upper():
+                problems[spec.name] = (
+                    f"index {value.index} holds {spec.name.upper()} in {self.reference},"
+                    f" not {value.type}"
+                )
+                continue
+            try:
+                text = value.data.decode("utf-8")
+            except UnicodeDecodeError:
+                problems[spec.name] = "must be UTF-8 text"
+                continue
+            given[spec.name] = number_from_text(text) if spec.type == "number" else text
+        try:
+            self._checked(given)
+        except TemplateViolation as exc:
+            problems |= {k: v for k, v in exc.problems.items() if k not in problems}
+        if problems:
+            raise TemplateViolation(f"the record would no longer fit {self.reference}", problems)
+
     def _checked(self, given: Mapping[str, Any]) -> list[tuple[int, Field, str]]:
         """(position, field, data as text) of each field given; TemplateViolation."""
         problems: dict[str, str] = {}
@@ -264,6 +297,15 @@ def _field(item: Any) -> Field:
         raise _Misfit("minimum and maximum must be numbers")
     return Field(name, kind, bool(item.get("required", False)), access,
                  str(item.get("label", "")), tuple(values), *bounds)  # fmt: skip
+
+
+def number_from_text(text: str) -> int | float | str:
+    """A number field's text as a number (``12``, ``12.5``, ``1e3``), or the text
+    unchanged if it is none, for the field's check to name."""
+    try:
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        return text
 
 
 def parse_readers(text: str) -> ValueReference:
