@@ -870,8 +870,9 @@ class NodeService:
             )
             result.created += written - (result.updated - before)
             if not dry_run:
-                prefixes.subtract(key.partition("/")[0] for key in left)
-                for prefix_key, count in prefixes.items():
+                registered = prefixes.copy()
+                registered.subtract(key.partition("/")[0] for key in left)
+                for prefix_key, count in registered.items():
                     if count > 0:
                         self._stats.registered(prefix_key, count)
             if progress is not None:

@@ -14,6 +14,7 @@ the checking pass then costs about what reading and checking alone cost.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import struct
@@ -124,7 +125,7 @@ class Staging:
     def records(self, span: range) -> list[HandleRecord]:
         """The records numbered ``span``, as staged (for backends that read them back)."""
         self.finish()
-        with _connect(self.path) as conn:
+        with contextlib.closing(_connect(self.path)) as conn:
             rows = conn.execute(
                 "SELECT handle, wire FROM records WHERE n >= ? AND n < ? ORDER BY n",
                 (span.start, span.stop),
