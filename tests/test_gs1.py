@@ -173,3 +173,24 @@ def test_the_resolver_describes_itself(resolver: RunningNode) -> None:
     assert document["supportedLinkType"] == [
         {"namespace": "https://ref.gs1.org/voc/", "prefix": "gs1:"}
     ]
+
+
+def test_the_resolver_answers_head_options_and_other_origins(resolver: RunningNode) -> None:
+    origin = {"Origin": "https://shop.example"}
+    preflight = httpx.options(
+        resolver.http + f"/01/{GTIN}/21/12345",
+        headers=origin | {"Access-Control-Request-Method": "GET"},
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert "GET" in preflight.headers["access-control-allow-methods"]
+    head = httpx.head(resolver.http + f"/01/{GTIN}/21/12345", headers=origin)
+    assert head.status_code == 307
+    for reply in (
+        head,
+        _get(resolver, f"/01/{GTIN}/21/12345", **origin),
+        _get(resolver, "/01/00000000000017", **origin),  # a 404 is readable too
+        _get(resolver, "/.well-known/gs1resolver", **origin),
+    ):
+        assert reply.headers["access-control-allow-origin"] == "*"
+    assert "Link" in _get(resolver, f"/01/{GTIN}").headers["access-control-expose-headers"]

@@ -56,6 +56,8 @@ from idnode.service import ANONYMOUS, Caller, NodeService
 __all__ = ["FastResolution", "create_app", "resolve_response"]
 
 _SAFE_REDIRECT_SCHEMES = frozenset({"http", "https", "ftp"})
+#: What the GS1 resolver endpoints answer (the standard asks for all three).
+GS1_METHODS = ["GET", "HEAD", "OPTIONS"]
 
 
 def _filters(params: Sequence[tuple[str, str]]) -> tuple[tuple[int, ...], tuple[str, ...]]:
@@ -180,11 +182,16 @@ def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
             list(request.query_params.multi_items()),
         )
 
+    describe = http_gs1.cors(lambda request: http_gs1.description(request, gs1_prefix))
+    resolve_link = http_gs1.cors(
+        lambda request: http_gs1.digital_link(service, request, gs1_prefix)
+    )
+
     async def gs1_description(request: Request) -> Response:
-        return http_gs1.description(request, gs1_prefix)
+        return describe(request)
 
     async def gs1_link(request: Request) -> Response:
-        return http_gs1.digital_link(service, request, gs1_prefix)
+        return resolve_link(request)
 
     document = openapi_document()
 
@@ -254,10 +261,10 @@ def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
             Route("/api/stats/reports", bound(http_stats.receive_report), methods=["POST"]),
             Route("/api/openapi.json", openapi),
             Route("/api/{rest:path}", _api_not_found, methods=["GET", "HEAD"]),
-            Route("/.well-known/gs1resolver", gs1_description),
+            Route("/.well-known/gs1resolver", gs1_description, methods=GS1_METHODS),
             # GS1 Digital Link paths; a handle whose prefix is 01, 00 or 414 is
             # shadowed here (its proxy page stays at /api/handles/...).
-            *(Route(f"/{ai}/{{rest:path}}", gs1_link) for ai in PRIMARY_KEYS),
+            *(Route(f"/{ai}/{{rest:path}}", gs1_link, methods=GS1_METHODS) for ai in PRIMARY_KEYS),
             Route("/templates", bound(http_templates.templates_page)),
             Route("/templates/{name}", bound(http_templates.template_page)),
             Route("/", index),

@@ -11,7 +11,8 @@ and answers as the resolver standard asks:
 - ``linkType=linkset`` or ``Accept: application/linkset+json``/``application/json``:
   200 with the links as an RFC 9264 linkset.
 
-Redirects pass the request's query string on. A malformed path (bad check digit,
+Every answer may be read from any origin (CORS), and OPTIONS answers what a client may
+ask. Redirects pass the request's query string on. A malformed path (bad check digit,
 qualifiers out of order) gets 400; a well-formed one nothing is known about, 404.
 Links come from the record's values: the first ``URL`` value is the default link (and
 the product information page, ``gs1:pip``, unless a ``GS1.pip`` value names another);
@@ -20,7 +21,7 @@ each ``GS1.<type>`` value is a link of that GS1 link type.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import Request
@@ -32,7 +33,7 @@ from idnode.handle.values import HandleValue
 from idnode.server.problems import problem
 from idnode.service import NodeService
 
-__all__ = ["LINK_TYPES", "description", "digital_link", "links_of"]
+__all__ = ["LINK_TYPES", "cors", "description", "digital_link", "links_of"]
 
 VOCABULARY = "https://ref.gs1.org/voc/"
 # Link types are matched whichever spelling of the GS1 namespace a client uses.
@@ -41,6 +42,31 @@ LINKSET_CONTEXT = "https://ref.gs1.org/standards/resolver/linkset-context"
 LINK_TYPES = ("defaultLink", "pip")
 _LINKSET_TYPES = ("application/linkset+json", "application/json")
 _SAFE_SCHEMES = ("http", "https")
+
+
+#: The resolver standard asks for CORS: the links are public, any web page may read them
+#: (and the headers a redirect or linkset carries).
+_CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Link, Location"}
+_PREFLIGHT = {
+    "Allow": "GET, HEAD, OPTIONS",
+    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+    "Access-Control-Allow-Headers": "Accept, Accept-Language",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+def cors(answer: Callable[[Request], Response]) -> Callable[[Request], Response]:
+    """An endpoint of the resolver answering OPTIONS (a CORS preflight, or a client
+    asking what it may do) and marking every answer readable from any origin."""
+
+    def answered(request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=_CORS | _PREFLIGHT)
+        response = answer(request)
+        response.headers.update(_CORS)
+        return response
+
+    return answered
 
 
 def description(request: Request, gs1_prefix: str) -> Response:

@@ -196,7 +196,15 @@ def _digital_link(key: str) -> dict[str, Any]:
                 **_ERRORS,
             },
         },
+        "options": _PREFLIGHT,
     }
+
+
+#: The GS1 endpoints answer OPTIONS (CORS preflights) for any origin.
+_PREFLIGHT: dict[str, Any] = {
+    "summary": "What a client may ask (GET, HEAD, OPTIONS), with CORS headers for any origin",
+    "responses": {"204": {"description": "Allow and Access-Control-Allow-* headers"}},
+}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -550,7 +558,8 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "GS1-Conformant Resolver description file",
                     "responses": {"200": _json({"type": "object"}, "the resolver's description")},
-                }
+                },
+                "options": _PREFLIGHT,
             },
             "/01/{rest}": _digital_link("GTIN"),
             "/00/{rest}": _digital_link("SSCC"),
