@@ -3,6 +3,7 @@ Resolver endpoints of a real node."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from idnode.config import Config
 from idnode.gs1 import GS1Key, InvalidGS1, parse_gs1
+from idnode.gs1links import VOCABULARY, Link, choose, links_of, ranked
 from idnode.handle.values import HandleValue
 from idnode.node import init_node
 from idnode.storage.base import HandleRecord
@@ -99,12 +101,35 @@ def resolver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
             (HandleValue(1, "URL", b"https://pumps.example/pump/12345"),),
         )
     )
+    # A batch with manuals in two languages, one of them for one market.
+    node.service.put_record(
+        HandleRecord(
+            f"{product}/10/LOT-7",
+            (
+                HandleValue(1, "URL", _described("https://pumps.example/lot-7", "en")),
+                HandleValue(2, "URL", _described("https://pumps.example/de/lot-7", "de")),
+                HandleValue(3, "GS1.instructions", _described("https://pumps.example/m/en", "en")),
+                HandleValue(4, "GS1.instructions", _described("https://pumps.example/m/de", "de")),
+                HandleValue(
+                    5, "GS1.instructions", _described("https://pumps.example/m/at", "de", "AT")
+                ),
+            ),
+        )
+    )
     node.close()
     server = RunningNode(config)
     try:
         yield server
     finally:
         server.stop()
+
+
+PIP_TYPE = VOCABULARY + "pip"
+
+
+def _described(href: str, language: str, context: str = "") -> bytes:
+    link = {"href": href, "title": f"{href} ({language})", "hreflang": [language]}
+    return json.dumps(link | ({"context": context} if context else {})).encode()
 
 
 def _get(node: RunningNode, path: str, **headers: str) -> httpx.Response:
@@ -194,3 +219,84 @@ def test_the_resolver_answers_head_options_and_other_origins(resolver: RunningNo
     ):
         assert reply.headers["access-control-allow-origin"] == "*"
     assert "Link" in _get(resolver, f"/01/{GTIN}").headers["access-control-expose-headers"]
+
+
+@pytest.mark.parametrize(
+    ("query", "language", "target"),
+    [
+        ("", "de-CH,de;q=0.9,en;q=0.5", "https://pumps.example/de/lot-7"),
+        ("", "fr, en;q=0.4", "https://pumps.example/lot-7"),
+        ("", "fr", "https://pumps.example/lot-7"),  # nothing fits: the first
+        ("?linkType=gs1:instructions", "de", "https://pumps.example/m/de"),
+        ("?linkType=gs1:instructions", "en-GB", "https://pumps.example/m/en"),
+        ("?linkType=gs1:instructions&context=AT", "de", "https://pumps.example/m/at"),
+        ("?linkType=gs1:instructions&context=AT", "en", "https://pumps.example/m/at"),
+        ("?linkType=gs1:instructions&context=CN", "en", "https://pumps.example/m/en"),
+    ],
+)
+def test_links_of_one_type_are_chosen_by_language_and_context(
+    resolver: RunningNode, query: str, language: str, target: str
+) -> None:
+    reply = _get(resolver, f"/01/{GTIN}/10/LOT-7{query}", **{"Accept-Language": language})
+    assert reply.status_code == 307
+    assert reply.headers["location"].split("?")[0] == target
+    assert reply.headers["vary"] == "Accept, Accept-Language"
+
+
+def test_a_linkset_says_each_links_language_and_title(resolver: RunningNode) -> None:
+    (entry,) = _get(resolver, f"/01/{GTIN}/10/LOT-7?linkType=linkset").json()["linkset"]
+    voc = "https://ref.gs1.org/voc/"
+    assert entry[voc + "defaultLink"] == [
+        {"href": "https://pumps.example/lot-7", "title": "https://pumps.example/lot-7 (en)",
+         "hreflang": ["en"]}
+    ]  # fmt: skip
+    assert [link["href"] for link in entry[voc + "defaultLinkMulti"]] == [
+        "https://pumps.example/de/lot-7"
+    ]
+    manuals = entry[voc + "instructions"]
+    assert [(m["hreflang"], m.get("context")) for m in manuals] == [
+        (["en"], None),
+        (["de"], None),
+        (["de"], "AT"),
+    ]
+
+
+def test_accept_headers_are_ranked_by_quality_then_order() -> None:
+    assert ranked("de-CH, de;q=0.9, *;q=0.1, en;q=0, fr;q=x") == ["de-ch", "de"]
+    assert ranked("text/html;q=0.5, application/json, */*;q=0.1") == [
+        "application/json",
+        "text/html",
+    ]
+    assert ranked("") == []
+
+
+@pytest.mark.parametrize(
+    ("data", "link"),
+    [
+        (b"https://a.example/x", Link(PIP_TYPE, "https://a.example/x")),
+        (
+            b'{"href": "https://a.example/de", "hreflang": "de", "type": "text/html"}',
+            Link(PIP_TYPE, "https://a.example/de", hreflang=("de",), media_type="text/html"),
+        ),
+        (b'{"href": "javascript:alert(1)"}', None),  # not http(s)
+        (b'{"href": 5}', None),
+        (b'{"href": "https://a.example", "hreflang": [1]}', None),
+        (b"{not json", None),
+        (b"\xff\xfe", None),
+    ],
+)
+def test_a_link_value_is_a_url_or_a_described_link(data: bytes, link: Link | None) -> None:
+    found = links_of([[HandleValue(1, "GS1.pip", data)]])
+    assert found == ([] if link is None else [link])
+
+
+def test_media_types_narrow_the_choice_after_language() -> None:
+    pdf_type = "application/pdf"
+    html = Link(PIP_TYPE, "https://a.example/p.html", hreflang=("en",), media_type="text/html")
+    pdf = Link(PIP_TYPE, "https://a.example/p.pdf", hreflang=("en",), media_type=pdf_type)
+    german = Link(PIP_TYPE, "https://a.example/de.pdf", hreflang=("de",), media_type=pdf_type)
+    links = [html, pdf, german]
+    assert choose(links, languages=["en"], media_types=["application/pdf"]) == pdf
+    assert choose(links, languages=["en"], media_types=["text/*"]) == html
+    assert choose(links, languages=["de"], media_types=["text/html"]) == german  # language first
+    assert choose(links) == html

@@ -262,16 +262,16 @@ class NodeService:
         self._stats.resolved(prefix_key)
         return HandleRecord(record.handle, values)
 
-    def resolve_gs1(self, key: GS1Key, prefix: str) -> list[HandleValue]:
-        """The public values of every record under ``prefix`` for ``key`` and its less
+    def resolve_gs1(self, key: GS1Key, prefix: str) -> list[list[HandleValue]]:
+        """The public values of each record under ``prefix`` for ``key`` and its less
         specific keys (a serial number's, its batch's, its product's), the most
-        specific first: what the entity inherits from the levels above it.
-        HandleNotFound when none has a record."""
-        found: list[HandleValue] = []
+        specific first, each in index order: what the entity inherits from the levels
+        above it. HandleNotFound when none has a record."""
+        found: list[list[HandleValue]] = []
         for candidate in key.candidates():
             handle = candidate.identifier(prefix)
             if self._storage.get(handle) is not None:
-                found += sorted(self.resolve(handle).values, key=lambda v: v.index)
+                found.append(sorted(self.resolve(handle).values, key=lambda v: v.index))
         if not found:
             self._stats.not_found(handle_key(prefix))
             raise HandleNotFound(f"nothing is known here about {key.path}")

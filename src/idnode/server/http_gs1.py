@@ -5,43 +5,40 @@ looks up the identifier the path maps to under the configured ``gs1_prefix`` (se
 :mod:`idnode.gs1`), walking up to less specific keys when the exact one has no record,
 and answers as the resolver standard asks:
 
-- no ``linkType``: 307 to the default link (the record's first URL value);
+- no ``linkType``: 307 to the default link;
 - ``linkType=gs1:pip`` (or the full ``https://ref.gs1.org/voc/pip``): 307 to a link of
-  that type, 404 if the record has none;
+  that type, 404 if the record has none; among several, the one that fits the
+  request's ``context``, ``Accept-Language`` and ``Accept`` (:mod:`idnode.gs1links`);
 - ``linkType=linkset`` or ``Accept: application/linkset+json``/``application/json``:
   200 with the links as an RFC 9264 linkset.
 
 Every answer may be read from any origin (CORS), and OPTIONS answers what a client may
 ask. Redirects pass the request's query string on. A malformed path (bad check digit,
 qualifiers out of order) gets 400; a well-formed one nothing is known about, 404.
-Links come from the record's values: the first ``URL`` value is the default link (and
-the product information page, ``gs1:pip``, unless a ``GS1.pip`` value names another);
-each ``GS1.<type>`` value is a link of that GS1 link type.
+Which values are links is :func:`idnode.gs1links.links_of`'s business.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from urllib.parse import parse_qsl, urlsplit
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from idnode.errors import IdnodeError, NoSuchResource
 from idnode.gs1 import PRIMARY_KEYS, GS1Key, from_path
-from idnode.handle.values import HandleValue
+from idnode.gs1links import VOCABULARY, Link, candidates, choose, links_of, ranked
 from idnode.server.problems import problem
 from idnode.service import NodeService
 
-__all__ = ["LINK_TYPES", "cors", "description", "digital_link", "links_of"]
+__all__ = ["cors", "description", "digital_link"]
 
-VOCABULARY = "https://ref.gs1.org/voc/"
 # Link types are matched whichever spelling of the GS1 namespace a client uses.
 _SPELLINGS = ("gs1:", "https://gs1.org/voc/", VOCABULARY)
 LINKSET_CONTEXT = "https://ref.gs1.org/standards/resolver/linkset-context"
-LINK_TYPES = ("defaultLink", "pip")
 _LINKSET_TYPES = ("application/linkset+json", "application/json")
-_SAFE_SCHEMES = ("http", "https")
 
 
 #: The resolver standard asks for CORS: the links are public, any web page may read them
@@ -91,11 +88,11 @@ def digital_link(service: NodeService, request: Request, gs1_prefix: str) -> Res
         if not gs1_prefix:
             raise NoSuchResource("GS1 resolution is not set up here (gs1_prefix is empty)")
         key = from_path(raw.decode("latin-1"), query)
-        values = service.resolve_gs1(key, gs1_prefix)
+        records = service.resolve_gs1(key, gs1_prefix)
     except IdnodeError as exc:
         return problem(exc)
     anchor = _root(request) + key.path
-    links = links_of(values)
+    links = links_of(records)
     params = parse_qsl(query, keep_blank_values=True)
     wanted = next((v for k, v in params if k == "linkType"), None)
     accept = request.headers.get("accept", "")
@@ -103,48 +100,36 @@ def digital_link(service: NodeService, request: Request, gs1_prefix: str) -> Res
         wanted is None and any(t in accept for t in _LINKSET_TYPES)
     ):
         return _linkset(anchor, key, links)
-    link_type = _full(wanted or "defaultLink")
-    targets = [href for kind, href in links if kind == link_type]
-    if not targets:
+    offered = candidates(links, _full(wanted or "defaultLink"))
+    if not offered:
         return problem(NoSuchResource(f"{key.path} has no link of type {wanted or 'default'}"))
-    response = RedirectResponse(_with_query(targets[0], query), status_code=307)
+    link = choose(
+        offered,
+        context=next((v for k, v in params if k == "context"), None),
+        languages=ranked(request.headers.get("accept-language", "")),
+        media_types=ranked(accept),
+    )
+    response = RedirectResponse(_with_query(link.href, query), status_code=307)
     response.headers["Link"] = (
         f'<{anchor}?linkType=linkset>; rel="linkset"; type="application/linkset+json"'
     )
+    # The choice depends on these headers: a cache must not give one answer to all.
+    response.headers["Vary"] = "Accept, Accept-Language"
     return response
 
 
-def links_of(values: Sequence[HandleValue]) -> list[tuple[str, str]]:
-    """(link type URI, target) for each link the values hold, default link first.
-
-    ``values`` may come from several records, the most specific first; within one
-    record, values are taken in index order."""
-    links: list[tuple[str, str]] = []
-    urls = []
-    for value in values:
-        try:
-            target = value.data.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            continue
-        if urlsplit(target).scheme.lower() not in _SAFE_SCHEMES:
-            continue
-        kind = value.type
-        if kind.upper() == "URL":
-            urls.append(target)
-        elif kind.upper().startswith("GS1.") and len(kind) > 4:
-            links.append((VOCABULARY + kind[4:], target))
-    if urls:
-        links.insert(0, (VOCABULARY + "defaultLink", urls[0]))
-        if not any(kind == VOCABULARY + "pip" for kind, _ in links):
-            links.insert(1, (VOCABULARY + "pip", urls[0]))
-    return links
-
-
-def _linkset(anchor: str, key: GS1Key, links: list[tuple[str, str]]) -> Response:
-    groups: dict[str, list[dict[str, str]]] = {}
-    for kind, href in links:
-        title = f"{kind.removeprefix(VOCABULARY)} of {key.path.lstrip('/')}"
-        groups.setdefault(kind, []).append({"href": href, "title": title})
+def _linkset(anchor: str, key: GS1Key, links: list[Link]) -> Response:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for link in links:
+        title = link.title or f"{link.type.removeprefix(VOCABULARY)} of {key.path.lstrip('/')}"
+        item: dict[str, Any] = {"href": link.href, "title": title}
+        if link.hreflang:
+            item["hreflang"] = list(link.hreflang)
+        if link.media_type:
+            item["type"] = link.media_type
+        if link.context:
+            item["context"] = link.context
+        groups.setdefault(link.type, []).append(item)
     return JSONResponse(
         {"linkset": [{"anchor": anchor, **groups}]},
         media_type="application/linkset+json",
