@@ -225,6 +225,13 @@ def resolve(
         Path | None,
         typer.Option(help="File holding the --auth identity's secret key (else $IDNODE_SECRET)."),
     ] = None,
+    certify: Annotated[
+        bool,
+        typer.Option(
+            help="Ask --server to sign its answer and check the signature with the key its"
+            " site information names."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print Handle.Net-style JSON.")] = False,
 ) -> None:
     """Resolve a handle over the Handle protocol (works against any Handle server).
@@ -234,15 +241,8 @@ def resolve(
     the server is asked for every value the identity may read, over TCP, answering its
     challenge with the identity's key.
     """
-    if transport not in ("auto", "udp", "tcp"):
-        _fail("--transport must be auto, udp or tcp", 2)
-    chosen: Transport = transport  # type: ignore[assignment]
+    chosen, credentials = _resolve_options(transport, server, auth, key, secret_file, certify)
     indexes, types = tuple(index or ()), tuple(type_ or ())
-    credentials = None
-    if auth is not None:
-        if server is None:
-            _fail("--auth needs --server: an identity proves itself to one server", 2)
-        credentials = credentials_from(auth, key, secret_file)
     try:
         if credentials is not None:
             assert server is not None
@@ -251,7 +251,7 @@ def resolve(
             resolver = Resolver.from_endpoints(parse_endpoints(root), timeout=timeout)
             record = resolver.resolve(handle, indexes, types)
         else:
-            record = _resolve_at(server, handle, indexes, types, chosen, timeout)
+            record = _resolve_at(server, handle, indexes, types, chosen, timeout, certify)
     except IdnodeError as exc:
         code = exc.response_code
         if as_json:
@@ -288,6 +288,27 @@ class _Answered(IdnodeError):
         self.response_code = code  # type: ignore[misc]
 
 
+def _resolve_options(
+    transport: str,
+    server: str | None,
+    auth: str | None,
+    key: Path | None,
+    secret_file: Path | None,
+    certify: bool,
+) -> tuple[Transport, Credentials | None]:
+    """The transport and credentials ``idnode resolve`` was given, or exit code 2."""
+    if transport not in ("auto", "udp", "tcp"):
+        _fail("--transport must be auto, udp or tcp", 2)
+    credentials = None
+    if auth is not None:
+        if server is None:
+            _fail("--auth needs --server: an identity proves itself to one server", 2)
+        credentials = credentials_from(auth, key, secret_file)
+    if certify and (server is None or credentials is not None):
+        _fail("--certify needs --server (and no --auth)", 2)
+    return transport, credentials  # type: ignore[return-value]
+
+
 def _resolve_at(
     server: str,
     handle: str,
@@ -295,9 +316,12 @@ def _resolve_at(
     types: tuple[str, ...],
     transport: Transport,
     timeout: float,
+    certify: bool = False,
 ) -> HandleRecord:
     host, port = _parse_server(server)
-    reply = HandleClient(host, port, timeout=timeout).resolve(handle, indexes, types, transport)
+    client = HandleClient(host, port, timeout=timeout)
+    key = client.server_key() if certify else None
+    reply = client.resolve(handle, indexes, types, transport, certified_by=key)
     if reply.truncated:
         _fail("the answer did not fit in a UDP packet (truncated); use --transport tcp or auto")
     return _record_of(reply)

@@ -17,7 +17,7 @@ from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from idnode.auth.signatures import answer_with_private_key, answer_with_secret
+from idnode.auth.signatures import answer_with_private_key, answer_with_secret, signed_by
 from idnode.errors import IdnodeError, RemoteProtocolError
 from idnode.handle.codec import (
     MAX_MESSAGE_LENGTH,
@@ -35,6 +35,7 @@ from idnode.handle.messages import (
     Message,
     ResolutionRequest,
     SiteInfoRequest,
+    SiteInfoResponse,
 )
 from idnode.handle.values import ValueReference
 
@@ -82,8 +83,24 @@ class HandleClient:
         indexes: tuple[int, ...] = (),
         types: tuple[str, ...] = (),
         transport: Transport = "auto",
+        certified_by: bytes | None = None,
     ) -> Message:
-        return self.request(OpCode.RESOLUTION, ResolutionRequest(handle, indexes, types), transport)
+        request = ResolutionRequest(handle, indexes, types)
+        return self.request(OpCode.RESOLUTION, request, transport, certified_by=certified_by)
+
+    def server_key(self) -> bytes:
+        """This server's public key, from its own site information (``GET_SITE_INFO``):
+        the server at this port, else the site's only one."""
+        reply = self.site_info()
+        if not isinstance(reply.body, SiteInfoResponse):
+            raise RemoteProtocolError("the server did not send its site information")
+        servers = reply.body.site.servers
+        for server in servers:
+            if any(i.port == self.port for i in server.interfaces) and server.public_key:
+                return server.public_key
+        if len(servers) == 1 and servers[0].public_key:
+            return servers[0].public_key
+        raise RemoteProtocolError("the server's site information names no key for it")
 
     def site_info(self, transport: Transport = "auto") -> Message:
         return self.request(OpCode.GET_SITE_INFO, SiteInfoRequest(), transport)
@@ -94,8 +111,16 @@ class HandleClient:
         body: Body,
         transport: Transport = "auto",
         flags: OpFlag = OpFlag.NONE,
+        certified_by: bytes | None = None,
     ) -> Message:
-        """Send an anonymous request; ``flags`` are added to the ones always set."""
+        """Send an anonymous request; ``flags`` are added to the ones always set.
+
+        ``certified_by``: the server's public key (Handle key encoding, as in its
+        HS_SITE): the request sets CERTIFY and an answer not signed by that key is
+        refused with RemoteProtocolError.
+        """
+        if certified_by is not None:
+            flags |= OpFlag.CERTIFY
         msg = Message(
             opcode=opcode,
             body=body,
@@ -106,14 +131,14 @@ class HandleClient:
         data = encode_message(msg)
         if transport in ("auto", "udp"):
             try:
-                reply = self._udp(data, msg.request_id)
+                reply = self._udp(data, msg.request_id, certified_by)
             except ServerUnreachable:
                 if transport == "udp":
                     raise
             else:
                 if not reply.truncated or transport == "udp":
                     return reply
-        return self._tcp(data, msg.request_id)
+        return self._tcp(data, msg.request_id, certified_by)
 
     def authenticated(
         self, opcode: OpCode, body: Body, credentials: Credentials, flags: OpFlag = OpFlag.NONE
@@ -187,7 +212,7 @@ class HandleClient:
         host, port = info[4][0], info[4][1]
         return info[0], (str(host), int(port))
 
-    def _udp(self, data: bytes, request_id: int) -> Message:
+    def _udp(self, data: bytes, request_id: int, key: bytes | None = None) -> Message:
         family, addr = self._address(socket.SOCK_DGRAM)
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.connect(addr)
@@ -205,12 +230,12 @@ class HandleClient:
                         raise ServerUnreachable(
                             f"{self.host}:{self.port}/udp: {exc.strerror}"
                         ) from exc
-                    reply = _matching(packet, request_id)
+                    reply = _matching(packet, request_id, key)
                     if reply is not None:
                         return reply
         raise ServerUnreachable(f"no UDP answer from {self.host}:{self.port} in {self.timeout}s")
 
-    def _tcp(self, data: bytes, request_id: int) -> Message:
+    def _tcp(self, data: bytes, request_id: int, key: bytes | None = None) -> Message:
         with self._tcp_connection() as sock:
             sock.sendall(data)
             framer = MessageFramer()
@@ -222,7 +247,7 @@ class HandleClient:
                 if framer.buffered > MAX_MESSAGE_LENGTH + 20:
                     raise RemoteProtocolError("server sent an oversized answer")
                 while (frame := framer.next_message()) is not None:
-                    reply = _matching(frame, request_id)
+                    reply = _matching(frame, request_id, key)
                     if reply is not None:
                         return reply
 
@@ -244,10 +269,17 @@ def listed(replies: list[Message]) -> list[str]:
     return handles
 
 
-def _matching(packet: bytes, request_id: int) -> Message | None:
-    """The decoded reply if it answers our request; stray or garbled packets are ignored."""
+def _matching(packet: bytes, request_id: int, key: bytes | None = None) -> Message | None:
+    """The decoded reply if it answers our request; stray or garbled packets are
+    ignored. With ``key``, an answer not signed by it is refused."""
     try:
         reply = decode_message(packet)
     except RemoteProtocolError:
         return None
-    return reply if reply.request_id == request_id and reply.is_response else None
+    if reply.request_id != request_id or not reply.is_response:
+        return None
+    if key is not None and not signed_by(packet, reply, key):
+        raise RemoteProtocolError(
+            "the answer is not signed by the server's key (asked for with CERTIFY)"
+        )
+    return reply

@@ -12,6 +12,7 @@ Layout of the data directory::
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import time
@@ -21,8 +22,10 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from idnode.auth import signatures
 from idnode.config import CONFIG_FILE, Config, dump_toml
 from idnode.errors import ConfigError, IdnodeError
+from idnode.handle.codec import Signer
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import (
     AdminPermission,
@@ -50,6 +53,7 @@ __all__ = [
     "init_node",
     "migrate_node",
     "open_node",
+    "server_signer",
 ]
 
 log = logging.getLogger("idnode")
@@ -111,6 +115,13 @@ def build_site(config: Config) -> SiteInfo:
         ),
         attributes=(("desc", "idnode"),),
     )
+
+
+def server_signer(config: Config) -> Signer:
+    """Signs this server's answers to requests that ask for it (CERTIFY), with the
+    key whose public half its HS_SITE carries."""
+    key = load_private_key(config.data_dir / SERVER_KEY_FILE)
+    return functools.partial(signatures.sign, key)
 
 
 def build_resolver(config: Config) -> Resolver | None:

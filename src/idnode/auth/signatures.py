@@ -29,6 +29,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
 
 from idnode.errors import RemoteProtocolError
+from idnode.handle.codec import header_and_body
+from idnode.handle.credential import read_credential, signed_content
+from idnode.handle.messages import Message
 from idnode.handle.valuetypes import DSAPublicKey, RSAPublicKey, parse_public_key
 from idnode.handle.wire import Reader, Writer
 
@@ -44,6 +47,9 @@ __all__ = [
     "answer_with_secret",
     "check_private_key_answer",
     "check_secret_answer",
+    "check_signature",
+    "sign",
+    "signed_by",
 ]
 
 PBKDF2_HMAC_SHA1 = 0x22
@@ -133,15 +139,20 @@ def answer_with_private_key(
     key: rsa.RSAPrivateKey, nonce: bytes, digest: bytes, version: tuple[int, int]
 ) -> bytes:
     """An RSA signature over nonce + digest: SHA-256 from 2.7 on, SHA-1 before."""
-    algorithm: hashes.HashAlgorithm = hashes.SHA256()
-    name = "SHA-256"
-    if version < (2, 7):  # older peers verify SHA-1 signatures only
-        algorithm, name = hashes.SHA1(), "SHA1"  # noqa: S303
-    signature = key.sign(nonce + digest, padding.PKCS1v15(), algorithm)
+    name, signature = sign(key, nonce + digest, version)
     w = Writer()
-    w.block(name.encode())
+    w.block(name)
     w.block(signature)
     return w.getvalue()
+
+
+def sign(key: rsa.RSAPrivateKey, data: bytes, version: tuple[int, int]) -> tuple[bytes, bytes]:
+    """The hash algorithm's name and an RSA signature of ``data``, as a peer of
+    ``version`` expects them: SHA-256 from 2.7 on, SHA-1 before (older peers verify
+    SHA-1 signatures only). Also a message signer for the codec."""
+    if version < (2, 7):
+        return b"SHA1", key.sign(data, padding.PKCS1v15(), hashes.SHA1())  # noqa: S303
+    return b"SHA-256", key.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
 
 def check_private_key_answer(
@@ -149,27 +160,57 @@ def check_private_key_answer(
 ) -> bool:
     """Whether ``answer`` is a signature by the key in an HS_PUBKEY value's data."""
     try:
-        key = parse_public_key(public_key_data)
         r = Reader(answer)
-        hash_name = r.block("hash algorithm").decode("ascii", "replace").upper()
+        hash_name = r.block("hash algorithm")
         signature = r.block("signature")
         r.expect_end("signature answer")
     except RemoteProtocolError:
         return False
-    hash_type = _HASHES.get(hash_name)
+    return check_signature(public_key_data, nonce + digest, hash_name, signature)
+
+
+def check_signature(
+    public_key_data: bytes, signed: bytes, hash_name: bytes, signature: bytes
+) -> bool:
+    """Whether ``signature`` (with the hash algorithm named) is one of ``signed`` by
+    the key in ``public_key_data`` (Handle's key encoding: HS_PUBKEY, HS_SITE)."""
+    hash_type = _HASHES.get(hash_name.decode("ascii", "replace").upper())
     if hash_type is None:
         return False
-    signed = nonce + digest
     try:
+        key = parse_public_key(public_key_data)
         if isinstance(key, RSAPublicKey):
             rsa.RSAPublicNumbers(key.exponent, key.modulus).public_key().verify(
                 signature, signed, padding.PKCS1v15(), hash_type()
             )
         else:
             _dsa_key(key).verify(signature, signed, hash_type())
-    except (InvalidSignature, ValueError):
+    except (InvalidSignature, ValueError, RemoteProtocolError):
         return False
     return True
+
+
+def signed_by(data: bytes, message: Message, public_key_data: bytes) -> bool:
+    """Whether ``message`` (decoded from ``data``) carries a signature of itself by
+    the key in ``public_key_data``: what a client that set CERTIFY checks."""
+    if not message.credential:
+        return False
+    try:
+        credential = read_credential(message.credential)
+        covered = header_and_body(data)
+    except RemoteProtocolError:
+        return False
+    if not credential.is_signature:
+        return False
+    content = signed_content(
+        message.version,
+        message.suggested_version,
+        message.session_id,
+        message.request_id,
+        covered,
+        credential.session_counter,
+    )
+    return check_signature(public_key_data, content, credential.hash_name, credential.signature)
 
 
 def _dsa_key(key: DSAPublicKey) -> dsa.DSAPublicKey:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -24,6 +25,7 @@ from idnode.handle.bodies import (
     write_request_body,
 )
 from idnode.handle.codes import DigestAlgorithm, EnvelopeFlag, OpCode, OpFlag, ResponseCode
+from idnode.handle.credential import signed_content, signed_credential
 from idnode.handle.encoded import EncodedValues
 from idnode.handle.messages import (
     OPTIONALLY_DIGESTED,
@@ -53,10 +55,12 @@ __all__ = [
     "MAX_UDP_PACKET",
     "Envelope",
     "MessageFramer",
+    "Signer",
     "decode_envelope",
     "decode_message",
     "digest_request",
     "encode_message",
+    "header_and_body",
 ]
 
 ENVELOPE_SIZE = 20
@@ -109,9 +113,23 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
     )
 
 
-def encode_message(msg: Message) -> bytes:
+#: Signs what a message signs (given its version): the hash algorithm's name and the
+#: signature. The key stays with the caller; the codec says what is signed.
+Signer = Callable[[bytes, tuple[int, int]], tuple[bytes, bytes]]
+
+
+def encode_message(msg: Message, signer: Signer | None = None) -> bytes:
+    """The message's bytes; with ``signer``, carrying a signature of it as its
+    credential (an answer to a request that set CERTIFY)."""
     body = b"" if isinstance(msg.body, Truncated) else _encode_body(msg)
-    cred = _U32.pack(len(msg.credential)) + msg.credential
+    credential = msg.credential
+    if signer is not None:
+        header = _header(msg, body)
+        content = signed_content(
+            msg.version, msg.suggested_version, msg.session_id, msg.request_id, header + body
+        )
+        credential = signed_credential(*signer(content, msg.version))
+    cred = _U32.pack(len(credential)) + credential
     message_length = HEADER_SIZE + len(body) + len(cred)
     if message_length > MAX_MESSAGE_LENGTH:
         raise LocalProtocolError(f"message of {message_length} bytes is over the limit")
@@ -129,7 +147,14 @@ def encode_message(msg: Message) -> bytes:
             msg.sequence,
             message_length,
         )
-        header = _HEADER.pack(
+    except struct.error as exc:
+        raise LocalProtocolError(f"an envelope field is out of range: {exc}") from exc
+    return envelope + _header(msg, body) + body + cred
+
+
+def _header(msg: Message, body: bytes) -> bytes:
+    try:
+        return _HEADER.pack(
             msg.opcode,
             msg.response_code,
             msg.op_flags,
@@ -141,7 +166,18 @@ def encode_message(msg: Message) -> bytes:
         )
     except struct.error as exc:
         raise LocalProtocolError(f"a header field is out of range: {exc}") from exc
-    return envelope + header + body + cred
+
+
+def header_and_body(data: bytes | memoryview) -> bytes:
+    """The header and body of a whole message: what a request digest covers, and a
+    signature (after what :func:`~idnode.handle.credential.signed_content` adds)."""
+    if len(data) < ENVELOPE_SIZE + HEADER_SIZE:
+        raise RemoteProtocolError("message shorter than its header")
+    (body_length,) = _U32.unpack_from(data, ENVELOPE_SIZE + HEADER_SIZE - 4)
+    end = ENVELOPE_SIZE + HEADER_SIZE + body_length
+    if end > len(data):
+        raise RemoteProtocolError("message shorter than its header says")
+    return bytes(data[ENVELOPE_SIZE:end])
 
 
 def decode_message(data: bytes | memoryview) -> Message:
@@ -224,13 +260,7 @@ def digest_request(request: bytes | memoryview, version: tuple[int, int]) -> Req
     The algorithm follows the reply's protocol version as the deployed servers do:
     MD5 without an algorithm byte before 2.1, SHA-1 up to 2.6, SHA-256 from 2.7.
     """
-    if len(request) < ENVELOPE_SIZE + HEADER_SIZE:
-        raise RemoteProtocolError("request too short to digest")
-    body_length = int.from_bytes(request[ENVELOPE_SIZE + 20 : ENVELOPE_SIZE + 24], "big")
-    end = ENVELOPE_SIZE + HEADER_SIZE + body_length
-    if end > len(request):
-        raise RemoteProtocolError("request shorter than its header says")
-    covered = bytes(request[ENVELOPE_SIZE:end])
+    covered = header_and_body(request)
     if version < (2, 1):
         return RequestDigest(DigestAlgorithm.MD5_OLD_FORMAT, hashlib.md5(covered).digest())  # noqa: S324
     if version < (2, 7):

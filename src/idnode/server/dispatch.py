@@ -36,6 +36,7 @@ from idnode.errors import (
 from idnode.handle.codec import (
     ENVELOPE_SIZE,
     HEADER_SIZE,
+    Signer,
     decode_message,
     digest_request,
     encode_message,
@@ -78,6 +79,7 @@ _ECHOED_FLAGS = OpFlag.RETURN_REQUEST_DIGEST | OpFlag.PUBLIC_ONLY | OpFlag.CERTI
 _RESPONSE_LIFETIME = 43_200
 _REPLY_FIELDS = struct.Struct(">BBBBII")
 _RETURN_DIGEST = int(OpFlag.RETURN_REQUEST_DIGEST)
+_CERTIFY = int(OpFlag.CERTIFY)
 _ECHOED_INT = int(_ECHOED_FLAGS)
 _NEEDS_IDENTITY = frozenset(
     {
@@ -101,8 +103,13 @@ class Dispatcher:
         udp_max_response: int = 512,
         clock: Callable[[], float] = time.time,
         challenges: ChallengeStore | None = None,
+        signer: Signer | None = None,
     ) -> None:
+        """``signer``: signs answers to requests that set CERTIFY (with the private
+        key whose public half is in this server's HS_SITE); without one they go
+        unsigned."""
         self._service = service
+        self._signer = signer
         self._udp_max = udp_max_response
         self._clock = clock
         self._reply_flags: dict[int, OpFlag] = {}
@@ -293,6 +300,7 @@ class Dispatcher:
         request_id: int | None = None,
         session_id: int | None = None,
     ) -> bytes:
+        signer = self._signer if int(request.op_flags) & _CERTIFY else None
         return encode_message(
             Message(
                 opcode=request.opcode,
@@ -304,7 +312,8 @@ class Dispatcher:
                 version=min(request.version, PROTOCOL_VERSION),
                 suggested_version=PROTOCOL_VERSION,
                 expiration=int(self._clock()) + _RESPONSE_LIFETIME,
-            )
+            ),
+            signer,
         )
 
     def _flags_for(self, request_flags: OpFlag) -> OpFlag:

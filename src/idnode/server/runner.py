@@ -24,7 +24,7 @@ import uvicorn
 
 from idnode.config import Config
 from idnode.errors import ConfigError, IdnodeError
-from idnode.node import Node, open_node
+from idnode.node import Node, open_node, server_signer
 from idnode.reporting import REPORT_HOURS, report_rows, send_report
 from idnode.server.dispatch import Dispatcher
 from idnode.server.http import create_app
@@ -135,7 +135,9 @@ async def _serve_node(
     report: bool,
 ) -> None:
     loop = asyncio.get_running_loop()
-    dispatcher = Dispatcher(node.service, udp_max_response=config.udp_max_response)
+    dispatcher = Dispatcher(
+        node.service, udp_max_response=config.udp_max_response, signer=server_signer(config)
+    )
     limits = TCPLimits(config.tcp_max_connections, config.tcp_idle_timeout)
     limiter = RateLimiter(config.udp_rate_limit) if config.udp_rate_limit > 0 else None
     udp_transport, _ = await loop.create_datagram_endpoint(
