@@ -26,6 +26,7 @@ from idnode.handle.messages import (
     ResolutionResponse,
     SiteInfoRequest,
     SiteInfoResponse,
+    VerifyChallengeRequest,
 )
 from idnode.handle.values import HandleValue, Permission, TTLType, ValueReference
 from idnode.handle.valuetypes import (
@@ -155,6 +156,20 @@ requests = st.one_of(
         Message,
         opcode=st.just(OpCode.CHALLENGE_RESPONSE),
         body=st.builds(ChallengeAnswer, text, handles, u32, st.binary(max_size=64)),
+        **_common,
+    ),
+    st.builds(
+        Message,
+        opcode=st.just(OpCode.VERIFY_RESPONSE),
+        body=st.builds(
+            VerifyChallengeRequest,
+            handles,
+            u32,
+            st.binary(max_size=32),
+            # Deployed servers send the digest as a block: its length's first byte is 0.
+            st.binary(max_size=64),
+            st.binary(max_size=64),
+        ),
         **_common,
     ),
 )

@@ -18,6 +18,8 @@ from idnode.handle.messages import (
     ResolutionResponse,
     SiteInfoRequest,
     Truncated,
+    VerifyChallengeRequest,
+    VerifyChallengeResponse,
 )
 from idnode.handle.values import HandleValue, Permission, TTLType, ValueReference
 from tests.wirebytes import h, string
@@ -265,3 +267,31 @@ def test_framer_refuses_oversized_frame_before_buffering_it() -> None:
     framer.receive_data(h("020b020b 00000000 00000001 00000000 7fffffff"))
     with pytest.raises(MessageTooLarge):
         framer.next_message()
+
+
+def test_verify_challenge_request_and_response_layouts() -> None:
+    body = VerifyChallengeRequest("0.NA/88.100", 300, b"\x01\x02", b"\xaa" * 32, b"\x22\x00")
+    wire = encode_message(Message(opcode=OpCode.VERIFY_RESPONSE, body=body, request_id=7))
+    assert wire[20 + 24 : -4] == (
+        string("0.NA/88.100")
+        + h("0000012c")  # key index 300
+        + h("00000002 0102")  # nonce
+        + h("00000020") + b"\xaa" * 32  # request digest, a block
+        + h("00000002 2200")  # signed response
+    )  # fmt: skip
+    assert decode_message(wire).body == body
+    # The old layout: a digest algorithm byte (3, SHA-256) and the digest, no length.
+    old = bytearray(wire)
+    start = 20 + 24 + len(string("0.NA/88.100")) + 4 + 6
+    old[start : start + 4] = h("03")
+    old[20 + 20 : 20 + 24] = (len(wire) - 20 - 24 - 4 - 3).to_bytes(4, "big")
+    old[16:20] = (len(old) - 20).to_bytes(4, "big")
+    assert decode_message(bytes(old)).body == body
+    answer = Message(
+        opcode=OpCode.VERIFY_RESPONSE,
+        body=VerifyChallengeResponse(True),
+        response_code=ResponseCode.SUCCESS,
+    )
+    encoded = encode_message(answer)
+    assert encoded[20 + 24 :] == h("01") + h("00000000")  # valid, then the credential
+    assert decode_message(encoded).body == VerifyChallengeResponse(True)

@@ -18,7 +18,7 @@ from typing import Literal
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from idnode.auth.signatures import answer_with_private_key, answer_with_secret, signed_by
-from idnode.errors import IdnodeError, RemoteProtocolError
+from idnode.errors import AuthenticationError, IdnodeError, RemoteProtocolError
 from idnode.handle.codec import (
     MAX_MESSAGE_LENGTH,
     MessageFramer,
@@ -31,11 +31,14 @@ from idnode.handle.messages import (
     Body,
     ChallengeAnswer,
     ChallengeResponse,
+    ErrorResponse,
     ListHandlesResponse,
     Message,
     ResolutionRequest,
     SiteInfoRequest,
     SiteInfoResponse,
+    VerifyChallengeRequest,
+    VerifyChallengeResponse,
 )
 from idnode.handle.values import ValueReference
 
@@ -87,6 +90,24 @@ class HandleClient:
     ) -> Message:
         request = ResolutionRequest(handle, indexes, types)
         return self.request(OpCode.RESOLUTION, request, transport, certified_by=certified_by)
+
+    def verify_challenge(
+        self, identity: ValueReference, nonce: bytes, digest: bytes, answer: bytes
+    ) -> bool:
+        """Opcode 201: ask this server, the home of ``identity``'s secret key, whether
+        ``answer`` proves that key for ``nonce`` and the request digest. Raises
+        what the server answered instead (HandleNotFound, ...) as AuthenticationError."""
+        request = VerifyChallengeRequest(identity.handle, identity.index, nonce, digest, answer)
+        reply = self.request(OpCode.VERIFY_RESPONSE, request, "tcp")
+        body = reply.body
+        if reply.response_code == ResponseCode.SUCCESS and isinstance(
+            body, VerifyChallengeResponse
+        ):
+            return body.valid
+        said = body.message if isinstance(body, ErrorResponse) else reply.response_code.name
+        raise AuthenticationError(
+            f"{self.host}:{self.port} could not verify {identity.index}:{identity.handle}: {said}"
+        )
 
     def server_key(self) -> bytes:
         """This server's public key, from its own site information (``GET_SITE_INFO``):

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from idnode.handle.values import HandleValue
 
 __all__ = [
+    "AuthenticationError",
     "AuthenticationFailed",
     "AuthenticationNeeded",
     "AuthenticationTimeout",
@@ -190,6 +191,13 @@ class InvalidCredential(IdnodeError):
     """The identity's key value is missing or unusable (wrong type, malformed)."""
 
     response_code = ResponseCode.INVALID_CREDENTIAL
+
+
+class AuthenticationError(IdnodeError):
+    """The identity could not be checked: its home server, asked to verify the
+    answer (opcode 201), could not be reached or did not say."""
+
+    response_code = ResponseCode.AUTHENTICATION_ERROR
 
 
 class AuthenticationTimeout(IdnodeError):

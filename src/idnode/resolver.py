@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from idnode.client import HandleClient, ServerUnreachable
 from idnode.errors import (
+    AuthenticationError,
     HandleNotFound,
     IdnodeError,
     InvalidHandle,
@@ -38,7 +39,7 @@ from idnode.errors import (
 )
 from idnode.handle.codes import ResponseCode
 from idnode.handle.messages import ErrorResponse, Message, ReferralResponse, ResolutionResponse
-from idnode.handle.values import HandleValue, TTLType
+from idnode.handle.values import HandleValue, TTLType, ValueReference
 from idnode.handle.valuetypes import Alias, SiteInfo
 from idnode.names import NA_PREFIX, handle_key, split_handle
 from idnode.sites import Endpoint, endpoint, server_for, service_handles, site_of, sites_in
@@ -204,15 +205,42 @@ class Resolver:
         self.cache.put(key, record)
         return record
 
+    def verify_challenge(
+        self, identity: ValueReference, nonce: bytes, digest: bytes, answer: bytes
+    ) -> bool:
+        """Ask the server responsible for ``identity``'s handle (opcode 201) whether
+        ``answer`` proves its secret key; the first site that answers decides.
+        AuthenticationError when none does."""
+        trail = _Trail(self._max_hops)
+        failures = []
+        for site in self._sites_for(identity.handle, trail):
+            where = endpoint(server_for(site, identity.handle))
+            if where is None:
+                continue
+            trail.ask(where, identity.handle)
+            client = HandleClient(where[0], where[1], timeout=self._timeout)
+            self.queries += 1
+            try:
+                return client.verify_challenge(identity, nonce, digest, answer)
+            except (ServerUnreachable, RemoteProtocolError) as exc:
+                failures.append(exc.message)
+        raise AuthenticationError(
+            f"no server of {identity.handle} could verify the answer: {'; '.join(failures)}"
+        )
+
+    def _sites_for(self, handle: str, trail: _Trail) -> list[SiteInfo]:
+        """The sites responsible for ``handle``: the root's for prefix handles, else
+        those its prefix handle names."""
+        prefix, _ = split_handle(handle)
+        if handle_key(prefix) == NA_PREFIX:
+            return self._root
+        delegation = self._resolve(f"{NA_PREFIX}/{prefix}", (), (), trail)
+        return self._sites(delegation.values, trail, f"prefix {prefix}")
+
     def _fetch(
         self, handle: str, indexes: tuple[int, ...], types: tuple[str, ...], trail: _Trail
     ) -> HandleRecord:
-        prefix, _ = split_handle(handle)
-        if handle_key(prefix) == NA_PREFIX:
-            sites = self._root
-        else:
-            delegation = self._resolve(f"{NA_PREFIX}/{prefix}", (), (), trail)
-            sites = self._sites(delegation.values, trail, f"prefix {prefix}")
+        sites = self._sites_for(handle, trail)
         record = self._ask(sites, handle, indexes, types, trail)
         if Alias.TYPE not in types:
             for value in record.values:

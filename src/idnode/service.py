@@ -28,6 +28,7 @@ from idnode.errors import (
     AuthenticationNeeded,
     HandleAlreadyExists,
     HandleNotFound,
+    InvalidCredential,
     InvalidValue,
     NoSuchResource,
     NotResponsible,
@@ -92,6 +93,11 @@ class Upstream(Protocol):
     def resolve(
         self, handle: str, indexes: Sequence[int] = (), types: Sequence[str] = ()
     ) -> HandleRecord: ...
+
+    def verify_challenge(
+        self, identity: ValueReference, nonce: bytes, digest: bytes, answer: bytes
+    ) -> bool:
+        """Ask the home of ``identity``'s secret key (opcode 201) about ``answer``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,10 +356,59 @@ class NodeService:
         """The caller a challenge answer proves, or AuthenticationFailed/InvalidCredential."""
         identity = ValueReference(answer.identity_handle, answer.identity_index)
         values = self._values_of(answer.identity_handle)
+        if values is None and self._upstream is not None:
+            return Caller(self._identity_elsewhere(identity, answer, nonce, digest), origin)
         proven = check_answer(
             values, identity, answer.auth_type, answer.signed_response, nonce, digest, version
         )
         return Caller(proven, origin)
+
+    def _identity_elsewhere(
+        self, identity: ValueReference, answer: ChallengeAnswer, nonce: bytes, digest: bytes
+    ) -> ValueReference:
+        """An identity whose handle another node holds (an enterprise's administrator
+        at its parent's node, say): a secret key is checked by asking that node
+        (opcode 201), which alone knows it; a public key is resolved and checked here."""
+        assert self._upstream is not None
+        if answer.auth_type.upper() == "HS_SECKEY":
+            if self._upstream.verify_challenge(identity, nonce, digest, answer.signed_response):
+                return identity
+            who = f"{identity.index}:{identity.handle}"
+            raise AuthenticationFailed(f"{who}'s home server says the answer does not prove it")
+        try:
+            record = self._upstream.resolve(identity.handle, (identity.index,))
+        except (HandleNotFound, ValuesNotFound) as exc:
+            raise InvalidCredential(f"{identity.index}:{identity.handle}: {exc.message}") from exc
+        return check_answer(
+            record.values,
+            identity,
+            answer.auth_type,
+            answer.signed_response,
+            nonce,
+            digest,
+            PROTOCOL_VERSION,
+        )
+
+    def verify_challenge(
+        self,
+        identity: ValueReference,
+        nonce: bytes,
+        digest: bytes,
+        answer: bytes,
+        version: tuple[int, int],
+    ) -> bool:
+        """Opcode 201: whether ``answer`` proves the secret key of ``identity``, held
+        here, for another server that challenged a client claiming it (and has only
+        the client's word). HandleNotFound if the identity's handle is not held here;
+        InvalidCredential if it holds no secret key at that index."""
+        values = self._values_of(identity.handle)
+        if values is None:
+            raise HandleNotFound(f"{identity.handle} is not held here")
+        try:
+            check_answer(values, identity, "HS_SECKEY", answer, nonce, digest, version)
+        except AuthenticationFailed:
+            return False
+        return True
 
     def authenticate_password(
         self, identity: ValueReference, password: bytes, origin: str

@@ -22,6 +22,7 @@ from idnode.handle.messages import (
     RemoveValueRequest,
     ResolutionRequest,
     SiteInfoRequest,
+    VerifyChallengeRequest,
 )
 from idnode.handle.values import read_values, write_values
 from idnode.handle.wire import Reader, Writer
@@ -60,6 +61,22 @@ def _challenge_answer(r: Reader) -> Body:
     )
 
 
+def _verify_challenge(r: Reader) -> Body:
+    handle = read_handle(r)
+    index = r.u32("key index")
+    nonce = r.block("nonce")
+    # A block (what deployed servers send); older ones sent an algorithm byte and a
+    # digest of its fixed size, which a block's length can never start with.
+    if r.remaining and r.peek_u8() in _DIGEST_SIZES:
+        digest = r.raw(_DIGEST_SIZES[r.u8("digest algorithm")], "request digest")
+    else:
+        digest = r.block("request digest")
+    return VerifyChallengeRequest(handle, index, nonce, digest, r.block("signed response"))
+
+
+# Digest algorithm byte -> digest size, for the old verify-challenge layout.
+_DIGEST_SIZES = {1: 16, 2: 20, 3: 32}
+
 _READERS: dict[OpCode, Callable[[Reader], Body]] = {
     OpCode.RESOLUTION: _resolution,
     OpCode.CREATE_HANDLE: lambda r: CreateHandleRequest(read_handle(r), read_values(r)),
@@ -70,6 +87,7 @@ _READERS: dict[OpCode, Callable[[Reader], Body]] = {
     OpCode.LIST_HANDLES: lambda r: ListHandlesRequest(read_handle(r)),
     OpCode.LIST_HOMED_NAS: lambda r: ListHandlesRequest(read_handle(r)),
     OpCode.CHALLENGE_RESPONSE: _challenge_answer,
+    OpCode.VERIFY_RESPONSE: _verify_challenge,
 }
 
 
@@ -109,6 +127,12 @@ def write_request_body(w: Writer, body: Body) -> bool:
             w.string(auth_type)
             write_handle(w, identity_handle)
             w.u32(identity_index)
+            w.block(signed)
+        case VerifyChallengeRequest(handle, index, nonce, digest, signed):
+            write_handle(w, handle)
+            w.u32(index)
+            w.block(nonce)
+            w.block(digest)
             w.block(signed)
         case _:
             return False

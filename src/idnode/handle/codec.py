@@ -42,6 +42,7 @@ from idnode.handle.messages import (
     ResolutionResponse,
     SiteInfoResponse,
     Truncated,
+    VerifyChallengeResponse,
 )
 from idnode.handle.values import read_values, write_values
 from idnode.handle.valuetypes import SiteInfo
@@ -294,6 +295,11 @@ def _write_response_body(w: Writer, msg: Message, body: Body) -> None:
     if not isinstance(body, _RESPONSE_BODIES):  # pragma: no cover - Truncated: the caller's
         raise LocalProtocolError(f"cannot encode body {body!r}")
     _write_digest(w, msg, body.request_digest)
+    _write_response_fields(w, body)
+
+
+def _write_response_fields(w: Writer, body: Body) -> None:
+    """What follows the request digest in a response body."""
     match body:
         case ResolutionResponse(handle, values):
             w.string(handle)
@@ -314,6 +320,8 @@ def _write_response_body(w: Writer, msg: Message, body: Body) -> None:
             w.string(handle)
         case ChallengeResponse(nonce):
             w.block(nonce)
+        case VerifyChallengeResponse(valid):
+            w.u8(1 if valid else 0)
 
 
 _RESPONSE_BODIES = (*OPTIONALLY_DIGESTED, ChallengeResponse)
@@ -391,6 +399,8 @@ def _read_success(r: Reader, opcode: OpCode, digest: RequestDigest | None) -> Bo
         body = CreateHandleResponse(r.string("handle") if r.remaining else None, digest)
     elif opcode in _BODILESS_SUCCESS:
         body = GenericResponse(digest)
+    elif opcode == OpCode.VERIFY_RESPONSE:
+        body = VerifyChallengeResponse(bool(r.u8("verification result") & 0x01), digest)
     return body
 
 

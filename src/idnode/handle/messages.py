@@ -38,6 +38,8 @@ __all__ = [
     "SiteInfoRequest",
     "SiteInfoResponse",
     "Truncated",
+    "VerifyChallengeRequest",
+    "VerifyChallengeResponse",
 ]
 
 # The version idnode suggests to peers; it reads everything from 2.0 up.
@@ -206,6 +208,27 @@ class ChallengeAnswer:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifyChallengeRequest:
+    """Opcode 201: one server asking another, the home of an identity's secret key,
+    whether ``signed_response`` is a valid answer by the key at ``index`` of
+    ``handle`` to ``nonce`` and the request digest (raw bytes, no algorithm)."""
+
+    handle: str
+    index: int
+    nonce: bytes
+    request_digest: bytes
+    signed_response: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyChallengeResponse:
+    """Success for opcode 201: whether the answer was valid."""
+
+    valid: bool
+    request_digest: RequestDigest | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RawBody:
     """A body we do not model (yet); kept as bytes so it can be relayed or refused."""
 
@@ -227,6 +250,7 @@ OPTIONALLY_DIGESTED = (
     ListHandlesResponse,
     CreateHandleResponse,
     GenericResponse,
+    VerifyChallengeResponse,
 )
 
 Body = (
@@ -247,6 +271,8 @@ Body = (
     | GenericResponse
     | ChallengeResponse
     | ChallengeAnswer
+    | VerifyChallengeRequest
+    | VerifyChallengeResponse
     | RawBody
     | Truncated
 )

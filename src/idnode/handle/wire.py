@@ -54,6 +54,12 @@ class Reader:
     def u8(self, what: str = "byte") -> int:
         return int(_U8.unpack_from(self._data, self._take(1, what))[0])
 
+    def peek_u8(self, what: str = "byte") -> int:
+        """The next byte, left to be read: for layouts that branch on it."""
+        if self._pos >= self._end:
+            raise RemoteProtocolError(f"{what} needs 1 byte but none remain")
+        return int(self._data[self._pos])
+
     def u16(self, what: str = "16-bit integer") -> int:
         return int(_U16.unpack_from(self._data, self._take(2, what))[0])
 

@@ -65,7 +65,10 @@ from idnode.handle.messages import (
     SiteInfoRequest,
     SiteInfoResponse,
     Truncated,
+    VerifyChallengeRequest,
+    VerifyChallengeResponse,
 )
+from idnode.handle.values import ValueReference
 from idnode.names import NA_PREFIX, handle_key, split_handle
 from idnode.service import ANONYMOUS, Caller, NodeService
 
@@ -215,17 +218,6 @@ class Dispatcher:
     def _execute(self, request: Message, caller: Caller) -> Body:
         service, flags = self._service, request.op_flags
         match request.body:
-            case ResolutionRequest(handle, indexes, types):
-                record = service.resolve(
-                    handle,
-                    indexes=indexes,
-                    types=types,
-                    caller=caller,
-                    public_only=bool(flags & OpFlag.PUBLIC_ONLY),
-                )
-                return ResolutionResponse(record.handle, record.values)
-            case SiteInfoRequest():
-                return SiteInfoResponse(service.site_info())
             case CreateHandleRequest(handle, values):
                 mint = bool(flags & OpFlag.MINT_NEW_SUFFIX)
                 made = service.create_handle(
@@ -244,17 +236,39 @@ class Dispatcher:
                 service.modify_values(handle, values, caller)
             case RemoveValueRequest(handle, indexes):
                 service.remove_values(handle, indexes, caller)
+            case _:
+                return self._query(request, caller)
+        return GenericResponse()
+
+    def _query(self, request: Message, caller: Caller) -> Body:
+        """The answer to a request that changes nothing."""
+        service = self._service
+        match request.body:
+            case ResolutionRequest(handle, indexes, types):
+                record = service.resolve(
+                    handle,
+                    indexes=indexes,
+                    types=types,
+                    caller=caller,
+                    public_only=bool(request.op_flags & OpFlag.PUBLIC_ONLY),
+                )
+                return ResolutionResponse(record.handle, record.values)
+            case SiteInfoRequest():
+                return SiteInfoResponse(service.site_info())
             case ListHandlesRequest(handle) if request.opcode == OpCode.LIST_HANDLES:
                 handles, _ = service.list_handles(_prefix_of(handle), caller)
                 return ListHandlesResponse(tuple(handles))
             case ListHandlesRequest():
                 homed = service.homed_prefixes()
                 return ListHandlesResponse(tuple(f"{NA_PREFIX}/{p}" for p in homed))
-            case _:
-                raise OperationNotSupported(
-                    f"opcode {int(request.opcode)} ({request.opcode.name}) is not supported"
-                )
-        return GenericResponse()
+            case VerifyChallengeRequest(handle, index, nonce, digest, signed):
+                identity = ValueReference(handle, index)
+                version = min(request.version, PROTOCOL_VERSION)
+                valid = service.verify_challenge(identity, nonce, digest, signed, version)
+                return VerifyChallengeResponse(valid)
+        raise OperationNotSupported(
+            f"opcode {int(request.opcode)} ({request.opcode.name}) is not supported"
+        )
 
     def _reply(
         self,
