@@ -29,6 +29,8 @@ from idnode.handle.wire import Reader, Writer
 __all__ = ["SIGNED", "Credential", "read_credential", "signed_content", "signed_credential"]
 
 SIGNED = b"HS_SIGNED"
+#: What old servers called the same signature (Handle.Net's CREDENTIAL_TYPE_OLDSIGNED).
+_OLD_SIGNED = b"HS_DSAPUBKEY"
 _THREE = struct.Struct(">III")
 
 
@@ -41,7 +43,7 @@ class Credential:
 
     @property
     def is_signature(self) -> bool:
-        return self.type == SIGNED
+        return self.type in (SIGNED, _OLD_SIGNED)
 
 
 def signed_content(
