@@ -12,7 +12,7 @@ import pytest
 
 from idnode.auth.signatures import answer_with_secret
 from idnode.client import Credentials, HandleClient
-from idnode.errors import AuthenticationError
+from idnode.errors import HandleNotFound, InvalidCredential
 from idnode.handle.codes import OpCode, ResponseCode
 from idnode.handle.messages import CreateHandleRequest, ResolutionResponse
 from idnode.handle.values import HandleValue, Permission, ValueReference
@@ -87,8 +87,21 @@ def test_the_home_of_a_secret_key_answers_verify_challenge(nodes: Hierarchy) -> 
     assert parent.verify_challenge(OPERATOR, nonce, digest, bad) is False
     # An answer to another nonce does not count.
     assert parent.verify_challenge(OPERATOR, os.urandom(16), digest, good) is False
-    with pytest.raises(AuthenticationError, match="not held here"):
+    with pytest.raises(HandleNotFound, match="not held here"):
         parent.verify_challenge(ValueReference("88.100/NOBODY", 300), nonce, digest, good)
+    with pytest.raises(InvalidCredential):  # the handle, but no secret key at that index
+        parent.verify_challenge(ValueReference(OPERATOR.handle, 301), nonce, digest, good)
+
+
+def test_an_identity_nobody_holds_is_an_invalid_credential(nodes: Hierarchy) -> None:
+    client = HandleClient(*nodes.at("enterprise"), timeout=5)
+    value = HandleValue(1, "URL", b"https://pumps.example/new")
+    (reply,) = client.authenticated(
+        OpCode.CREATE_HANDLE,
+        CreateHandleRequest("88.100.1/BY-NOBODY", (value,)),
+        Credentials(ValueReference("88.100/NOBODY", 300), secret=SECRET),
+    )
+    assert reply.response_code == ResponseCode.INVALID_CREDENTIAL
 
 
 def test_an_unreachable_home_is_an_authentication_error(nodes: Hierarchy) -> None:

@@ -18,7 +18,13 @@ from typing import Literal
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from idnode.auth.signatures import answer_with_private_key, answer_with_secret, signed_by
-from idnode.errors import AuthenticationError, IdnodeError, RemoteProtocolError
+from idnode.errors import (
+    AuthenticationError,
+    HandleNotFound,
+    IdnodeError,
+    InvalidCredential,
+    RemoteProtocolError,
+)
 from idnode.handle.codec import (
     MAX_MESSAGE_LENGTH,
     MessageFramer,
@@ -96,7 +102,8 @@ class HandleClient:
     ) -> bool:
         """Opcode 201: ask this server, the home of ``identity``'s secret key, whether
         ``answer`` proves that key for ``nonce`` and the request digest. Raises
-        what the server answered instead (HandleNotFound, ...) as AuthenticationError."""
+        HandleNotFound or InvalidCredential when the server has no such identity,
+        AuthenticationError for any other answer."""
         request = VerifyChallengeRequest(identity.handle, identity.index, nonce, digest, answer)
         reply = self.request(OpCode.VERIFY_RESPONSE, request, "tcp")
         body = reply.body
@@ -105,6 +112,10 @@ class HandleClient:
         ):
             return body.valid
         said = body.message if isinstance(body, ErrorResponse) else reply.response_code.name
+        if reply.response_code == ResponseCode.HANDLE_NOT_FOUND:
+            raise HandleNotFound(said)
+        if reply.response_code == ResponseCode.INVALID_CREDENTIAL:
+            raise InvalidCredential(said)
         raise AuthenticationError(
             f"{self.host}:{self.port} could not verify {identity.index}:{identity.handle}: {said}"
         )

@@ -24,10 +24,12 @@ from idnode.auth.challenges import NONCE_SIZE
 from idnode.auth.identity import check_answer, check_certificate_key, check_password
 from idnode.auth.permissions import Authorizer, admin_values
 from idnode.errors import (
+    AuthenticationError,
     AuthenticationFailed,
     AuthenticationNeeded,
     HandleAlreadyExists,
     HandleNotFound,
+    IdnodeError,
     InvalidCredential,
     InvalidValue,
     NoSuchResource,
@@ -368,25 +370,30 @@ class NodeService:
     ) -> ValueReference:
         """An identity whose handle another node holds (an enterprise's administrator
         at its parent's node, say): a secret key is checked by asking that node
-        (opcode 201), which alone knows it; a public key is resolved and checked here."""
+        (opcode 201), which alone knows it; a public key is resolved and checked here.
+        An identity nobody holds is InvalidCredential; one whose home cannot be asked,
+        AuthenticationError."""
         assert self._upstream is not None
-        if answer.auth_type.upper() == "HS_SECKEY":
-            if self._upstream.verify_challenge(identity, nonce, digest, answer.signed_response):
-                return identity
-            who = f"{identity.index}:{identity.handle}"
-            raise AuthenticationFailed(f"{who}'s home server says the answer does not prove it")
+        who = f"{identity.index}:{identity.handle}"
+        signed = answer.signed_response
+        secret = answer.auth_type.upper() == "HS_SECKEY"
         try:
-            record = self._upstream.resolve(identity.handle, (identity.index,))
-        except (HandleNotFound, ValuesNotFound) as exc:
-            raise InvalidCredential(f"{identity.index}:{identity.handle}: {exc.message}") from exc
+            if secret:
+                valid = self._upstream.verify_challenge(identity, nonce, digest, signed)
+            else:
+                record = self._upstream.resolve(identity.handle, (identity.index,))
+        except AuthenticationError:
+            raise
+        except (HandleNotFound, ValuesNotFound, NotResponsible, InvalidCredential) as exc:
+            raise InvalidCredential(f"no identity {who}: {exc.message}") from exc
+        except IdnodeError as exc:
+            raise AuthenticationError(f"cannot check {who} at its home: {exc.message}") from exc
+        if secret:
+            if not valid:
+                raise AuthenticationFailed(f"{who}'s home server says the answer does not prove it")
+            return identity
         return check_answer(
-            record.values,
-            identity,
-            answer.auth_type,
-            answer.signed_response,
-            nonce,
-            digest,
-            PROTOCOL_VERSION,
+            record.values, identity, answer.auth_type, signed, nonce, digest, PROTOCOL_VERSION
         )
 
     def verify_challenge(
