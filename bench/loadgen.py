@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from bench.dataset import handle_for
 from idnode.handle.codec import encode_message
-from idnode.handle.codes import OpCode
+from idnode.handle.codes import OpCode, OpFlag
 from idnode.handle.messages import Message, ResolutionRequest
 
 _RID = struct.Struct(">I")
@@ -61,6 +61,9 @@ def _handle_requests(job: Job) -> list[bytearray]:
                 Message(
                     OpCode.RESOLUTION,
                     ResolutionRequest(handle_for(rng.randrange(job.handle_count))),
+                    # As Handle.Net clients send it: an anonymous read wants the public
+                    # values, not a challenge for the others.
+                    op_flags=OpFlag.PUBLIC_ONLY,
                 )
             )
         )
