@@ -24,10 +24,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from idnode.client import HandleClient, ServerUnreachable
 from idnode.errors import (
-    AuthenticationError,
     HandleNotFound,
     IdnodeError,
     InvalidHandle,
@@ -48,6 +48,7 @@ from idnode.storage.base import HandleRecord
 __all__ = ["AnswerCache", "Resolver"]
 
 _Key = tuple[str, tuple[int, ...], tuple[str, ...]]
+_T = TypeVar("_T")
 _ERRORS: dict[ResponseCode, type[IdnodeError]] = {
     ResponseCode.HANDLE_NOT_FOUND: HandleNotFound,
     ResponseCode.VALUES_NOT_FOUND: ValuesNotFound,
@@ -210,23 +211,16 @@ class Resolver:
     ) -> bool:
         """Ask the server responsible for ``identity``'s handle (opcode 201) whether
         ``answer`` proves its secret key; the first site that answers decides.
-        AuthenticationError when none does."""
+        ServerUnreachable when none does."""
         trail = _Trail(self._max_hops)
-        failures = []
-        for site in self._sites_for(identity.handle, trail):
-            where = endpoint(server_for(site, identity.handle))
-            if where is None:
-                continue
-            trail.ask(where, identity.handle)
-            client = HandleClient(where[0], where[1], timeout=self._timeout)
-            self.queries += 1
-            try:
-                return client.verify_challenge(identity, nonce, digest, answer)
-            except (ServerUnreachable, RemoteProtocolError) as exc:
-                failures.append(exc.message)
-        raise AuthenticationError(
-            f"no server of {identity.handle} could verify the answer: {'; '.join(failures)}"
+        sites = self._sites_for(identity.handle, trail)
+        valid, _ = self._first_answer(
+            sites,
+            identity.handle,
+            trail,
+            lambda client: client.verify_challenge(identity, nonce, digest, answer),
         )
+        return valid
 
     def _sites_for(self, handle: str, trail: _Trail) -> list[SiteInfo]:
         """The sites responsible for ``handle``: the root's for prefix handles, else
@@ -267,6 +261,20 @@ class Resolver:
         types: tuple[str, ...],
         trail: _Trail,
     ) -> HandleRecord:
+        reply, where = self._first_answer(
+            sites, handle, trail, lambda client: client.resolve(handle, indexes, types)
+        )
+        return self._answer(reply, where, handle, indexes, types, trail)
+
+    def _first_answer(
+        self,
+        sites: Sequence[SiteInfo],
+        handle: str,
+        trail: _Trail,
+        ask: Callable[[HandleClient], _T],
+    ) -> tuple[_T, Endpoint]:
+        """``ask`` the server of each site for ``handle`` in turn (the next is a
+        mirror) until one answers; ServerUnreachable naming why none did."""
         failures = []
         for site in sites:
             where = endpoint(server_for(site, handle))
@@ -277,11 +285,9 @@ class Resolver:
             client = HandleClient(where[0], where[1], timeout=self._timeout)
             self.queries += 1
             try:
-                reply = client.resolve(handle, indexes, types)
+                return ask(client), where
             except (ServerUnreachable, RemoteProtocolError) as exc:
                 failures.append(exc.message)
-                continue  # the next site is a mirror: try it
-            return self._answer(reply, where, handle, indexes, types, trail)
         raise ServerUnreachable(f"no server answered for {handle}: {'; '.join(failures)}")
 
     def _answer(
