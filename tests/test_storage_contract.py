@@ -251,6 +251,33 @@ def test_sessions_round_trip_update_delete_and_purge(storage: Storage) -> None:
     assert storage.get_session("s1") is None
 
 
+def test_session_counters_change_only_from_the_state_expected(storage: Storage) -> None:
+    storage.put_session(StoredSession("handle:7", b"k" * 32, None, 100.0))
+    assert storage.advance_session("handle:7", (0, 0), (4, 0b100)) is True
+    # A second worker that read the old state loses the race and must read again.
+    assert storage.advance_session("handle:7", (0, 0), (1, 0)) is False
+    assert storage.advance_session("handle:8", (0, 0), (1, 0)) is False  # no such session
+    stored = storage.get_session("handle:7")
+    assert stored is not None
+    assert (stored.counter, stored.seen) == (4, 0b100)
+    # Re-storing the session (as authenticating it does) keeps its counters.
+    storage.put_session(
+        StoredSession("handle:7", b"k" * 32, ValueReference("88.1/OPS", 300), 100.0)
+    )
+    stored = storage.get_session("handle:7")
+    assert stored is not None
+    assert (stored.counter, stored.seen, stored.identity) == (
+        4,
+        0b100,
+        ValueReference("88.1/OPS", 300),
+    )
+    big = (1 << 62) - 1  # the widest bitmap the window keeps fits the column
+    assert storage.advance_session("handle:7", (4, 0b100), (2**31, big)) is True
+    stored = storage.get_session("handle:7")
+    assert stored is not None
+    assert (stored.counter, stored.seen) == (2**31, big)
+
+
 def test_get_many_finds_the_existing_ones_by_key(storage: Storage) -> None:
     storage.put_many((rec(f"88.1/H{n}") for n in range(1200)), replace=False)
     asked = [f"88.1/h{n}" for n in range(0, 1500, 3)]  # other case; some do not exist

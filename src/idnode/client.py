@@ -2,6 +2,11 @@
 
 It speaks to any Handle server (idnode, Handle.Net, ...). Used by ``idnode resolve``
 and by the tests and benchmarks; the codec does the protocol, this file only the I/O.
+
+:meth:`HandleClient.open_session` sets up a protocol session (Diffie-Hellman, as
+deployed clients do): the authenticated requests that follow are sent in it, MACed
+with its key, and once one challenge has been answered in it the server no longer
+challenges them. Every reply in the session must carry a valid MAC.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from idnode.auth.session_keys import client_key, client_session_key
 from idnode.auth.signatures import answer_with_private_key, answer_with_secret, signed_by
 from idnode.errors import (
     AuthenticationError,
@@ -24,6 +30,7 @@ from idnode.errors import (
     IdnodeError,
     InvalidCredential,
     RemoteProtocolError,
+    SessionFailed,
 )
 from idnode.handle.codec import (
     MAX_MESSAGE_LENGTH,
@@ -31,6 +38,7 @@ from idnode.handle.codec import (
     decode_message,
     digest_request,
     encode_message,
+    session_counter_of,
 )
 from idnode.handle.codes import OpCode, OpFlag, ResponseCode
 from idnode.handle.messages import (
@@ -38,9 +46,13 @@ from idnode.handle.messages import (
     ChallengeAnswer,
     ChallengeResponse,
     ErrorResponse,
+    KeyExchange,
     ListHandlesResponse,
     Message,
     ResolutionRequest,
+    SessionSetupRequest,
+    SessionSetupResponse,
+    SessionTerminateRequest,
     SiteInfoRequest,
     SiteInfoResponse,
     VerifyChallengeRequest,
@@ -48,7 +60,14 @@ from idnode.handle.messages import (
 )
 from idnode.handle.values import ValueReference
 
-__all__ = ["Credentials", "HandleClient", "ServerUnreachable", "Transport", "listed"]
+__all__ = [
+    "ClientSession",
+    "Credentials",
+    "HandleClient",
+    "ServerUnreachable",
+    "Transport",
+    "listed",
+]
 
 Transport = Literal["auto", "udp", "tcp"]
 
@@ -79,12 +98,65 @@ class Credentials:
 
 
 @dataclass
+class ClientSession:
+    """A protocol session with one server: its number, its key, and the counter the
+    next message carries (each message's differs, so the server can spot a replay)."""
+
+    number: int
+    key: bytes
+    counter: int = 1
+
+    def next_counter(self) -> int:
+        counter, self.counter = self.counter, self.counter + 1
+        return counter
+
+
+@dataclass
 class HandleClient:
     host: str = "127.0.0.1"
     port: int = 2641
     timeout: float = 3.0
     #: UDP sends before giving up (each waits timeout / attempts).
     udp_attempts: int = 3
+    #: The session authenticated requests are sent in (see :meth:`open_session`).
+    session: ClientSession | None = None
+
+    def open_session(self, seconds: int = 3600) -> ClientSession:
+        """Set up a session with the server, lasting ``seconds`` at most; later
+        :meth:`authenticated` requests are sent in it. SessionFailed if the server
+        does not offer one."""
+        mine = client_key()
+        setup = SessionSetupRequest(
+            KeyExchange.DIFFIE_HELLMAN, seconds, public_key=mine.public_bytes()
+        )
+        reply = self.request(OpCode.SESSION_SETUP, setup, "tcp")
+        body = reply.body
+        if reply.response_code != ResponseCode.SUCCESS or not isinstance(
+            body, SessionSetupResponse
+        ):
+            said = body.message if isinstance(body, ErrorResponse) else reply.response_code.name
+            raise SessionFailed(f"{self.host}:{self.port} set up no session: {said}")
+        if body.mode != KeyExchange.DIFFIE_HELLMAN or not reply.session_id:
+            raise RemoteProtocolError("the server answered the session setup in another mode")
+        self.session = ClientSession(reply.session_id, client_session_key(mine, body.data))
+        return self.session
+
+    def close_session(self) -> None:
+        """End the session on the server too (it would expire anyway)."""
+        session, self.session = self.session, None
+        if session is None:
+            return
+        request = Message(
+            opcode=OpCode.SESSION_TERMINATE,
+            body=SessionTerminateRequest(),
+            request_id=secrets.randbits(31),
+            session_id=session.number,
+        )
+        with self._tcp_connection() as sock:
+            sock.sendall(_in_session(request, session))
+            reply = next(self._replies(sock, MessageFramer(), request.request_id, session))
+        if reply.response_code != ResponseCode.SUCCESS:
+            raise SessionFailed(f"the server did not end session {session.number}")
 
     def resolve(
         self,
@@ -179,15 +251,27 @@ class HandleClient:
 
         Returns the reply messages: one, or several for a listing sent in parts. The
         challenge is answered only if its digest is the digest of our own request, so
-        a server cannot get us to sign something else.
+        a server cannot get us to sign something else. In a session the server
+        challenges only the first such request; if it has forgotten the session, the
+        request is sent again outside it.
         """
-        request = Message(opcode=opcode, body=body, request_id=secrets.randbits(31), op_flags=flags)
-        data = encode_message(request)
+        session = self.session
+        request = Message(
+            opcode=opcode,
+            body=body,
+            request_id=secrets.randbits(31),
+            op_flags=flags,
+            session_id=session.number if session is not None else 0,
+        )
+        data = _in_session(request, session)
         with self._tcp_connection() as sock:
             sock.sendall(data)
             framer = MessageFramer()
-            replies = self._replies(sock, framer, request.request_id)
+            replies = self._replies(sock, framer, request.request_id, session)
             reply = next(replies)
+            if reply.response_code == ResponseCode.SESSION_TIMEOUT and session is not None:
+                self.session = None
+                return self.authenticated(opcode, body, credentials, flags)
             if reply.response_code != ResponseCode.AUTHENTICATION_NEEDED:
                 return _whole(reply, replies)
             challenge = reply.body
@@ -205,8 +289,8 @@ class HandleClient:
                 session_id=reply.session_id,
                 op_flags=flags,
             )
-            sock.sendall(encode_message(answer))
-            answered = self._replies(sock, framer, answer.request_id)
+            sock.sendall(_in_session(answer, session))
+            answered = self._replies(sock, framer, answer.request_id, session)
             return _whole(next(answered), answered)
 
     @contextmanager
@@ -225,10 +309,15 @@ class HandleClient:
             raise ServerUnreachable(f"{self.host}:{self.port}/tcp: {exc.strerror or exc}") from exc
 
     @staticmethod
-    def _replies(sock: socket.socket, framer: MessageFramer, request_id: int) -> Iterator[Message]:
+    def _replies(
+        sock: socket.socket,
+        framer: MessageFramer,
+        request_id: int,
+        session: ClientSession | None = None,
+    ) -> Iterator[Message]:
         while True:
             while (frame := framer.next_message()) is not None:
-                reply = _matching(frame, request_id)
+                reply = _matching(frame, request_id, session=session)
                 if reply is not None:
                     yield reply
             chunk = sock.recv(65536)
@@ -301,15 +390,40 @@ def listed(replies: list[Message]) -> list[str]:
     return handles
 
 
-def _matching(packet: bytes, request_id: int, key: bytes | None = None) -> Message | None:
+_SESSION_ERRORS = frozenset(code for code in ResponseCode if 500 <= code <= 505)
+
+
+def _in_session(request: Message, session: ClientSession | None) -> bytes:
+    """``request`` encoded, MACed with the session's key when there is a session."""
+    if session is None:
+        return encode_message(request)
+    return encode_message(request, session_key=session.key, session_counter=session.next_counter())
+
+
+def _matching(
+    packet: bytes,
+    request_id: int,
+    key: bytes | None = None,
+    *,
+    session: ClientSession | None = None,
+) -> Message | None:
     """The decoded reply if it answers our request; stray or garbled packets are
-    ignored. With ``key``, an answer not signed by it is refused."""
+    ignored. With ``key``, an answer not signed by it is refused; in ``session``, one
+    not MACed with its key (except a session error: the server may not know the key)."""
     try:
         reply = decode_message(packet)
     except RemoteProtocolError:
         return None
     if reply.request_id != request_id or not reply.is_response:
         return None
+    if (
+        session is not None
+        and reply.response_code not in _SESSION_ERRORS
+        and session_counter_of(packet, reply, session.key) is None
+    ):
+        raise RemoteProtocolError(
+            f"the answer is not MACed with the key of session {session.number}"
+        )
     if key is not None and not signed_by(packet, reply, key):
         raise RemoteProtocolError(
             "the answer is not signed by the server's key (asked for with CERTIFY)"

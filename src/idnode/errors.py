@@ -35,6 +35,7 @@ __all__ = [
     "InsufficientPermissions",
     "InvalidCredential",
     "InvalidHandle",
+    "InvalidSessionKey",
     "InvalidValue",
     "LocalProtocolError",
     "MessageTooLarge",
@@ -48,6 +49,9 @@ __all__ = [
     "RemoteProtocolError",
     "ServerBusy",
     "ServerError",
+    "SessionFailed",
+    "SessionMessageRejected",
+    "SessionTimeout",
     "StorageError",
     "ValueAlreadyExists",
     "ValuesNotFound",
@@ -204,6 +208,31 @@ class AuthenticationTimeout(IdnodeError):
     """An answer to a challenge that is unknown, already used, or expired."""
 
     response_code = ResponseCode.AUTHENTICATION_TIMEOUT
+
+
+class SessionTimeout(IdnodeError):
+    """A message in a Handle protocol session that is unknown or has expired; the
+    client sets up a new one."""
+
+    response_code = ResponseCode.SESSION_TIMEOUT
+
+
+class SessionFailed(IdnodeError):
+    """A session could not be set up (unsupported key exchange, unusable key)."""
+
+    response_code = ResponseCode.SESSION_FAILED
+
+
+class InvalidSessionKey(IdnodeError):
+    """A session message whose MAC does not check with the session's key."""
+
+    response_code = ResponseCode.INVALID_SESSION_KEY
+
+
+class SessionMessageRejected(IdnodeError):
+    """A session message whose counter was seen before: a replay."""
+
+    response_code = ResponseCode.SESSION_MESSAGE_REJECTED
 
 
 class StorageError(IdnodeError):

@@ -20,9 +20,11 @@ from typing import Protocol
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
 from idnode import edits, history
+from idnode.auth import replay
 from idnode.auth.challenges import NONCE_SIZE
 from idnode.auth.identity import check_answer, check_certificate_key, check_password
 from idnode.auth.permissions import Authorizer, admin_values
+from idnode.auth.session_keys import server_agreement
 from idnode.errors import (
     AuthenticationError,
     AuthenticationFailed,
@@ -35,11 +37,19 @@ from idnode.errors import (
     NoSuchResource,
     NotResponsible,
     Referral,
+    SessionFailed,
+    SessionMessageRejected,
+    SessionTimeout,
     ValuesNotFound,
 )
 from idnode.gs1 import GS1Key
 from idnode.handle.encoded import EncodedValues
-from idnode.handle.messages import PROTOCOL_VERSION, ChallengeAnswer
+from idnode.handle.messages import (
+    PROTOCOL_VERSION,
+    ChallengeAnswer,
+    KeyExchange,
+    SessionSetupRequest,
+)
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue, ServiceHandle, SiteInfo
 from idnode.history import Version
@@ -65,6 +75,9 @@ from idnode.storage.base import (
 from idnode.storage.search import SearchQuery
 from idnode.storage.staging import Staging
 from idnode.templates import BUILTIN, TEMPLATE_INDEX, TEMPLATE_TYPE, Template
+
+# Ids of Handle protocol sessions in the sessions table.
+_HANDLE_SESSION = "handle:"
 
 __all__ = [
     "ADMIN_VALUE_INDEX",
@@ -176,6 +189,9 @@ class NodeService:
     # An HTTP session lasts this long from when it was opened; authenticating does not
     # extend it.
     SESSION_SECONDS = 3600.0
+    # A Handle protocol session lasts what its client asks, at most this long (the
+    # deployed default), from when it was set up.
+    HANDLE_SESSION_SECONDS = 86_400.0
 
     def __init__(
         self,
@@ -450,7 +466,11 @@ class NodeService:
 
     def session(self, session_id: str) -> StoredSession:
         """The open session ``session_id``; AuthenticationNeeded when unknown or expired."""
-        session = self._storage.get_session(session_id)
+        # A Handle protocol session is proven by the MAC of each message, which HTTP
+        # requests do not carry: its id names nothing here.
+        session = None
+        if not session_id.startswith(_HANDLE_SESSION):
+            session = self._storage.get_session(session_id)
         if session is None or session.expires <= self._wall_clock():
             raise AuthenticationNeeded(
                 "the session is unknown or has expired; open a new one with POST /api/sessions"
@@ -497,6 +517,65 @@ class NodeService:
 
     def close_session(self, session_id: str) -> None:
         self._storage.delete_session(session_id)
+
+    # -- Handle protocol sessions (opcodes 400-402), stored with the HTTP ones ------
+
+    def open_handle_session(
+        self, setup: SessionSetupRequest, version: tuple[int, int]
+    ) -> tuple[int, bytes]:
+        """A new session: its number and the server's half of the key agreement.
+
+        Only Diffie-Hellman (what deployed clients use by default) is offered, and only
+        from protocol 2.7, whose messages are authenticated with HMAC-SHA256.
+        """
+        if setup.mode != KeyExchange.DIFFIE_HELLMAN:
+            raise SessionFailed(
+                f"key exchange mode {setup.mode} is not offered; use Diffie-Hellman (4)"
+            )
+        if version < (2, 7):
+            raise SessionFailed("sessions need protocol 2.7 or later (HMAC-SHA256)")
+        answer, key = server_agreement(setup.public_key)
+        now = self._wall_clock()
+        self._storage.purge_sessions(now)
+        lasts = min(setup.timeout, self.HANDLE_SESSION_SECONDS) if setup.timeout > 0 else 0
+        number = secrets.randbelow(2**31 - 1) + 1
+        session = StoredSession(
+            _HANDLE_SESSION + str(number), key, None, now + (lasts or self.HANDLE_SESSION_SECONDS)
+        )
+        self._storage.put_session(session)
+        return number, answer
+
+    def handle_session(self, number: int) -> StoredSession:
+        """The open Handle protocol session ``number``; SessionTimeout if none."""
+        session = self._storage.get_session(_HANDLE_SESSION + str(number))
+        if session is None or session.expires <= self._wall_clock():
+            raise SessionTimeout(f"session {number} is unknown or has expired; set up a new one")
+        return session
+
+    def accept_session_message(self, session: StoredSession, counter: int) -> None:
+        """Count a message of ``session`` (its MAC checked by the caller);
+        SessionMessageRejected if its counter was seen before."""
+        state = (session.counter, session.seen)
+        while True:
+            new = replay.accept(state, counter)
+            if new is None:
+                raise SessionMessageRejected(
+                    f"message {counter} of session {session.session_id} was seen before"
+                )
+            if self._storage.advance_session(session.session_id, state, new):
+                return
+            # Another worker counted a message meanwhile: start from what it stored.
+            current = self._storage.get_session(session.session_id)
+            if current is None:
+                raise SessionTimeout(f"session {session.session_id} ended meanwhile")
+            state = (current.counter, current.seen)
+
+    def bind_handle_session(self, number: int, caller: Caller) -> None:
+        """The session has proven ``caller`` (by a challenge answered inside it)."""
+        self._bind(self.handle_session(number), caller.identity)
+
+    def close_handle_session(self, number: int) -> None:
+        self._storage.delete_session(_HANDLE_SESSION + str(number))
 
     # -- writes over the protocol and the HTTP API: authorised, audited ----------
 

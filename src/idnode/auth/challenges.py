@@ -45,17 +45,29 @@ class ChallengeStore:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def issue(self, request: Message, raw: bytes, digest: RequestDigest) -> Challenge:
-        """Remember ``request`` (and its bytes) under a new session id with a new nonce."""
+    def issue(
+        self,
+        request: Message,
+        raw: bytes,
+        digest: RequestDigest,
+        *,
+        session_id: int | None = None,
+    ) -> Challenge:
+        """Remember ``request`` (and its bytes) under a new session id with a new nonce;
+        under ``session_id`` instead for a request inside a Handle protocol session
+        (replacing a challenge still open in it)."""
         now = self._clock()
         while self._pending:
             oldest = next(iter(self._pending.values()))
             if oldest.expires > now and len(self._pending) < self._capacity:
                 break
             self._pending.popitem(last=False)
-        session_id = secrets.randbelow(2**31 - 1) + 1
-        while session_id in self._pending:
+        if session_id is None:
             session_id = secrets.randbelow(2**31 - 1) + 1
+            while session_id in self._pending:
+                session_id = secrets.randbelow(2**31 - 1) + 1
+        else:
+            self._pending.pop(session_id, None)
         challenge = Challenge(
             session_id,
             secrets.token_bytes(NONCE_SIZE),

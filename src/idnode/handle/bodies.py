@@ -16,11 +16,15 @@ from idnode.handle.messages import (
     ChallengeAnswer,
     CreateHandleRequest,
     DeleteHandleRequest,
+    KeyExchange,
     ListHandlesRequest,
     ModifyValueRequest,
     RawBody,
     RemoveValueRequest,
     ResolutionRequest,
+    SessionExchangeKeyRequest,
+    SessionSetupRequest,
+    SessionTerminateRequest,
     SiteInfoRequest,
     VerifyChallengeRequest,
 )
@@ -74,6 +78,25 @@ def _verify_challenge(r: Reader) -> Body:
     return VerifyChallengeRequest(handle, index, nonce, digest, r.block("signed response"))
 
 
+def _session_setup(r: Reader) -> Body:
+    mode = r.u16("key exchange mode")
+    timeout = r.u32("session timeout")
+    identity = read_handle(r)
+    index = r.u32("identity index")
+    public_key, exchange_handle, exchange_index = b"", "", 0
+    if mode in (KeyExchange.CIPHER_CLIENT, KeyExchange.DIFFIE_HELLMAN):
+        public_key = r.block("exchange key")
+    elif mode == KeyExchange.CIPHER_HDL:
+        exchange_handle = read_handle(r)
+        exchange_index = r.u32("exchange key index")
+    # Handle.Net counts four bytes for the two-byte mode, so its bodies end in two
+    # bytes of padding.
+    r.raw(r.remaining, "padding")
+    return SessionSetupRequest(
+        mode, timeout, identity, index, public_key, exchange_handle, exchange_index
+    )
+
+
 # Digest algorithm byte -> digest size, for the old verify-challenge layout.
 _DIGEST_SIZES = {1: 16, 2: 20, 3: 32}
 
@@ -88,6 +111,8 @@ _READERS: dict[OpCode, Callable[[Reader], Body]] = {
     OpCode.LIST_HOMED_NAS: lambda r: ListHandlesRequest(read_handle(r)),
     OpCode.CHALLENGE_RESPONSE: _challenge_answer,
     OpCode.VERIFY_RESPONSE: _verify_challenge,
+    OpCode.SESSION_SETUP: _session_setup,
+    OpCode.SESSION_EXCHANGEKEY: lambda r: SessionExchangeKeyRequest(r.block("session key")),
 }
 
 
@@ -96,6 +121,9 @@ def read_request_body(r: Reader, body_length: int, opcode: OpCode) -> Body:
     if opcode == OpCode.GET_SITE_INFO:
         r.raw(body_length, "site info request body")  # empty by the spec; tolerate padding
         return SiteInfoRequest()
+    if opcode == OpCode.SESSION_TERMINATE:
+        r.raw(body_length, "session terminate body")  # empty, as above
+        return SessionTerminateRequest()
     reader = _READERS.get(opcode)
     if reader is None:
         return RawBody(r.raw(body_length, "body"))
@@ -109,8 +137,20 @@ def write_request_body(w: Writer, body: Body) -> bool:
             write_handle(w, handle)
             w.int_array(indexes)
             w.string_array(types)
-        case SiteInfoRequest():
+        case SiteInfoRequest() | SessionTerminateRequest():
             pass
+        case SessionSetupRequest(mode, timeout, identity, index, key, key_handle, key_index):
+            w.u16(mode)
+            w.u32(timeout)
+            write_handle(w, identity)
+            w.u32(index)
+            if mode in (KeyExchange.CIPHER_CLIENT, KeyExchange.DIFFIE_HELLMAN):
+                w.block(key)
+            elif mode == KeyExchange.CIPHER_HDL:
+                write_handle(w, key_handle)
+                w.u32(key_index)
+        case SessionExchangeKeyRequest(key):
+            w.block(key)
         case (
             CreateHandleRequest(handle, values)
             | AddValueRequest(handle, values)

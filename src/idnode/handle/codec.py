@@ -25,7 +25,14 @@ from idnode.handle.bodies import (
     write_request_body,
 )
 from idnode.handle.codes import DigestAlgorithm, EnvelopeFlag, OpCode, OpFlag, ResponseCode
-from idnode.handle.credential import signed_content, signed_credential
+from idnode.handle.credential import (
+    Credential,
+    mac_credential,
+    mac_matches,
+    read_credential,
+    signed_content,
+    signed_credential,
+)
 from idnode.handle.encoded import EncodedValues
 from idnode.handle.messages import (
     OPTIONALLY_DIGESTED,
@@ -40,6 +47,7 @@ from idnode.handle.messages import (
     ReferralResponse,
     RequestDigest,
     ResolutionResponse,
+    SessionSetupResponse,
     SiteInfoResponse,
     Truncated,
     VerifyChallengeResponse,
@@ -62,6 +70,7 @@ __all__ = [
     "digest_request",
     "encode_message",
     "header_and_body",
+    "session_counter_of",
 ]
 
 ENVELOPE_SIZE = 20
@@ -119,17 +128,32 @@ def decode_envelope(data: bytes | bytearray | memoryview) -> Envelope:
 Signer = Callable[[bytes, tuple[int, int]], tuple[bytes, bytes]]
 
 
-def encode_message(msg: Message, signer: Signer | None = None) -> bytes:
+def encode_message(
+    msg: Message,
+    signer: Signer | None = None,
+    *,
+    session_key: bytes | None = None,
+    session_counter: int = 0,
+) -> bytes:
     """The message's bytes; with ``signer``, carrying a signature of it as its
-    credential (an answer to a request that set CERTIFY)."""
+    credential (an answer to a request that set CERTIFY); with ``session_key``,
+    carrying a MAC under that key instead (a message inside a session)."""
     body = b"" if isinstance(msg.body, Truncated) else _encode_body(msg)
     credential = msg.credential
-    if signer is not None:
-        header = _header(msg, body)
+    if signer is not None or session_key is not None:
         content = signed_content(
-            msg.version, msg.suggested_version, msg.session_id, msg.request_id, header + body
+            msg.version,
+            msg.suggested_version,
+            msg.session_id,
+            msg.request_id,
+            _header(msg, body) + body,
+            session_counter,
         )
-        credential = signed_credential(*signer(content, msg.version))
+        if session_key is not None:
+            credential = mac_credential(session_key, content, session_counter)
+        else:
+            assert signer is not None
+            credential = signed_credential(*signer(content, msg.version))
     cred = _U32.pack(len(credential)) + credential
     message_length = HEADER_SIZE + len(body) + len(cred)
     if message_length > MAX_MESSAGE_LENGTH:
@@ -179,6 +203,26 @@ def header_and_body(data: bytes | memoryview) -> bytes:
     if end > len(data):
         raise RemoteProtocolError("message shorter than its header says")
     return bytes(data[ENVELOPE_SIZE:end])
+
+
+def session_counter_of(data: bytes, msg: Message, key: bytes) -> int | None:
+    """The session counter of ``msg`` (decoded from ``data``) if its credential is a
+    valid MAC under the session ``key``; None if it carries none or a wrong one."""
+    if not msg.credential:
+        return None
+    try:
+        credential: Credential = read_credential(msg.credential)
+    except RemoteProtocolError:
+        return None
+    content = signed_content(
+        msg.version,
+        msg.suggested_version,
+        msg.session_id,
+        msg.request_id,
+        header_and_body(data),
+        credential.session_counter,
+    )
+    return credential.session_counter if mac_matches(credential, key, content) else None
 
 
 def decode_message(data: bytes | memoryview) -> Message:
@@ -322,6 +366,9 @@ def _write_response_fields(w: Writer, body: Body) -> None:
             w.block(nonce)
         case VerifyChallengeResponse(valid):
             w.u8(1 if valid else 0)
+        case SessionSetupResponse(mode, data):
+            w.u16(mode)
+            w.block(data)
 
 
 _RESPONSE_BODIES = (*OPTIONALLY_DIGESTED, ChallengeResponse)
@@ -401,12 +448,22 @@ def _read_success(r: Reader, opcode: OpCode, digest: RequestDigest | None) -> Bo
         body = GenericResponse(digest)
     elif opcode == OpCode.VERIFY_RESPONSE:
         body = VerifyChallengeResponse(bool(r.u8("verification result") & 0x01), digest)
+    elif opcode == OpCode.SESSION_SETUP:
+        mode = r.u16("key exchange mode")
+        body = SessionSetupResponse(mode, r.block("key exchange data"), digest)
     return body
 
 
 _REFERRALS = frozenset({ResponseCode.SERVICE_REFERRAL, ResponseCode.PREFIX_REFERRAL})
 _BODILESS_SUCCESS = frozenset(
-    {OpCode.DELETE_HANDLE, OpCode.ADD_VALUE, OpCode.REMOVE_VALUE, OpCode.MODIFY_VALUE}
+    {
+        OpCode.DELETE_HANDLE,
+        OpCode.ADD_VALUE,
+        OpCode.REMOVE_VALUE,
+        OpCode.MODIFY_VALUE,
+        OpCode.SESSION_TERMINATE,
+        OpCode.SESSION_EXCHANGEKEY,
+    }
 )
 _NONCE_LIMIT = 1024
 

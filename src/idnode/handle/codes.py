@@ -75,12 +75,13 @@ class ResponseCode(_TolerantIntEnum):
     INVALID_CREDENTIAL = 404
     AUTHENTICATION_TIMEOUT = 405
     AUTHENTICATION_ERROR = 406
-    SESSION_TIMEOUT = 500
+    # The 500s as the deployed protocol (Handle.Net) uses them.
+    SESSION_TIMEOUT = 500  #: unknown or expired session: set up a new one
     SESSION_FAILED = 501
-    SESSION_KEY_INVALID = 502
-    NEED_TO_REAUTHENTICATE = 503
-    SESSION_MESSAGE_REJECTED = 504
-    SESSION_NONE = 505
+    INVALID_SESSION_KEY = 502  #: a session message whose MAC does not check
+    NEED_RSA_KEY_FOR_SESSION_EXCHANGE = 503
+    INVALID_SESSION_SETUP_REQUEST = 504
+    SESSION_MESSAGE_REJECTED = 505  #: a session message seen before (a replay)
 
 
 class OpFlag(enum.IntFlag):

@@ -16,19 +16,39 @@ The credential: version 0, a reserved byte, 2 bytes of flags, the signer (an emp
 handle, then the session counter where an index would be), the type ``HS_SIGNED``,
 the length of what follows, then the hash algorithm's name (``SHA-256``) and the
 signature, each as a byte block.
+
+Inside a session (opcodes 400-402) the same bytes are authenticated with the session
+key instead: type ``HS_MAC``, ``HMAC-SHA256`` (from 2.7) over the same content, the
+session counter filled in. The counter numbers a side's messages in the session, so
+that the other side can refuse one it has seen before.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import struct
 from dataclasses import dataclass
 
 from idnode.errors import RemoteProtocolError
 from idnode.handle.wire import Reader, Writer
 
-__all__ = ["SIGNED", "Credential", "read_credential", "signed_content", "signed_credential"]
+__all__ = [
+    "MAC",
+    "SIGNED",
+    "Credential",
+    "mac_credential",
+    "mac_matches",
+    "read_credential",
+    "signed_content",
+    "signed_credential",
+]
 
 SIGNED = b"HS_SIGNED"
+MAC = b"HS_MAC"
+#: MAC algorithms by the name the credential gives; HMAC-SHA256 is what 2.7+ sends.
+_MACS = {b"HMAC-SHA256": hashlib.sha256, b"HMAC-SHA1": hashlib.sha1}
+_SESSION_MAC = b"HMAC-SHA256"
 #: What old servers called the same signature (Handle.Net's CREDENTIAL_TYPE_OLDSIGNED).
 _OLD_SIGNED = b"HS_DSAPUBKEY"
 _THREE = struct.Struct(">III")
@@ -71,13 +91,31 @@ def signed_content(
 
 def signed_credential(hash_name: bytes, signature: bytes, session_counter: int = 0) -> bytes:
     """The credential section carrying ``signature`` (the bytes after its length)."""
+    return _credential(SIGNED, hash_name, signature, session_counter)
+
+
+def mac_credential(key: bytes, content: bytes, session_counter: int) -> bytes:
+    """The credential section authenticating ``content`` with the session ``key``."""
+    mac = hmac.digest(key, content, "sha256")
+    return _credential(MAC, _SESSION_MAC, mac, session_counter)
+
+
+def mac_matches(credential: Credential, key: bytes, content: bytes) -> bool:
+    """Whether ``credential`` is a MAC of ``content`` under ``key``. Constant time."""
+    digest = _MACS.get(credential.hash_name.upper())
+    if credential.type != MAC or digest is None:
+        return False
+    return hmac.compare_digest(hmac.digest(key, content, digest), credential.signature)
+
+
+def _credential(kind: bytes, hash_name: bytes, signature: bytes, session_counter: int) -> bytes:
     w = Writer()
     w.u8(0)  # version
     w.u8(0)  # reserved
     w.u16(0)  # flags
     w.block(b"")  # signer handle: unused
     w.u32(session_counter)
-    w.block(SIGNED)
+    w.block(kind)
     w.u32(4 + len(hash_name) + 4 + len(signature))
     w.block(hash_name)
     w.block(signature)

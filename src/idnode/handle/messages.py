@@ -25,6 +25,7 @@ __all__ = [
     "DeleteHandleRequest",
     "ErrorResponse",
     "GenericResponse",
+    "KeyExchange",
     "ListHandlesRequest",
     "ListHandlesResponse",
     "Message",
@@ -35,6 +36,10 @@ __all__ = [
     "RequestDigest",
     "ResolutionRequest",
     "ResolutionResponse",
+    "SessionExchangeKeyRequest",
+    "SessionSetupRequest",
+    "SessionSetupResponse",
+    "SessionTerminateRequest",
     "SiteInfoRequest",
     "SiteInfoResponse",
     "Truncated",
@@ -228,6 +233,61 @@ class VerifyChallengeResponse:
     request_digest: RequestDigest | None = None
 
 
+# -- sessions (opcodes 400-402) ---------------------------------------------------
+
+
+class KeyExchange:
+    """How a session's key is agreed (the ``mode`` of a session setup)."""
+
+    NONE = 0
+    CIPHER_CLIENT = 1  #: the server encrypts a key with the client's RSA key
+    CIPHER_SERVER = 2  #: the client encrypts a key with the server's RSA key (opcode 402)
+    CIPHER_HDL = 3  #: as CIPHER_CLIENT, the client's key taken from a handle value
+    DIFFIE_HELLMAN = 4  #: what deployed clients use by default
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSetupRequest:
+    """Opcode 400: open a session whose key is agreed by ``mode``.
+
+    ``public_key`` is the client's key (Diffie-Hellman or RSA, in the Handle public
+    key encoding) for modes 1 and 4; ``exchange_handle``/``exchange_index`` name a
+    handle value holding it for mode 3. The identity is only a hint: a session is
+    authenticated by answering a challenge inside it. ``timeout`` is in seconds.
+    """
+
+    mode: int
+    timeout: int
+    identity_handle: str = ""
+    identity_index: int = 0
+    public_key: bytes = b""
+    exchange_handle: str = ""
+    exchange_index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSetupResponse:
+    """Success for opcode 400: the server's half of the key agreement (for
+    Diffie-Hellman, the cipher code then the server's public key). The envelope's
+    session id names the new session."""
+
+    mode: int
+    data: bytes
+    request_digest: RequestDigest | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionExchangeKeyRequest:
+    """Opcode 402: a session key encrypted with the server's public key."""
+
+    encrypted_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTerminateRequest:
+    """Opcode 401: end the session the envelope names. No body."""
+
+
 @dataclass(frozen=True, slots=True)
 class RawBody:
     """A body we do not model (yet); kept as bytes so it can be relayed or refused."""
@@ -251,6 +311,7 @@ OPTIONALLY_DIGESTED = (
     CreateHandleResponse,
     GenericResponse,
     VerifyChallengeResponse,
+    SessionSetupResponse,
 )
 
 Body = (
@@ -273,6 +334,10 @@ Body = (
     | ChallengeAnswer
     | VerifyChallengeRequest
     | VerifyChallengeResponse
+    | SessionSetupRequest
+    | SessionSetupResponse
+    | SessionExchangeKeyRequest
+    | SessionTerminateRequest
     | RawBody
     | Truncated
 )

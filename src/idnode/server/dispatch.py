@@ -13,6 +13,16 @@ and the remembered request is then served as that identity. A resolution that do
 not set PUBLIC_ONLY, for a handle with values that are not public, is challenged the
 same way; with PUBLIC_ONLY (what deployed clients send by default) it is answered
 with the public values at once.
+
+Sessions (opcodes 400-402) spare a client that challenge on every request. A session
+setup agrees on a key by Diffie-Hellman and stores the session (in the database, so
+that every worker process knows it). Each later message in the session carries the
+session's number in its envelope and a MAC under its key, with a counter that may
+not repeat. The first request that needs an identity is challenged as above, the
+challenge carrying the session's number; once answered, the session stands for that
+identity and its MACed requests are served without a challenge. Replies to MACed
+requests are MACed with the session key as well. A message that names a session but
+carries no MAC is served anonymously (and challenged as usual).
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from idnode.auth.challenges import ChallengeStore
 from idnode.errors import (
     AuthenticationNeeded,
     IdnodeError,
+    InvalidSessionKey,
     LocalProtocolError,
     NotResponsible,
     OperationNotSupported,
@@ -40,6 +51,7 @@ from idnode.handle.codec import (
     decode_message,
     digest_request,
     encode_message,
+    session_counter_of,
 )
 from idnode.handle.codes import OpCode, OpFlag, ResponseCode
 from idnode.handle.messages import (
@@ -54,6 +66,7 @@ from idnode.handle.messages import (
     DeleteHandleRequest,
     ErrorResponse,
     GenericResponse,
+    KeyExchange,
     ListHandlesRequest,
     ListHandlesResponse,
     Message,
@@ -62,6 +75,9 @@ from idnode.handle.messages import (
     RemoveValueRequest,
     ResolutionRequest,
     ResolutionResponse,
+    SessionSetupRequest,
+    SessionSetupResponse,
+    SessionTerminateRequest,
     SiteInfoRequest,
     SiteInfoResponse,
     Truncated,
@@ -98,6 +114,22 @@ _NEEDS_IDENTITY = frozenset(
 _LIST_CHUNK = 1000
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _InSession:
+    """The Handle protocol session a request came in: its number and key, the
+    counter under the request's MAC (None: the request carried no MAC, so it proves
+    nothing), and the identity the session has proven, if any."""
+
+    number: int
+    key: bytes
+    counter: int | None
+    identity: ValueReference | None
+
+    @property
+    def proven(self) -> bool:
+        return self.counter is not None and self.identity is not None
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -129,20 +161,32 @@ class Dispatcher:
             return self._reply_to_garbage(data, exc)
         if request.is_response:
             return None  # never answer a response: that is how reflection loops start
+        return self._serve(request, data, udp, peer)
+
+    def _serve(self, request: Message, data: bytes, udp: bool, peer: object) -> bytes:
         original, original_raw = request, data
+        session: _InSession | None = None
         try:
-            if request.opcode in _NEEDS_IDENTITY:
-                return self._challenge(request, data)
+            if isinstance(request.body, SessionSetupRequest):
+                return self._set_up_session(request, request.body, data)
+            if request.session_id:
+                session = self._session_of(request, data)
             caller = ANONYMOUS
+            if session is not None and session.proven:
+                caller = Caller(session.identity, _origin(udp, peer))
+            elif request.opcode in _NEEDS_IDENTITY:
+                return self._challenge(request, data, session)
             if isinstance(request.body, ChallengeAnswer):
                 original, original_raw, caller = self._answer(
                     request, request.body, udp=udp, peer=peer
                 )
-            code, body = ResponseCode.SUCCESS, self._execute(original, caller)
+                if session is not None and session.counter is not None:
+                    self._service.bind_handle_session(session.number, caller)
+            code, body = ResponseCode.SUCCESS, self._execute(original, caller, session)
         except AuthenticationNeeded as exc:
             if original is request:
                 # A read that asked for non-public values: prove who you are first.
-                return self._challenge(request, data)
+                return self._challenge(request, data, session)
             code, body = exc.response_code, ErrorResponse(exc.message)
         except IdnodeError as exc:
             code, body = _failure(original, exc)
@@ -150,22 +194,48 @@ class Dispatcher:
             log.exception("internal error serving opcode %s", int(request.opcode))
             code, body = ResponseCode.ERROR, ErrorResponse("internal server error")
         if isinstance(body, ListHandlesResponse) and len(body.handles) > _LIST_CHUNK:
-            return self._listing(original, original_raw, request, body)
-        reply = self._reply(original, original_raw, code, body, answered=request)
+            return self._listing(original, original_raw, request, body, session)
+        reply = self._reply(original, original_raw, code, body, answered=request, session=session)
         if udp and len(reply) > self._udp_max:
-            reply = self._reply(original, original_raw, code, Truncated(), answered=request)
+            reply = self._reply(
+                original, original_raw, code, Truncated(), answered=request, session=session
+            )
         return reply
 
-    def _challenge(self, request: Message, raw: bytes) -> bytes:
+    def _set_up_session(self, request: Message, setup: SessionSetupRequest, raw: bytes) -> bytes:
+        version = min(request.version, PROTOCOL_VERSION)
+        number, answer = self._service.open_handle_session(setup, version)
+        body = SessionSetupResponse(KeyExchange.DIFFIE_HELLMAN, answer)
+        named = dataclasses.replace(request, session_id=number)
+        return self._reply(request, raw, ResponseCode.SUCCESS, body, answered=named)
+
+    def _session_of(self, request: Message, raw: bytes) -> _InSession | None:
+        """The session ``request`` names; its MAC and counter checked if it has one."""
+        if request.opcode == OpCode.CHALLENGE_RESPONSE and not request.credential:
+            return None  # its session id names the challenge it answers
+        stored = self._service.handle_session(request.session_id)
+        if not request.credential:
+            return _InSession(request.session_id, stored.nonce, None, None)
+        counter = session_counter_of(raw, request, stored.nonce)
+        if counter is None:
+            raise InvalidSessionKey(
+                f"the message's MAC does not check with the key of session {request.session_id}"
+            )
+        self._service.accept_session_message(stored, counter)
+        return _InSession(request.session_id, stored.nonce, counter, stored.identity)
+
+    def _challenge(self, request: Message, raw: bytes, session: _InSession | None) -> bytes:
         version = min(request.version, PROTOCOL_VERSION)
         digest = digest_request(raw, version)
-        challenge = self._challenges.issue(request, raw, digest)
+        in_session = session.number if session is not None else None
+        challenge = self._challenges.issue(request, raw, digest, session_id=in_session)
         return self._encode_reply(
             request,
             ResponseCode.AUTHENTICATION_NEEDED,
             ChallengeResponse(challenge.nonce, digest),
             self._flags_for(request.op_flags) | OpFlag.RETURN_REQUEST_DIGEST,
             session_id=challenge.session_id,
+            session=session,
         )
 
     def _answer(
@@ -173,14 +243,18 @@ class Dispatcher:
     ) -> tuple[Message, bytes, Caller]:
         challenge = self._challenges.take(answer.session_id)
         version = min(challenge.request.version, PROTOCOL_VERSION)
-        origin = f"{'udp' if udp else 'tcp'} {_address(peer)}"
         caller = self._service.authenticate_answer(
-            body, challenge.nonce, challenge.digest.digest, version, origin
+            body, challenge.nonce, challenge.digest.digest, version, _origin(udp, peer)
         )
         return challenge.request, challenge.raw, caller
 
     def _listing(
-        self, request: Message, raw: bytes, answered: Message, body: ListHandlesResponse
+        self,
+        request: Message,
+        raw: bytes,
+        answered: Message,
+        body: ListHandlesResponse,
+        session: _InSession | None,
     ) -> bytes:
         """A long listing as several messages, each but the last flagged CONTINUOUS."""
         chunks = [
@@ -197,6 +271,7 @@ class Dispatcher:
                     ListHandlesResponse(chunk),
                     answered=answered,
                     extra_flags=more,
+                    session=session,
                 )
             )
         return b"".join(parts)
@@ -215,9 +290,13 @@ class Dispatcher:
             return None
         return self._reply(request, data, ResponseCode.SUCCESS, Truncated())
 
-    def _execute(self, request: Message, caller: Caller) -> Body:
+    def _execute(self, request: Message, caller: Caller, session: _InSession | None) -> Body:
         service, flags = self._service, request.op_flags
         match request.body:
+            case SessionTerminateRequest():
+                if session is None or session.counter is None:
+                    raise InvalidSessionKey("only a message MACed in a session can end it")
+                service.close_handle_session(session.number)
             case CreateHandleRequest(handle, values):
                 mint = bool(flags & OpFlag.MINT_NEW_SUFFIX)
                 made = service.create_handle(
@@ -279,9 +358,10 @@ class Dispatcher:
         *,
         answered: Message | None = None,
         extra_flags: OpFlag = OpFlag.NONE,
+        session: _InSession | None = None,
     ) -> bytes:
         """The response to ``request``, addressed to ``answered`` (the challenge answer
-        that carried it, if any)."""
+        that carried it, if any), MACed when it came MACed in ``session``."""
         version = min(request.version, PROTOCOL_VERSION)
         flags = self._flags_for(request.op_flags) | extra_flags
         if int(flags) & _RETURN_DIGEST and isinstance(body, OPTIONALLY_DIGESTED):
@@ -295,13 +375,19 @@ class Dispatcher:
                 flags,
                 request_id=target.request_id,
                 session_id=target.session_id,
+                session=session,
             )
         except LocalProtocolError as exc:
             if isinstance(body, ErrorResponse):
                 raise
             log.warning("answer to opcode %s could not be encoded: %s", request.opcode, exc)
             return self._reply(
-                request, raw, ResponseCode.ERROR, ErrorResponse(exc.message), answered=answered
+                request,
+                raw,
+                ResponseCode.ERROR,
+                ErrorResponse(exc.message),
+                answered=answered,
+                session=session,
             )
 
     def _encode_reply(
@@ -313,8 +399,13 @@ class Dispatcher:
         *,
         request_id: int | None = None,
         session_id: int | None = None,
+        session: _InSession | None = None,
     ) -> bytes:
         signer = self._signer if int(request.op_flags) & _CERTIFY else None
+        key, counter = None, 0
+        if session is not None and session.counter is not None:
+            # The request's own counter: each reply's differs, as the client checks.
+            key, counter, signer = session.key, session.counter, None
         return encode_message(
             Message(
                 opcode=request.opcode,
@@ -328,6 +419,8 @@ class Dispatcher:
                 expiration=int(self._clock()) + _RESPONSE_LIFETIME,
             ),
             signer,
+            session_key=key,
+            session_counter=counter,
         )
 
     def _flags_for(self, request_flags: OpFlag) -> OpFlag:
@@ -379,6 +472,11 @@ def _prefix_of(handle: str) -> str:
         if handle_key(prefix) == NA_PREFIX:
             return suffix
     return handle
+
+
+def _origin(udp: bool, peer: object) -> str:
+    """Where a request came from, as the audit log records it."""
+    return f"{'udp' if udp else 'tcp'} {_address(peer)}"
 
 
 def _address(peer: object) -> str:

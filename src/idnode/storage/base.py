@@ -41,6 +41,7 @@ __all__ = [
     "StagedChoice",
     "Storage",
     "StoredSession",
+    "advance_params",
     "audit_entry",
     "audit_params",
     "bulk_audit_rows",
@@ -116,12 +117,20 @@ class AuditEntry:
 
 @dataclass(frozen=True, slots=True)
 class StoredSession:
-    """An HTTP API session: the nonce its client signs, who it proved to be (if yet)."""
+    """A session: who its client proved to be (if yet), until when.
+
+    An HTTP API session keeps in ``nonce`` the nonce its client signs; a Handle
+    protocol session (id ``handle:<n>``) keeps its session key there, and in
+    ``counter``/``seen`` the highest message counter accepted and a bitmap of the
+    ones below it that were, so that a replayed message is refused.
+    """
 
     session_id: str
     nonce: bytes
     identity: ValueReference | None
     expires: float
+    counter: int = 0
+    seen: int = 0
 
 
 class Storage(Protocol):
@@ -230,6 +239,13 @@ class Storage(Protocol):
     def get_session(self, session_id: str) -> StoredSession | None:
         """The stored session (expired or not), or None."""
 
+    def advance_session(
+        self, session_id: str, expected: tuple[int, int], new: tuple[int, int]
+    ) -> bool:
+        """Set the session's (counter, seen) to ``new`` if they are still
+        ``expected``; whether they were (a compare-and-swap, so that two workers
+        cannot both accept the same message)."""
+
     def delete_session(self, session_id: str) -> bool: ...
 
     def purge_sessions(self, now: float) -> int:
@@ -308,6 +324,7 @@ class SessionSQL(NamedTuple):
     get: str
     delete: str
     purge: str
+    advance: str
 
     @classmethod
     def using(cls, placeholder: str) -> SessionSQL:
@@ -318,9 +335,10 @@ _SESSION_SQL = (
     "INSERT INTO sessions (id, nonce, identity, expires) VALUES ({p}, {p}, {p}, {p})"
     " ON CONFLICT (id) DO UPDATE SET nonce = excluded.nonce,"
     " identity = excluded.identity, expires = excluded.expires",
-    "SELECT id, nonce, identity, expires FROM sessions WHERE id = {p}",
+    "SELECT id, nonce, identity, expires, counter, seen FROM sessions WHERE id = {p}",
     "DELETE FROM sessions WHERE id = {p}",
     "DELETE FROM sessions WHERE expires <= {p}",
+    "UPDATE sessions SET counter = {p}, seen = {p} WHERE id = {p} AND counter = {p} AND seen = {p}",
 )
 
 
@@ -330,15 +348,23 @@ def session_params(session: StoredSession) -> tuple[str, bytes, str | None, floa
     return (session.session_id, session.nonce, identity, session.expires)
 
 
-def session_of_row(row: tuple[str, bytes, str | None, float] | None) -> StoredSession | None:
+def session_of_row(
+    row: tuple[str, bytes, str | None, float, int, int] | None,
+) -> StoredSession | None:
     if row is None:
         return None
-    session_id, nonce, identity, expires = row
+    session_id, nonce, identity, expires, counter, seen = row
     who = None
     if identity is not None:
         index, _, handle = identity.partition(":")
         who = ValueReference(handle, int(index))
-    return StoredSession(session_id, bytes(nonce), who, expires)
+    return StoredSession(session_id, bytes(nonce), who, expires, counter, seen)
+
+
+def advance_params(
+    session_id: str, expected: tuple[int, int], new: tuple[int, int]
+) -> tuple[int, int, str, int, int]:
+    return (*new, session_id, *expected)
 
 
 def audit_params(

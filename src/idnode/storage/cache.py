@@ -213,6 +213,11 @@ class CachingStorage:
     def get_session(self, session_id: str) -> StoredSession | None:
         return self._inner.get_session(session_id)
 
+    def advance_session(
+        self, session_id: str, expected: tuple[int, int], new: tuple[int, int]
+    ) -> bool:
+        return self._inner.advance_session(session_id, expected, new)
+
     def delete_session(self, session_id: str) -> bool:
         return self._inner.delete_session(session_id)
 

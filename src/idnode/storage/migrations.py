@@ -235,6 +235,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
         postgresql=(),
     ),
+    Migration(
+        8,
+        "Handle protocol sessions",
+        # They share the sessions table (ids "handle:<n>", the session key in nonce);
+        # counter: the highest message counter accepted in the session; seen: a bitmap
+        # of those accepted below it (bit i: counter - 1 - i), so that a replayed
+        # message is refused even when messages arrive out of order.
+        sqlite=(
+            "ALTER TABLE sessions ADD COLUMN counter INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE sessions ADD COLUMN seen INTEGER NOT NULL DEFAULT 0",
+        ),
+        postgresql=(
+            "ALTER TABLE sessions ADD COLUMN counter BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE sessions ADD COLUMN seen BIGINT NOT NULL DEFAULT 0",
+        ),
+    ),
 )
 
 #: The migration after which every existing record must be (re)indexed for search.

@@ -45,6 +45,7 @@ from idnode.storage.base import (
     SessionSQL,
     StagedChoice,
     StoredSession,
+    advance_params,
     audit_entry,
     audit_params,
     bulk_audit_rows,
@@ -199,6 +200,13 @@ class PostgresStorage:
     def get_session(self, session_id: str) -> StoredSession | None:
         with self._pool.connection() as conn:
             return session_of_row(conn.execute(_SESSIONS.get, (session_id,)).fetchone())
+
+    def advance_session(
+        self, session_id: str, expected: tuple[int, int], new: tuple[int, int]
+    ) -> bool:
+        with self._pool.connection() as conn:
+            params = advance_params(session_id, expected, new)
+            return conn.execute(_SESSIONS.advance, params).rowcount == 1
 
     def delete_session(self, session_id: str) -> bool:
         with self._pool.connection() as conn:

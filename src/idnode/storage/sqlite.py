@@ -36,6 +36,7 @@ from idnode.storage.base import (
     SessionSQL,
     StagedChoice,
     StoredSession,
+    advance_params,
     audit_entry,
     audit_params,
     bulk_audit_rows,
@@ -171,6 +172,13 @@ class SQLiteStorage:
 
     def get_session(self, session_id: str) -> StoredSession | None:
         return session_of_row(self._reader.execute(_SESSIONS.get, (session_id,)).fetchone())
+
+    def advance_session(
+        self, session_id: str, expected: tuple[int, int], new: tuple[int, int]
+    ) -> bool:
+        with self._transaction() as conn:
+            params = advance_params(session_id, expected, new)
+            return conn.execute(_SESSIONS.advance, params).rowcount == 1
 
     def delete_session(self, session_id: str) -> bool:
         with self._transaction() as conn:
