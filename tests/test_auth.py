@@ -32,7 +32,7 @@ from idnode.handle.messages import DeleteHandleRequest, Message, RequestDigest
 from idnode.handle.values import HandleValue, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue, RSAPublicKey, ValueList
 from idnode.handle.wire import Writer
-from idnode.keys import handle_public_key
+from idnode.keys import handle_public_key, hashed_secret
 from tests.clock import Clock
 
 NONCE = b"n" * 16
@@ -174,6 +174,22 @@ def test_check_answer_needs_the_named_key_value(rsa_key: rsa.RSAPrivateKey) -> N
         check_password(values, ValueReference(me.handle, 301), b"guess")
     with pytest.raises(InvalidCredential):
         check_password(values, me, SECRET)
+
+
+def test_hashed_secret_keys_take_the_passphrase_over_basic_and_the_hash_in_answers() -> None:
+    """Handle.Net's hashed secret keys: the value holds the SHA-1 hex of a passphrase."""
+    me = ValueReference("88.100.1/OPS", 300)
+    values = (HandleValue(300, "HS_SECKEY", hashed_secret(b"correct horse")),)
+    assert check_password(values, me, b"correct horse") == me
+    assert check_password(values, me, hashed_secret(b"correct horse")) == me
+    with pytest.raises(AuthenticationFailed):
+        check_password(values, me, b"correct pony")
+    # A challenge answer is keyed with the stored bytes: a client hashes first.
+    answer = answer_with_secret(hashed_secret(b"correct horse"), NONCE, DIGEST, (2, 11))
+    assert check_answer(values, me, "HS_SECKEY", answer, NONCE, DIGEST, (2, 11)) == me
+    plain = answer_with_secret(b"correct horse", NONCE, DIGEST, (2, 11))
+    with pytest.raises(AuthenticationFailed):
+        check_answer(values, me, "HS_SECKEY", plain, NONCE, DIGEST, (2, 11))
 
 
 # -- permissions -------------------------------------------------------------------

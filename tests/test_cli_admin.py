@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -65,11 +66,17 @@ def test_administer_handles_with_the_cli(node: tuple[RunningNode, Path], tmp_pat
     assert value["type"] == "HS_SECKEY"
     assert value["permissions"] == "1100"
     secret = secret_file.read_text().strip()
-    created = idnode("create", "88.100.1/OPS", "-v", f"300:HS_SECKEY:{secret}", *admin)
+    # The value holds the secret's hash (Handle.Net's hashed secret keys), not the secret.
+    stored = value["data"]["value"]
+    assert stored == hashlib.sha1(secret.encode()).hexdigest()
+    created = idnode("create", "88.100.1/OPS", "-v", f"300:HS_SECKEY:{stored}", *admin)
     assert created.returncode == 0, created.stderr
     hidden = idnode("resolve", "88.100.1/OPS", *where, "--json")
     assert json.loads(hidden.stdout)["values"] == []  # the secret is never served
-    ops = ["--auth", "300:88.100.1/OPS", *where]
+    unhashed = ["--auth", "300:88.100.1/OPS", *where]
+    refused = idnode("remove", "88.100.1/CLI-1", "2", *unhashed, secret=secret)
+    assert "authentication failed (403)" in refused.stderr
+    ops = ["--auth", "300:88.100.1/OPS", "--hashed-secret", *where]
     denied = idnode("remove", "88.100.1/CLI-1", "2", *ops, secret=secret)
     assert denied.returncode == 1
     assert "insufficient permissions (401)" in denied.stderr

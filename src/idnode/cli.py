@@ -39,7 +39,7 @@ from idnode.handle.messages import (
 )
 from idnode.handle.values import ValueReference
 from idnode.jsonformat import record_to_json, value_to_json
-from idnode.keys import load_private_key
+from idnode.keys import hashed_secret, load_private_key
 from idnode.names import handle_key
 from idnode.node import Node, init_node, migrate_node, open_node
 from idnode.reporting import REPORT_HOURS, report_rows, send_report
@@ -62,6 +62,14 @@ err = Console(stderr=True, soft_wrap=True)
 DataDir = Annotated[
     Path,
     typer.Option("--data-dir", "-d", envvar="IDNODE_DATA_DIR", help="Node data directory."),
+]
+HashedSecret = Annotated[
+    bool,
+    typer.Option(
+        "--hashed-secret",
+        help="The secret is a passphrase; the identity's HS_SECKEY holds its SHA-1"
+        " (Handle.Net's hashed secret keys, as 'idnode keygen --secret' makes them).",
+    ),
 ]
 
 
@@ -225,6 +233,7 @@ def resolve(
         Path | None,
         typer.Option(help="File holding the --auth identity's secret key (else $IDNODE_SECRET)."),
     ] = None,
+    hashed_secret: HashedSecret = False,
     certify: Annotated[
         bool,
         typer.Option(
@@ -241,7 +250,8 @@ def resolve(
     the server is asked for every value the identity may read, over TCP, answering its
     challenge with the identity's key.
     """
-    chosen, credentials = _resolve_options(transport, server, auth, key, secret_file, certify)
+    secret = (secret_file, hashed_secret)
+    chosen, credentials = _resolve_options(transport, server, auth, key, secret, certify)
     indexes, types = tuple(index or ()), tuple(type_ or ())
     try:
         if credentials is not None:
@@ -293,7 +303,7 @@ def _resolve_options(
     server: str | None,
     auth: str | None,
     key: Path | None,
-    secret_file: Path | None,
+    secret: tuple[Path | None, bool],
     certify: bool,
 ) -> tuple[Transport, Credentials | None]:
     """The transport and credentials ``idnode resolve`` was given, or exit code 2."""
@@ -303,7 +313,7 @@ def _resolve_options(
     if auth is not None:
         if server is None:
             _fail("--auth needs --server: an identity proves itself to one server", 2)
-        credentials = credentials_from(auth, key, secret_file)
+        credentials = credentials_from(auth, key, *secret)
     if certify and (server is None or credentials is not None):
         _fail("--certify needs --server (and no --auth)", 2)
     return transport, credentials  # type: ignore[return-value]
@@ -355,10 +365,13 @@ def _record_of(reply: Message) -> HandleRecord:
     return HandleRecord(reply.body.handle, reply.body.values)
 
 
-def credentials_from(auth: str, key: Path | None, secret_file: Path | None) -> Credentials:
+def credentials_from(
+    auth: str, key: Path | None, secret_file: Path | None, hashed: bool = False
+) -> Credentials:
     """The identity ``--auth INDEX:HANDLE`` and what proves it: ``--key`` (a private
     key), ``--secret-file``, or the IDNODE_SECRET variable (never the command line,
-    where other users could read it)."""
+    where other users could read it). With ``hashed`` the secret is a passphrase whose
+    hash the identity's HS_SECKEY value holds (see :func:`idnode.keys.hashed_secret`)."""
     index, sep, handle = auth.partition(":")
     if not sep or not index.isdigit() or not handle:
         _fail(f"--auth must be INDEX:HANDLE, got {auth!r}", 2)
@@ -373,11 +386,12 @@ def credentials_from(auth: str, key: Path | None, secret_file: Path | None) -> C
             secret = secret_file.read_bytes().rstrip(b"\r\n")
         except OSError as exc:
             _fail(f"cannot read {secret_file}: {exc.strerror}", 2)
-        return Credentials(identity, secret=secret)
-    env = os.environ.get("IDNODE_SECRET")
-    if not env:
-        _fail("give --key, --secret-file or IDNODE_SECRET to prove the --auth identity", 2)
-    return Credentials(identity, secret=env.encode())
+    else:
+        env = os.environ.get("IDNODE_SECRET")
+        if not env:
+            _fail("give --key, --secret-file or IDNODE_SECRET to prove the --auth identity", 2)
+        secret = env.encode()
+    return Credentials(identity, secret=hashed_secret(secret) if hashed else secret)
 
 
 @app.command("import")

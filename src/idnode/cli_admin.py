@@ -19,7 +19,17 @@ from typing import Annotated
 
 import typer
 
-from idnode.cli import DataDir, _fail, _open, _parse_server, app, credentials_from, err, out
+from idnode.cli import (
+    DataDir,
+    HashedSecret,
+    _fail,
+    _open,
+    _parse_server,
+    app,
+    credentials_from,
+    err,
+    out,
+)
 from idnode.client import Credentials, HandleClient, listed
 from idnode.errors import IdnodeError
 from idnode.handle.codes import OpCode, OpFlag, ResponseCode
@@ -38,7 +48,7 @@ from idnode.handle.messages import (
 from idnode.handle.values import DEFAULT_PERMISSIONS, HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.jsonformat import record_to_json, value_to_json
-from idnode.keys import generate_key, handle_public_key
+from idnode.keys import generate_key, handle_public_key, hashed_secret
 from idnode.storage.base import AuditQuery
 
 admin_app = typer.Typer(help="Grant or revoke administrators of a handle (HS_ADMIN values).")
@@ -119,6 +129,7 @@ def create(
     auth: Auth,
     key: Key = None,
     secret_file: SecretFile = None,
+    hashed_secret: HashedSecret = False,
     server: Server = "127.0.0.1:2641",
     overwrite: Annotated[bool, typer.Option(help="Replace the handle if it exists.")] = False,
     mint: Annotated[bool, typer.Option(help="Let the server append a new suffix.")] = False,
@@ -131,9 +142,8 @@ def create(
         OpFlag.MINT_NEW_SUFFIX if mint else OpFlag.NONE
     )
     body = CreateHandleRequest(handle, values)
-    replies = _send(
-        server, timeout, OpCode.CREATE_HANDLE, body, credentials_from(auth, key, secret_file), flags
-    )
+    creds = credentials_from(auth, key, secret_file, hashed_secret)
+    replies = _send(server, timeout, OpCode.CREATE_HANDLE, body, creds, flags)
     reply = replies[0].body
     made = reply.handle if isinstance(reply, CreateHandleResponse) and reply.handle else handle
     _done(as_json, made, f"created {made}")
@@ -146,6 +156,7 @@ def _values_command(opcode: OpCode, verb: str, doc: str) -> None:
         auth: Auth,
         key: Key = None,
         secret_file: SecretFile = None,
+        hashed_secret: HashedSecret = False,
         server: Server = "127.0.0.1:2641",
         timeout: Timeout = 10.0,
         as_json: AsJson = False,
@@ -156,7 +167,8 @@ def _values_command(opcode: OpCode, verb: str, doc: str) -> None:
             if opcode == OpCode.ADD_VALUE
             else ModifyValueRequest(handle, values)
         )
-        _send(server, timeout, opcode, body, credentials_from(auth, key, secret_file))
+        creds = credentials_from(auth, key, secret_file, hashed_secret)
+        _send(server, timeout, opcode, body, creds)
         _done(as_json, handle, f"{verb} {len(values)} value(s) of {handle}")
 
     command.__doc__ = doc
@@ -174,13 +186,15 @@ def remove(
     auth: Auth,
     key: Key = None,
     secret_file: SecretFile = None,
+    hashed_secret: HashedSecret = False,
     server: Server = "127.0.0.1:2641",
     timeout: Timeout = 10.0,
     as_json: AsJson = False,
 ) -> None:
     """Remove values of a handle by index."""
     body = RemoveValueRequest(handle, tuple(index))
-    _send(server, timeout, OpCode.REMOVE_VALUE, body, credentials_from(auth, key, secret_file))
+    creds = credentials_from(auth, key, secret_file, hashed_secret)
+    _send(server, timeout, OpCode.REMOVE_VALUE, body, creds)
     _done(as_json, handle, f"removed {len(index)} value(s) of {handle}")
 
 
@@ -190,13 +204,15 @@ def delete(
     auth: Auth,
     key: Key = None,
     secret_file: SecretFile = None,
+    hashed_secret: HashedSecret = False,
     server: Server = "127.0.0.1:2641",
     timeout: Timeout = 10.0,
     as_json: AsJson = False,
 ) -> None:
     """Delete a handle and all its values."""
     body = DeleteHandleRequest(handle)
-    _send(server, timeout, OpCode.DELETE_HANDLE, body, credentials_from(auth, key, secret_file))
+    creds = credentials_from(auth, key, secret_file, hashed_secret)
+    _send(server, timeout, OpCode.DELETE_HANDLE, body, creds)
     _done(as_json, handle, f"deleted {handle}")
 
 
@@ -206,15 +222,15 @@ def list_(
     auth: Auth,
     key: Key = None,
     secret_file: SecretFile = None,
+    hashed_secret: HashedSecret = False,
     server: Server = "127.0.0.1:2641",
     timeout: Timeout = 30.0,
     as_json: AsJson = False,
 ) -> None:
     """List the handles under a prefix (needs LIST_HANDLES)."""
     body = ListHandlesRequest(f"0.NA/{prefix}")
-    replies = _send(
-        server, timeout, OpCode.LIST_HANDLES, body, credentials_from(auth, key, secret_file)
-    )
+    creds = credentials_from(auth, key, secret_file, hashed_secret)
+    replies = _send(server, timeout, OpCode.LIST_HANDLES, body, creds)
     handles = listed(replies)
     if as_json:
         out.print_json(data={"responseCode": 1, "prefix": prefix, "handles": handles})
@@ -229,6 +245,13 @@ def keygen(
     secret: Annotated[
         bool, typer.Option(help="Write a random secret key instead of an RSA key pair.")
     ] = False,
+    hashed: Annotated[
+        bool,
+        typer.Option(
+            help="With --secret: the value holds the secret's SHA-1, not the secret"
+            " (prove it with --hashed-secret)."
+        ),
+    ] = True,
     index: Annotated[int, typer.Option(help="Index for the printed value.")] = 300,
 ) -> None:
     """Make a key for an identity and print the value to store in its handle."""
@@ -242,9 +265,11 @@ def keygen(
         value = HandleValue(
             index,
             "HS_SECKEY",
-            text.encode(),
+            hashed_secret(text.encode()) if hashed else text.encode(),
             permissions=Permission.ADMIN_READ | Permission.ADMIN_WRITE,
         )
+        use = f"--secret-file {path}" + (" --hashed-secret" if hashed else "")
+        err.print(f"prove the identity with {use}", highlight=False)
     else:
         value = HandleValue(index, "HS_PUBKEY", handle_public_key(generate_key(path)).to_bytes())
     err.print(f"wrote {path}; add this value to the identity's handle:", highlight=False)
@@ -262,6 +287,7 @@ def admin_grant(
     ] = "all",
     key: Key = None,
     secret_file: SecretFile = None,
+    hashed_secret: HashedSecret = False,
     server: Server = "127.0.0.1:2641",
     timeout: Timeout = 10.0,
     as_json: AsJson = False,
@@ -280,7 +306,8 @@ def admin_grant(
         _fail(str(exc), 2)
     data = AdminValue(perms, ValueReference(who, int(who_index))).to_bytes()
     body = AddValueRequest(handle, (HandleValue(index, "HS_ADMIN", data),))
-    _send(server, timeout, OpCode.ADD_VALUE, body, credentials_from(auth, key, secret_file))
+    creds = credentials_from(auth, key, secret_file, hashed_secret)
+    _send(server, timeout, OpCode.ADD_VALUE, body, creds)
     _done(as_json, handle, f"granted {perms.bit_string()} on {handle} to {admin}")
 
 
@@ -291,13 +318,15 @@ def admin_revoke(
     auth: Auth,
     key: Key = None,
     secret_file: SecretFile = None,
+    hashed_secret: HashedSecret = False,
     server: Server = "127.0.0.1:2641",
     timeout: Timeout = 10.0,
     as_json: AsJson = False,
 ) -> None:
     """Remove an HS_ADMIN value."""
     body = RemoveValueRequest(handle, (index,))
-    _send(server, timeout, OpCode.REMOVE_VALUE, body, credentials_from(auth, key, secret_file))
+    creds = credentials_from(auth, key, secret_file, hashed_secret)
+    _send(server, timeout, OpCode.REMOVE_VALUE, body, creds)
     _done(as_json, handle, f"revoked HS_ADMIN {index} of {handle}")
 
 

@@ -6,6 +6,7 @@ go into handle values (HS_PUBKEY) and the site record.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -18,12 +19,25 @@ from idnode.handle.valuetypes import RSAPublicKey
 __all__ = [
     "generate_key",
     "handle_public_key",
+    "hashed_secret",
     "load_private_key",
     "load_public_key",
     "write_public_key",
 ]
 
 KEY_BITS = 2048
+
+
+def hashed_secret(passphrase: bytes) -> bytes:
+    """The secret key a passphrase stands for, as Handle.Net hashes it: the lower-case
+    hex of its SHA-1.
+
+    An HS_SECKEY value holding this keeps the passphrase itself off the server. It
+    does not make the stored value useless to a thief: the protocol's challenge
+    answers are keyed with the stored bytes, so whoever holds them can answer, as with
+    any secret key. What hashing protects is the passphrase, which people reuse.
+    """
+    return hashlib.sha1(passphrase).hexdigest().encode()  # noqa: S324 - the protocol's
 
 
 def generate_key(path: Path) -> rsa.RSAPrivateKey:

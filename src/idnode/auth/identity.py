@@ -16,6 +16,7 @@ from idnode.auth.signatures import check_private_key_answer, check_secret_answer
 from idnode.errors import AuthenticationFailed, InvalidCredential, RemoteProtocolError
 from idnode.handle.values import HandleValue, ValueReference
 from idnode.handle.valuetypes import DSAPublicKey, RSAPublicKey, parse_public_key
+from idnode.keys import hashed_secret
 
 __all__ = ["KEY_TYPES", "check_answer", "check_certificate_key", "check_password"]
 
@@ -67,7 +68,8 @@ def check_answer(
 def check_password(
     values: Sequence[HandleValue] | None, identity: ValueReference, password: bytes
 ) -> ValueReference:
-    """HTTP Basic: the password must be the identity's secret key."""
+    """HTTP Basic: the password must be the identity's secret key, or the passphrase
+    whose hash it holds (Handle.Net's hashed secret keys)."""
     try:
         keys = _key_values(values, identity, "HS_SECKEY")
     except InvalidCredential:
@@ -79,8 +81,11 @@ def check_password(
                 " or a session (Authorization: Handle), not a password"
             ) from None
         raise
+    hashed = hashed_secret(password)
     for key in keys:
-        if hmac.compare_digest(key.data, password):
+        # Both compared, always: which one matched must not show in the timing.
+        plain = hmac.compare_digest(key.data, password)
+        if hmac.compare_digest(key.data, hashed) | plain:
             return ValueReference(identity.handle, key.index)
     raise AuthenticationFailed(f"wrong secret key for {identity.index}:{identity.handle}")
 
