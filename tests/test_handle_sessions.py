@@ -180,14 +180,20 @@ def in_session(
     )
 
 
-def authenticate(worker: Dispatcher, session: ClientSession, request: bytes) -> Message:
-    """Send ``request``, answer its challenge in the session; the final reply."""
+def authenticate(
+    worker: Dispatcher, session: ClientSession, request: bytes, *, mac_answer: bool = True
+) -> Message:
+    """Send ``request``, answer its challenge in the session (MACed, or not as
+    Handle.Net's clients send it); the final reply."""
     challenge = ask(worker, request)
     assert challenge.response_code == ResponseCode.AUTHENTICATION_NEEDED
     assert challenge.session_id == session.number
     assert isinstance(challenge.body, ChallengeResponse)
     answer = ops().answer(challenge.body, challenge.version)
-    return ask(worker, in_session(session, OpCode.CHALLENGE_RESPONSE, answer))
+    if mac_answer:
+        return ask(worker, in_session(session, OpCode.CHALLENGE_RESPONSE, answer))
+    plain = Message(OpCode.CHALLENGE_RESPONSE, answer, request_id=11, session_id=session.number)
+    return ask(worker, encode_message(plain))
 
 
 def proven_session(worker: Dispatcher, handle: str) -> ClientSession:
@@ -215,6 +221,33 @@ def test_a_session_set_up_on_one_worker_serves_on_the_other(
     # Replies in the session are MACed with its key, carrying the request's counter.
     assert mac_counter(reply, session) == counter
     assert mac_counter(reply, ClientSession(session.number, bytes(KEY_SIZE))) is None
+
+
+def test_an_answer_without_a_mac_proves_the_session_it_was_challenged_in(
+    workers: tuple[Dispatcher, Dispatcher],
+) -> None:
+    first, _ = workers
+    session = session_of(first)
+    create = in_session(
+        session, OpCode.CREATE_HANDLE, CreateHandleRequest("88.100.1/HN-1", (url(9, "z"),))
+    )
+    done = authenticate(first, session, create, mac_answer=False)
+    assert done.response_code == ResponseCode.SUCCESS
+    add = in_session(session, OpCode.ADD_VALUE, AddValueRequest("88.100.1/HN-1", (url(1, "a"),)))
+    assert ask(first, add).response_code == ResponseCode.SUCCESS
+
+
+def test_a_challenge_to_a_message_without_a_mac_does_not_prove_the_session(
+    workers: tuple[Dispatcher, Dispatcher],
+) -> None:
+    first, _ = workers
+    session = session_of(first)
+    body = CreateHandleRequest("88.100.1/BARE-1", (url(9, "z"),))
+    bare = Message(OpCode.CREATE_HANDLE, body, request_id=5, session_id=session.number)
+    done = authenticate(first, session, encode_message(bare), mac_answer=False)
+    assert done.response_code == ResponseCode.SUCCESS  # served: the answer proved OPS
+    add = in_session(session, OpCode.ADD_VALUE, AddValueRequest("88.100.1/BARE-1", (url(1, "a"),)))
+    assert ask(first, add).response_code == ResponseCode.AUTHENTICATION_NEEDED
 
 
 def test_a_replayed_session_message_is_refused_and_changes_nothing(

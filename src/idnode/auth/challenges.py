@@ -31,6 +31,9 @@ class Challenge:
     raw: bytes
     digest: RequestDigest
     expires: float
+    #: Answering it authenticates the Handle protocol session ``session_id`` names:
+    #: the challenged request came MACed with that session's key.
+    binds_session: bool = False
 
 
 class ChallengeStore:
@@ -52,6 +55,7 @@ class ChallengeStore:
         digest: RequestDigest,
         *,
         session_id: int | None = None,
+        binds_session: bool = False,
     ) -> Challenge:
         """Remember ``request`` (and its bytes) under a new session id with a new nonce;
         under ``session_id`` instead for a request inside a Handle protocol session
@@ -75,6 +79,7 @@ class ChallengeStore:
             raw,
             digest,
             now + self._lifetime,
+            binds_session,
         )
         self._pending[session_id] = challenge
         return challenge

@@ -20,7 +20,8 @@ that every worker process knows it). Each later message in the session carries t
 session's number in its envelope and a MAC under its key, with a counter that may
 not repeat. The first request that needs an identity is challenged as above, the
 challenge carrying the session's number; once answered, the session stands for that
-identity and its MACed requests are served without a challenge. Replies to MACed
+identity and its MACed requests are served without a challenge (the answer itself
+may come MACed or not: Handle.Net's clients do not MAC it). Replies to MACed
 requests are MACed with the session key as well. A message that names a session but
 carries no MAC is served anonymously (and challenged as usual).
 """
@@ -180,8 +181,6 @@ class Dispatcher:
                 original, original_raw, caller = self._answer(
                     request, request.body, udp=udp, peer=peer
                 )
-                if session is not None and session.counter is not None:
-                    self._service.bind_handle_session(session.number, caller)
             code, body = ResponseCode.SUCCESS, self._execute(original, caller, session)
         except AuthenticationNeeded as exc:
             if original is request:
@@ -228,7 +227,13 @@ class Dispatcher:
         version = min(request.version, PROTOCOL_VERSION)
         digest = digest_request(raw, version)
         in_session = session.number if session is not None else None
-        challenge = self._challenges.issue(request, raw, digest, session_id=in_session)
+        challenge = self._challenges.issue(
+            request,
+            raw,
+            digest,
+            session_id=in_session,
+            binds_session=session is not None and session.counter is not None,
+        )
         return self._encode_reply(
             request,
             ResponseCode.AUTHENTICATION_NEEDED,
@@ -246,6 +251,10 @@ class Dispatcher:
         caller = self._service.authenticate_answer(
             body, challenge.nonce, challenge.digest.digest, version, _origin(udp, peer)
         )
+        if challenge.binds_session:
+            # The answer itself need not be MACed (Handle.Net's is not): the request
+            # it answers for was, and the answer is bound to that request's digest.
+            self._service.bind_handle_session(challenge.session_id, caller)
         return challenge.request, challenge.raw, caller
 
     def _listing(
