@@ -298,6 +298,15 @@ def test_only_diffie_hellman_sessions_are_set_up(
     workers: tuple[Dispatcher, Dispatcher],
 ) -> None:
     first, _ = workers
+    # Over UDP: "ask again over TCP" (truncated), nothing stored.
+    setup = SessionSetupRequest(
+        KeyExchange.DIFFIE_HELLMAN, 60, public_key=client_key().public_bytes()
+    )
+    datagram = encode_message(Message(OpCode.SESSION_SETUP, setup, request_id=8))
+    answer = first.handle(datagram, udp=True, peer=("127.0.0.1", 1))
+    assert answer is not None
+    assert decode_message(answer).truncated
+    assert decode_message(answer).session_id == 0
     refused = set_up(first, KeyExchange.CIPHER_SERVER)
     assert refused.response_code == ResponseCode.SESSION_FAILED
     small = DHKey(p=(1 << 521) - 1, g=3, x=12345)  # a Mersenne prime: too small a group

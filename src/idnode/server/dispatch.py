@@ -169,6 +169,8 @@ class Dispatcher:
         session: _InSession | None = None
         try:
             if isinstance(request.body, SessionSetupRequest):
+                if udp:  # a stored session per spoofable datagram, a long answer: no
+                    return self._reply(request, data, ResponseCode.SUCCESS, Truncated())
                 return self._set_up_session(request, request.body, data)
             if request.session_id:
                 session = self._session_of(request, data)
