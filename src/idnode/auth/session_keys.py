@@ -35,8 +35,9 @@ AES = 3
 #: Bytes of the shared secret kept as the session key.
 KEY_SIZE = 32
 _DH_PUBLIC = b"DH_PUB_KEY"
-# Groups smaller than this are refused (breakable); larger ones cost too much to serve.
-_MIN_BITS, _MAX_BITS = 1024, 8192
+# Smaller groups are refused (breakable); larger ones cost the server too much time
+# per setup (two 4,096-bit exponentiations take some 50-100 ms of Python).
+_MIN_BITS, _MAX_BITS = 1024, 4096
 # Bits of the private exponent: ample for the groups above, and keeps a setup cheap.
 _EXPONENT_BITS = 512
 
