@@ -134,7 +134,7 @@ class HandleClient:
         if reply.response_code != ResponseCode.SUCCESS or not isinstance(
             body, SessionSetupResponse
         ):
-            said = body.message if isinstance(body, ErrorResponse) else reply.response_code.name
+            said = _said(reply)
             raise SessionFailed(f"{self.host}:{self.port} set up no session: {said}")
         if body.mode != KeyExchange.DIFFIE_HELLMAN or not reply.session_id:
             raise RemoteProtocolError("the server answered the session setup in another mode")
@@ -183,7 +183,7 @@ class HandleClient:
             body, VerifyChallengeResponse
         ):
             return body.valid
-        said = body.message if isinstance(body, ErrorResponse) else reply.response_code.name
+        said = _said(reply)
         if reply.response_code == ResponseCode.HANDLE_NOT_FOUND:
             raise HandleNotFound(said)
         if reply.response_code == ResponseCode.INVALID_CREDENTIAL:
@@ -371,6 +371,12 @@ class HandleClient:
                     reply = _matching(frame, request_id, key)
                     if reply is not None:
                         return reply
+
+
+def _said(reply: Message) -> str:
+    """What a failure reply says: its message, else its response code's name."""
+    body = reply.body
+    return body.message if isinstance(body, ErrorResponse) else reply.response_code.name
 
 
 def _whole(first: Message, rest: Iterator[Message]) -> list[Message]:

@@ -29,8 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
 
 from idnode.errors import RemoteProtocolError
-from idnode.handle.codec import header_and_body
-from idnode.handle.credential import read_credential, signed_content
+from idnode.handle.codec import vouched
 from idnode.handle.messages import Message
 from idnode.handle.valuetypes import DSAPublicKey, RSAPublicKey, parse_public_key
 from idnode.handle.wire import Reader, Writer
@@ -193,23 +192,10 @@ def check_signature(
 def signed_by(data: bytes, message: Message, public_key_data: bytes) -> bool:
     """Whether ``message`` (decoded from ``data``) carries a signature of itself by
     the key in ``public_key_data``: what a client that set CERTIFY checks."""
-    if not message.credential:
+    found = vouched(data, message)
+    if found is None or not found[0].is_signature:
         return False
-    try:
-        credential = read_credential(message.credential)
-        covered = header_and_body(data)
-    except RemoteProtocolError:
-        return False
-    if not credential.is_signature:
-        return False
-    content = signed_content(
-        message.version,
-        message.suggested_version,
-        message.session_id,
-        message.request_id,
-        covered,
-        credential.session_counter,
-    )
+    credential, content = found
     return check_signature(public_key_data, content, credential.hash_name, credential.signature)
 
 

@@ -71,6 +71,7 @@ __all__ = [
     "encode_message",
     "header_and_body",
     "session_counter_of",
+    "vouched",
 ]
 
 ENVELOPE_SIZE = 20
@@ -205,13 +206,14 @@ def header_and_body(data: bytes | memoryview) -> bytes:
     return bytes(data[ENVELOPE_SIZE:end])
 
 
-def session_counter_of(data: bytes, msg: Message, key: bytes) -> int | None:
-    """The session counter of ``msg`` (decoded from ``data``) if its credential is a
-    valid MAC under the session ``key``; None if it carries none or a wrong one."""
+def vouched(data: bytes, msg: Message) -> tuple[Credential, bytes] | None:
+    """The credential of ``msg`` (decoded from ``data``) and the bytes it vouches for,
+    whether by signature or MAC; None if it carries none or an unreadable one."""
     if not msg.credential:
         return None
     try:
-        credential: Credential = read_credential(msg.credential)
+        credential = read_credential(msg.credential)
+        covered = header_and_body(data)
     except RemoteProtocolError:
         return None
     content = signed_content(
@@ -219,10 +221,19 @@ def session_counter_of(data: bytes, msg: Message, key: bytes) -> int | None:
         msg.suggested_version,
         msg.session_id,
         msg.request_id,
-        header_and_body(data),
+        covered,
         credential.session_counter,
     )
-    return credential.session_counter if mac_matches(credential, key, content) else None
+    return credential, content
+
+
+def session_counter_of(data: bytes, msg: Message, key: bytes) -> int | None:
+    """The session counter of ``msg`` (decoded from ``data``) if its credential is a
+    valid MAC under the session ``key``; None if it carries none or a wrong one."""
+    found = vouched(data, msg)
+    if found is None or not mac_matches(found[0], key, found[1]):
+        return None
+    return found[0].session_counter
 
 
 def decode_message(data: bytes | memoryview) -> Message:
