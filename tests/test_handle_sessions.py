@@ -133,15 +133,18 @@ def workers(tmp_path: Path) -> Iterator[tuple[Dispatcher, Dispatcher]]:
         other.close()
 
 
-def set_up(worker: Dispatcher, mode: int = KeyExchange.DIFFIE_HELLMAN) -> Message:
-    setup = SessionSetupRequest(mode, 600, public_key=client_key().public_bytes())
+def set_up(
+    worker: Dispatcher, mode: int = KeyExchange.DIFFIE_HELLMAN, mine: DHKey | None = None
+) -> Message:
+    """The answer to a session setup in ``mode`` with the key ``mine`` (a fresh one)."""
+    public = (mine or client_key()).public_bytes()
+    setup = SessionSetupRequest(mode, 600, public_key=public)
     return ask(worker, encode_message(Message(OpCode.SESSION_SETUP, setup, request_id=7)))
 
 
 def session_of(worker: Dispatcher) -> ClientSession:
     mine = client_key()
-    setup = SessionSetupRequest(KeyExchange.DIFFIE_HELLMAN, 600, public_key=mine.public_bytes())
-    reply = ask(worker, encode_message(Message(OpCode.SESSION_SETUP, setup, request_id=7)))
+    reply = set_up(worker, mine=mine)
     assert reply.response_code == ResponseCode.SUCCESS
     assert isinstance(reply.body, SessionSetupResponse)
     return ClientSession(reply.session_id, client_session_key(mine, reply.body.data))

@@ -537,11 +537,11 @@ class NodeService:
         answer, key = server_agreement(setup.public_key)
         now = self._wall_clock()
         self._storage.purge_sessions(now)
-        lasts = min(setup.timeout, self.HANDLE_SESSION_SECONDS) if setup.timeout > 0 else 0
+        lasts = self.HANDLE_SESSION_SECONDS
+        if setup.timeout > 0:
+            lasts = min(float(setup.timeout), lasts)
         number = secrets.randbelow(2**31 - 1) + 1
-        session = StoredSession(
-            _HANDLE_SESSION + str(number), key, None, now + (lasts or self.HANDLE_SESSION_SECONDS)
-        )
+        session = StoredSession(_HANDLE_SESSION + str(number), key, None, now + lasts)
         self._storage.put_session(session)
         return number, answer
 

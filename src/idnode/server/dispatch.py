@@ -127,8 +127,12 @@ class _InSession:
     identity: ValueReference | None
 
     @property
+    def maced(self) -> bool:
+        return self.counter is not None
+
+    @property
     def proven(self) -> bool:
-        return self.counter is not None and self.identity is not None
+        return self.maced and self.identity is not None
 
 
 class Dispatcher:
@@ -234,7 +238,7 @@ class Dispatcher:
             raw,
             digest,
             session_id=in_session,
-            binds_session=session is not None and session.counter is not None,
+            binds_session=session is not None and session.maced,
         )
         return self._encode_reply(
             request,
@@ -305,7 +309,7 @@ class Dispatcher:
         service, flags = self._service, request.op_flags
         match request.body:
             case SessionTerminateRequest():
-                if session is None or session.counter is None:
+                if session is None or not session.maced:
                     raise InvalidSessionKey("only a message MACed in a session can end it")
                 service.close_handle_session(session.number)
             case CreateHandleRequest(handle, values):
@@ -414,7 +418,7 @@ class Dispatcher:
     ) -> bytes:
         signer = self._signer if int(request.op_flags) & _CERTIFY else None
         key, counter = None, 0
-        if session is not None and session.counter is not None:
+        if session is not None and session.counter is not None:  # it came MACed
             # The request's own counter: each reply's differs, as the client checks.
             key, counter, signer = session.key, session.counter, None
         return encode_message(
