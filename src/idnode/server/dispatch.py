@@ -100,6 +100,7 @@ _RESPONSE_LIFETIME = 43_200
 _REPLY_FIELDS = struct.Struct(">BBBBII")
 _RETURN_DIGEST = int(OpFlag.RETURN_REQUEST_DIGEST)
 _CERTIFY = int(OpFlag.CERTIFY)
+_PUBLIC_ONLY = int(OpFlag.PUBLIC_ONLY)
 _ECHOED_INT = int(_ECHOED_FLAGS)
 _NEEDS_IDENTITY = frozenset(
     {
@@ -344,7 +345,7 @@ class Dispatcher:
                     indexes=indexes,
                     types=types,
                     caller=caller,
-                    public_only=bool(request.op_flags & OpFlag.PUBLIC_ONLY),
+                    public_only=bool(int(request.op_flags) & _PUBLIC_ONLY),
                 )
                 return ResolutionResponse(record.handle, record.values)
             case SiteInfoRequest():
@@ -378,7 +379,9 @@ class Dispatcher:
         """The response to ``request``, addressed to ``answered`` (the challenge answer
         that carried it, if any), MACed when it came MACed in ``session``."""
         version = min(request.version, PROTOCOL_VERSION)
-        flags = self._flags_for(request.op_flags) | extra_flags
+        flags = self._flags_for(request.op_flags)
+        if extra_flags:
+            flags |= extra_flags
         if int(flags) & _RETURN_DIGEST and isinstance(body, OPTIONALLY_DIGESTED):
             body = dataclasses.replace(body, request_digest=digest_request(raw, version))
         target = answered or request
