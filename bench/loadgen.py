@@ -8,6 +8,20 @@ building messages: on a 2-core machine it competes with the server for the same 
 Two modes: ``closed`` keeps a fixed number of requests in flight (peak throughput);
 ``open`` sends at a fixed rate and measures latency from each request's scheduled send
 time, so a stalled server shows up in the latency instead of hiding it.
+
+Generators work on a clock tick (``Job.tick``, 0.5 ms): send what is due, sleep to
+the next tick, then read every reply that has arrived. They do not sleep on their
+sockets, because on loopback a reply sent to a process waiting on its socket makes
+the server's ``sendto`` wake that process, a cross-CPU interrupt that costs a virtual
+machine several microseconds per reply and that a reply leaving through a network
+card does not cost. A request may go out up to a tick after its scheduled time, and
+that delay is counted in its latency; its reply is timed by when the kernel received
+it (``SO_TIMESTAMPNS``, on Linux), not by when the generator got round to reading it.
+
+Several sockets per generator (UDP source ports, TCP connections), as many clients
+would have: ``SO_REUSEPORT`` spreads them over the server's workers by a hash of the
+source address and port, and with only a few of them one worker may get most of the
+load while the other idles.
 """
 
 from __future__ import annotations
@@ -17,6 +31,7 @@ import random
 import selectors
 import socket
 import struct
+import sys
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -27,8 +42,14 @@ from idnode.handle.codes import OpCode, OpFlag
 from idnode.handle.messages import Message, ResolutionRequest
 
 _RID = struct.Struct(">I")
+# Linux's SO_TIMESTAMPNS (Python 3.11 does not name it): every read then says when the
+# kernel received the data, as a struct timespec.
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@qq")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 _POOL = 4096
-_UDP_SOCKETS = 8
+_UDP_SOCKETS = 64
+_TCP_CONNECTIONS = 16
 
 
 @dataclass
@@ -42,6 +63,7 @@ class Job:
     window: int = 32  # requests in flight (closed mode), connections for HTTP
     rate: float = 0.0  # requests per second (open mode)
     seed: int = 0
+    tick: float = 0.0005  # seconds between rounds of sending and reading
 
 
 @dataclass
@@ -82,6 +104,27 @@ def _http_requests(job: Job) -> list[bytes]:
     ]
 
 
+def _stamp_arrivals(sock: socket.socket) -> None:
+    if sys.platform == "linux":
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+
+
+def _clock_offset() -> float:
+    """What to subtract from a kernel timestamp (CLOCK_REALTIME) for perf_counter's clock."""
+    return time.time() - time.perf_counter()
+
+
+def _receive(sock: socket.socket, size: int, read_at: float, offset: float) -> tuple[bytes, float]:
+    """What is waiting on ``sock``, and when it arrived on perf_counter's clock (for a
+    stream read, when its last part did); ``read_at`` if the kernel does not say."""
+    data, ancillary, _, _ = sock.recvmsg(size, _ANCILLARY)
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
+            return data, seconds + nanoseconds / 1e9 - offset
+    return data, read_at
+
+
 def run(job: Job) -> Result:
     if job.transport == "udp":
         return _run_udp(job)
@@ -113,19 +156,18 @@ def _run_udp(job: Job) -> Result:
     pool = _handle_requests(job)
     result = Result()
     sent_at: dict[int, float] = {}
-    # Several source ports, as many real clients would have: SO_REUSEPORT spreads
-    # datagrams over the server's workers by a hash of the source address and port.
     socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(_UDP_SOCKETS)]
     sel = selectors.DefaultSelector()
     for sock in socks:
         sock.connect((job.host, job.port))
         sock.setblocking(False)
-        sel.register(sock, selectors.EVENT_READ)
+        _stamp_arrivals(sock)
+        sel.register(sock, selectors.EVENT_READ, sock)
     start = time.perf_counter()
     deadline = start + job.duration
     schedule = _Schedule(job, start)
     rid = 0
-    quiet_since = start
+    swept = start
     while True:
         now = time.perf_counter()
         if now >= deadline:
@@ -136,31 +178,30 @@ def _run_udp(job: Job) -> Result:
             _RID.pack_into(msg, 8, rid)
             socks[rid % _UDP_SOCKETS].send(msg)
             sent_at[rid] = at
-        full = len(sent_at) >= job.window
-        wait = 0.2 if not schedule.open or full else max(0.0, min(0.2, schedule.next - now))
-        ready = sel.select(wait)
-        if not ready:
-            if time.perf_counter() - quiet_since > 0.5:
-                # Nothing came back for a while: what is outstanding was lost.
-                cutoff = time.perf_counter() - 0.5
-                stale = [k for k, t in sent_at.items() if t < cutoff]
-                for k in stale:
-                    del sent_at[k]
-                result.lost += len(stale)
-            continue
-        quiet_since = time.perf_counter()
-        for key, _ in ready:
-            try:
-                data = key.fileobj.recv(4096)  # type: ignore[union-attr]
-            except BlockingIOError:
-                continue
-            at = sent_at.pop(_RID.unpack_from(data, 8)[0], None)
-            if at is None:
-                continue
-            result.completed += 1
-            result.latencies.append(quiet_since - at)
-            if _RID.unpack_from(data, 24)[0] != 1:
-                result.errors += 1
+        time.sleep(job.tick)
+        read_at, offset = time.perf_counter(), _clock_offset()
+        for key, _ in sel.select(0):
+            sock = key.data
+            while True:
+                try:
+                    data, arrived = _receive(sock, 4096, read_at, offset)
+                except BlockingIOError:
+                    break
+                at = sent_at.pop(_RID.unpack_from(data, 8)[0], None)
+                if at is None:
+                    continue
+                result.completed += 1
+                result.latencies.append(arrived - at)
+                if _RID.unpack_from(data, 24)[0] != 1:
+                    result.errors += 1
+        if read_at - swept > 0.5:
+            # A datagram (request or reply) may be dropped: what has waited a second
+            # is counted lost and frees its place in the window.
+            swept = read_at
+            stale = [k for k, t in sent_at.items() if t < read_at - 1.0]
+            for k in stale:
+                del sent_at[k]
+            result.lost += len(stale)
     result.elapsed = time.perf_counter() - start
     sel.close()
     for sock in socks:
@@ -168,58 +209,81 @@ def _run_udp(job: Job) -> Result:
     return result
 
 
+class _Stream:
+    """One TCP connection of a generator and the reply bytes read from it so far."""
+
+    def __init__(self, job: Job) -> None:
+        self.sock = socket.create_connection((job.host, job.port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setblocking(False)
+        _stamp_arrivals(self.sock)
+        self.buf = bytearray()
+
+
+def _count_replies(
+    buf: bytearray, sent_at: dict[int, float], result: Result, arrived: float
+) -> None:
+    """Count the whole replies at the front of ``buf`` and remove them."""
+    while len(buf) >= 20:
+        size = 20 + _RID.unpack_from(buf, 16)[0]
+        if len(buf) < size:
+            break
+        got = _RID.unpack_from(buf, 8)[0]
+        code = _RID.unpack_from(buf, 24)[0]
+        del buf[:size]
+        at = sent_at.pop(got, None)
+        if at is None:
+            continue
+        result.completed += 1
+        result.latencies.append(arrived - at)
+        if code != 1:
+            result.errors += 1
+
+
 def _run_tcp(job: Job) -> Result:
     pool = _handle_requests(job)
     result = Result()
     sent_at: dict[int, float] = {}
-    buf = bytearray()
-    with socket.create_connection((job.host, job.port)) as sock:
-        start = time.perf_counter()
-        deadline = start + job.duration
-        schedule = _Schedule(job, start)
-        rid = 0
-        while True:
-            now = time.perf_counter()
-            if now >= deadline:
-                break
-            out = []
-            while len(sent_at) < job.window and (at := schedule.due(now)) is not None:
-                rid += 1
-                msg = pool[rid % _POOL]
-                _RID.pack_into(msg, 8, rid)
-                out.append(bytes(msg))
-                sent_at[rid] = at
-            if out:
-                sock.sendall(b"".join(out))
-            full = len(sent_at) >= job.window
-            wait = 1.0 if not schedule.open or full else max(0.0001, schedule.next - now)
-            if not sent_at:
-                time.sleep(wait)
-                continue
-            sock.settimeout(wait)
+    streams = [_Stream(job) for _ in range(_TCP_CONNECTIONS)]
+    sel = selectors.DefaultSelector()
+    for stream in streams:
+        sel.register(stream.sock, selectors.EVENT_READ, stream)
+    start = time.perf_counter()
+    deadline = start + job.duration
+    schedule = _Schedule(job, start)
+    rid = 0
+    while True:
+        now = time.perf_counter()
+        if now >= deadline:
+            break
+        out: list[list[bytes]] = [[] for _ in streams]
+        while len(sent_at) < job.window and (at := schedule.due(now)) is not None:
+            rid += 1
+            msg = pool[rid % _POOL]
+            _RID.pack_into(msg, 8, rid)
+            out[rid % _TCP_CONNECTIONS].append(bytes(msg))
+            sent_at[rid] = at
+        for stream, parts in zip(streams, out, strict=True):
+            if parts:
+                # Requests are small and the server reads them as they come: the
+                # socket buffer takes a window's worth without blocking.
+                stream.sock.sendall(b"".join(parts))
+        time.sleep(job.tick)
+        read_at, offset = time.perf_counter(), _clock_offset()
+        for key, _ in sel.select(0):
+            stream = key.data
             try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
+                chunk, arrived = _receive(stream.sock, 1 << 20, read_at, offset)
+            except BlockingIOError:
                 continue
             if not chunk:
-                break
-            buf += chunk
-            done = time.perf_counter()
-            while len(buf) >= 20:
-                size = 20 + _RID.unpack_from(buf, 16)[0]
-                if len(buf) < size:
-                    break
-                got = _RID.unpack_from(buf, 8)[0]
-                code = _RID.unpack_from(buf, 24)[0]
-                del buf[:size]
-                at = sent_at.pop(got, None)
-                if at is None:
-                    continue
-                result.completed += 1
-                result.latencies.append(done - at)
-                if code != 1:
-                    result.errors += 1
-        result.elapsed = time.perf_counter() - start
+                raise ConnectionError("the server closed a benchmark connection")
+            stream.buf += chunk
+            _count_replies(stream.buf, sent_at, result, arrived)
+    result.elapsed = time.perf_counter() - start
+    sel.close()
+    for stream in streams:
+        stream.sock.close()
     return result
 
 
@@ -250,6 +314,7 @@ def _connect(job: Job, sel: selectors.BaseSelector) -> _HTTPConn:
     sock = socket.create_connection((job.host, job.port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setblocking(False)
+    _stamp_arrivals(sock)
     conn = _HTTPConn(sock)
     sel.register(sock, selectors.EVENT_READ, conn)
     return conn
@@ -275,12 +340,14 @@ def _run_http(job: Job) -> Result:
             n += 1
             conn.sock.send(pool[n % _POOL])
             conn.sent_at = at
-        # With every connection busy nothing can be sent: block until a reply comes
-        # rather than spin, which would take the CPU the server needs.
-        timeout = 0.5 if not schedule.open or not idle else max(0.0, schedule.next - now)
-        for key, _ in sel.select(timeout):
+        time.sleep(job.tick)
+        read_at, offset = time.perf_counter(), _clock_offset()
+        for key, _ in sel.select(0):
             conn = key.data
-            chunk = conn.sock.recv(65536)
+            try:
+                chunk, arrived = _receive(conn.sock, 65536, read_at, offset)
+            except BlockingIOError:
+                continue
             if not chunk:  # the server closed it (keep-alive timeout): reconnect
                 sel.unregister(conn.sock)
                 conn.sock.close()
@@ -298,7 +365,7 @@ def _run_http(job: Job) -> Result:
             if status is None or conn.sent_at is None:
                 continue
             result.completed += 1
-            result.latencies.append(time.perf_counter() - conn.sent_at)
+            result.latencies.append(arrived - conn.sent_at)
             if status != 200:
                 result.errors += 1
             conn.sent_at = None

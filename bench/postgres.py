@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--http-connections", type=int, default=16)
     parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--tick", type=float, default=0.5, help="generator clock tick in ms")
+    parser.add_argument("--repeat", type=int, default=1, help="half-load runs")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
 
