@@ -23,9 +23,9 @@ from bench.resolve import machine, write_docs_section
 from idnode import bulk
 from idnode.bulk import BulkOptions
 from idnode.config import Config
+from idnode.domain import Condition, SearchQuery
 from idnode.node import init_node
 from idnode.service import NodeService
-from idnode.storage.search import Condition, SearchQuery
 
 STATUSES = ("in stock", "in service", "returned")
 

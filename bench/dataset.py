@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from idnode.config import Config
+from idnode.domain import HandleRecord
 from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.node import init_node, open_node
-from idnode.storage.base import HandleRecord
 
 PREFIX = "88.100.1"
 DATA_ROOT = Path(__file__).parent / ".data"

@@ -14,12 +14,12 @@ from hypothesis import HealthCheck, settings
 
 from idnode.config import Config
 from idnode.demo import demo_records
+from idnode.domain import HandleRecord
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.node import Node, init_node
 from idnode.server.runner import BoundPorts, serve
 from idnode.storage import SQLiteStorage, Storage
-from idnode.storage.base import HandleRecord
 
 # Example generation and timing vary with the machine; CI machines are slow and shared.
 # Correctness properties still run in full, only the timing checks are off.

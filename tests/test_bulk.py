@@ -16,12 +16,12 @@ import pytest
 from idnode import bulk
 from idnode.bulk import BulkOptions, RecordBuilder, Rejection, Row, read_rows
 from idnode.config import Config
+from idnode.domain import Condition, SearchQuery
 from idnode.errors import IdnodeError, InvalidValue
 from idnode.handle.values import ValueReference
 from idnode.handle.valuetypes import SiteInfo
 from idnode.service import NodeService
 from idnode.storage import Storage
-from idnode.storage.search import Condition, SearchQuery
 from idnode.templates import BUILTIN
 from tests.conftest import add_secret_admin, make_node, running
 

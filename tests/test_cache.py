@@ -11,9 +11,9 @@ from typing import cast
 
 import pytest
 
+from idnode.domain import HandleRecord
 from idnode.handle.values import HandleValue
 from idnode.storage import SQLiteStorage, Storage
-from idnode.storage.base import HandleRecord
 from idnode.storage.cache import FLUSH_ALL, CachingStorage
 from tests.clock import Clock
 
@@ -66,7 +66,7 @@ def test_writes_through_the_cache_evict_at_once(inner: SQLiteStorage) -> None:
     assert cache.get("1/A") == rec("1/A", b"v1")
     cache.put(rec("1/A", b"v2"))
     assert cache.get("1/A") == rec("1/A", b"v2")
-    cache.delete("1/A")
+    cache.update("1/A", lambda record: None)
     assert cache.get("1/A") is None
 
 
@@ -144,7 +144,7 @@ def test_a_write_in_another_process_evicts_through_postgres(postgres_url: str) -
         writer = (
             "import sys\n"
             "from idnode.storage import open_storage\n"
-            "from idnode.storage.base import HandleRecord\n"
+            "from idnode.domain import HandleRecord\n"
             "from idnode.handle.values import HandleValue\n"
             "s = open_storage(sys.argv[1])\n"
             "s.put(HandleRecord('88.100.1/A', (HandleValue(1, 'URL', b'v2'),)))\n"

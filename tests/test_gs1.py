@@ -11,11 +11,11 @@ import httpx
 import pytest
 
 from idnode.config import Config
+from idnode.domain import HandleRecord
 from idnode.gs1 import GS1Key, InvalidGS1, parse_gs1
 from idnode.gs1links import VOCABULARY, Link, choose, links_of, ranked
 from idnode.handle.values import HandleValue
 from idnode.node import init_node
-from idnode.storage.base import HandleRecord
 from tests.conftest import RunningNode
 
 # The GTIN, SSCC and GLN GS1 uses in its own examples (valid check digits).

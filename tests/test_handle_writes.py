@@ -12,6 +12,7 @@ import pytest
 from idnode.client import Credentials, HandleClient, listed
 from idnode.config import Config
 from idnode.demo import demo_records
+from idnode.domain import AuditQuery, HandleRecord
 from idnode.handle.codec import MessageFramer, decode_message, encode_message
 from idnode.handle.codes import DigestAlgorithm, OpCode, OpFlag, ResponseCode
 from idnode.handle.messages import (
@@ -32,7 +33,6 @@ from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.keys import load_private_key
 from idnode.node import ADMIN_KEY_FILE, open_node
-from idnode.storage.base import AuditQuery, HandleRecord
 from tests.conftest import RunningNode, make_node, running
 
 SECRET = b"s3cret-for-ops"

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 import idnode.cli_history  # noqa: F401 - registers ``idnode history``
 from idnode.cli import app
 from idnode.config import Config
+from idnode.domain import AuditEntry, HandleRecord
 from idnode.edits import restore_values
 from idnode.errors import InsufficientPermissions, InvalidValue, ValuesNotFound
 from idnode.handle.values import HandleValue, Permission, ValueReference
@@ -21,7 +22,6 @@ from idnode.handle.valuetypes import AdminPermission, AdminValue, SiteInfo
 from idnode.history import diff, versions
 from idnode.service import Caller, NodeService
 from idnode.storage import Storage
-from idnode.storage.base import AuditEntry, HandleRecord
 from tests.conftest import add_secret_admin, make_node, running
 
 runner = CliRunner()

@@ -22,11 +22,11 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from idnode.config import Config
 from idnode.demo import demo_records
+from idnode.domain import AuditQuery, HandleRecord
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.keys import load_private_key
 from idnode.node import ADMIN_KEY_FILE, open_node
-from idnode.storage.base import AuditQuery, HandleRecord
 from tests.conftest import RunningNode, make_node, running
 
 ADMIN = "300:0.NA/88.100.1"

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from idnode.config import Config
+from idnode.domain import AuditQuery, HandleRecord
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.node import open_node
-from idnode.storage.base import AuditQuery, HandleRecord
 from tests.conftest import RunningNode, make_node, running
 
 SECRET = "http-s3cret"

@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 
 import idnode.cli_prefix  # noqa: F401 - registers ``idnode prefix``
 from idnode.cli import app
+from idnode.domain import HandleRecord
 from idnode.errors import HandleNotFound, InvalidValue, NotResponsible, Referral
 from idnode.handle.values import HandleValue
 from idnode.sites import site_of, sites_in
-from idnode.storage.base import HandleRecord
 from tests.conftest import make_node
 
 runner = CliRunner()

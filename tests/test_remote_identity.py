@@ -12,13 +12,13 @@ import pytest
 
 from idnode.auth.signatures import answer_with_secret
 from idnode.client import Credentials, HandleClient
+from idnode.domain import HandleRecord
 from idnode.errors import HandleNotFound, InvalidCredential
 from idnode.handle.codes import OpCode, ResponseCode
 from idnode.handle.messages import CreateHandleRequest, ResolutionResponse
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.node import open_node
-from idnode.storage.base import HandleRecord
 from tests.test_hierarchy import Hierarchy
 
 OPERATOR = ValueReference("88.100/OPERATOR", 300)

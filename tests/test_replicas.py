@@ -11,10 +11,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from idnode.domain import HandleRecord
 from idnode.errors import ConfigError
 from idnode.handle.values import HandleValue
 from idnode.storage import open_storage
-from idnode.storage.base import HandleRecord
 from idnode.storage.cache import CachingStorage
 from tests import pgcluster
 from tests.conftest import require_service

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from idnode.config import Config
+from idnode.domain import HandleRecord
 from idnode.errors import ConfigError, HandleNotFound
 from idnode.handle.codec import decode_message, encode_message
 from idnode.handle.codes import OpCode, OpFlag, ResponseCode
@@ -20,7 +21,6 @@ from idnode.sites import (
     site_of,
     sites_in,
 )
-from idnode.storage.base import HandleRecord
 from tests.clock import Clock
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from idnode.domain import HandleRecord
 from idnode.errors import (
     AuthenticationNeeded,
     HandleNotFound,
@@ -18,7 +19,6 @@ from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import SiteInfo
 from idnode.service import Caller, NodeService
 from idnode.storage import SQLiteStorage
-from idnode.storage.base import HandleRecord
 from tests.clock import Clock
 
 NODE_ADMIN = ValueReference("0.NA/88.100.1", 300)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from idnode.domain import AuditQuery, HandleRecord
 from idnode.errors import (
     AuthenticationNeeded,
     HandleAlreadyExists,
@@ -24,7 +25,6 @@ from idnode.handle.valuetypes import AdminPermission as P
 from idnode.handle.valuetypes import AdminValue, SiteInfo, ValueList
 from idnode.service import Caller, NodeService
 from idnode.storage import SQLiteStorage
-from idnode.storage.base import AuditQuery, HandleRecord
 
 NODE_ADMIN = ValueReference("0.NA/88.100.1", 300)
 ALICE = ValueReference("88.100.1/ALICE", 300)  # prefix-level admin, via a group

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from idnode.cli import app
+from idnode.domain import HandleRecord
 from idnode.errors import HandleNotFound, InvalidValue, StorageError, ValuesNotFound
 from idnode.handle.values import HandleValue
 from idnode.handle.valuetypes import SiteInfo
@@ -25,7 +26,6 @@ from idnode.stats import (
     report_to_json,
 )
 from idnode.storage import Storage
-from idnode.storage.base import HandleRecord
 from tests.clock import Clock
 from tests.conftest import RunningNode
 

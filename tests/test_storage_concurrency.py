@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from idnode.domain import HandleRecord
 from idnode.handle.values import HandleValue
 from idnode.storage import open_storage
-from idnode.storage.base import HandleRecord
 
 WORKERS = 4
 UPDATES = 25
@@ -70,8 +70,14 @@ def _create(url: str, worker: int) -> str:
     from idnode.errors import HandleAlreadyExists
 
     storage = open_storage(url)
+
+    def create(current: HandleRecord | None) -> HandleRecord:
+        if current is not None:
+            raise HandleAlreadyExists("88.100.1/ONCE exists")
+        return HandleRecord("88.100.1/ONCE", (HandleValue(1, "W", b"%d" % worker),))
+
     try:
-        storage.create(HandleRecord("88.100.1/ONCE", (HandleValue(1, "W", b"%d" % worker),)))
+        storage.update("88.100.1/ONCE", create)
     except HandleAlreadyExists:
         return "exists"
     finally:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 import idnode.cli_template  # noqa: F401 - registers ``idnode template``
 from idnode.cli import app
 from idnode.config import Config
+from idnode.domain import HandleRecord
 from idnode.errors import (
     HandleNotFound,
     InsufficientPermissions,
@@ -26,7 +27,6 @@ from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue, SiteInfo, ValueList
 from idnode.service import Caller, NodeService
 from idnode.storage import Storage
-from idnode.storage.base import HandleRecord
 from idnode.templates import BUILTIN, Field, Template, TemplateViolation
 from tests.conftest import add_secret_admin, make_node, running
 
@@ -149,7 +149,10 @@ def test_templates_are_versioned_and_only_administrators_define_them(
     v2 = {"fields": [*v1["fields"], {"name": "result", "type": "enum", "values": ["pass", "fail"]}]}
     assert service.define_template("calibration", v1, owner).version == 1
     assert service.define_template("calibration", v2, owner).version == 2
-    assert [f.name for f in service.template("calibration").fields] == ["device", "result"]
+    assert [f.name for f in service.template("calibration").fields] == [
+        "device",
+        "result",
+    ]
     assert service.template("calibration", 1).title == "A calibration"
     assert [t.name for t in service.templates()][-1] == "calibration"
 

@@ -15,13 +15,13 @@ from idnode.cli import app
 from idnode.client import HandleClient
 from idnode.config import load_config
 from idnode.demo import demo_records
+from idnode.domain import HandleRecord
 from idnode.errors import StorageError
 from idnode.handle.codes import ResponseCode
 from idnode.handle.messages import ResolutionResponse
 from idnode.handle.values import HandleValue
 from idnode.node import open_node
 from idnode.storage import SQLiteStorage, open_storage
-from idnode.storage.base import HandleRecord
 from idnode.storage.transfer import copy_storage, fingerprint
 from tests.conftest import running
 

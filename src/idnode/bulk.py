@@ -28,12 +28,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
+from idnode.domain import HandleRecord
 from idnode.errors import IdnodeError, InvalidValue
 from idnode.handle.values import ValueReference
 from idnode.jsonformat import record_from_json
 from idnode.names import handle_key, validate_handle, validate_prefix
 from idnode.service import BulkResult, Caller, NodeService
-from idnode.storage.base import HandleRecord
 from idnode.templates import Template, number_from_text, parse_readers
 
 __all__ = [

@@ -28,6 +28,7 @@ from idnode.bulk import FORMATS, BulkOptions
 from idnode.client import Credentials, HandleClient, Transport
 from idnode.config import Config, load_config
 from idnode.demo import DEMO_PREFIX, demo_records
+from idnode.domain import HandleRecord
 from idnode.errors import ConfigError, IdnodeError
 from idnode.handle.codes import OpCode, ResponseCode
 from idnode.handle.messages import (
@@ -46,7 +47,6 @@ from idnode.reporting import REPORT_HOURS, report_rows, send_report
 from idnode.resolver import Resolver
 from idnode.sites import Share, addresses, parse_endpoints, sites_in
 from idnode.stats import hours_since
-from idnode.storage.base import HandleRecord
 from idnode.templates import parse_readers
 
 app = typer.Typer(

@@ -31,6 +31,7 @@ from idnode.cli import (
     out,
 )
 from idnode.client import Credentials, HandleClient, listed
+from idnode.domain import AuditQuery
 from idnode.errors import IdnodeError
 from idnode.handle.codes import OpCode, OpFlag, ResponseCode
 from idnode.handle.messages import (
@@ -49,7 +50,6 @@ from idnode.handle.values import DEFAULT_PERMISSIONS, HandleValue, Permission, V
 from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.jsonformat import record_to_json, value_to_json
 from idnode.keys import generate_key, handle_public_key, hashed_secret
-from idnode.storage.base import AuditQuery
 
 admin_app = typer.Typer(help="Grant or revoke administrators of a handle (HS_ADMIN values).")
 app.add_typer(admin_app, name="admin")

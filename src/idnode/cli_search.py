@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from idnode.cli import DataDir, _fail, _open, app, out
+from idnode.domain import Condition, SearchQuery
 from idnode.errors import IdnodeError
-from idnode.storage.search import Condition, SearchQuery
 
 
 @app.command("search")

@@ -12,9 +12,9 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
+from idnode.domain import HandleRecord
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
-from idnode.storage.base import HandleRecord
 
 __all__ = ["DEMO_PREFIX", "demo_records"]
 

@@ -6,18 +6,24 @@ status with :func:`http_status` and a JSON body with the same ``responseCode``; 
 CLI prints the message and exits non-zero. Adding an error means adding a class here,
 never a translation table in a front end.
 
-Protocol errors split the way h11 splits them: :class:`RemoteProtocolError` when the
-peer sent bytes we cannot accept, :class:`LocalProtocolError` when our own code asked
-the codec to build something invalid (a bug, or bad input that should have been
-validated earlier).
+The root, :class:`IdnodeError`, and the protocol errors the codec raises are defined
+in :mod:`idnode.handle.errors` (the codec imports nothing else of idnode) and
+re-exported here: import every error from this module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from idnode.handle.codes import ResponseCode
+from idnode.handle.errors import (
+    IdnodeError,
+    LocalProtocolError,
+    MessageTooLarge,
+    ProtocolError,
+    RemoteProtocolError,
+)
 
 if TYPE_CHECKING:
     from idnode.handle.values import HandleValue
@@ -58,34 +64,6 @@ __all__ = [
     "http_status",
     "http_status_of",
 ]
-
-
-class IdnodeError(Exception):
-    """Root of every error idnode raises on purpose."""
-
-    response_code: ClassVar[ResponseCode] = ResponseCode.ERROR
-    #: Set only where HTTP has a more precise status than the response code gives.
-    http_status: ClassVar[int | None] = None
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class ProtocolError(IdnodeError):
-    response_code = ResponseCode.PROTOCOL_ERROR
-
-
-class RemoteProtocolError(ProtocolError):
-    """The peer sent a message that does not follow the protocol."""
-
-
-class MessageTooLarge(RemoteProtocolError):
-    """A declared length is over the limit; the bytes are never read or allocated."""
-
-
-class LocalProtocolError(ProtocolError):
-    """We were asked to encode something the protocol cannot carry."""
 
 
 class OperationNotSupported(IdnodeError):

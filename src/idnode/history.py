@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from idnode.domain import AuditEntry, HandleRecord
 from idnode.edits import same_value
 from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import HandleValue
-from idnode.storage.base import AuditEntry, HandleRecord
 
 __all__ = ["Change", "Version", "diff", "versions"]
 

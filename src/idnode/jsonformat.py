@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from idnode.domain import HandleRecord
 from idnode.errors import InvalidValue, ProtocolError, RemoteProtocolError
 from idnode.handle.values import DEFAULT_TTL, HandleValue, Permission, TTLType, ValueReference
 from idnode.handle.valuetypes import (
@@ -34,7 +35,6 @@ from idnode.handle.valuetypes import (
     parse_public_key,
 )
 from idnode.names import validate_handle
-from idnode.storage.base import HandleRecord
 
 if TYPE_CHECKING:
     from idnode.history import Change, Version

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from idnode.auth import signatures
 from idnode.config import CONFIG_FILE, Config, dump_toml
+from idnode.domain import HandleRecord
 from idnode.errors import ConfigError, IdnodeError
 from idnode.handle.codec import Signer
 from idnode.handle.values import HandleValue, Permission, ValueReference
@@ -41,7 +42,6 @@ from idnode.names import NA_PREFIX, validate_prefix
 from idnode.resolver import AnswerCache, Resolver
 from idnode.service import ADMIN_VALUE_INDEX, NodeService
 from idnode.storage import Storage, open_storage
-from idnode.storage.base import HandleRecord
 from idnode.storage.cache import CachingStorage
 from idnode.storage.transfer import Fingerprint, copy_storage
 
@@ -215,7 +215,10 @@ def _home(node: Node, prefix: str, admin_handle: str, admin_key: rsa.RSAPrivateK
             admin_handle,
             (
                 HandleValue(
-                    SITE_VALUE_INDEX, "HS_SITE", node.service.site_info().to_bytes(), timestamp=now
+                    SITE_VALUE_INDEX,
+                    "HS_SITE",
+                    node.service.site_info().to_bytes(),
+                    timestamp=now,
                 ),
                 HandleValue(
                     ADMIN_VALUE_INDEX,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from idnode.client import HandleClient, ServerUnreachable
+from idnode.domain import HandleRecord
 from idnode.errors import (
     HandleNotFound,
     IdnodeError,
@@ -43,7 +44,6 @@ from idnode.handle.values import HandleValue, TTLType, ValueReference
 from idnode.handle.valuetypes import Alias, SiteInfo
 from idnode.names import NA_PREFIX, handle_key, split_handle
 from idnode.sites import Endpoint, endpoint, server_for, service_handles, site_of, sites_in
-from idnode.storage.base import HandleRecord
 
 __all__ = ["AnswerCache", "Resolver"]
 

@@ -25,6 +25,15 @@ from idnode.auth.challenges import NONCE_SIZE
 from idnode.auth.identity import check_answer, check_certificate_key, check_password
 from idnode.auth.permissions import Authorizer, admin_values
 from idnode.auth.session_keys import server_agreement
+from idnode.domain import (
+    ALL_WRITES,
+    AuditContext,
+    AuditEntry,
+    AuditQuery,
+    HandleRecord,
+    SearchQuery,
+    StoredSession,
+)
 from idnode.errors import (
     AuthenticationError,
     AuthenticationFailed,
@@ -63,16 +72,7 @@ from idnode.names import (
 )
 from idnode.sites import HASH_OPTIONS, SITE_TYPES, Share
 from idnode.stats import ReportedRow, StatsRecorder, StatsRow
-from idnode.storage.base import (
-    ALL_WRITES,
-    AuditContext,
-    AuditEntry,
-    AuditQuery,
-    HandleRecord,
-    Storage,
-    StoredSession,
-)
-from idnode.storage.search import SearchQuery
+from idnode.storage.base import Storage
 from idnode.storage.staging import Staging
 from idnode.templates import BUILTIN, TEMPLATE_INDEX, TEMPLATE_TYPE, Template
 

@@ -9,5 +9,6 @@ Modules: :mod:`~idnode.handle.codes` (wire enums), :mod:`~idnode.handle.wire`
 :mod:`~idnode.handle.valuetypes` (HS_ADMIN, HS_SITE, ... data),
 :mod:`~idnode.handle.messages` (typed messages), :mod:`~idnode.handle.codec`
 (messages to bytes and back, TCP framing). This package imports nothing eagerly, so
-that :mod:`idnode.errors` can use its enums without an import cycle.
+that :mod:`idnode.errors` can use its enums without an import cycle; `errors.py`
+holds the root exception and the protocol errors, which the codec raises.
 """

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from idnode.errors import LocalProtocolError, RemoteProtocolError
 from idnode.handle.codes import OpCode
+from idnode.handle.errors import LocalProtocolError, RemoteProtocolError
 from idnode.handle.messages import (
     AddValueRequest,
     Body,

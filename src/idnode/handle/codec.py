@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from idnode.errors import LocalProtocolError, MessageTooLarge, RemoteProtocolError
 from idnode.handle.bodies import (
     LISTINGS,
     MAX_HANDLE_LENGTH,
@@ -34,6 +33,7 @@ from idnode.handle.credential import (
     signed_credential,
 )
 from idnode.handle.encoded import EncodedValues
+from idnode.handle.errors import LocalProtocolError, MessageTooLarge, RemoteProtocolError
 from idnode.handle.messages import (
     OPTIONALLY_DIGESTED,
     Body,

@@ -30,7 +30,7 @@ import hmac
 import struct
 from dataclasses import dataclass
 
-from idnode.errors import RemoteProtocolError
+from idnode.handle.errors import RemoteProtocolError
 from idnode.handle.wire import Reader, Writer
 
 __all__ = [

@@ -14,7 +14,7 @@ import struct
 from collections.abc import Collection, Iterator, Sequence
 from typing import overload
 
-from idnode.errors import RemoteProtocolError
+from idnode.handle.errors import RemoteProtocolError
 from idnode.handle.values import (
     MAX_VALUES,
     HandleValue,

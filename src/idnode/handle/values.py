@@ -7,7 +7,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from idnode.errors import LocalProtocolError, RemoteProtocolError
+from idnode.handle.errors import LocalProtocolError, RemoteProtocolError
 from idnode.handle.wire import Reader, Writer
 
 __all__ = [

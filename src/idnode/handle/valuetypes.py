@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, Self
 
-from idnode.errors import RemoteProtocolError
+from idnode.handle.errors import RemoteProtocolError
 from idnode.handle.values import ValueReference
 from idnode.handle.wire import Reader, Writer
 

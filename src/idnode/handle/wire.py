@@ -12,7 +12,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-from idnode.errors import LocalProtocolError, RemoteProtocolError
+from idnode.handle.errors import LocalProtocolError, RemoteProtocolError
 
 _U8 = struct.Struct(">B")
 _U16 = struct.Struct(">H")

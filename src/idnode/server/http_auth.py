@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from idnode.auth.handle_header import parse_handle_authorization, parse_identity
+from idnode.domain import StoredSession
 from idnode.errors import (
     AuthenticationFailed,
     AuthenticationNeeded,
@@ -39,7 +40,6 @@ from idnode.handle.codes import ResponseCode
 from idnode.handle.values import ValueReference
 from idnode.server.problems import problem
 from idnode.service import Caller, NodeService
-from idnode.storage.base import StoredSession
 
 __all__ = ["caller_of", "error", "sessions", "this_session"]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from idnode.domain import Condition, SearchQuery
 from idnode.errors import BadRequestParameter, IdnodeError
 from idnode.handle.codes import ResponseCode
 from idnode.server import http_admin, http_auth
 from idnode.service import NodeService
-from idnode.storage.search import Condition, SearchQuery
 
 __all__ = ["MAX_PAGE", "search"]
 

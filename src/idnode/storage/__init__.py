@@ -6,10 +6,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from idnode.errors import ConfigError
-from idnode.storage.base import HandleRecord, Storage
+from idnode.storage.base import Storage
 from idnode.storage.sqlite import SQLiteStorage
 
-__all__ = ["BACKENDS", "HandleRecord", "SQLiteStorage", "Storage", "open_storage"]
+__all__ = ["BACKENDS", "SQLiteStorage", "Storage", "open_storage"]
 
 
 def _open_sqlite(url: str, replicas: Sequence[str]) -> Storage:

@@ -21,20 +21,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from idnode.names import handle_key
-from idnode.stats import ReportedRow, StatsRow
-from idnode.storage.base import (
+from idnode.domain import (
     ALL_WRITES,
     AuditContext,
     AuditEntry,
     AuditQuery,
     HandleRecord,
-    RecordChange,
-    StagedChoice,
-    Storage,
+    SearchQuery,
     StoredSession,
 )
-from idnode.storage.search import SearchQuery
+from idnode.names import handle_key
+from idnode.stats import ReportedRow, StatsRow
+from idnode.storage.base import RecordChange, StagedChoice, Storage
 from idnode.storage.staging import Staging
 
 __all__ = ["FLUSH_ALL", "CachingStorage"]
@@ -65,6 +63,15 @@ class CachingStorage:
         self._epoch = 0
         self._listening = False
         self.hits = self.misses = 0
+
+    @property
+    def reads_over_network(self) -> bool:
+        # A hit is answered from memory, but a miss reads the backend.
+        return self._inner.reads_over_network
+
+    @property
+    def single_writer(self) -> bool:
+        return self._inner.single_writer
 
     # -- invalidation (called from the listener thread) ------------------------
 
@@ -110,19 +117,9 @@ class CachingStorage:
 
     # -- writes: through to the backend, and forget the local copy at once -----
 
-    def create(self, record: HandleRecord) -> None:
-        self._inner.create(record)
-        self.invalidate(handle_key(record.handle))
-
     def put(self, record: HandleRecord) -> None:
         self._inner.put(record)
         self.invalidate(handle_key(record.handle))
-
-    def delete(self, handle: str) -> bool:
-        try:
-            return self._inner.delete(handle)
-        finally:
-            self.invalidate(handle_key(handle))
 
     def update(
         self, handle: str, change: RecordChange, audit: AuditContext | None = None
@@ -184,9 +181,6 @@ class CachingStorage:
 
     def homed_prefixes(self) -> list[str]:
         return self._inner.homed_prefixes()
-
-    def is_homed(self, prefix: str) -> bool:
-        return self._inner.is_homed(prefix)
 
     def search(self, query: SearchQuery) -> list[str]:
         return self._inner.search(query)

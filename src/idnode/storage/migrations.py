@@ -22,6 +22,10 @@ class Migration:
     sqlite: tuple[str, ...]
     postgresql: tuple[str, ...]
 
+    def statements(self, dialect: str) -> tuple[str, ...]:
+        """The statements in the SQL dialect named ``dialect``."""
+        return self.sqlite if dialect == "sqlite" else self.postgresql
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(

@@ -13,19 +13,19 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from idnode.errors import InvalidValue
+from idnode.domain import Condition, SearchQuery, words
 from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import HandleValue, Permission
 from idnode.names import handle_key
 
+if TYPE_CHECKING:
+    from idnode.storage.sql import Dialect
+
 __all__ = [
-    "MAX_LIMIT",
-    "Condition",
     "Part",
-    "SearchQuery",
     "entries",
     "estimate",
     "indexed",
@@ -35,47 +35,8 @@ __all__ = [
 ]
 
 MAX_TEXT = 512  #: longer texts are found by words only
-MAX_LIMIT = 10_000
-Operator = Literal["=", "<", "<=", ">", ">="]
-OPERATORS: tuple[Operator, ...] = ("<=", ">=", "=", "<", ">")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 FieldRow = tuple[str, str, str, float | None]
-
-
-@dataclass(frozen=True, slots=True)
-class Condition:
-    name: str  #: a value type, any case (a template's field name works: SERIAL)
-    op: Operator
-    value: str
-
-    def __post_init__(self) -> None:
-        if self.op not in OPERATORS:  # it is written into the SQL
-            raise InvalidValue(f"operator {self.op!r} is not one of {', '.join(OPERATORS)}")
-
-    @classmethod
-    def parse(cls, text: str) -> Condition:
-        """``status=in stock``, ``rated_power>=5``, ``manufactured<2026-01-01``."""
-        for op in OPERATORS:
-            name, sep, value = text.partition(op)
-            if sep and name.strip() and not any(o in name for o in "<>="):
-                return cls(name.strip(), op, value.strip())
-        raise InvalidValue(f"a condition is NAME=VALUE, NAME>=VALUE, ... (got {text!r})")
-
-
-@dataclass(frozen=True, slots=True)
-class SearchQuery:
-    prefix: str | None = None
-    template: str | None = None  #: a name (any version) or name@version
-    conditions: tuple[Condition, ...] = field(default=())
-    text: str | None = None  #: words, all of which must occur
-    offset: int = 0
-    limit: int = 100
-
-    def __post_init__(self) -> None:
-        if not 0 < self.limit <= MAX_LIMIT or self.offset < 0:
-            raise InvalidValue(f"limit must be 1 to {MAX_LIMIT} and offset not negative")
-        if self.text is not None and not _words(self.text):
-            raise InvalidValue("the text to search for has no words")
 
 
 _PUBLIC_READ = int(Permission.PUBLIC_READ)
@@ -129,13 +90,6 @@ def number_of(text: str) -> float | None:
     return None
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+", text)
-
-
-Dialect = Literal["sqlite", "postgresql"]
-
-
 @dataclass(frozen=True, slots=True)
 class Part:
     """One requirement of a query, as SQL over the index: ``keys`` lists the keys that
@@ -155,7 +109,7 @@ ESTIMATE_CAP = 1000
 def parts(query: SearchQuery, dialect: Dialect) -> list[Part]:
     """The query's requirements: one per field named (its conditions are met by one
     value of it: weight>=2 and weight<5 is a range), the template, the words."""
-    p = "?" if dialect == "sqlite" else "%s"
+    p = dialect.placeholder
     found = []
     by_field: dict[str, list[Condition]] = {}
     for c in query.conditions:
@@ -177,9 +131,9 @@ def parts(query: SearchQuery, dialect: Dialect) -> list[Part]:
             where = f"name = 'TEMPLATE' AND text >= {p} AND text < {p}"
             found.append(_field_part(where, [f"{name}@", f"{name}@\x7f"]))
     if query.text:
-        words = _words(query.text)
-        if dialect == "sqlite":
-            match = " ".join('"' + w.replace('"', '""') + '"' for w in words)
+        found_words = words(query.text)
+        if dialect.name == "sqlite":
+            match = " ".join('"' + w.replace('"', '""') + '"' for w in found_words)
             docs = "fields_docs d JOIN fields_text t ON t.rowid = d.docid"
             found.append(
                 Part(
@@ -194,7 +148,7 @@ def parts(query: SearchQuery, dialect: Dialect) -> list[Part]:
                 Part(
                     f"SELECT key FROM fields_text WHERE {tsquery}",  # noqa: S608
                     f"EXISTS (SELECT 1 FROM fields_text t WHERE t.key = h.key AND {tsquery})",  # noqa: S608
-                    (" ".join(words),),
+                    (" ".join(found_words),),
                 )
             )
     return found
@@ -211,7 +165,7 @@ def _field_part(where: str, params: list[object]) -> Part:
 def estimate(part: Part, dialect: Dialect) -> tuple[str, tuple[object, ...]]:
     """A count of the part's keys, stopping at ESTIMATE_CAP: cheap, and enough to
     tell a selective requirement from one most records meet."""
-    p = "?" if dialect == "sqlite" else "%s"
+    p = dialect.placeholder
     return (
         f"SELECT count(*) FROM ({part.keys} LIMIT {p}) AS sample",  # noqa: S608
         (*part.params, ESTIMATE_CAP),
@@ -223,7 +177,7 @@ def statement(
 ) -> tuple[str, list[object]]:
     """The query: the keys of part ``driver`` (the most selective), each probed for
     the others and the prefix, in key order, paged."""
-    p = "?" if dialect == "sqlite" else "%s"
+    p = dialect.placeholder
     where: list[str] = []
     params: list[object] = []
     if query.prefix:

@@ -14,65 +14,39 @@ import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from idnode.errors import HandleAlreadyExists, StorageError
+from idnode.domain import AuditContext, HandleRecord
+from idnode.errors import StorageError
 from idnode.handle.values import HandleValue
 from idnode.names import handle_key
-from idnode.stats import ReportedRow, StatsRow
-from idnode.storage import search
-from idnode.storage.base import (
-    ADD_STATS,
-    ALL_WRITES,
-    INSERT_AUDIT,
-    PUT_REPORTED_STATS,
-    SELECT_AUDIT,
-    SELECT_REPORTED_STATS,
-    SELECT_STATS,
-    AuditContext,
-    AuditEntry,
-    AuditQuery,
-    HandleRecord,
-    RecordChange,
-    SessionSQL,
-    StagedChoice,
-    StoredSession,
-    advance_params,
-    audit_entry,
-    audit_params,
-    bulk_audit_rows,
-    check_same_key,
+from idnode.storage.base import StagedChoice
+from idnode.storage.search import reindexed
+from idnode.storage.sql import (
+    SQLITE,
+    SQLStorage,
+    Statements,
     decode_record,
-    encode_values,
     first_new,
     prefix_range,
-    reported_params,
-    reported_row,
     row_batches,
-    select_audit_params,
-    session_of_row,
-    session_params,
-    stats_params,
 )
-from idnode.storage.migrations import SEARCH_INDEX_VERSION, pending
-from idnode.storage.search import SearchQuery, reindexed
 from idnode.storage.staging import Staging
 
 __all__ = ["SQLiteStorage"]
 
 _BATCH = 5000
-_ADD_STATS = ADD_STATS.format(p="?")
-_SELECT_STATS = SELECT_STATS.format(p="?")
-_PUT_REPORTED = PUT_REPORTED_STATS.format(p="?")
-_SELECT_REPORTED = SELECT_REPORTED_STATS.format(p="?")
-_INSERT_AUDIT = INSERT_AUDIT.format(p="?")
-_SELECT_AUDIT = SELECT_AUDIT.format(p="?")
-_SESSIONS = SessionSQL.using("?")
 _MMAP_BYTES = 1 << 30
 _WRITER_CACHE_KIB = 64 * 1024
 
 
-class SQLiteStorage:
+class SQLiteStorage(SQLStorage):
     """The embedded default backend. ``path`` is created with its schema if missing."""
+
+    dialect = SQLITE
+    sql = Statements.for_dialect(SQLITE)
+    reads_over_network = False
+    single_writer = True
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -122,155 +96,45 @@ class SQLiteStorage:
                 raise
             conn.execute("COMMIT")
 
-    def _migrate(self) -> None:
-        with self._transaction() as conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
-            )
-            current = conn.execute(
-                "SELECT coalesce(max(version), 0) FROM schema_migrations"
-            ).fetchone()[0]
-            for migration in pending(current, f"database {self.path}"):
-                for statement in migration.sqlite:
-                    conn.execute(statement)
-                if migration.version == SEARCH_INDEX_VERSION:
-                    self._index_everything(conn)
-                conn.execute(
-                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
-                    (migration.version, migration.name, int(time.time())),
-                )
+    def describe(self) -> str:
+        return f"database {self.path}"
+
+    def _fetch(
+        self,
+        sql: str,
+        params: Sequence[object],
+        *,
+        key: str | None = None,
+        primary: bool = False,
+    ) -> list[Any]:
+        # Every reader sees the last commit (WAL), so key and primary change nothing.
+        return self._reader.execute(sql, params).fetchall()
+
+    def _writing(self) -> Any:
+        return self._transaction()
+
+    def _reindex(
+        self,
+        conn: sqlite3.Connection,
+        rows: Sequence[tuple[str, Sequence[HandleValue] | None]],
+        existed: Collection[str] | None = None,
+    ) -> None:
+        _reindex(conn, rows, existed)
 
     def _index_everything(self, conn: sqlite3.Connection) -> None:
         rows = conn.execute("SELECT key, handle, values_wire FROM handles ORDER BY key")
         while batch := rows.fetchmany(_BATCH):
             _reindex(conn, [(key, decode_record(h, w).values) for key, h, w in batch])
 
-    def add_stats(self, rows: Sequence[StatsRow]) -> None:
-        if not rows:
-            return
-        with self._transaction() as conn:
-            conn.executemany(_ADD_STATS, [stats_params(r) for r in rows])
-
-    def stats(self, prefix: str | None = None, since: int = 0) -> list[StatsRow]:
-        key = None if prefix is None else handle_key(prefix)
-        rows = self._reader.execute(_SELECT_STATS, (since, key, key)).fetchall()
-        return [StatsRow(*row) for row in rows]
-
-    def put_reported_stats(self, rows: Sequence[ReportedRow]) -> None:
-        if not rows:
-            return
-        with self._transaction() as conn:
-            conn.executemany(_PUT_REPORTED, [reported_params(r) for r in rows])
-
-    def reported_stats(self, since: int = 0) -> list[ReportedRow]:
-        return [reported_row(r) for r in self._reader.execute(_SELECT_REPORTED, (since,))]
-
-    def put_session(self, session: StoredSession) -> None:
-        with self._transaction() as conn:
-            conn.execute(_SESSIONS.put, session_params(session))
-
-    def get_session(self, session_id: str) -> StoredSession | None:
-        return session_of_row(self._reader.execute(_SESSIONS.get, (session_id,)).fetchone())
-
-    def advance_session(
-        self, session_id: str, expected: tuple[int, int], new: tuple[int, int]
-    ) -> bool:
-        with self._transaction() as conn:
-            params = advance_params(session_id, expected, new)
-            return conn.execute(_SESSIONS.advance, params).rowcount == 1
-
-    def delete_session(self, session_id: str) -> bool:
-        with self._transaction() as conn:
-            return conn.execute(_SESSIONS.delete, (session_id,)).rowcount > 0
-
-    def purge_sessions(self, now: float) -> int:
-        with self._transaction() as conn:
-            return int(conn.execute(_SESSIONS.purge, (now,)).rowcount)
-
-    def schema_version(self) -> int:
-        row = self._reader.execute("SELECT max(version) FROM schema_migrations").fetchone()
-        return int(row[0])
-
     def get(self, handle: str) -> HandleRecord | None:
-        row = self._reader.execute(
-            "SELECT handle, values_wire FROM handles WHERE key = ?", (handle_key(handle),)
-        ).fetchone()
+        # The hot path of every resolution: one statement on this thread's reader.
+        row = self._reader.execute(self.sql.get, (handle_key(handle),)).fetchone()
         return None if row is None else decode_record(row[0], row[1])
-
-    def search(self, query: SearchQuery) -> list[str]:
-        conn = self._reader
-        return search.run(query, "sqlite", lambda sql, params: conn.execute(sql, params).fetchall())
 
     def get_many(self, handles: Sequence[str]) -> dict[str, HandleRecord]:
         keys = list(dict.fromkeys(handle_key(h) for h in handles))
         rows = self._rows(self._reader, keys)
         return {key: decode_record(handle, wire) for key, (handle, wire) in rows.items()}
-
-    def create(self, record: HandleRecord) -> None:
-        key = handle_key(record.handle)
-        with self._transaction() as conn:
-            try:
-                conn.execute(
-                    "INSERT INTO handles VALUES (?, ?, ?, ?)",
-                    (key, record.handle, encode_values(record), int(time.time())),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise HandleAlreadyExists(f"handle {record.handle} already exists") from exc
-            _reindex(conn, [(key, record.values)])
-
-    def put(self, record: HandleRecord) -> None:
-        key = handle_key(record.handle)
-        with self._transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO handles VALUES (?, ?, ?, ?)",
-                (key, record.handle, encode_values(record), int(time.time())),
-            )
-            _reindex(conn, [(key, record.values)])
-
-    def delete(self, handle: str) -> bool:
-        key = handle_key(handle)
-        with self._transaction() as conn:
-            cur = conn.execute("DELETE FROM handles WHERE key = ?", (key,))
-            _reindex(conn, [(key, None)])
-            return cur.rowcount > 0
-
-    def update(
-        self, handle: str, change: RecordChange, audit: AuditContext | None = None
-    ) -> HandleRecord | None:
-        key = handle_key(handle)
-        # BEGIN IMMEDIATE holds the database's write lock from the read on, across
-        # processes too, so no other writer can slip in between read and write.
-        with self._transaction() as conn:
-            row = conn.execute(
-                "SELECT handle, values_wire FROM handles WHERE key = ?", (key,)
-            ).fetchone()
-            new = change(None if row is None else decode_record(row[0], row[1]))
-            after = None
-            if new is None:
-                conn.execute("DELETE FROM handles WHERE key = ?", (key,))
-            else:
-                check_same_key(key, new)
-                after = encode_values(new)
-                conn.execute(
-                    "INSERT OR REPLACE INTO handles VALUES (?, ?, ?, ?)",
-                    (key, new.handle, after, int(time.time())),
-                )
-            _reindex(conn, [(key, None if new is None else new.values)])
-            if audit is not None:
-                conn.execute(_INSERT_AUDIT, audit_params(audit, key, handle, row, new, after))
-            return new
-
-    def audit_log(self, query: AuditQuery = ALL_WRITES) -> list[AuditEntry]:
-        params = select_audit_params(query)
-        return [audit_entry(row) for row in self._reader.execute(_SELECT_AUDIT, params)]
-
-    def list_handles(self, prefix: str, offset: int = 0, limit: int | None = None) -> list[str]:
-        rows = self._reader.execute(
-            "SELECT handle FROM handles WHERE key >= ? AND key < ? ORDER BY key LIMIT ? OFFSET ?",
-            (*prefix_range(prefix), -1 if limit is None else limit, offset),
-        ).fetchall()
-        return [r[0] for r in rows]
 
     def put_many(
         self,
@@ -279,8 +143,7 @@ class SQLiteStorage:
         replace: bool,
         audit: AuditContext | None = None,
     ) -> tuple[int, int]:
-        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-        sql = f"{verb} INTO handles VALUES (?, ?, ?, ?)"
+        sql = self.sql.upsert if replace else _INSERT_NEW
         written = offered = 0
         for batch in row_batches(records, _BATCH):
             offered += len(batch)
@@ -288,7 +151,7 @@ class SQLiteStorage:
                 before = self._rows(conn, [row[0] for row in batch])
                 fresh = batch if replace else first_new(batch, before)
                 if audit is not None:
-                    conn.executemany(_INSERT_AUDIT, bulk_audit_rows(audit, fresh, before))
+                    self._audit_batch(conn, audit, fresh, before)
                 changes = conn.total_changes
                 conn.executemany(sql, [(k, h, values.wire, t) for k, h, values, t in batch])
                 written += conn.total_changes - changes
@@ -388,36 +251,6 @@ class SQLiteStorage:
         finally:
             conn.close()
 
-    def count(self, prefix: str | None = None) -> int:
-        if prefix is None:
-            row = self._reader.execute("SELECT count(*) FROM handles").fetchone()
-        else:
-            row = self._reader.execute(
-                "SELECT count(*) FROM handles WHERE key >= ? AND key < ?", prefix_range(prefix)
-            ).fetchone()
-        return int(row[0])
-
-    def home_prefix(self, prefix: str) -> None:
-        with self._transaction() as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO prefixes VALUES (?, ?)", (handle_key(prefix), prefix)
-            )
-
-    def unhome_prefix(self, prefix: str) -> bool:
-        with self._transaction() as conn:
-            cur = conn.execute("DELETE FROM prefixes WHERE key = ?", (handle_key(prefix),))
-            return cur.rowcount > 0
-
-    def homed_prefixes(self) -> list[str]:
-        rows = self._reader.execute("SELECT prefix FROM prefixes ORDER BY key").fetchall()
-        return [r[0] for r in rows]
-
-    def is_homed(self, prefix: str) -> bool:
-        row = self._reader.execute(
-            "SELECT 1 FROM prefixes WHERE key = ?", (handle_key(prefix),)
-        ).fetchone()
-        return row is not None
-
     def close(self) -> None:
         self._writer.close()
         conn = getattr(self._local, "conn", None)
@@ -463,6 +296,7 @@ def _last_docid(conn: sqlite3.Connection) -> int:
     return int(last)
 
 
+_INSERT_NEW = "INSERT INTO handles VALUES (?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
 # put_staged's statements. The records of a span are those numbered [first, stop),
 # less those in temp.staged_leave; "s" is always the staged record.
 _STAGED_EXISTING = (

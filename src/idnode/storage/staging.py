@@ -27,10 +27,10 @@ from types import TracebackType
 from typing import BinaryIO
 
 import idnode
+from idnode.domain import HandleRecord
 from idnode.errors import StorageError
 from idnode.handle.encoded import EncodedValues
 from idnode.names import handle_key
-from idnode.storage.base import HandleRecord
 from idnode.storage.search import indexed
 
 __all__ = ["Staging"]

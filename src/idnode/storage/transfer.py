@@ -11,10 +11,11 @@ import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from idnode.domain import HandleRecord
 from idnode.errors import StorageError
 from idnode.handle.encoded import EncodedValues
 from idnode.names import handle_key
-from idnode.storage.base import HandleRecord, Storage
+from idnode.storage.base import Storage
 
 __all__ = ["Fingerprint", "copy_storage", "fingerprint"]
 
