@@ -81,7 +81,7 @@ def ensure_dataset(count: int, database: str = "") -> tuple[Path, float | None]:
     config = Config(data_dir=data_dir, database=database)
     if (data_dir / "idnode.toml").exists():
         node = open_node(config)
-        have = node.service.count(PREFIX)
+        have = node.service.reads.count(PREFIX)
         node.close()
         if have == count:
             return data_dir, None
@@ -104,7 +104,7 @@ def ensure_dataset(count: int, database: str = "") -> tuple[Path, float | None]:
             yield record
 
     started = time.perf_counter()
-    node.service.register_many(progress(), replace=True)
+    node.service.bulk.register_many(progress(), replace=True)
     seconds = time.perf_counter() - started
     node.close()
     print(f"loaded {count:,} identifiers in {seconds:.1f}s", file=sys.stderr)

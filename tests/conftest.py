@@ -91,10 +91,12 @@ def add_secret_admin(node: Node, identity: ValueReference, secret: str) -> None:
     prefix_handle = node.storage.get("0.NA/88.100.1")
     assert prefix_handle is not None
     grant = HandleValue(101, "HS_ADMIN", AdminValue(AdminPermission.ALL, identity).to_bytes())
-    node.service.put_record(HandleRecord(prefix_handle.handle, (*prefix_handle.values, grant)))
+    node.service.prefixes.put_record(
+        HandleRecord(prefix_handle.handle, (*prefix_handle.values, grant))
+    )
     permissions = Permission.ADMIN_READ | Permission.ADMIN_WRITE
     key = HandleValue(identity.index, "HS_SECKEY", secret.encode(), permissions=permissions)
-    node.service.put_record(HandleRecord(identity.handle, (key,)))
+    node.service.prefixes.put_record(HandleRecord(identity.handle, (key,)))
 
 
 @pytest.fixture(scope="session")
@@ -102,13 +104,13 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An initialised node with 300 demo pumps, shared read-only by the server tests."""
     path = tmp_path_factory.mktemp("demo-node")
     node = make_node(path)
-    node.service.register_many(demo_records(300), replace=True)
+    node.service.bulk.register_many(demo_records(300), replace=True)
     # Records the server tests need beyond the demo: a redirect a browser must not
     # follow, and a record too large for one UDP packet.
-    node.service.put_record(
+    node.service.prefixes.put_record(
         HandleRecord("88.100.1/EVIL", (HandleValue(1, "URL", b"javascript:alert(1)"),))
     )
-    node.service.put_record(
+    node.service.prefixes.put_record(
         HandleRecord(
             "88.100.1/BIG",
             tuple(HandleValue(i, "NOTE", b"x" * 100) for i in range(1, 21)),

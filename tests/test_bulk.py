@@ -21,6 +21,7 @@ from idnode.errors import IdnodeError, InvalidValue
 from idnode.handle.values import ValueReference
 from idnode.handle.valuetypes import SiteInfo
 from idnode.service import NodeService
+from idnode.service.bulk import BulkWrites
 from idnode.storage import Storage
 from idnode.templates import BUILTIN
 from tests.conftest import add_secret_admin, make_node, running
@@ -102,7 +103,7 @@ def test_handles_come_from_the_row_the_prefix_or_the_pattern() -> None:
 @pytest.fixture
 def service(storage: Storage) -> NodeService:
     service = NodeService(storage, SiteInfo(servers=()))
-    service.home_prefix("88.100.1")
+    service.prefixes.home_prefix("88.100.1")
     return service
 
 
@@ -122,7 +123,7 @@ def test_a_file_is_written_once_and_a_rerun_changes_nothing(
     report = bulk.register(service, source(text), "csv", OPTIONS, replace=False, parallel=parallel)
     assert report.written
     assert (report.result.created, report.rejected_count) == (12, 0)
-    assert service.count("88.100.1") == 12
+    assert service.reads.count("88.100.1") == 12
     again = bulk.register(service, source(text), "csv", OPTIONS, replace=False, parallel=parallel)
     assert (again.result.created, again.result.unchanged) == (0, 12)
     changed = text.replace("in stock", "in service", 1)
@@ -134,10 +135,10 @@ def test_a_file_is_written_once_and_a_rerun_changes_nothing(
         service, source(changed), "csv", OPTIONS, replace=True, parallel=parallel
     )
     assert updated.result.updated == 1
-    assert service.resolve("88.100.1/PUMP-000001").values[-1].data == b"in service"
+    assert service.reads.resolve("88.100.1/PUMP-000001").values[-1].data == b"in service"
     # The search index follows the update: the old status is no longer found.
     status = Condition("status", "=", "in stock")
-    found = service.search(SearchQuery(prefix="88.100.1", conditions=(status,)))
+    found = service.reads.search(SearchQuery(prefix="88.100.1", conditions=(status,)))
     assert "88.100.1/PUMP-000001" not in found
     assert len(found) == 11
 
@@ -159,7 +160,7 @@ def test_one_bad_row_and_nothing_is_written(service: NodeService, bad_row: str) 
     assert not report.written
     assert report.rejected_count == 1
     assert report.rejected[0].line == 14
-    assert service.count("88.100.1") == 0
+    assert service.reads.count("88.100.1") == 0
     skipping = bulk.register(
         service,
         source(csv_file(12) + bad_row + "\n"),
@@ -169,13 +170,13 @@ def test_one_bad_row_and_nothing_is_written(service: NodeService, bad_row: str) 
         skip_invalid=True,
     )
     assert skipping.written
-    assert service.count("88.100.1") == 12
+    assert service.reads.count("88.100.1") == 12
 
 
 def test_a_crashed_registration_resumes_without_duplicates_or_gaps(
     service: NodeService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(NodeService, "BULK_BATCH", 10)
+    monkeypatch.setattr(BulkWrites, "BATCH", 10)
     text = csv_file(35)
     batches = 0
 
@@ -193,10 +194,10 @@ def test_a_crashed_registration_resumes_without_duplicates_or_gaps(
         bulk.register(
             service, source(text), "csv", OPTIONS, replace=False, progress=crash_after_two
         )
-    assert service.count("88.100.1") == 20
+    assert service.reads.count("88.100.1") == 20
     resumed = bulk.register(service, source(text), "csv", OPTIONS, replace=False)
     assert (resumed.result.unchanged, resumed.result.created) == (20, 15)
-    handles = list(service.export_records("88.100.1"))
+    handles = list(service.reads.export_records("88.100.1"))
     assert [r.handle for r in handles] == [f"88.100.1/PUMP-{n:06d}" for n in range(1, 36)]
 
 
@@ -240,7 +241,7 @@ def test_a_caller_registers_only_where_the_prefix_admins_allow(service: NodeServ
     stranger = Caller(ValueReference("88.100.1/STRANGER", 300))
     with pytest.raises(InsufficientPermissions, match=r"register handles under 88\.100\.1"):
         bulk.register(service, source(csv_file(3)), "csv", OPTIONS, replace=False, caller=stranger)
-    assert service.count("88.100.1") == 0
+    assert service.reads.count("88.100.1") == 0
 
 
 def test_a_bulk_registration_over_http_does_not_stop_its_worker_answering(

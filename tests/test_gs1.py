@@ -85,7 +85,7 @@ def resolver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
     config = Config(data_dir=directory, handle_port=0, http_port=0, gs1_prefix="88.100.1")
     node = init_node(config, "88.100.1", {"gs1_prefix": "88.100.1"})
     product = f"88.100.1/01/{GTIN}"
-    node.service.put_record(
+    node.service.prefixes.put_record(
         HandleRecord(
             product,
             (
@@ -95,14 +95,14 @@ def resolver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
             ),
         )
     )
-    node.service.put_record(
+    node.service.prefixes.put_record(
         HandleRecord(
             f"{product}/21/12345",
             (HandleValue(1, "URL", b"https://pumps.example/pump/12345"),),
         )
     )
     # A batch with manuals in two languages, one of them for one market.
-    node.service.put_record(
+    node.service.prefixes.put_record(
         HandleRecord(
             f"{product}/10/LOT-7",
             (

@@ -380,11 +380,11 @@ def test_a_handle_session_cannot_be_named_over_http(tmp_path: Path) -> None:
         setup = SessionSetupRequest(
             KeyExchange.DIFFIE_HELLMAN, 60, public_key=client_key().public_bytes()
         )
-        number, _ = node.service.open_handle_session(setup, PROTOCOL_VERSION)
-        node.service.bind_handle_session(number, Caller(OPS, "test"))
-        assert node.service.handle_session(number).identity == OPS
+        number, _ = node.service.sessions.open_handle_session(setup, PROTOCOL_VERSION)
+        node.service.sessions.bind_handle_session(number, Caller(OPS, "test"))
+        assert node.service.sessions.handle_session(number).identity == OPS
         with pytest.raises(AuthenticationNeeded):
-            node.service.session_caller(f"handle:{number}", "http")
+            node.service.sessions.session_caller(f"handle:{number}", "http")
     finally:
         node.close()
 

@@ -43,12 +43,12 @@ OPS = ValueReference("88.100.1/OPS", 300)
 def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("writable-node")
     node = make_node(path)
-    node.service.register_many(demo_records(1200), replace=True)
+    node.service.bulk.register_many(demo_records(1200), replace=True)
     # An operator identity with a secret key, allowed to add and list handles under the
     # prefix through an HS_ADMIN value on the prefix handle.
     prefix_handle = node.storage.get("0.NA/88.100.1")
     assert prefix_handle is not None
-    node.service.put_record(
+    node.service.prefixes.put_record(
         HandleRecord(
             prefix_handle.handle,
             (
@@ -63,7 +63,7 @@ def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             ),
         )
     )
-    node.service.put_record(
+    node.service.prefixes.put_record(
         HandleRecord(
             OPS.handle,
             (HandleValue(300, "HS_SECKEY", SECRET, permissions=Permission.ADMIN_READ),),
@@ -275,7 +275,7 @@ def test_writes_are_audited_with_the_peer_address(
     )
     node = open_node(Config(data_dir=node_dir))
     try:
-        entries = node.service.audit_log(AuditQuery(handle="88.100.1/AUD"))
+        entries = node.service.writes.audit_log(AuditQuery(handle="88.100.1/AUD"))
     finally:
         node.close()
     assert [(e.operation, e.actor) for e in entries] == [("create", "300:0.NA/88.100.1")]

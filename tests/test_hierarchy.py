@@ -56,14 +56,14 @@ class Hierarchy:
         node = open_node(self.nodes[name].config)
         try:
             sites = [site_of([site])] + [site_of([m], primary=False) for m in mirrors]
-            node.service.delegate_prefix(prefix, sites, ttl)
+            node.service.prefixes.delegate_prefix(prefix, sites, ttl)
         finally:
             node.close()
 
     def load_demo(self, name: str) -> None:
         node = open_node(self.nodes[name].config)
         try:
-            node.service.register_many(demo_records(20), replace=True)
+            node.service.bulk.register_many(demo_records(20), replace=True)
         finally:
             node.close()
 
@@ -215,7 +215,7 @@ def test_a_site_of_two_servers_divides_the_handles_between_them(tmp_path: Path) 
         node = open_node(h.nodes["secondary"].config)
         try:
             site = site_of(list(shares.values()), hash_option=HASH_BY_SUFFIX)
-            node.service.delegate_prefix("88.100.1", [site], DELEGATION_TTL)
+            node.service.prefixes.delegate_prefix("88.100.1", [site], DELEGATION_TTL)
         finally:
             node.close()
 
@@ -238,9 +238,9 @@ def test_a_site_of_two_servers_divides_the_handles_between_them(tmp_path: Path) 
             admin = Caller(ValueReference("0.NA/88.100.1", 300))
             url = [HandleValue(1, "URL", b"https://example.com/")]
             with pytest.raises(NotResponsible, match="another server of this site"):
-                node.service.create_handle(sorted(held["server-2"])[0], url, admin)
+                node.service.writes.create_handle(sorted(held["server-2"])[0], url, admin)
             for _ in range(10):
-                minted = node.service.create_handle("88.100.1", url, admin, mint_suffix=True)
+                minted = node.service.writes.create_handle("88.100.1", url, admin, mint_suffix=True)
                 assert (
                     HandleClient(*shares["server-1"]).resolve(minted).response_code
                     == ResponseCode.SUCCESS

@@ -77,22 +77,22 @@ def test_restoring_needs_the_permissions_of_each_change() -> None:
 @pytest.fixture
 def service(storage: Storage) -> NodeService:
     service = NodeService(storage, SiteInfo(servers=()))
-    service.home_prefix("88.100.1")
+    service.prefixes.home_prefix("88.100.1")
     grants = (
         HandleValue(100, "HS_ADMIN", AdminValue(AdminPermission.ALL, OWNER).to_bytes()),
         HandleValue(101, "HS_ADMIN", AdminValue(AdminPermission.READ_VALUE, READER).to_bytes()),
     )
-    service.put_record(HandleRecord("0.NA/88.100.1", grants))
+    service.prefixes.put_record(HandleRecord("0.NA/88.100.1", grants))
     return service
 
 
 def test_every_write_is_a_version_and_any_can_come_back(service: NodeService) -> None:
     owner = Caller(OWNER, "test")
-    service.create_handle(HANDLE, [url(1, "https://a/"), url(2, "https://b/")], owner)
-    service.modify_values(HANDLE, [url(1, "https://a2/")], owner)
-    service.remove_values(HANDLE, [2], owner)
-    service.delete_handle(HANDLE, owner)
-    history = service.history(HANDLE, Caller(READER))
+    service.writes.create_handle(HANDLE, [url(1, "https://a/"), url(2, "https://b/")], owner)
+    service.writes.modify_values(HANDLE, [url(1, "https://a2/")], owner)
+    service.writes.remove_values(HANDLE, [2], owner)
+    service.writes.delete_handle(HANDLE, owner)
+    history = service.history.history(HANDLE, Caller(READER))
     assert [(v.number, v.operation, v.actor) for v in history] == [
         (1, "create", "300:88.100.1/OWNER"),
         (2, "modify-value", "300:88.100.1/OWNER"),
@@ -103,32 +103,32 @@ def test_every_write_is_a_version_and_any_can_come_back(service: NodeService) ->
     assert [c.kind for c in diff(history[0].values, history[2].values)] == ["changed", "removed"]
 
     # Back from the deletion to version 2: the handle is recreated as version 5.
-    assert service.restore_version(HANDLE, 2, owner) == 5
-    restored = service.resolve(HANDLE)
+    assert service.history.restore_version(HANDLE, 2, owner) == 5
+    restored = service.reads.resolve(HANDLE)
     assert [(v.index, v.data) for v in restored.values] == [(1, b"https://a2/"), (2, b"https://b/")]
-    assert service.version(HANDLE, 5).operation == "restore-version-2"
+    assert service.history.version(HANDLE, 5).operation == "restore-version-2"
     # Back to version 1 from there: one value changes.
-    service.restore_version(HANDLE, 1, owner)
-    assert service.resolve(HANDLE).values[0].data == b"https://a/"
+    service.history.restore_version(HANDLE, 1, owner)
+    assert service.reads.resolve(HANDLE).values[0].data == b"https://a/"
 
     with pytest.raises(InvalidValue, match="is its deletion"):
-        service.restore_version(HANDLE, 4, owner)
+        service.history.restore_version(HANDLE, 4, owner)
     with pytest.raises(ValuesNotFound, match="versions 1 to 6, not 9"):
-        service.version(HANDLE, 9)
+        service.history.version(HANDLE, 9)
 
 
 def test_history_is_for_administrators_and_restoring_for_writers(service: NodeService) -> None:
     owner = Caller(OWNER, "test")
-    service.create_handle(HANDLE, [url(1, "https://a/")], owner)
-    service.modify_values(HANDLE, [url(1, "https://b/")], owner)
+    service.writes.create_handle(HANDLE, [url(1, "https://a/")], owner)
+    service.writes.modify_values(HANDLE, [url(1, "https://b/")], owner)
     stranger = Caller(ValueReference("88.100.1/NOBODY", 300))
     with pytest.raises(InsufficientPermissions, match="read the history"):
-        service.history(HANDLE, stranger)
+        service.history.history(HANDLE, stranger)
     # The reader may read the history but not write: the record stays as it is.
     with pytest.raises(InsufficientPermissions):
-        service.restore_version(HANDLE, 1, Caller(READER))
-    assert service.resolve(HANDLE).values[0].data == b"https://b/"
-    assert len(service.history(HANDLE)) == 2
+        service.history.restore_version(HANDLE, 1, Caller(READER))
+    assert service.reads.resolve(HANDLE).values[0].data == b"https://b/"
+    assert len(service.history.history(HANDLE)) == 2
 
 
 SECRET = "history-s3cret"

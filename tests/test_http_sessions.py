@@ -38,7 +38,7 @@ KEEPER = "300:88.100.1/KEEPER"
 def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("http-sessions")
     node = make_node(path)
-    node.service.register_many(demo_records(5), replace=True)
+    node.service.bulk.register_many(demo_records(5), replace=True)
     prefix = node.storage.get("0.NA/88.100.1")
     assert prefix is not None
     keeper_grant = HandleValue(
@@ -46,8 +46,8 @@ def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "HS_ADMIN",
         AdminValue(AdminPermission.ALL, ValueReference("88.100.1/KEEPER", 300)).to_bytes(),
     )
-    node.service.put_record(HandleRecord(prefix.handle, (*prefix.values, keeper_grant)))
-    node.service.put_record(
+    node.service.prefixes.put_record(HandleRecord(prefix.handle, (*prefix.values, keeper_grant)))
+    node.service.prefixes.put_record(
         HandleRecord(
             "88.100.1/KEEPER",
             (HandleValue(300, "HS_SECKEY", SECRET, permissions=Permission.ADMIN_READ),),
@@ -122,7 +122,7 @@ def test_public_key_session_authenticates_once_then_writes(
         assert r.status_code == 201, r.text
     node = open_node(Config(data_dir=node_dir))
     try:
-        entries = node.service.audit_log(AuditQuery(handle="88.100.1/SESSION-2"))
+        entries = node.service.writes.audit_log(AuditQuery(handle="88.100.1/SESSION-2"))
     finally:
         node.close()
     assert [(e.actor, e.origin.split()[0]) for e in entries] == [(ADMIN, "http")]

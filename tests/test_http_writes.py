@@ -41,9 +41,11 @@ def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             ).to_bytes(),
         ),
     )
-    node.service.put_record(HandleRecord(prefix_handle.handle, (*prefix_handle.values, *grants)))
+    node.service.prefixes.put_record(
+        HandleRecord(prefix_handle.handle, (*prefix_handle.values, *grants))
+    )
     for name in ("WRITER", "READER"):
-        node.service.put_record(
+        node.service.prefixes.put_record(
             HandleRecord(
                 f"88.100.1/{name}",
                 (
@@ -188,7 +190,7 @@ def test_http_writes_are_audited(http: httpx.Client, node_dir: Path) -> None:
     http.put("/api/handles/88.100.1/AUDITED", json=VALUES, headers=basic(USER, SECRET))
     node = open_node(Config(data_dir=node_dir))
     try:
-        entries = node.service.audit_log(AuditQuery(handle="88.100.1/AUDITED"))
+        entries = node.service.writes.audit_log(AuditQuery(handle="88.100.1/AUDITED"))
     finally:
         node.close()
     assert [(e.operation, e.actor, e.origin) for e in entries] == [

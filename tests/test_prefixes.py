@@ -23,34 +23,34 @@ CHILD_SITE = site_of([("10.0.0.7", 2641)])
 def test_a_delegation_is_served_and_referred_to(tmp_path: Path) -> None:
     node = make_node(tmp_path / "n", role="secondary")  # homes 88.100.1 in make_node
     service = node.service
-    service.home_prefix("88.100")
-    record = service.delegate_prefix("88.100.9", [CHILD_SITE], ttl=120)
+    service.prefixes.home_prefix("88.100")
+    record = service.prefixes.delegate_prefix("88.100.9", [CHILD_SITE], ttl=120)
     assert [s.servers[0].address.exploded for s in sites_in(record.values)] == ["10.0.0.7"]
     # The prefix handle is served as a record (a parent of its prefix is homed here)...
-    assert service.resolve("0.NA/88.100.9").values == record.values
+    assert service.reads.resolve("0.NA/88.100.9").values == record.values
     # ...and a handle under the delegated prefix is referred to it.
     with pytest.raises(Referral) as referral:
-        service.resolve("88.100.9/ANY")
+        service.reads.resolve("88.100.9/ANY")
     assert referral.value.handle == "0.NA/88.100.9"
     assert {v.type for v in referral.value.values} == {"HS_SITE"}
     # Below the delegated prefix too: 88.100.9.2 is found through 0.NA/88.100.9.
     with pytest.raises(Referral):
-        service.resolve("0.NA/88.100.9.2")
+        service.reads.resolve("0.NA/88.100.9.2")
     # A homed prefix is its own authority: a missing handle is not found, not referred.
     with pytest.raises(HandleNotFound):
-        service.resolve("88.100/MISSING")
+        service.reads.resolve("88.100/MISSING")
     # Nothing known about 77: not responsible.
     with pytest.raises(NotResponsible):
-        service.resolve("77/X")
-    assert [r.handle for r in service.delegations()] == ["0.NA/88.100.9"]
+        service.reads.resolve("77/X")
+    assert [r.handle for r in service.prefixes.delegations()] == ["0.NA/88.100.9"]
     node.close()
 
 
 def test_delegating_again_moves_the_sites_and_keeps_other_values(tmp_path: Path) -> None:
     node = make_node(tmp_path / "n")
     service = node.service
-    service.home_prefix("88.100")
-    service.put_record(
+    service.prefixes.home_prefix("88.100")
+    service.prefixes.put_record(
         HandleRecord(
             "0.NA/88.100.9",
             (
@@ -59,7 +59,7 @@ def test_delegating_again_moves_the_sites_and_keeps_other_values(tmp_path: Path)
             ),
         )
     )
-    moved = service.delegate_prefix(
+    moved = service.prefixes.delegate_prefix(
         "88.100.9", [CHILD_SITE, site_of([("10.0.0.8", 2641)], primary=False)], ttl=60
     )
     assert [(v.index, v.type) for v in moved.values] == [
@@ -77,20 +77,20 @@ def test_delegating_again_moves_the_sites_and_keeps_other_values(tmp_path: Path)
 def test_only_prefixes_below_a_homed_one_can_be_delegated(tmp_path: Path) -> None:
     node = make_node(tmp_path / "n")
     with pytest.raises(NotResponsible, match="not below a prefix homed here"):
-        node.service.delegate_prefix("99.1", [CHILD_SITE], ttl=60)
+        node.service.prefixes.delegate_prefix("99.1", [CHILD_SITE], ttl=60)
     with pytest.raises(InvalidValue, match="homed at this node"):
-        node.service.delegate_prefix("88.100.1", [CHILD_SITE], ttl=60)
-    assert node.service.delegations() == []
+        node.service.prefixes.delegate_prefix("88.100.1", [CHILD_SITE], ttl=60)
+    assert node.service.prefixes.delegations() == []
     node.close()
 
 
 def test_root_and_recursive_roles(tmp_path: Path) -> None:
     root = make_node(tmp_path / "root", role="root")
-    assert root.service.homed_prefixes() == ["0.NA"]
+    assert root.service.reads.homed_prefixes() == ["0.NA"]
     assert root.config.admin_handle == "0.NA/0.NA"
-    root.service.delegate_prefix("88", [CHILD_SITE], ttl=60)  # any prefix, on a root
+    root.service.prefixes.delegate_prefix("88", [CHILD_SITE], ttl=60)  # any prefix, on a root
     with pytest.raises(Referral):
-        root.service.resolve("88.100.1/PUMP-0001")
+        root.service.reads.resolve("88.100.1/PUMP-0001")
     root.close()
 
 

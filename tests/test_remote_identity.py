@@ -41,7 +41,7 @@ def nodes(tmp_path: Path) -> Iterator[Hierarchy]:
                 SECRET,
                 permissions=Permission.ADMIN_READ | Permission.ADMIN_WRITE,
             )
-            node.service.put_record(HandleRecord(OPERATOR.handle, (key,)))
+            node.service.prefixes.put_record(HandleRecord(OPERATOR.handle, (key,)))
         finally:
             node.close()
         node = open_node(h.nodes["enterprise"].config)
@@ -50,7 +50,7 @@ def nodes(tmp_path: Path) -> Iterator[Hierarchy]:
             assert prefix is not None
             grant = AdminValue(AdminPermission.ALL, OPERATOR).to_bytes()
             values = (*prefix.values, HandleValue(102, "HS_ADMIN", grant))
-            node.service.put_record(HandleRecord(prefix.handle, values))
+            node.service.prefixes.put_record(HandleRecord(prefix.handle, values))
         finally:
             node.close()
         yield h

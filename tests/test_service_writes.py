@@ -24,6 +24,7 @@ from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission as P
 from idnode.handle.valuetypes import AdminValue, SiteInfo, ValueList
 from idnode.service import Caller, NodeService
+from idnode.service.sessions import Sessions
 from idnode.storage import SQLiteStorage
 
 NODE_ADMIN = ValueReference("0.NA/88.100.1", 300)
@@ -48,8 +49,8 @@ def service(tmp_path: Path) -> Iterator[NodeService]:
     svc = NodeService(
         storage, SiteInfo(servers=()), admins=(NODE_ADMIN,), wall_clock=lambda: float(T)
     )
-    svc.home_prefix("88.100.1")
-    svc.put_record(
+    svc.prefixes.home_prefix("88.100.1")
+    svc.prefixes.put_record(
         HandleRecord(
             "0.NA/88.100.1",
             (
@@ -59,7 +60,7 @@ def service(tmp_path: Path) -> Iterator[NodeService]:
             ),
         )
     )
-    svc.put_record(
+    svc.prefixes.put_record(
         HandleRecord("88.100.1/DOC", (url(1), admin(100, P.ALL & ~P.DELETE_HANDLE, BOB)))
     )
     yield svc
@@ -71,81 +72,87 @@ def as_(who: ValueReference) -> Caller:
 
 
 def stored(service: NodeService, handle: str) -> list[tuple[int, str, bytes]]:
-    record = service.resolve(handle, caller=ADMIN, public_only=False)
+    record = service.reads.resolve(handle, caller=ADMIN, public_only=False)
     return [(v.index, v.type, v.data) for v in record.values]
 
 
 def test_create_needs_add_handle_from_the_prefix_admins(service: NodeService) -> None:
-    assert service.create_handle("88.100.1/NEW", [url(1)], as_(ALICE)) == "88.100.1/NEW"
+    assert service.writes.create_handle("88.100.1/NEW", [url(1)], as_(ALICE)) == "88.100.1/NEW"
     assert stored(service, "88.100.1/NEW") == [(1, "URL", b"https://example.com")]
-    assert service.resolve("88.100.1/NEW").values[0].timestamp == T
+    assert service.reads.resolve("88.100.1/NEW").values[0].timestamp == T
     with pytest.raises(InsufficientPermissions, match="ADD_HANDLE"):
-        service.create_handle("88.100.1/NEW2", [url(1)], as_(BOB))
+        service.writes.create_handle("88.100.1/NEW2", [url(1)], as_(BOB))
     with pytest.raises(AuthenticationNeeded):
-        service.create_handle("88.100.1/NEW2", [url(1)], Caller())
+        service.writes.create_handle("88.100.1/NEW2", [url(1)], Caller())
     with pytest.raises(HandleNotFound):
-        service.resolve("88.100.1/NEW2")
+        service.reads.resolve("88.100.1/NEW2")
 
 
 def test_create_existing_and_overwrite(service: NodeService) -> None:
     with pytest.raises(HandleAlreadyExists):
-        service.create_handle("88.100.1/doc", [url(1, "x")], ADMIN)
+        service.writes.create_handle("88.100.1/doc", [url(1, "x")], ADMIN)
     # Alice may add handles but not delete this one, so may not replace it.
     with pytest.raises(InsufficientPermissions, match="DELETE_HANDLE"):
-        service.create_handle("88.100.1/DOC", [url(1, "x")], as_(ALICE), overwrite=True)
-    service.create_handle("88.100.1/DOC", [url(1, "x")], ADMIN, overwrite=True)
+        service.writes.create_handle("88.100.1/DOC", [url(1, "x")], as_(ALICE), overwrite=True)
+    service.writes.create_handle("88.100.1/DOC", [url(1, "x")], ADMIN, overwrite=True)
     assert stored(service, "88.100.1/DOC") == [(1, "URL", b"x")]
 
 
 def test_mint_new_suffix(service: NodeService) -> None:
-    made = service.create_handle("88.100.1/batch-", [url(1)], ADMIN, mint_suffix=True)
+    made = service.writes.create_handle("88.100.1/batch-", [url(1)], ADMIN, mint_suffix=True)
     assert made.startswith("88.100.1/batch-")
     assert len(made) == len("88.100.1/batch-") + 36
-    other = service.create_handle("88.100.1", [url(1)], ADMIN, mint_suffix=True)
+    other = service.writes.create_handle("88.100.1", [url(1)], ADMIN, mint_suffix=True)
     assert other.startswith("88.100.1/")
     assert other != made
 
 
 def test_writes_outside_homed_prefixes_are_refused(service: NodeService) -> None:
     with pytest.raises(NotResponsible):
-        service.create_handle("99.9/X", [url(1)], ADMIN)
+        service.writes.create_handle("99.9/X", [url(1)], ADMIN)
 
 
 def test_delete(service: NodeService) -> None:
     with pytest.raises(InsufficientPermissions):
-        service.delete_handle("88.100.1/DOC", as_(BOB))  # everything but DELETE_HANDLE
-    service.delete_handle("88.100.1/DOC", ADMIN)
+        service.writes.delete_handle("88.100.1/DOC", as_(BOB))  # everything but DELETE_HANDLE
+    service.writes.delete_handle("88.100.1/DOC", ADMIN)
     with pytest.raises(HandleNotFound):
-        service.delete_handle("88.100.1/DOC", ADMIN)
+        service.writes.delete_handle("88.100.1/DOC", ADMIN)
 
 
 def test_add_modify_remove_values_with_handle_level_admin(service: NodeService) -> None:
     bob = as_(BOB)
-    service.add_values("88.100.1/DOC", [url(2, "two")], bob)
+    service.writes.add_values("88.100.1/DOC", [url(2, "two")], bob)
     with pytest.raises(ValueAlreadyExists):
-        service.add_values("88.100.1/DOC", [url(2, "again")], bob)
-    service.modify_values("88.100.1/DOC", [url(2, "TWO")], bob)
+        service.writes.add_values("88.100.1/DOC", [url(2, "again")], bob)
+    service.writes.modify_values("88.100.1/DOC", [url(2, "TWO")], bob)
     with pytest.raises(ValuesNotFound):
-        service.modify_values("88.100.1/DOC", [url(9)], bob)
-    service.remove_values("88.100.1/DOC", [2], bob)
+        service.writes.modify_values("88.100.1/DOC", [url(9)], bob)
+    service.writes.remove_values("88.100.1/DOC", [2], bob)
     with pytest.raises(ValuesNotFound):
-        service.remove_values("88.100.1/DOC", [2], bob)
+        service.writes.remove_values("88.100.1/DOC", [2], bob)
     assert [i for i, _, _ in stored(service, "88.100.1/DOC")] == [1, 100]
     with pytest.raises(InsufficientPermissions):
-        service.add_values("88.100.1/DOC", [url(3)], as_(EVE))
+        service.writes.add_values("88.100.1/DOC", [url(3)], as_(EVE))
 
 
 @pytest.mark.parametrize(
     ("withheld", "attempt"),
     [
-        (P.ADD_VALUE, lambda s, c: s.add_values("88.100.1/D", [url(5)], c)),
-        (P.MODIFY_VALUE, lambda s, c: s.modify_values("88.100.1/D", [url(1, "m")], c)),
-        (P.REMOVE_VALUE, lambda s, c: s.remove_values("88.100.1/D", [1], c)),
-        (P.ADD_ADMIN, lambda s, c: s.add_values("88.100.1/D", [admin(7, P.ALL, EVE)], c)),
-        (P.MODIFY_ADMIN, lambda s, c: s.modify_values("88.100.1/D", [admin(100, P.ALL, EVE)], c)),
-        (P.REMOVE_ADMIN, lambda s, c: s.remove_values("88.100.1/D", [101], c)),
-        (P.MODIFY_ADMIN, lambda s, c: s.modify_values("88.100.1/D", [admin(1, P.ALL, EVE)], c)),
-        (P.DELETE_HANDLE, lambda s, c: s.delete_handle("88.100.1/D", c)),
+        (P.ADD_VALUE, lambda s, c: s.writes.add_values("88.100.1/D", [url(5)], c)),
+        (P.MODIFY_VALUE, lambda s, c: s.writes.modify_values("88.100.1/D", [url(1, "m")], c)),
+        (P.REMOVE_VALUE, lambda s, c: s.writes.remove_values("88.100.1/D", [1], c)),
+        (P.ADD_ADMIN, lambda s, c: s.writes.add_values("88.100.1/D", [admin(7, P.ALL, EVE)], c)),
+        (
+            P.MODIFY_ADMIN,
+            lambda s, c: s.writes.modify_values("88.100.1/D", [admin(100, P.ALL, EVE)], c),
+        ),
+        (P.REMOVE_ADMIN, lambda s, c: s.writes.remove_values("88.100.1/D", [101], c)),
+        (
+            P.MODIFY_ADMIN,
+            lambda s, c: s.writes.modify_values("88.100.1/D", [admin(1, P.ALL, EVE)], c),
+        ),
+        (P.DELETE_HANDLE, lambda s, c: s.writes.delete_handle("88.100.1/D", c)),
         (P.READ_VALUE, None),
     ],
 )
@@ -153,60 +160,62 @@ def test_each_value_permission_is_enforced_and_refusals_leave_the_record(
     service: NodeService, withheld: P, attempt: object
 ) -> None:
     values = (url(1), admin(100, P.ALL & ~withheld, BOB), admin(101, P.NONE, EVE))
-    service.put_record(HandleRecord("88.100.1/D", values))
+    service.prefixes.put_record(HandleRecord("88.100.1/D", values))
     before = stored(service, "88.100.1/D")
     if attempt is None:  # READ_VALUE: the private admin values stay hidden
-        seen = service.resolve("88.100.1/D", caller=as_(BOB)).values
+        seen = service.reads.resolve("88.100.1/D", caller=as_(BOB)).values
         assert all(v.permissions & Permission.PUBLIC_READ for v in seen)
         return
     with pytest.raises(InsufficientPermissions, match=str(withheld.name)):
         attempt(service, as_(BOB))  # type: ignore[operator]
     assert stored(service, "88.100.1/D") == before
-    service.put_record(HandleRecord("88.100.1/D", (url(1), admin(100, P.ALL, BOB), values[2])))
+    service.prefixes.put_record(
+        HandleRecord("88.100.1/D", (url(1), admin(100, P.ALL, BOB), values[2]))
+    )
     attempt(service, as_(BOB))  # type: ignore[operator]
 
 
 def test_invalid_values_are_refused(service: NodeService) -> None:
     with pytest.raises(InvalidValue, match="twice"):
-        service.add_values("88.100.1/DOC", [url(5), url(5)], ADMIN)
+        service.writes.add_values("88.100.1/DOC", [url(5), url(5)], ADMIN)
     with pytest.raises(InvalidValue, match="HS_ADMIN"):
-        service.add_values("88.100.1/DOC", [HandleValue(5, "HS_ADMIN", b"\x00")], ADMIN)
+        service.writes.add_values("88.100.1/DOC", [HandleValue(5, "HS_ADMIN", b"\x00")], ADMIN)
     with pytest.raises(InvalidValue, match="secret key"):
-        service.add_values("88.100.1/DOC", [HandleValue(5, "HS_SECKEY", b"s")], ADMIN)
+        service.writes.add_values("88.100.1/DOC", [HandleValue(5, "HS_SECKEY", b"s")], ADMIN)
     with pytest.raises(InvalidValue, match="no values"):
-        service.create_handle("88.100.1/EMPTY", [], ADMIN)
+        service.writes.create_handle("88.100.1/EMPTY", [], ADMIN)
 
 
 def test_read_only_values_cannot_be_changed(service: NodeService) -> None:
     frozen = HandleValue(9, "URL", b"x", permissions=Permission.ADMIN_READ | Permission.PUBLIC_READ)
-    service.add_values("88.100.1/DOC", [frozen], ADMIN)
+    service.writes.add_values("88.100.1/DOC", [frozen], ADMIN)
     with pytest.raises(InsufficientPermissions, match="not writable"):
-        service.modify_values("88.100.1/DOC", [url(9)], ADMIN)
+        service.writes.modify_values("88.100.1/DOC", [url(9)], ADMIN)
 
 
 def test_list_handles_needs_list_permission(service: NodeService) -> None:
-    handles, total = service.list_handles("88.100.1", as_(ALICE))
+    handles, total = service.writes.list_handles("88.100.1", as_(ALICE))
     assert handles == ["88.100.1/DOC"]
     assert total == 1
     with pytest.raises(InsufficientPermissions):
-        service.list_handles("88.100.1", as_(BOB))
+        service.writes.list_handles("88.100.1", as_(BOB))
 
 
 def test_prefix_handles_are_created_by_the_parent_prefix_admins(service: NodeService) -> None:
-    service.home_prefix("88.100.1.7")
+    service.prefixes.home_prefix("88.100.1.7")
     with pytest.raises(InsufficientPermissions, match="ADD_NA"):
-        service.create_handle("0.NA/88.100.1.7", [url(1)], as_(ALICE))
-    service.create_handle("0.NA/88.100.1.7", [url(1)], ADMIN)
+        service.writes.create_handle("0.NA/88.100.1.7", [url(1)], as_(ALICE))
+    service.writes.create_handle("0.NA/88.100.1.7", [url(1)], ADMIN)
 
 
 def test_every_write_is_audited_with_before_and_after(service: NodeService) -> None:
-    service.create_handle("88.100.1/A", [url(1)], Caller(ALICE, "tcp 10.0.0.9:4000"))
-    service.add_values("88.100.1/A", [url(2)], ADMIN)
-    service.remove_values("88.100.1/A", [2], ADMIN)
-    service.delete_handle("88.100.1/A", ADMIN)
+    service.writes.create_handle("88.100.1/A", [url(1)], Caller(ALICE, "tcp 10.0.0.9:4000"))
+    service.writes.add_values("88.100.1/A", [url(2)], ADMIN)
+    service.writes.remove_values("88.100.1/A", [2], ADMIN)
+    service.writes.delete_handle("88.100.1/A", ADMIN)
     with pytest.raises(IdnodeError):
-        service.delete_handle("88.100.1/A", ADMIN)  # refused: not audited
-    log = service.audit_log(AuditQuery(handle="88.100.1/a"))
+        service.writes.delete_handle("88.100.1/A", ADMIN)  # refused: not audited
+    log = service.writes.audit_log(AuditQuery(handle="88.100.1/a"))
     assert [(e.operation, e.actor) for e in log] == [
         ("create", "300:88.100.1/ALICE"),
         ("add-value", "300:0.NA/88.100.1"),
@@ -222,7 +231,7 @@ def test_every_write_is_audited_with_before_and_after(service: NodeService) -> N
 def test_concurrent_writers_on_one_handle_lose_nothing(service: NodeService) -> None:
     def writer(first: int) -> None:
         for index in range(first, first + 20):
-            service.add_values("88.100.1/DOC", [url(index)], ADMIN)
+            service.writes.add_values("88.100.1/DOC", [url(index)], ADMIN)
 
     threads = [threading.Thread(target=writer, args=(1000 + 100 * n,)) for n in range(4)]
     for t in threads:
@@ -231,7 +240,7 @@ def test_concurrent_writers_on_one_handle_lose_nothing(service: NodeService) -> 
         t.join()
     indexes = [i for i, _, _ in stored(service, "88.100.1/DOC")]
     assert len(indexes) == 2 + 80
-    assert len(service.audit_log(AuditQuery(handle="88.100.1/DOC"))) == 80
+    assert len(service.writes.audit_log(AuditQuery(handle="88.100.1/DOC"))) == 80
 
 
 def test_sessions_are_shared_by_services_on_one_database_and_expire(tmp_path: Path) -> None:
@@ -242,14 +251,14 @@ def test_sessions_are_shared_by_services_on_one_database_and_expire(tmp_path: Pa
     a = NodeService(storage_a, site, wall_clock=lambda: now[0])
     b = NodeService(storage_b, site, wall_clock=lambda: now[0])
     try:
-        opened = a.open_session()
-        assert b.session(opened.session_id).nonce == opened.nonce
-        b.bind_session(opened.session_id, as_(BOB))
-        assert a.session_caller(opened.session_id, "test").identity == BOB
-        now[0] += NodeService.SESSION_SECONDS
+        opened = a.sessions.open_session()
+        assert b.sessions.session(opened.session_id).nonce == opened.nonce
+        b.sessions.bind_session(opened.session_id, as_(BOB))
+        assert a.sessions.session_caller(opened.session_id, "test").identity == BOB
+        now[0] += Sessions.SESSION_SECONDS
         with pytest.raises(AuthenticationNeeded):
-            a.session_caller(opened.session_id, "test")
-        a.open_session()  # opening purges what has expired
+            a.sessions.session_caller(opened.session_id, "test")
+        a.sessions.open_session()  # opening purges what has expired
         assert storage_b.get_session(opened.session_id) is None
     finally:
         storage_a.close()

@@ -67,20 +67,20 @@ def test_storage_sums_what_several_processes_add(storage: Storage) -> None:
 
 def test_service_counts_resolutions_and_registrations(storage: Storage) -> None:
     service = NodeService(storage, SiteInfo(servers=()), stats=StatsRecorder(Clock(T0)))
-    service.home_prefix("88.100.1")
-    service.put_record(rec("88.100.1/A"))
-    result = service.register_many(
+    service.prefixes.home_prefix("88.100.1")
+    service.prefixes.put_record(rec("88.100.1/A"))
+    result = service.bulk.register_many(
         [rec("88.100.1/A"), rec("88.100.1/B"), rec("88.100.1/C")], replace=False
     )
     assert (result.created, result.unchanged) == (2, 1)
-    service.resolve("88.100.1/a")
-    service.resolve("88.100.1/B")
+    service.reads.resolve("88.100.1/a")
+    service.reads.resolve("88.100.1/B")
     with pytest.raises(HandleNotFound):
-        service.resolve("88.100.1/NONE")
+        service.reads.resolve("88.100.1/NONE")
     with pytest.raises(ValuesNotFound):
-        service.resolve("88.100.1/A", indexes=[9])
-    service.flush_stats()
-    assert service.stats() == [
+        service.reads.resolve("88.100.1/A", indexes=[9])
+    service.statistics.flush()
+    assert service.statistics.totals() == [
         StatsRow("88.100.1", T0, resolutions=2, not_found=2, registrations=3)
     ]
 
@@ -97,7 +97,7 @@ def test_counts_survive_a_failed_flush(storage: Storage) -> None:
     service = NodeService(Failing(), SiteInfo(servers=()), stats=stats)  # type: ignore[arg-type]
     stats.resolved("88.100.1")
     with pytest.raises(StorageError):
-        service.flush_stats()
+        service.statistics.flush()
     assert stats.drain() == [StatsRow("88.100.1", T0, resolutions=1)]
 
 

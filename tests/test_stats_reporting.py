@@ -39,7 +39,7 @@ class Chain:
         config = Config(data_dir=self.tmp / name).replace(**settings)
         node = init_node(config, prefix, settings)
         if name == "enterprise":
-            node.service.register_many(demo_records(5), replace=True)
+            node.service.bulk.register_many(demo_records(5), replace=True)
         node.close()
         # As `idnode serve` would: the settings init wrote (admin_handle among them).
         served = load_config(self.tmp / name, environ={}).replace(stats_flush_seconds=0.1)
@@ -63,7 +63,7 @@ class Chain:
     def reported(self, name: str) -> list[ReportedRow]:
         node = open_node(self.config(name))
         try:
-            return node.service.reported_stats()
+            return node.service.statistics.reported()
         finally:
             node.close()
 
@@ -101,7 +101,7 @@ def _resolve_some(chain: Chain) -> None:
     def flushed() -> bool:
         node = open_node(chain.config("enterprise"))
         try:
-            rows = node.service.stats("88.100.1")
+            rows = node.service.statistics.totals("88.100.1")
         finally:
             node.close()
         return sum(r.resolutions + r.not_found for r in rows) == 4

@@ -111,8 +111,8 @@ def test_malformed_templates_are_refused(definition: Any, problem: str) -> None:
 @pytest.fixture
 def service(storage: Storage) -> NodeService:
     service = NodeService(storage, SiteInfo(servers=()), admins=[OWNER])
-    service.home_prefix("88.100.1")
-    service.put_record(
+    service.prefixes.home_prefix("88.100.1")
+    service.prefixes.put_record(
         HandleRecord(
             GROUP.handle, (HandleValue(200, "HS_VLIST", ValueList((PARTNER,)).to_bytes()),)
         )
@@ -123,15 +123,15 @@ def service(storage: Storage) -> NodeService:
 def test_each_access_level_is_read_by_whom_it_says(service: NodeService) -> None:
     owner = Caller(OWNER)
     fields = {"serial": "7", "model": "88.100.1/M", "batch": "88.100.1/B", "customer": "ACME"}
-    service.create_from_template("88.100.1/P7", "serial-item", fields, owner, readers=GROUP)
+    service.writes.create_from_template("88.100.1/P7", "serial-item", fields, owner, readers=GROUP)
 
     def seen(caller: Caller) -> set[str]:
-        record = service.resolve("88.100.1/P7", caller=caller, public_only=False)
+        record = service.reads.resolve("88.100.1/P7", caller=caller, public_only=False)
         return {v.type for v in record.values} - {"TEMPLATE", "HS_ADMIN"}
 
     # Anonymous: the public fields, the template, and the reader grant (HS_ADMIN values
     # are public, as in any Handle record).
-    public = {v.type for v in service.resolve("88.100.1/P7").values}
+    public = {v.type for v in service.reads.resolve("88.100.1/P7").values}
     assert public == {"TEMPLATE", "SERIAL", "MODEL", "HS_ADMIN"}
     assert seen(Caller(PARTNER)) == {"SERIAL", "MODEL", "BATCH"}
     assert seen(owner) == {"SERIAL", "MODEL", "BATCH", "CUSTOMER"}
@@ -147,33 +147,35 @@ def test_templates_are_versioned_and_only_administrators_define_them(
         "fields": [{"name": "device", "type": "reference", "required": True}],
     }
     v2 = {"fields": [*v1["fields"], {"name": "result", "type": "enum", "values": ["pass", "fail"]}]}
-    assert service.define_template("calibration", v1, owner).version == 1
-    assert service.define_template("calibration", v2, owner).version == 2
-    assert [f.name for f in service.template("calibration").fields] == [
+    assert service.templates.define_template("calibration", v1, owner).version == 1
+    assert service.templates.define_template("calibration", v2, owner).version == 2
+    assert [f.name for f in service.templates.template("calibration").fields] == [
         "device",
         "result",
     ]
-    assert service.template("calibration", 1).title == "A calibration"
-    assert [t.name for t in service.templates()][-1] == "calibration"
+    assert service.templates.template("calibration", 1).title == "A calibration"
+    assert [t.name for t in service.templates.templates()][-1] == "calibration"
 
     # A record made with version 1 says so; version 1 knows no result.
-    service.create_from_template("88.100.1/CAL-1", "calibration@1", {"device": "88.100.1/M"}, owner)
-    assert service.resolve("88.100.1/CAL-1").values[0].data == b"calibration@1"
+    service.writes.create_from_template(
+        "88.100.1/CAL-1", "calibration@1", {"device": "88.100.1/M"}, owner
+    )
+    assert service.reads.resolve("88.100.1/CAL-1").values[0].data == b"calibration@1"
     with pytest.raises(TemplateViolation, match="result: not a field"):
-        service.create_from_template(
+        service.writes.create_from_template(
             "88.100.1/CAL-2", "calibration@1", {"device": "88.100.1/M", "result": "pass"}, owner
         )
     with pytest.raises(HandleNotFound):
-        service.resolve("88.100.1/CAL-2")  # nothing was written
+        service.reads.resolve("88.100.1/CAL-2")  # nothing was written
 
     with pytest.raises(InsufficientPermissions):
-        service.define_template("calibration", v1, Caller(PARTNER))
+        service.templates.define_template("calibration", v1, Caller(PARTNER))
     with pytest.raises(InvalidValue, match="built-in"):
-        service.define_template("batch", v1, owner)
+        service.templates.define_template("batch", v1, owner)
     with pytest.raises(NoSuchResource, match="no template nothing"):
-        service.template("nothing")
+        service.templates.template("nothing")
     with pytest.raises(NoSuchResource, match="versions 1 to 2"):
-        service.template("calibration", 3)
+        service.templates.template("calibration", 3)
 
 
 SECRET = "templates-s3cret"
@@ -237,39 +239,41 @@ def test_templates_over_http_and_the_cli(tmp_path: Path) -> None:
 def test_a_template_record_edited_value_by_value_must_still_fit(service: NodeService) -> None:
     owner = Caller(OWNER)
     fields = {"serial": "8", "model": "88.100.1/M", "status": "in stock"}
-    service.create_from_template("88.100.1/P8", "serial-item", fields, owner)
-    before = service.resolve("88.100.1/P8", caller=owner).values
+    service.writes.create_from_template("88.100.1/P8", "serial-item", fields, owner)
+    before = service.reads.resolve("88.100.1/P8", caller=owner).values
 
     def value(index: int, type_: str, data: str) -> HandleValue:
         return HandleValue(index, type_, data.encode())
 
     # serial-item: serial at index 2, manufactured 5, status 7 (the template's value at 1).
     refused: list[tuple[Callable[[], None], str]] = [
-        (lambda: service.modify_values("88.100.1/P8", [value(7, "STATUS", "lost")], owner),
+        (lambda: service.writes.modify_values("88.100.1/P8", [value(7, "STATUS", "lost")], owner),
          "status: must be one of"),
-        (lambda: service.remove_values("88.100.1/P8", [2], owner), "serial: is required"),
-        (lambda: service.put_values("88.100.1/P8", [value(5, "COLOUR", "red")], owner),
+        (lambda: service.writes.remove_values("88.100.1/P8", [2], owner), "serial: is required"),
+        (lambda: service.writes.put_values("88.100.1/P8", [value(5, "COLOUR", "red")], owner),
          "manufactured: index 5 holds MANUFACTURED in serial-item@1, not COLOUR"),
-        (lambda: service.add_values("88.100.1/P8", [value(5, "MANUFACTURED", "May")], owner),
+        (lambda: service.writes.add_values("88.100.1/P8", [value(5, "MANUFACTURED", "May")], owner),
          "manufactured: must be a date"),
     ]  # fmt: skip
     for edit, problem in refused:
         with pytest.raises(TemplateViolation, match=problem):
             edit()
-        assert service.resolve("88.100.1/P8", caller=owner).values == before  # untouched
-    service.modify_values("88.100.1/P8", [value(7, "STATUS", "returned")], owner)
-    service.add_values("88.100.1/P8", [value(100, "NOTE", "values outside the template")], owner)
-    after = {v.index: v.data for v in service.resolve("88.100.1/P8", caller=owner).values}
+        assert service.reads.resolve("88.100.1/P8", caller=owner).values == before  # untouched
+    service.writes.modify_values("88.100.1/P8", [value(7, "STATUS", "returned")], owner)
+    service.writes.add_values(
+        "88.100.1/P8", [value(100, "NOTE", "values outside the template")], owner
+    )
+    after = {v.index: v.data for v in service.reads.resolve("88.100.1/P8", caller=owner).values}
     assert (after[7], after[100]) == (b"returned", b"values outside the template")
 
 
 def test_a_number_field_edited_is_read_as_a_number(service: NodeService) -> None:
     owner = Caller(OWNER)
-    service.create_from_template("88.100.1/PART-1", "part", {"name": "seal"}, owner)
+    service.writes.create_from_template("88.100.1/PART-1", "part", {"name": "seal"}, owner)
     # part: name at index 2, weight_kg at 5.
     for text, problem in [("-1", "must be at least 0"), ("heavy", "must be a number")]:
         with pytest.raises(TemplateViolation, match=f"weight_kg: {problem}"):
-            service.add_values(
+            service.writes.add_values(
                 "88.100.1/PART-1", [HandleValue(5, "WEIGHT_KG", text.encode())], owner
             )
-    service.add_values("88.100.1/PART-1", [HandleValue(5, "WEIGHT_KG", b"0.25")], owner)
+    service.writes.add_values("88.100.1/PART-1", [HandleValue(5, "WEIGHT_KG", b"0.25")], owner)

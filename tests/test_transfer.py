@@ -89,7 +89,7 @@ def test_cli_migrate_switches_and_node_serves_from_postgres(
     result = runner.invoke(app, ["migrate", "-d", str(node_dir), "--to", f"sqlite:///{back}"])
     assert result.exit_code == 0, result.output
     node = open_node(load_config(node_dir, environ={}))
-    assert SQLiteStorage(back).count() == node.service.count()
+    assert SQLiteStorage(back).count() == node.service.reads.count()
     node.close()
 
 
@@ -112,7 +112,7 @@ def test_init_on_postgres_records_the_database(tmp_path: Path, postgres_url: str
     assert config.database == postgres_url
     node = open_node(config)
     try:
-        assert node.service.resolve("88.100.1/PUMP-0003").handle == "88.100.1/PUMP-0003"
+        assert node.service.reads.resolve("88.100.1/PUMP-0003").handle == "88.100.1/PUMP-0003"
     finally:
         node.close()
     assert not (node_dir / "idnode.db").exists()  # nothing went to SQLite

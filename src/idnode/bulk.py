@@ -301,9 +301,9 @@ def register(
     the checked records aside in a second process (worth it for large files).
 
     The file is read once: the checked records wait in the node's staging area
-    (:meth:`NodeService.stage_many`) until every row has been seen.
+    (:meth:`idnode.service.bulk.BulkWrites.stage_many`) until every row has been seen.
     """
-    builder = RecordBuilder(options, functools.cache(service.template), int(time.time()))
+    builder = RecordBuilder(options, functools.cache(service.templates.template), int(time.time()))
     report = BulkReport(BulkResult())
 
     def checked() -> Iterator[HandleRecord]:
@@ -317,7 +317,7 @@ def register(
                 except IdnodeError as exc:
                     report.reject(Rejection(item.line, exc.message))
 
-    with service.stage_many(
+    with service.bulk.stage_many(
         checked(),
         replace=replace,
         caller=caller,
@@ -325,9 +325,9 @@ def register(
         progress=progress("checking") if progress else None,
     ) as load:
         if report.rejected_count and not skip_invalid:
-            report.result = service.write_staged(load, replace=replace, dry_run=True)
+            report.result = service.bulk.write_staged(load, replace=replace, dry_run=True)
             return report
-        report.result = service.write_staged(
+        report.result = service.bulk.write_staged(
             load,
             replace=replace,
             caller=caller,

@@ -512,7 +512,7 @@ def export(
     try:
         stream = output.open("w", encoding="utf-8") if output else sys.stdout
         try:
-            for record in node.service.export_records(prefix):
+            for record in node.service.reads.export_records(prefix):
                 if part is not None and not part.holds(record.handle):
                     continue
                 stream.write(json.dumps(record_to_json(record), ensure_ascii=False) + "\n")
@@ -534,12 +534,12 @@ def demo(
     """Load the demo: a pump manufacturer under 88.100.1 (models, pumps, parts, ...)."""
     node = _open(data_dir)
     try:
-        if if_empty and node.service.count(DEMO_PREFIX) > 0:
+        if if_empty and node.service.reads.count(DEMO_PREFIX) > 0:
             return
-        node.service.home_prefix(DEMO_PREFIX)
+        node.service.prefixes.home_prefix(DEMO_PREFIX)
         with _progress() as progress:
             records = _advancing(progress, "loading demo", demo_records(serials))
-            written = node.service.register_many(records, replace=True).created
+            written = node.service.bulk.register_many(records, replace=True).created
     except IdnodeError as exc:
         _fail(exc.message)
     finally:
@@ -567,11 +567,11 @@ def stats(
             key = None if prefix is None else handle_key(prefix)
             rows = [
                 (r.source, r.stats)
-                for r in node.service.reported_stats(since)
+                for r in node.service.statistics.reported(since)
                 if key is None or r.stats.prefix == key
             ]
         else:
-            rows = [("", row) for row in node.service.stats(prefix, since)]
+            rows = [("", row) for row in node.service.statistics.totals(prefix, since)]
     except IdnodeError as exc:
         _fail(exc.message)
     finally:

@@ -343,7 +343,7 @@ def audit(
     node = _open(data_dir)
     try:
         since = time.time() - hours * 3600 if hours else 0.0
-        entries = node.service.audit_log(AuditQuery(handle, actor, since, limit))
+        entries = node.service.writes.audit_log(AuditQuery(handle, actor, since, limit))
     finally:
         node.close()
     for e in entries:

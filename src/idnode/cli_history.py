@@ -42,12 +42,12 @@ def history(
         if restore is not None:
             config = node.config
             who = ValueReference(config.admin_handle, config.admin_index)
-            number = node.service.restore_version(
+            number = node.service.history.restore_version(
                 handle, restore, Caller(who if config.admin_handle else None, "cli")
             )
             out.print(f"{handle} is back to version {restore}'s values, as version {number}")
             return
-        versions = node.service.history(handle)
+        versions = node.service.history.history(handle)
         if from_ is not None or to is not None:
             a = _pick(versions, from_ if from_ is not None else len(versions) - 1)
             b = _pick(versions, to if to is not None else len(versions))

@@ -42,7 +42,7 @@ def register(
     """Home a prefix at this node: it answers for the prefix's handles from now on."""
     node = _open(data_dir)
     try:
-        node.service.home_prefix(prefix)
+        node.service.prefixes.home_prefix(prefix)
     except IdnodeError as exc:
         _fail(exc.message)
     finally:
@@ -97,7 +97,7 @@ def delegate(
         _fail(exc.message, 2)
     node = _open(data_dir)
     try:
-        record = node.service.delegate_prefix(prefix, sites, ttl, key)
+        record = node.service.prefixes.delegate_prefix(prefix, sites, ttl, key)
     except IdnodeError as exc:
         _fail(exc.message)
     finally:
@@ -113,8 +113,8 @@ def list_(
     """The prefixes homed here and those delegated from here, with their sites."""
     node = _open(data_dir)
     try:
-        homed = node.service.homed_prefixes()
-        delegated = node.service.delegations()
+        homed = node.service.reads.homed_prefixes()
+        delegated = node.service.prefixes.delegations()
     finally:
         node.close()
     rows = [(p, "homed", "this node", "") for p in homed]
@@ -148,7 +148,7 @@ def unhome(
     """Stop serving a prefix here. Its records stay, and are served again if it is re-homed."""
     node = _open(data_dir)
     try:
-        removed = node.service.unhome_prefix(prefix)
+        removed = node.service.prefixes.unhome_prefix(prefix)
     except IdnodeError as exc:
         _fail(exc.message)
     finally:

@@ -37,7 +37,7 @@ def search(
         query = SearchQuery(
             prefix, template, tuple(Condition.parse(w) for w in where or ()), text, offset, limit
         )
-        found = node.service.search(query)
+        found = node.service.reads.search(query)
     except IdnodeError as exc:
         _fail(exc.message)
     finally:

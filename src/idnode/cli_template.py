@@ -29,7 +29,7 @@ def list_(data_dir: DataDir = Path(".idnode"), as_json: AsJson = False) -> None:
     """Every template's latest version."""
     node = _open(data_dir)
     try:
-        templates = node.service.templates()
+        templates = node.service.templates.templates()
     finally:
         node.close()
     if as_json:
@@ -52,7 +52,7 @@ def show(
     """A template's fields: type, whether required, and who may read them."""
     node = _open(data_dir)
     try:
-        template = node.service.template(name, version)
+        template = node.service.templates.template(name, version)
     except IdnodeError as exc:
         _fail(exc.message)
     finally:
@@ -83,7 +83,7 @@ def define(
         config = node.config
         admin = ValueReference(config.admin_handle, config.admin_index)
         caller = Caller(admin if config.admin_handle else None, "cli")
-        template = node.service.define_template(name, definition, caller)
+        template = node.service.templates.define_template(name, definition, caller)
     except IdnodeError as exc:
         _fail(exc.message)
     finally:

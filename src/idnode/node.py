@@ -73,7 +73,7 @@ class Node:
     def close(self) -> None:
         """Flush this process's statistics, then close the database."""
         try:
-            self.service.flush_stats()
+            self.service.statistics.flush()
         except IdnodeError as exc:
             log.warning("statistics since the last flush are lost: %s", exc.message)
         finally:
@@ -209,15 +209,15 @@ def _home(node: Node, prefix: str, admin_handle: str, admin_key: rsa.RSAPrivateK
     """Home ``prefix`` with its prefix handle: this node's site, the admin and its key."""
     config = node.config
     now = int(time.time())
-    node.service.home_prefix(prefix)
-    node.service.put_record(
+    node.service.prefixes.home_prefix(prefix)
+    node.service.prefixes.put_record(
         HandleRecord(
             admin_handle,
             (
                 HandleValue(
                     SITE_VALUE_INDEX,
                     "HS_SITE",
-                    node.service.site_info().to_bytes(),
+                    node.service.reads.site_info().to_bytes(),
                     timestamp=now,
                 ),
                 HandleValue(

@@ -46,7 +46,7 @@ class ReportFailed(IdnodeError):
 def report_rows(node: Node, hours: int) -> list[ReportedRow]:
     """What this node reports: totals from the start of the hour ``hours - 1`` hours
     ago (all there are with ``hours`` 0)."""
-    return node.service.stats_report(node.config.source_name, hours_since(hours, time.time()))
+    return node.service.statistics.report(node.config.source_name, hours_since(hours, time.time()))
 
 
 def send_report(config: Config, rows: Sequence[ReportedRow], timeout: float = 10.0) -> int:

@@ -210,7 +210,7 @@ class Dispatcher:
 
     def _set_up_session(self, request: Message, setup: SessionSetupRequest, raw: bytes) -> bytes:
         version = min(request.version, PROTOCOL_VERSION)
-        number, answer = self._service.open_handle_session(setup, version)
+        number, answer = self._service.sessions.open_handle_session(setup, version)
         body = SessionSetupResponse(KeyExchange.DIFFIE_HELLMAN, answer)
         named = dataclasses.replace(request, session_id=number)
         return self._reply(request, raw, ResponseCode.SUCCESS, body, answered=named)
@@ -219,7 +219,7 @@ class Dispatcher:
         """The session ``request`` names; its MAC and counter checked if it has one."""
         if request.opcode == OpCode.CHALLENGE_RESPONSE and not request.credential:
             return None  # its session id names the challenge it answers
-        stored = self._service.handle_session(request.session_id)
+        stored = self._service.sessions.handle_session(request.session_id)
         if not request.credential:
             return _InSession(request.session_id, stored.nonce, None, None)
         counter = session_counter_of(raw, request, stored.nonce)
@@ -227,7 +227,7 @@ class Dispatcher:
             raise InvalidSessionKey(
                 f"the message's MAC does not check with the key of session {request.session_id}"
             )
-        self._service.accept_session_message(stored, counter)
+        self._service.sessions.accept_session_message(stored, counter)
         return _InSession(request.session_id, stored.nonce, counter, stored.identity)
 
     def _challenge(self, request: Message, raw: bytes, session: _InSession | None) -> bytes:
@@ -255,13 +255,13 @@ class Dispatcher:
     ) -> tuple[Message, bytes, Caller]:
         challenge = self._challenges.take(answer.session_id)
         version = min(challenge.request.version, PROTOCOL_VERSION)
-        caller = self._service.authenticate_answer(
+        caller = self._service.auth.authenticate_answer(
             body, challenge.nonce, challenge.digest.digest, version, _origin(udp, peer)
         )
         if challenge.binds_session:
             # The answer itself need not be MACed (Handle.Net's is not): the request
             # it answers for was, and the answer is bound to that request's digest.
-            self._service.bind_handle_session(challenge.session_id, caller)
+            self._service.sessions.bind_handle_session(challenge.session_id, caller)
         return challenge.request, challenge.raw, caller
 
     def _listing(
@@ -312,10 +312,10 @@ class Dispatcher:
             case SessionTerminateRequest():
                 if session is None or not session.maced:
                     raise InvalidSessionKey("only a message MACed in a session can end it")
-                service.close_handle_session(session.number)
+                service.sessions.close_handle_session(session.number)
             case CreateHandleRequest(handle, values):
                 mint = bool(flags & OpFlag.MINT_NEW_SUFFIX)
-                made = service.create_handle(
+                made = service.writes.create_handle(
                     handle,
                     values,
                     caller,
@@ -324,13 +324,13 @@ class Dispatcher:
                 )
                 return CreateHandleResponse(made if mint else None)
             case DeleteHandleRequest(handle):
-                service.delete_handle(handle, caller)
+                service.writes.delete_handle(handle, caller)
             case AddValueRequest(handle, values):
-                service.add_values(handle, values, caller)
+                service.writes.add_values(handle, values, caller)
             case ModifyValueRequest(handle, values):
-                service.modify_values(handle, values, caller)
+                service.writes.modify_values(handle, values, caller)
             case RemoveValueRequest(handle, indexes):
-                service.remove_values(handle, indexes, caller)
+                service.writes.remove_values(handle, indexes, caller)
             case _:
                 return self._query(request, caller)
         return GenericResponse()
@@ -340,7 +340,7 @@ class Dispatcher:
         service = self._service
         match request.body:
             case ResolutionRequest(handle, indexes, types):
-                record = service.resolve(
+                record = service.reads.resolve(
                     handle,
                     indexes=indexes,
                     types=types,
@@ -349,17 +349,17 @@ class Dispatcher:
                 )
                 return ResolutionResponse(record.handle, record.values)
             case SiteInfoRequest():
-                return SiteInfoResponse(service.site_info())
+                return SiteInfoResponse(service.reads.site_info())
             case ListHandlesRequest(handle) if request.opcode == OpCode.LIST_HANDLES:
-                handles, _ = service.list_handles(_prefix_of(handle), caller)
+                handles, _ = service.writes.list_handles(_prefix_of(handle), caller)
                 return ListHandlesResponse(tuple(handles))
             case ListHandlesRequest():
-                homed = service.homed_prefixes()
+                homed = service.reads.homed_prefixes()
                 return ListHandlesResponse(tuple(f"{NA_PREFIX}/{p}" for p in homed))
             case VerifyChallengeRequest(handle, index, nonce, digest, signed):
                 identity = ValueReference(handle, index)
                 version = min(request.version, PROTOCOL_VERSION)
-                valid = service.verify_challenge(identity, nonce, digest, signed, version)
+                valid = service.auth.verify_challenge(identity, nonce, digest, signed, version)
                 return VerifyChallengeResponse(valid)
         raise OperationNotSupported(
             f"opcode {int(request.opcode)} ({request.opcode.name}) is not supported"

@@ -94,7 +94,7 @@ def resolve_response(
     try:
         indexes, types = _filters(params)
         public_only = http_admin.query_flag(params, "publicOnly", not caller.authenticated)
-        record = service.resolve(
+        record = service.reads.resolve(
             handle, indexes=indexes, types=types, caller=caller, public_only=public_only
         )
     except IdnodeError as exc:
@@ -178,7 +178,7 @@ def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
 
     async def api_prefixes(request: Request) -> Response:
         return _json(
-            {"responseCode": int(ResponseCode.SUCCESS), "prefixes": service.homed_prefixes()},
+            {"responseCode": int(ResponseCode.SUCCESS), "prefixes": service.reads.homed_prefixes()},
             list(request.query_params.multi_items()),
         )
 
@@ -202,7 +202,7 @@ def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def index(request: Request) -> Response:
-        prefixes = "".join(f"<li>{html.escape(p)}</li>" for p in service.homed_prefixes())
+        prefixes = "".join(f"<li>{html.escape(p)}</li>" for p in service.reads.homed_prefixes())
         return HTMLResponse(
             page(
                 "idnode",
@@ -218,7 +218,7 @@ def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
         try:
             # The proxy pages answer for any handle: through the resolver, for handles
             # held elsewhere, when the node has one (root_servers is set).
-            record = service.resolve(handle, recursive=True)
+            record = service.reads.resolve(handle, recursive=True)
         except IdnodeError as exc:
             status = http_status_of(exc)
             body = f"<p>{html.escape(exc.message)}</p>"

@@ -95,12 +95,14 @@ async def put_handle(service: NodeService, request: Request, handle: str) -> Res
         if indexes is not None:
             if indexes:
                 values = tuple(v for v in values if v.index in indexes)
-            service.put_values(handle, values, caller)
+            service.writes.put_values(handle, values, caller)
             return _ok({"handle": handle})
         mint = query_flag(params, "mintNewSuffix", default=False)
         overwrite = query_flag(params, "overwrite", default=True)
-        existed = not mint and service.exists(handle)
-        made = service.create_handle(handle, values, caller, overwrite=overwrite, mint_suffix=mint)
+        existed = not mint and service.reads.exists(handle)
+        made = service.writes.create_handle(
+            handle, values, caller, overwrite=overwrite, mint_suffix=mint
+        )
     except IdnodeError as exc:
         return error(service, exc, handle)
     return _ok({"handle": made}, 200 if existed else 201)
@@ -124,8 +126,8 @@ async def _put_from_template(
         )
     group = parse_readers(readers) if readers else None
     overwrite = query_flag(params, "overwrite", default=True)
-    existed = service.exists(handle)
-    made = service.create_from_template(
+    existed = service.reads.exists(handle)
+    made = service.writes.create_from_template(
         handle, template, fields, caller, readers=group, overwrite=overwrite
     )
     return _ok({"handle": made}, 200 if existed else 201)
@@ -137,9 +139,9 @@ async def delete_handle(service: NodeService, request: Request, handle: str) -> 
         caller = caller_of(service, request)
         indexes = _indexes(params)
         if indexes:
-            service.remove_values(handle, indexes, caller)
+            service.writes.remove_values(handle, indexes, caller)
         else:
-            service.delete_handle(handle, caller)
+            service.writes.delete_handle(handle, caller)
     except IdnodeError as exc:
         return error(service, exc, handle)
     return _ok({"handle": handle})
@@ -159,7 +161,7 @@ async def list_handles(service: NodeService, request: Request) -> Response:
             raise BadRequestParameter(f"page >= 0 and pageSize 1..{MAX_PAGE_SIZE} (or -1: all)")
         caller = caller_of(service, request)
         limit = None if size == -1 else size
-        handles, total = service.list_handles(prefix, caller, page * max(size, 0), limit)
+        handles, total = service.writes.list_handles(prefix, caller, page * max(size, 0), limit)
     except IdnodeError as exc:
         return error(service, exc)
     body: dict[str, Any] = {"prefix": prefix, "totalCount": str(total), "handles": handles}

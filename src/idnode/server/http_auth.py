@@ -59,7 +59,7 @@ def caller_of(service: NodeService, request: Request, *, required: bool = True) 
     scheme = scheme.lower()
     if scheme == "basic":
         identity, password = _basic(credentials)
-        return service.authenticate_password(identity, password, origin)
+        return service.auth.authenticate_password(identity, password, origin)
     if scheme == "handle":
         auth = parse_handle_authorization(credentials)
         if auth.authenticating:
@@ -67,7 +67,7 @@ def caller_of(service: NodeService, request: Request, *, required: bool = True) 
                 raise AuthenticationFailed(
                     "Handle authorization needs sessionId=; open one with POST /api/sessions"
                 )
-            return service.authenticate_session(
+            return service.sessions.authenticate_session(
                 auth.session_id,
                 auth.identity(),
                 auth.auth_type(),
@@ -76,7 +76,7 @@ def caller_of(service: NodeService, request: Request, *, required: bool = True) 
                 origin,
             )
         if auth.session_id is not None and not auth.client_cert:
-            return service.session_caller(auth.session_id, origin)
+            return service.sessions.session_caller(auth.session_id, origin)
     elif header:
         raise AuthenticationNeeded(
             f"authentication scheme {scheme!r} is not supported; use Basic or Handle"
@@ -84,7 +84,7 @@ def caller_of(service: NodeService, request: Request, *, required: bool = True) 
     certificate = client_certificate(request)
     if certificate is not None:
         identity, key = _certificate_identity(certificate)
-        return service.authenticate_certificate(identity, key, origin)
+        return service.auth.authenticate_certificate(identity, key, origin)
     if required:
         raise AuthenticationNeeded(
             "this operation needs credentials: HTTP Basic, a Handle session or a client certificate"
@@ -137,7 +137,7 @@ def error(service: NodeService, exc: IdnodeError, handle: str | None = None) -> 
     if http_status_of(exc) == 401:
         response.headers.append("WWW-Authenticate", 'Basic realm="handle"')
         try:
-            session = service.open_session()
+            session = service.sessions.open_session()
         except IdnodeError:
             return response  # Basic still works; the database is having trouble
         nonce = base64.b64encode(session.nonce).decode()
@@ -163,7 +163,7 @@ async def sessions(service: NodeService, request: Request) -> Response:
     """``POST /api/sessions``: a new session, authenticated at once if credentials came."""
     try:
         caller = caller_of(service, request, required=False)
-        session = service.open_session(caller)
+        session = service.sessions.open_session(caller)
     except IdnodeError as exc:
         return error(service, exc)
     return JSONResponse(_session_body(session), status_code=201)
@@ -180,15 +180,15 @@ async def this_session(service: NodeService, request: Request) -> Response:
         if session_id is None:
             raise AuthenticationNeeded('name the session: Authorization: Handle sessionId="..."')
         if request.method == "DELETE":
-            service.close_session(session_id)
+            service.sessions.close_session(session_id)
             return Response(status_code=204)
-        service.session(session_id)  # unknown or expired: 401 before anything else
+        service.sessions.session(session_id)  # unknown or expired: 401 before anything else
         if request.method in ("PUT", "POST"):
             caller = caller_of(service, request, required=True)
-            session = service.bind_session(session_id, caller)
+            session = service.sessions.bind_session(session_id, caller)
         else:
             caller_of(service, request, required=False)  # a full header authenticates
-            session = service.session(session_id)
+            session = service.sessions.session(session_id)
     except IdnodeError as exc:
         return error(service, exc)
     return JSONResponse(_session_body(session))

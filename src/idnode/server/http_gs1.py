@@ -88,7 +88,7 @@ def digital_link(service: NodeService, request: Request, gs1_prefix: str) -> Res
         if not gs1_prefix:
             raise NoSuchResource("GS1 resolution is not set up here (gs1_prefix is empty)")
         key = from_path(raw.decode("latin-1"), query)
-        records = service.resolve_gs1(key, gs1_prefix)
+        records = service.reads.resolve_gs1(key, gs1_prefix)
     except IdnodeError as exc:
         return problem(exc)
     anchor = _root(request) + key.path

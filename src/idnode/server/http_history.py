@@ -33,17 +33,17 @@ async def history(service: NodeService, request: Request) -> Response:
     try:
         caller = http_auth.caller_of(service, request, required=True)
         if request.method == "POST":
-            number = service.restore_version(handle, _number(params, "restore"), caller)
+            number = service.history.restore_version(handle, _number(params, "restore"), caller)
             return _ok({"handle": handle, "version": number})
         if "from" in params or "to" in params:
-            a = service.version(handle, _number(params, "from"), caller)
-            b = service.version(handle, _number(params, "to"), caller)
+            a = service.history.version(handle, _number(params, "from"), caller)
+            b = service.history.version(handle, _number(params, "to"), caller)
             changes = [change_to_json(c) for c in diff(a.values, b.values)]
             return _ok({"handle": handle, "from": a.number, "to": b.number, "changes": changes})
         if "version" in params:
-            version = service.version(handle, _number(params, "version"), caller)
+            version = service.history.version(handle, _number(params, "version"), caller)
             return _ok({"handle": handle, **version_to_json(version, values=True)})
-        versions = service.history(handle, caller)
+        versions = service.history.history(handle, caller)
         return _ok({"handle": handle, "versions": [version_to_json(v) for v in versions]})
     except IdnodeError as exc:
         return http_auth.error(service, exc, handle)

@@ -37,7 +37,7 @@ async def search(service: NodeService, request: Request) -> Response:
             offset=page * size,
             limit=size + 1,  # one more tells whether another page follows
         )
-        found = service.search(query)
+        found = service.reads.search(query)
     except IdnodeError as exc:
         return http_auth.error(service, exc)
     return JSONResponse(

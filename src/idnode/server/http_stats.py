@@ -17,7 +17,7 @@ __all__ = ["metrics", "receive_report", "stats"]
 
 
 async def metrics(service: NodeService, request: Request) -> Response:
-    text = prometheus_text(service.stats(), service.reported_stats())
+    text = prometheus_text(service.statistics.totals(), service.statistics.reported())
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 
@@ -30,8 +30,8 @@ async def stats(service: NodeService, request: Request) -> Response:
     return JSONResponse(
         {
             "responseCode": int(ResponseCode.SUCCESS),
-            "rows": [row_to_json(row) for row in service.stats(since=since)],
-            "reported": report_to_json(service.reported_stats(since))["rows"],
+            "rows": [row_to_json(row) for row in service.statistics.totals(since=since)],
+            "reported": report_to_json(service.statistics.reported(since))["rows"],
         }
     )
 
@@ -42,7 +42,7 @@ async def receive_report(service: NodeService, request: Request) -> Response:
     try:
         caller = http_auth.caller_of(service, request, required=True)
         rows = report_from_json(await http_admin.json_body(request))
-        stored = service.accept_stats_report(rows, caller)
+        stored = service.statistics.accept_report(rows, caller)
     except IdnodeError as exc:
         return http_auth.error(service, exc)
     return JSONResponse({"responseCode": int(ResponseCode.SUCCESS), "stored": stored})

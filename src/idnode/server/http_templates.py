@@ -27,7 +27,7 @@ async def templates_api(service: NodeService, request: Request) -> Response:
     return JSONResponse(
         {
             "responseCode": int(ResponseCode.SUCCESS),
-            "templates": [t.to_json() for t in service.templates()],
+            "templates": [t.to_json() for t in service.templates.templates()],
         }
     )
 
@@ -37,10 +37,14 @@ async def template_api(service: NodeService, request: Request) -> Response:
     try:
         if request.method == "PUT":
             caller = http_auth.caller_of(service, request, required=True)
-            defined = service.define_template(name, await http_admin.json_body(request), caller)
+            defined = service.templates.define_template(
+                name, await http_admin.json_body(request), caller
+            )
             body: dict[str, Any] = defined.to_json()
             return JSONResponse({"responseCode": int(ResponseCode.SUCCESS), **body}, 201)
-        template = service.template(name, http_admin.query_number(request.query_params, "version"))
+        template = service.templates.template(
+            name, http_admin.query_number(request.query_params, "version")
+        )
     except IdnodeError as exc:
         return http_auth.error(service, exc)
     return JSONResponse({"responseCode": int(ResponseCode.SUCCESS), **template.to_json()})
@@ -50,14 +54,14 @@ async def templates_page(service: NodeService, request: Request) -> Response:
     items = "".join(
         f'<li><a href="/templates/{html.escape(t.name)}">{html.escape(t.name)}</a> '
         f"(version {t.version}): {html.escape(t.title)}</li>"
-        for t in service.templates()
+        for t in service.templates.templates()
     )
     return HTMLResponse(page("Templates", f"<ul>{items}</ul>"))
 
 
 async def template_page(service: NodeService, request: Request) -> Response:
     try:
-        template = service.template(
+        template = service.templates.template(
             request.path_params["name"], http_admin.query_number(request.query_params, "version")
         )
     except IdnodeError as exc:

@@ -212,7 +212,7 @@ async def _flush_stats_every(node: Node, seconds: float) -> None:
     while True:
         await asyncio.sleep(seconds)
         try:
-            node.service.flush_stats()
+            node.service.statistics.flush()
         except IdnodeError as exc:  # the database is away; counts wait for the next try
             log.warning("could not flush statistics: %s", exc.message)
 

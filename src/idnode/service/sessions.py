@@ -1,0 +1,174 @@
+"""Sessions, kept in storage so that every worker process knows them.
+
+HTTP API sessions give a client a nonce to sign once and a session id to send after.
+Handle protocol sessions (opcodes 400-402) agree on a key by Diffie-Hellman; every
+message in one carries a MAC and a counter, which is accepted once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+
+from idnode.auth import replay
+from idnode.auth.challenges import NONCE_SIZE
+from idnode.auth.identity import check_answer
+from idnode.auth.session_keys import server_agreement
+from idnode.domain import StoredSession
+from idnode.errors import (
+    AuthenticationFailed,
+    AuthenticationNeeded,
+    SessionFailed,
+    SessionMessageRejected,
+    SessionTimeout,
+)
+from idnode.handle.messages import PROTOCOL_VERSION, KeyExchange, SessionSetupRequest
+from idnode.handle.values import ValueReference
+from idnode.service.core import ANONYMOUS, Caller, ServiceCore
+
+__all__ = ["Sessions"]
+
+# Ids of Handle protocol sessions in the sessions table.
+_HANDLE_SESSION = "handle:"
+
+
+class Sessions:
+    # An HTTP session lasts this long from when it was opened; authenticating does not
+    # extend it.
+    SESSION_SECONDS = 3600.0
+    # A Handle protocol session lasts what its client asks, at most this long (the
+    # deployed default), from when it was set up.
+    HANDLE_SESSION_SECONDS = 86_400.0
+
+    def __init__(self, core: ServiceCore) -> None:
+        self._core = core
+
+    # -- HTTP API sessions -----------------------------------------------------------
+
+    def open_session(self, caller: Caller = ANONYMOUS) -> StoredSession:
+        """A new session with a fresh nonce; already authenticated as ``caller``."""
+        storage = self._core.storage
+        now = self._core.wall_clock()
+        storage.purge_sessions(now)
+        session = StoredSession(
+            secrets.token_urlsafe(24),
+            secrets.token_bytes(NONCE_SIZE),
+            caller.identity,
+            now + self.SESSION_SECONDS,
+        )
+        storage.put_session(session)
+        return session
+
+    def session(self, session_id: str) -> StoredSession:
+        """The open session ``session_id``; AuthenticationNeeded when unknown or expired."""
+        # A Handle protocol session is proven by the MAC of each message, which HTTP
+        # requests do not carry: its id names nothing here.
+        session = None
+        if not session_id.startswith(_HANDLE_SESSION):
+            session = self._core.storage.get_session(session_id)
+        if session is None or session.expires <= self._core.wall_clock():
+            raise AuthenticationNeeded(
+                "the session is unknown or has expired; open a new one with POST /api/sessions"
+            )
+        return session
+
+    def session_caller(self, session_id: str, origin: str) -> Caller:
+        return Caller(self.session(session_id).identity, origin)
+
+    def authenticate_session(
+        self,
+        session_id: str,
+        identity: ValueReference,
+        auth_type: str,
+        answer: bytes,
+        client_nonce: bytes,
+        origin: str,
+    ) -> Caller:
+        """Prove ``identity`` in a session: ``answer`` signs its nonce + ``client_nonce``.
+
+        The session is then authenticated as that identity until it expires.
+        """
+        session = self.session(session_id)
+        if not 8 <= len(client_nonce) <= 1024:
+            raise AuthenticationFailed("cnonce must be 8 to 1024 bytes")
+        values = self._core.values_of(identity.handle)
+        proven = check_answer(
+            values, identity, auth_type, answer, session.nonce, client_nonce, PROTOCOL_VERSION
+        )
+        self._bind(session, proven)
+        return Caller(proven, origin)
+
+    def bind_session(self, session_id: str, caller: Caller) -> StoredSession:
+        """Authenticate an open session as ``caller`` (proven some other way)."""
+        return self._bind(self.session(session_id), caller.identity)
+
+    def _bind(self, session: StoredSession, identity: ValueReference | None) -> StoredSession:
+        # A session already bound to this identity is not written again: a request
+        # that authenticates in its session, then binds it, costs one write, not two.
+        if session.identity != identity:
+            session = dataclasses.replace(session, identity=identity)
+            self._core.storage.put_session(session)
+        return session
+
+    def close_session(self, session_id: str) -> None:
+        self._core.storage.delete_session(session_id)
+
+    # -- Handle protocol sessions (opcodes 400-402) ------------------------------------
+
+    def open_handle_session(
+        self, setup: SessionSetupRequest, version: tuple[int, int]
+    ) -> tuple[int, bytes]:
+        """A new session: its number and the server's half of the key agreement.
+
+        Only Diffie-Hellman (what deployed clients use by default) is offered, and only
+        from protocol 2.7, whose messages are authenticated with HMAC-SHA256.
+        """
+        if setup.mode != KeyExchange.DIFFIE_HELLMAN:
+            raise SessionFailed(
+                f"key exchange mode {setup.mode} is not offered; use Diffie-Hellman (4)"
+            )
+        if version < (2, 7):
+            raise SessionFailed("sessions need protocol 2.7 or later (HMAC-SHA256)")
+        answer, key = server_agreement(setup.public_key)
+        storage = self._core.storage
+        now = self._core.wall_clock()
+        storage.purge_sessions(now)
+        lasts = self.HANDLE_SESSION_SECONDS
+        if setup.timeout > 0:
+            lasts = min(float(setup.timeout), lasts)
+        number = secrets.randbelow(2**31 - 1) + 1
+        storage.put_session(StoredSession(_HANDLE_SESSION + str(number), key, None, now + lasts))
+        return number, answer
+
+    def handle_session(self, number: int) -> StoredSession:
+        """The open Handle protocol session ``number``; SessionTimeout if none."""
+        session = self._core.storage.get_session(_HANDLE_SESSION + str(number))
+        if session is None or session.expires <= self._core.wall_clock():
+            raise SessionTimeout(f"session {number} is unknown or has expired; set up a new one")
+        return session
+
+    def accept_session_message(self, session: StoredSession, counter: int) -> None:
+        """Count a message of ``session`` (its MAC checked by the caller);
+        SessionMessageRejected if its counter was seen before."""
+        storage = self._core.storage
+        state = (session.counter, session.seen)
+        while True:
+            new = replay.accept(state, counter)
+            if new is None:
+                raise SessionMessageRejected(
+                    f"message {counter} of session {session.session_id} was seen before"
+                )
+            if storage.advance_session(session.session_id, state, new):
+                return
+            # Another worker counted a message meanwhile: start from what it stored.
+            current = storage.get_session(session.session_id)
+            if current is None:
+                raise SessionTimeout(f"session {session.session_id} ended meanwhile")
+            state = (current.counter, current.seen)
+
+    def bind_handle_session(self, number: int, caller: Caller) -> None:
+        """The session has proven ``caller`` (by a challenge answered inside it)."""
+        self._bind(self.handle_session(number), caller.identity)
+
+    def close_handle_session(self, number: int) -> None:
+        self._core.storage.delete_session(_HANDLE_SESSION + str(number))
