@@ -9,9 +9,6 @@ from typing import Any
 import pytest
 import typer.main
 
-# Every module that adds commands, so that the check does not depend on which test
-# files happened to import them first.
-from idnode import cli_admin, cli_history, cli_prefix, cli_search, cli_template  # noqa: F401
 from idnode.cli import app
 from idnode.config import Config
 

@@ -11,7 +11,6 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-import idnode.cli_history  # noqa: F401 - registers ``idnode history``
 from idnode.cli import app
 from idnode.config import Config
 from idnode.domain import AuditEntry, HandleRecord

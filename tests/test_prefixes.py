@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import idnode.cli_prefix  # noqa: F401 - registers ``idnode prefix``
 from idnode.cli import app
 from idnode.domain import HandleRecord
 from idnode.errors import HandleNotFound, InvalidValue, NotResponsible, Referral

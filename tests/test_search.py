@@ -12,7 +12,6 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-import idnode.cli_search  # noqa: F401 - registers ``idnode search``
 from idnode.cli import app
 from idnode.domain import Condition, HandleRecord, SearchQuery
 from idnode.errors import InvalidValue

@@ -16,7 +16,6 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-import idnode.cli_prefix  # noqa: F401 - registers ``idnode prefix``
 from idnode.cli import app
 from idnode.client import HandleClient
 from idnode.config import Config, load_config

@@ -12,7 +12,6 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-import idnode.cli_template  # noqa: F401 - registers ``idnode template``
 from idnode.cli import app
 from idnode.config import Config
 from idnode.domain import HandleRecord

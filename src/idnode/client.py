@@ -26,11 +26,11 @@ from idnode.auth.session_keys import client_key, client_session_key
 from idnode.auth.signatures import answer_with_private_key, answer_with_secret, signed_by
 from idnode.errors import (
     AuthenticationError,
-    HandleNotFound,
     IdnodeError,
-    InvalidCredential,
+    Referral,
     RemoteProtocolError,
     SessionFailed,
+    error_for,
 )
 from idnode.handle.codec import (
     MAX_MESSAGE_LENGTH,
@@ -49,6 +49,7 @@ from idnode.handle.messages import (
     KeyExchange,
     ListHandlesResponse,
     Message,
+    ReferralResponse,
     ResolutionRequest,
     SessionSetupRequest,
     SessionSetupResponse,
@@ -66,6 +67,7 @@ __all__ = [
     "HandleClient",
     "ServerUnreachable",
     "Transport",
+    "answer_error",
     "listed",
 ]
 
@@ -183,13 +185,11 @@ class HandleClient:
             body, VerifyChallengeResponse
         ):
             return body.valid
-        said = _said(reply)
-        if reply.response_code == ResponseCode.HANDLE_NOT_FOUND:
-            raise HandleNotFound(said)
-        if reply.response_code == ResponseCode.INVALID_CREDENTIAL:
-            raise InvalidCredential(said)
+        if reply.response_code in (ResponseCode.HANDLE_NOT_FOUND, ResponseCode.INVALID_CREDENTIAL):
+            raise answer_error(reply)
         raise AuthenticationError(
-            f"{self.host}:{self.port} could not verify {identity.index}:{identity.handle}: {said}"
+            f"{self.host}:{self.port} could not verify {identity.index}:{identity.handle}:"
+            f" {_said(reply)}"
         )
 
     def server_key(self) -> bytes:
@@ -371,6 +371,16 @@ class HandleClient:
                     reply = _matching(frame, request_id, key)
                     if reply is not None:
                         return reply
+
+
+def answer_error(reply: Message) -> IdnodeError:
+    """The exception a server's unsuccessful answer stands for (the one our own
+    server raised to give it): a Referral with the values it refers to, else the
+    class of its response code (:func:`idnode.errors.error_for`)."""
+    body = reply.body
+    if isinstance(body, ReferralResponse):
+        return Referral(f"ask the site of {body.handle}", body.handle, body.values)
+    return error_for(reply.response_code, _said(reply))
 
 
 def _said(reply: Message) -> str:

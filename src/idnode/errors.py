@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from idnode.handle.values import HandleValue
 
 __all__ = [
+    "AnsweredError",
     "AuthenticationError",
     "AuthenticationFailed",
     "AuthenticationNeeded",
@@ -61,6 +62,7 @@ __all__ = [
     "StorageError",
     "ValueAlreadyExists",
     "ValuesNotFound",
+    "error_for",
     "http_status",
     "http_status_of",
 ]
@@ -219,6 +221,59 @@ class StorageError(IdnodeError):
 
 class ConfigError(IdnodeError):
     """The configuration or the data directory is not usable as given."""
+
+
+class AnsweredError(IdnodeError):
+    """A server's answer with a response code no class here stands for (an unknown
+    code, or one only servers send, such as SERVER_READ_ONLY); it carries the code."""
+
+    def __init__(self, code: ResponseCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    # An instance's code, where every other class has one of its own.
+    @property
+    def response_code(self) -> ResponseCode:  # type: ignore[override]
+        return self.code
+
+
+# The other direction: the class an answer's response code stands for, so that a
+# client raises what a server of ours raised. A code that several classes carry is
+# answered by the plainest of them.
+_ANSWERS: dict[ResponseCode, type[IdnodeError]] = {
+    cls.response_code: cls
+    for cls in (
+        ServerError,
+        ServerBusy,
+        ProtocolError,
+        OperationNotSupported,
+        RecursionTooDeep,
+        HandleNotFound,
+        HandleAlreadyExists,
+        InvalidHandle,
+        ValuesNotFound,
+        ValueAlreadyExists,
+        InvalidValue,
+        NotResponsible,
+        AuthenticationNeeded,
+        InsufficientPermissions,
+        AuthenticationFailed,
+        InvalidCredential,
+        AuthenticationTimeout,
+        AuthenticationError,
+        SessionTimeout,
+        SessionFailed,
+        InvalidSessionKey,
+        SessionMessageRejected,
+    )
+}
+
+
+def error_for(code: ResponseCode, message: str) -> IdnodeError:
+    """The exception a server's answer with ``code`` stands for (a referral is not
+    among them: it needs the values it refers to; see :class:`Referral`)."""
+    cls = _ANSWERS.get(code)
+    return AnsweredError(code, message) if cls is None else cls(message)
 
 
 # Handle.Net's JSON API answers with these HTTP statuses; clients written for it

@@ -26,12 +26,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from idnode.client import HandleClient, ServerUnreachable
+from idnode.client import HandleClient, ServerUnreachable, answer_error
 from idnode.domain import HandleRecord
 from idnode.errors import (
     HandleNotFound,
     IdnodeError,
-    InvalidHandle,
     NotResponsible,
     RecursionTooDeep,
     RemoteProtocolError,
@@ -49,13 +48,16 @@ __all__ = ["AnswerCache", "Resolver"]
 
 _Key = tuple[str, tuple[int, ...], tuple[str, ...]]
 _T = TypeVar("_T")
-_ERRORS: dict[ResponseCode, type[IdnodeError]] = {
-    ResponseCode.HANDLE_NOT_FOUND: HandleNotFound,
-    ResponseCode.VALUES_NOT_FOUND: ValuesNotFound,
-    ResponseCode.INVALID_HANDLE: InvalidHandle,
-    ResponseCode.SERVER_NOT_RESPONSIBLE: NotResponsible,
-    ResponseCode.RECURSION_COUNT_TOO_HIGH: RecursionTooDeep,
-}
+# What a resolution may answer, relayed as it is; any other failure is the server's.
+_RELAYED = frozenset(
+    (
+        ResponseCode.HANDLE_NOT_FOUND,
+        ResponseCode.VALUES_NOT_FOUND,
+        ResponseCode.INVALID_HANDLE,
+        ResponseCode.SERVER_NOT_RESPONSIBLE,
+        ResponseCode.RECURSION_COUNT_TOO_HIGH,
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -306,8 +308,7 @@ class Resolver:
             trail.hop(f"{where[0]}:{where[1]} refers {handle} to {body.handle}")
             referred = self._sites(body.values, trail, f"referral {body.handle}")
             return self._ask(referred, handle, indexes, types, trail)
+        if code in _RELAYED:
+            raise answer_error(reply)
         message = body.message if isinstance(body, ErrorResponse) else code.name
-        error = _ERRORS.get(code)
-        if error is not None:
-            raise error(message)
         raise ServerError(f"{where[0]}:{where[1]} answered {code.name} for {handle}: {message}")

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from idnode.cli import DataDir, _fail, _open, app, out
+from idnode.cli.common import fail, local_node, out
 from idnode.domain import Condition, SearchQuery
 from idnode.errors import IdnodeError
+from idnode.node import Node
 
 
-@app.command("search")
+@local_node()
 def search(
-    data_dir: DataDir = Path(".idnode"),
+    node: Node,
     prefix: Annotated[str | None, typer.Option(help="Only identifiers under this prefix.")] = None,
     template: Annotated[
         str | None, typer.Option(help="Only records made from this template (NAME[@VERSION]).")
@@ -32,16 +32,13 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
     """Identifiers whose public values match, in handle order."""
-    node = _open(data_dir)
     try:
         query = SearchQuery(
             prefix, template, tuple(Condition.parse(w) for w in where or ()), text, offset, limit
         )
         found = node.service.reads.search(query)
     except IdnodeError as exc:
-        _fail(exc.message)
-    finally:
-        node.close()
+        fail(exc.message)
     if as_json:
         out.print(json.dumps(found), highlight=False, soft_wrap=True)
         return

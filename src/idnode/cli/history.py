@@ -1,31 +1,33 @@
-"""``idnode history``: a record's versions, one of them, a diff, or going back to one.
+"""``idnode history`` and ``audit``: a record's versions (one of them, a diff, or going
+back to one), and the node's audit log of writes.
 
-Runs on the node's data directory as its operator, like ``import``; over HTTP the same
-is at ``/api/history/{handle}`` for the record's administrators.
+They run on the node's data directory as its operator, like ``import``; over HTTP the
+same is at ``/api/history/{handle}`` for the record's administrators.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from idnode.cli import DataDir, _fail, _open, app, out
+from idnode.cli.common import fail, local_node, out
+from idnode.domain import AuditQuery
 from idnode.errors import IdnodeError
 from idnode.handle.values import ValueReference
 from idnode.history import Change, Version, diff
-from idnode.jsonformat import change_to_json, value_to_json, version_to_json
+from idnode.jsonformat import change_to_json, record_to_json, value_to_json, version_to_json
+from idnode.node import Node
 from idnode.service import Caller
 
 
-@app.command("history")
+@local_node()
 def history(
     handle: Annotated[str, typer.Argument(help="The handle, e.g. 88.100.1/PUMP-0001.")],
-    data_dir: DataDir = Path(".idnode"),
+    node: Node,
     version: Annotated[int | None, typer.Option(help="Show the values of version N.")] = None,
     from_: Annotated[
         int | None, typer.Option("--from", help="Show what changed from version A...")
@@ -37,7 +39,6 @@ def history(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The versions of a record: who changed it, when, from where and how."""
-    node = _open(data_dir)
     try:
         if restore is not None:
             config = node.config
@@ -57,14 +58,12 @@ def history(
         else:
             _show_versions(versions, as_json)
     except IdnodeError as exc:
-        _fail(exc.message)
-    finally:
-        node.close()
+        fail(exc.message)
 
 
 def _pick(versions: list[Version], number: int) -> Version:
     if not 1 <= number <= len(versions):
-        _fail(f"there are versions 1 to {len(versions)}, not {number}")
+        fail(f"there are versions 1 to {len(versions)}, not {number}")
     return versions[number - 1]
 
 
@@ -113,3 +112,32 @@ def _show_diff(a: Version, b: Version, changes: list[Change], as_json: bool) -> 
         sign = {"added": "+", "removed": "-", "changed": "~"}[c.kind]
         out.print(f"  {sign} {c.index:>5}  {before}{' -> ' if before and after else ''}{after}",
                   highlight=False, soft_wrap=True)  # fmt: skip
+
+
+@local_node()
+def audit(
+    node: Node,
+    handle: Annotated[str | None, typer.Option(help="Only writes to this handle.")] = None,
+    actor: Annotated[str | None, typer.Option(help="Only writes by INDEX:HANDLE.")] = None,
+    hours: Annotated[int, typer.Option(help="How many hours back, 0 for all.")] = 24,
+    limit: Annotated[int, typer.Option(help="At most this many entries.")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Show the node's audit log: who wrote what, from where, before and after."""
+    since = time.time() - hours * 3600 if hours else 0.0
+    entries = node.service.writes.audit_log(AuditQuery(handle, actor, since, limit))
+    for e in entries:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e.at))
+        if as_json:
+            line = {
+                "at": when,
+                "actor": e.actor,
+                "origin": e.origin,
+                "operation": e.operation,
+                "handle": e.handle,
+                "before": None if e.before is None else record_to_json(e.before)["values"],
+                "after": None if e.after is None else record_to_json(e.after)["values"],
+            }
+            out.print(json.dumps(line, ensure_ascii=False), highlight=False, soft_wrap=True)
+        else:
+            out.print(f"{when}  {e.actor}  {e.origin}  {e.operation}  {e.handle}", highlight=False)

@@ -13,25 +13,20 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from idnode.cli import DataDir, _fail, _open, app, out
+from idnode.cli.common import AsJson, fail, local_node, out
 from idnode.errors import IdnodeError
 from idnode.handle.values import ValueReference
+from idnode.node import Node
 from idnode.service import Caller
 
 template_app = typer.Typer(help="Metadata templates: list, show, define.", no_args_is_help=True)
-app.add_typer(template_app, name="template")
-
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 @template_app.command("list")
-def list_(data_dir: DataDir = Path(".idnode"), as_json: AsJson = False) -> None:
+@local_node()
+def list_(node: Node, as_json: AsJson = False) -> None:
     """Every template's latest version."""
-    node = _open(data_dir)
-    try:
-        templates = node.service.templates.templates()
-    finally:
-        node.close()
+    templates = node.service.templates.templates()
     if as_json:
         for t in templates:
             out.print(json.dumps(t.to_json(), ensure_ascii=False), highlight=False, soft_wrap=True)
@@ -43,20 +38,18 @@ def list_(data_dir: DataDir = Path(".idnode"), as_json: AsJson = False) -> None:
 
 
 @template_app.command("show")
+@local_node()
 def show(
     name: Annotated[str, typer.Argument(help="Template name, e.g. serial-item.")],
+    node: Node,
     version: Annotated[int | None, typer.Option(help="A version (default: the latest).")] = None,
-    data_dir: DataDir = Path(".idnode"),
     as_json: AsJson = False,
 ) -> None:
     """A template's fields: type, whether required, and who may read them."""
-    node = _open(data_dir)
     try:
         template = node.service.templates.template(name, version)
     except IdnodeError as exc:
-        _fail(exc.message)
-    finally:
-        node.close()
+        fail(exc.message)
     if as_json:
         out.print(json.dumps(template.to_json(), ensure_ascii=False), highlight=False)
         return
@@ -68,24 +61,22 @@ def show(
 
 
 @template_app.command("define")
+@local_node()
 def define(
     name: Annotated[str, typer.Argument(help="Template name: lower-case letters, digits, -.")],
     source: Annotated[Path, typer.Argument(help='JSON file: {"title", "fields": [...]}.')],
-    data_dir: DataDir = Path(".idnode"),
+    node: Node,
 ) -> None:
     """Add a template, or a new version of one (records keep the version they used)."""
     try:
         definition = json.loads(source.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        _fail(f"{source}: {exc}")
-    node = _open(data_dir)
+        fail(f"{source}: {exc}")
     try:
         config = node.config
         admin = ValueReference(config.admin_handle, config.admin_index)
         caller = Caller(admin if config.admin_handle else None, "cli")
         template = node.service.templates.define_template(name, definition, caller)
     except IdnodeError as exc:
-        _fail(exc.message)
-    finally:
-        node.close()
+        fail(exc.message)
     out.print(f"defined {template.name} version {template.version}")

@@ -14,11 +14,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from idnode.cli import DataDir, _fail, _open, app, out
+from idnode.cli.common import fail, local_node, out
 from idnode.errors import ConfigError, IdnodeError
 from idnode.handle.values import DEFAULT_TTL
 from idnode.handle.valuetypes import SiteInfo
 from idnode.keys import load_public_key
+from idnode.node import Node
 from idnode.sites import (
     HASH_OPTIONS,
     addresses,
@@ -31,26 +32,24 @@ prefix_app = typer.Typer(
     help="Prefixes: home them here, delegate them to other nodes, list, unhome.",
     no_args_is_help=True,
 )
-app.add_typer(prefix_app, name="prefix")
 
 
 @prefix_app.command("register")
+@local_node()
 def register(
     prefix: Annotated[str, typer.Argument(help="Prefix to serve here, e.g. 88.100.2.")],
-    data_dir: DataDir = Path(".idnode"),
+    node: Node,
 ) -> None:
     """Home a prefix at this node: it answers for the prefix's handles from now on."""
-    node = _open(data_dir)
     try:
         node.service.prefixes.home_prefix(prefix)
     except IdnodeError as exc:
-        _fail(exc.message)
-    finally:
-        node.close()
-    out.print(f"{prefix} is homed at {data_dir}")
+        fail(exc.message)
+    out.print(f"{prefix} is homed at {node.config.data_dir}")
 
 
 @prefix_app.command("delegate")
+@local_node()
 def delegate(
     prefix: Annotated[str, typer.Argument(help="Child prefix, e.g. 88.100 under 88.")],
     site: Annotated[
@@ -77,7 +76,8 @@ def delegate(
     admin_index: Annotated[
         int, typer.Option(help="Index of that key's HS_PUBKEY value.", min=1)
     ] = 300,
-    data_dir: DataDir = Path(".idnode"),
+    *,
+    node: Node,
 ) -> None:
     """Point 0.NA/<prefix> at the servers of the node that serves the prefix.
 
@@ -85,7 +85,7 @@ def delegate(
     prefix moves to new servers (resolvers follow within --ttl seconds).
     """
     if hash_by not in HASH_OPTIONS:
-        _fail("--hash must be prefix, suffix or handle", 2)
+        fail("--hash must be prefix, suffix or handle", 2)
     try:
         key = None if admin_key is None else (admin_index, load_public_key(admin_key).to_bytes())
         sites = [site_of(parse_endpoints(site), hash_option=HASH_OPTIONS[hash_by])]
@@ -94,29 +94,23 @@ def delegate(
             for m in mirror or ()
         ]
     except ConfigError as exc:
-        _fail(exc.message, 2)
-    node = _open(data_dir)
+        fail(exc.message, 2)
     try:
         record = node.service.prefixes.delegate_prefix(prefix, sites, ttl, key)
     except IdnodeError as exc:
-        _fail(exc.message)
-    finally:
-        node.close()
+        fail(exc.message)
     out.print(f"{record.handle} now points at {_describe(sites_in(record.values))}")
 
 
 @prefix_app.command("list")
+@local_node()
 def list_(
-    data_dir: DataDir = Path(".idnode"),
+    node: Node,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
     """The prefixes homed here and those delegated from here, with their sites."""
-    node = _open(data_dir)
-    try:
-        homed = node.service.reads.homed_prefixes()
-        delegated = node.service.prefixes.delegations()
-    finally:
-        node.close()
+    homed = node.service.reads.homed_prefixes()
+    delegated = node.service.prefixes.delegations()
     rows = [(p, "homed", "this node", "") for p in homed]
     for record in delegated:
         sites = sites_in(record.values)
@@ -141,21 +135,19 @@ def list_(
 
 
 @prefix_app.command("unhome")
+@local_node()
 def unhome(
     prefix: Annotated[str, typer.Argument(help="Prefix to stop serving here.")],
-    data_dir: DataDir = Path(".idnode"),
+    node: Node,
 ) -> None:
     """Stop serving a prefix here. Its records stay, and are served again if it is re-homed."""
-    node = _open(data_dir)
     try:
         removed = node.service.prefixes.unhome_prefix(prefix)
     except IdnodeError as exc:
-        _fail(exc.message)
-    finally:
-        node.close()
+        fail(exc.message)
     if not removed:
-        _fail(f"{prefix} is not homed at {data_dir}")
-    out.print(f"{prefix} is no longer homed at {data_dir}")
+        fail(f"{prefix} is not homed at {node.config.data_dir}")
+    out.print(f"{prefix} is no longer homed at {node.config.data_dir}")
 
 
 def _describe(sites: list[SiteInfo]) -> str:

@@ -1,0 +1,131 @@
+"""``idnode init``, ``serve`` and ``migrate``: making a node, running it, moving its data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from idnode.cli.common import DataDir, config_of, fail, out, progress_bars
+from idnode.demo import DEMO_PREFIX
+from idnode.errors import IdnodeError
+from idnode.node import init_node, migrate_node
+
+__all__ = ["init", "migrate", "serve"]
+
+
+def init(
+    data_dir: DataDir = Path(".idnode"),
+    prefix: Annotated[
+        str,
+        typer.Option(help="Prefix this node serves, e.g. 88.100.1 (root: 0.NA; recursive: none)."),
+    ] = DEMO_PREFIX,
+    role: Annotated[
+        str, typer.Option(help="root, top-level, secondary, enterprise or recursive.")
+    ] = "enterprise",
+    root_servers: Annotated[
+        str,
+        typer.Option(help="Root servers the resolver starts from, address:port[,...]."),
+    ] = "",
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    handle_port: Annotated[int, typer.Option(help="Handle protocol port (UDP+TCP).")] = 2641,
+    http_port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    public_address: Annotated[str, typer.Option(help="Address published in HS_SITE.")] = "",
+    database: Annotated[
+        str, typer.Option(help="Database URL (default: SQLite in the data directory).")
+    ] = "",
+) -> None:
+    """Create a node: database, homed prefix, server key and an admin key pair."""
+    settings: dict[str, object] = {
+        "database": database or None,
+        "host": host,
+        "handle_port": handle_port,
+        "http_port": http_port,
+        "public_address": public_address or None,
+        "role": role,
+        "root_servers": root_servers or None,
+    }
+    config = config_of(data_dir, **settings)
+    try:
+        node = init_node(config, prefix, settings)
+    except IdnodeError as exc:
+        fail(exc.message)
+    node.close()
+    if not node.config.admin_handle:
+        out.print(f"initialised {data_dir}: {role} node resolving from {root_servers}")
+        return
+    homed = node.config.admin_handle.partition("/")[2]
+    out.print(f"initialised {data_dir}: {role} node serving prefix [bold]{homed}[/]")
+    out.print(
+        f"admin identity: {node.config.admin_index}:{node.config.admin_handle}"
+        f" (private key {data_dir / 'admin_key.pem'})"
+    )
+
+
+def serve(
+    data_dir: DataDir = Path(".idnode"),
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    handle_port: Annotated[int | None, typer.Option(help="Handle protocol port.")] = None,
+    http_port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (SO_REUSEPORT).")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    database: Annotated[
+        str | None, typer.Option(help="Database URL, overriding the config.")
+    ] = None,
+    tls_cert: Annotated[
+        str | None, typer.Option(help="PEM certificate: serve HTTPS instead of HTTP.")
+    ] = None,
+    tls_key: Annotated[str | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    tls_client_ca: Annotated[
+        str | None,
+        typer.Option(help="PEM CAs whose client certificates are accepted as identities."),
+    ] = None,
+) -> None:
+    """Serve the node over Handle UDP/TCP and HTTP until interrupted."""
+    # Imported here: the servers (uvicorn, Starlette) are not loaded for other commands.
+    from idnode.server.runner import serve_forever
+
+    config = config_of(
+        data_dir,
+        database=database,
+        host=host,
+        handle_port=handle_port,
+        http_port=http_port,
+        workers=workers,
+        log_level=log_level,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+    )
+    try:
+        serve_forever(config, announce=lambda line: out.print(line, highlight=False))
+    except IdnodeError as exc:
+        fail(exc.message)
+    except KeyboardInterrupt:
+        pass
+
+
+def migrate(
+    to: Annotated[str, typer.Option("--to", help="Database URL to copy into (must be empty).")],
+    data_dir: DataDir = Path(".idnode"),
+    switch: Annotated[
+        bool, typer.Option(help="Make the node use the new database afterwards.")
+    ] = False,
+) -> None:
+    """Copy the node's database to another (SQLite <-> PostgreSQL), verified by checksum."""
+    config = config_of(data_dir)
+    try:
+        with progress_bars() as progress:
+            task = progress.add_task("copying", total=None)
+            result = migrate_node(
+                config, to, switch=switch, progress=lambda n: progress.update(task, completed=n)
+            )
+    except IdnodeError as exc:
+        fail(exc.message)
+    out.print(
+        f"copied {result.records} records and {result.prefixes} homed prefixes; "
+        f"checksums match (sha256 {result.sha256[:16]}...)"
+    )
+    if switch:
+        out.print(f"{data_dir / 'idnode.toml'} now uses {to}; restart `idnode serve`")
