@@ -180,17 +180,7 @@ class HandleClient:
         AuthenticationError for any other answer."""
         request = VerifyChallengeRequest(identity.handle, identity.index, nonce, digest, answer)
         reply = self.request(OpCode.VERIFY_RESPONSE, request, "tcp")
-        body = reply.body
-        if reply.response_code == ResponseCode.SUCCESS and isinstance(
-            body, VerifyChallengeResponse
-        ):
-            return body.valid
-        if reply.response_code in (ResponseCode.HANDLE_NOT_FOUND, ResponseCode.INVALID_CREDENTIAL):
-            raise answer_error(reply)
-        raise AuthenticationError(
-            f"{self.host}:{self.port} could not verify {identity.index}:{identity.handle}:"
-            f" {_said(reply)}"
-        )
+        return verified(reply, f"{self.host}:{self.port}", identity)
 
     def server_key(self) -> bytes:
         """This server's public key, from its own site information (``GET_SITE_INFO``):
@@ -225,13 +215,7 @@ class HandleClient:
         """
         if certified_by is not None:
             flags |= OpFlag.CERTIFY
-        msg = Message(
-            opcode=opcode,
-            body=body,
-            request_id=secrets.randbits(31),
-            # PUBLIC_ONLY: an anonymous read wants the public values, not a challenge.
-            op_flags=OpFlag.RETURN_REQUEST_DIGEST | OpFlag.PUBLIC_ONLY | flags,
-        )
+        msg = anonymous_request(opcode, body, flags)
         data = encode_message(msg)
         if transport in ("auto", "udp"):
             try:
@@ -317,7 +301,7 @@ class HandleClient:
     ) -> Iterator[Message]:
         while True:
             while (frame := framer.next_message()) is not None:
-                reply = _matching(frame, request_id, session=session)
+                reply = matching(frame, request_id, session=session)
                 if reply is not None:
                     yield reply
             chunk = sock.recv(65536)
@@ -351,7 +335,7 @@ class HandleClient:
                         raise ServerUnreachable(
                             f"{self.host}:{self.port}/udp: {exc.strerror}"
                         ) from exc
-                    reply = _matching(packet, request_id, key)
+                    reply = matching(packet, request_id, key)
                     if reply is not None:
                         return reply
         raise ServerUnreachable(f"no UDP answer from {self.host}:{self.port} in {self.timeout}s")
@@ -368,9 +352,35 @@ class HandleClient:
                 if framer.buffered > MAX_MESSAGE_LENGTH + 20:
                     raise RemoteProtocolError("server sent an oversized answer")
                 while (frame := framer.next_message()) is not None:
-                    reply = _matching(frame, request_id, key)
+                    reply = matching(frame, request_id, key)
                     if reply is not None:
                         return reply
+
+
+def anonymous_request(opcode: OpCode, body: Body, flags: OpFlag = OpFlag.NONE) -> Message:
+    """A request needing no identity, with a fresh request id; ``flags`` are added to
+    the ones always set."""
+    return Message(
+        opcode=opcode,
+        body=body,
+        request_id=secrets.randbits(31),
+        # PUBLIC_ONLY: an anonymous read wants the public values, not a challenge.
+        op_flags=OpFlag.RETURN_REQUEST_DIGEST | OpFlag.PUBLIC_ONLY | flags,
+    )
+
+
+def verified(reply: Message, server: str, identity: ValueReference) -> bool:
+    """What a server's answer to verify-challenge (opcode 201) says: whether the
+    answer proves the identity's secret key. HandleNotFound or InvalidCredential when
+    the server has no such identity, AuthenticationError for any other answer."""
+    body = reply.body
+    if reply.response_code == ResponseCode.SUCCESS and isinstance(body, VerifyChallengeResponse):
+        return body.valid
+    if reply.response_code in (ResponseCode.HANDLE_NOT_FOUND, ResponseCode.INVALID_CREDENTIAL):
+        raise answer_error(reply)
+    raise AuthenticationError(
+        f"{server} could not verify {identity.index}:{identity.handle}: {_said(reply)}"
+    )
 
 
 def answer_error(reply: Message) -> IdnodeError:
@@ -416,7 +426,7 @@ def _in_session(request: Message, session: ClientSession | None) -> bytes:
     return encode_message(request, session_key=session.key, session_counter=session.next_counter())
 
 
-def _matching(
+def matching(
     packet: bytes,
     request_id: int,
     key: bytes | None = None,

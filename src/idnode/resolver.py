@@ -15,6 +15,14 @@ resolution, or the same question put to the same server twice, ends it with
 :class:`RecursionTooDeep` instead of going round for ever. Answers are kept in a
 bounded cache for their values' TTL (the shortest one), and "not found" answers for
 ``negative_seconds``, so the prefix handles on the way are asked once per TTL.
+
+Theory of operation. A resolution is one state machine, written once as a generator
+(as h11 and dnspython's ``_Resolution`` keep the protocol apart from the I/O): it
+yields each :class:`Question` it needs put to a server and is sent the reply (or has
+the failure thrown in), until it returns the record. Two drivers put the questions:
+:meth:`Resolver.resolve` with the blocking client, for the CLI and threads, and
+:meth:`Resolver.resolve_async` with the asyncio client, for the servers, so that a
+server waiting on another goes on answering its own clients.
 """
 
 from __future__ import annotations
@@ -22,11 +30,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from idnode.client import HandleClient, ServerUnreachable, answer_error
+from idnode import client_asyncio
+from idnode.client import HandleClient, ServerUnreachable, Transport, answer_error, verified
 from idnode.domain import HandleRecord
 from idnode.errors import (
     HandleNotFound,
@@ -37,14 +46,22 @@ from idnode.errors import (
     ServerError,
     ValuesNotFound,
 )
-from idnode.handle.codes import ResponseCode
-from idnode.handle.messages import ErrorResponse, Message, ReferralResponse, ResolutionResponse
+from idnode.handle.codes import OpCode, ResponseCode
+from idnode.handle.messages import (
+    Body,
+    ErrorResponse,
+    Message,
+    ReferralResponse,
+    ResolutionRequest,
+    ResolutionResponse,
+    VerifyChallengeRequest,
+)
 from idnode.handle.values import HandleValue, TTLType, ValueReference
 from idnode.handle.valuetypes import Alias, SiteInfo
 from idnode.names import NA_PREFIX, handle_key, split_handle
 from idnode.sites import Endpoint, endpoint, server_for, service_handles, site_of, sites_in
 
-__all__ = ["AnswerCache", "Resolver"]
+__all__ = ["AnswerCache", "Question", "Resolver"]
 
 _Key = tuple[str, tuple[int, ...], tuple[str, ...]]
 _T = TypeVar("_T")
@@ -158,6 +175,22 @@ class _Trail:
         self._asked.add(question)
 
 
+@dataclass(frozen=True, slots=True)
+class Question:
+    """A request a resolution needs put to one server, and how to send it."""
+
+    where: Endpoint
+    opcode: OpCode
+    body: Body
+    transport: Transport = "auto"
+
+
+#: A resolution step by step: yields questions, is sent their replies, returns ``_T``.
+Steps = Generator[Question, Message, _T]
+# What a driver throws into a resolution when a server cannot be asked.
+_UNANSWERED = (ServerUnreachable, RemoteProtocolError)
+
+
 class Resolver:
     """Resolves any handle, starting from the root sites (see the module docstring)."""
 
@@ -184,29 +217,21 @@ class Resolver:
         others (tried in order when one does not answer)."""
         return cls([site_of([e]) for e in endpoints], **kwargs)  # type: ignore[arg-type]
 
+    # -- the two drivers -------------------------------------------------------------
+
     def resolve(
         self, handle: str, indexes: Sequence[int] = (), types: Sequence[str] = ()
     ) -> HandleRecord:
         """The handle's public values; raises what the responsible server answered
         (HandleNotFound, ValuesNotFound, ...), ServerUnreachable when no server of the
         responsible site answers, RecursionTooDeep for loops and overlong chains."""
-        split_handle(handle)  # InvalidHandle before any network traffic
-        return self._resolve(handle, tuple(indexes), tuple(types), _Trail(self._max_hops))
+        return self._run(self._resolution(handle, indexes, types))
 
-    def _resolve(
-        self, handle: str, indexes: tuple[int, ...], types: tuple[str, ...], trail: _Trail
+    async def resolve_async(
+        self, handle: str, indexes: Sequence[int] = (), types: Sequence[str] = ()
     ) -> HandleRecord:
-        key = (handle_key(handle), indexes, types)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        try:
-            record = self._fetch(handle, indexes, types, trail)
-        except (HandleNotFound, ValuesNotFound) as exc:
-            self.cache.put_error(key, exc)
-            raise
-        self.cache.put(key, record)
-        return record
+        """:meth:`resolve` on an event loop."""
+        return await self._run_async(self._resolution(handle, indexes, types))
 
     def verify_challenge(
         self, identity: ValueReference, nonce: bytes, digest: bytes, answer: bytes
@@ -214,43 +239,113 @@ class Resolver:
         """Ask the server responsible for ``identity``'s handle (opcode 201) whether
         ``answer`` proves its secret key; the first site that answers decides.
         ServerUnreachable when none does."""
-        trail = _Trail(self._max_hops)
-        sites = self._sites_for(identity.handle, trail)
-        valid, _ = self._first_answer(
-            sites,
-            identity.handle,
-            trail,
-            lambda client: client.verify_challenge(identity, nonce, digest, answer),
-        )
-        return valid
+        return self._run(self._verification(identity, nonce, digest, answer))
 
-    def _sites_for(self, handle: str, trail: _Trail) -> list[SiteInfo]:
+    async def verify_challenge_async(
+        self, identity: ValueReference, nonce: bytes, digest: bytes, answer: bytes
+    ) -> bool:
+        """:meth:`verify_challenge` on an event loop."""
+        return await self._run_async(self._verification(identity, nonce, digest, answer))
+
+    def _run(self, steps: Steps[_T]) -> _T:
+        try:
+            question = next(steps)
+            while True:
+                client = HandleClient(*question.where, timeout=self._timeout)
+                try:
+                    reply = client.request(question.opcode, question.body, question.transport)
+                except _UNANSWERED as exc:
+                    question = steps.throw(exc)
+                else:
+                    question = steps.send(reply)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def _run_async(self, steps: Steps[_T]) -> _T:
+        try:
+            question = next(steps)
+            while True:
+                host, port = question.where
+                try:
+                    reply = await client_asyncio.request(
+                        host,
+                        port,
+                        question.opcode,
+                        question.body,
+                        question.transport,
+                        timeout=self._timeout,
+                    )
+                except _UNANSWERED as exc:
+                    question = steps.throw(exc)
+                else:
+                    question = steps.send(reply)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    # -- the state machine -----------------------------------------------------------
+
+    def _resolution(
+        self, handle: str, indexes: Sequence[int], types: Sequence[str]
+    ) -> Steps[HandleRecord]:
+        split_handle(handle)  # InvalidHandle before any network traffic
+        return self._resolve(handle, tuple(indexes), tuple(types), _Trail(self._max_hops))
+
+    def _verification(
+        self, identity: ValueReference, nonce: bytes, digest: bytes, answer: bytes
+    ) -> Steps[bool]:
+        trail = _Trail(self._max_hops)
+        sites = yield from self._sites_for(identity.handle, trail)
+        question = VerifyChallengeRequest(identity.handle, identity.index, nonce, digest, answer)
+        reply, where = yield from self._first_answer(
+            sites, identity.handle, trail, OpCode.VERIFY_RESPONSE, question, "tcp"
+        )
+        return verified(reply, f"{where[0]}:{where[1]}", identity)
+
+    def _resolve(
+        self, handle: str, indexes: tuple[int, ...], types: tuple[str, ...], trail: _Trail
+    ) -> Steps[HandleRecord]:
+        key = (handle_key(handle), indexes, types)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        try:
+            record = yield from self._fetch(handle, indexes, types, trail)
+        except (HandleNotFound, ValuesNotFound) as exc:
+            self.cache.put_error(key, exc)
+            raise
+        self.cache.put(key, record)
+        return record
+
+    def _sites_for(self, handle: str, trail: _Trail) -> Steps[list[SiteInfo]]:
         """The sites responsible for ``handle``: the root's for prefix handles, else
         those its prefix handle names."""
         prefix, _ = split_handle(handle)
         if handle_key(prefix) == NA_PREFIX:
             return self._root
-        delegation = self._resolve(f"{NA_PREFIX}/{prefix}", (), (), trail)
-        return self._sites(delegation.values, trail, f"prefix {prefix}")
+        delegation = yield from self._resolve(f"{NA_PREFIX}/{prefix}", (), (), trail)
+        return (yield from self._sites(delegation.values, trail, f"prefix {prefix}"))
 
     def _fetch(
         self, handle: str, indexes: tuple[int, ...], types: tuple[str, ...], trail: _Trail
-    ) -> HandleRecord:
-        sites = self._sites_for(handle, trail)
-        record = self._ask(sites, handle, indexes, types, trail)
+    ) -> Steps[HandleRecord]:
+        sites = yield from self._sites_for(handle, trail)
+        record = yield from self._ask(sites, handle, indexes, types, trail)
         if Alias.TYPE not in types:
             for value in record.values:
                 if value.type == Alias.TYPE:
                     target = Alias.from_bytes(value.data).handle
                     trail.hop(f"alias {handle} -> {target}")
-                    return self._resolve(target, indexes, types, trail)
+                    return (yield from self._resolve(target, indexes, types, trail))
         return record
 
-    def _sites(self, values: Sequence[HandleValue], trail: _Trail, what: str) -> list[SiteInfo]:
+    def _sites(
+        self, values: Sequence[HandleValue], trail: _Trail, what: str
+    ) -> Steps[list[SiteInfo]]:
         sites = sites_in(values)
         for service in service_handles(values):
             trail.hop(f"service handle {service}")
-            sites += sites_in(self._resolve(service, (), (), trail).values)
+            found = yield from self._resolve(service, (), (), trail)
+            sites += sites_in(found.values)
         if not sites:
             raise NotResponsible(f"{what} names no site (no HS_SITE or HS_SERV values)")
         return sites
@@ -262,21 +357,24 @@ class Resolver:
         indexes: tuple[int, ...],
         types: tuple[str, ...],
         trail: _Trail,
-    ) -> HandleRecord:
-        reply, where = self._first_answer(
-            sites, handle, trail, lambda client: client.resolve(handle, indexes, types)
+    ) -> Steps[HandleRecord]:
+        question = ResolutionRequest(handle, indexes, types)
+        reply, where = yield from self._first_answer(
+            sites, handle, trail, OpCode.RESOLUTION, question
         )
-        return self._answer(reply, where, handle, indexes, types, trail)
+        return (yield from self._answer(reply, where, handle, indexes, types, trail))
 
     def _first_answer(
         self,
         sites: Sequence[SiteInfo],
         handle: str,
         trail: _Trail,
-        ask: Callable[[HandleClient], _T],
-    ) -> tuple[_T, Endpoint]:
-        """``ask`` the server of each site for ``handle`` in turn (the next is a
-        mirror) until one answers; ServerUnreachable naming why none did."""
+        opcode: OpCode,
+        body: Body,
+        transport: Transport = "auto",
+    ) -> Steps[tuple[Message, Endpoint]]:
+        """Ask the server of each site for ``handle`` in turn (the next is a mirror)
+        until one answers; ServerUnreachable naming why none did."""
         failures = []
         for site in sites:
             where = endpoint(server_for(site, handle))
@@ -284,12 +382,13 @@ class Resolver:
                 failures.append("a server without a query interface")
                 continue
             trail.ask(where, handle)
-            client = HandleClient(where[0], where[1], timeout=self._timeout)
             self.queries += 1
             try:
-                return ask(client), where
-            except (ServerUnreachable, RemoteProtocolError) as exc:
+                reply = yield Question(where, opcode, body, transport)
+            except _UNANSWERED as exc:
                 failures.append(exc.message)
+            else:
+                return reply, where
         raise ServerUnreachable(f"no server answered for {handle}: {'; '.join(failures)}")
 
     def _answer(
@@ -300,14 +399,14 @@ class Resolver:
         indexes: tuple[int, ...],
         types: tuple[str, ...],
         trail: _Trail,
-    ) -> HandleRecord:
+    ) -> Steps[HandleRecord]:
         body, code = reply.body, reply.response_code
         if code == ResponseCode.SUCCESS and isinstance(body, ResolutionResponse):
             return HandleRecord(body.handle, tuple(body.values))
         if isinstance(body, ReferralResponse):
             trail.hop(f"{where[0]}:{where[1]} refers {handle} to {body.handle}")
-            referred = self._sites(body.values, trail, f"referral {body.handle}")
-            return self._ask(referred, handle, indexes, types, trail)
+            referred = yield from self._sites(body.values, trail, f"referral {body.handle}")
+            return (yield from self._ask(referred, handle, indexes, types, trail))
         if code in _RELAYED:
             raise answer_error(reply)
         message = body.message if isinstance(body, ErrorResponse) else code.name

@@ -31,9 +31,14 @@ _HASH_NAMES = {option: name for name, option in HASH_OPTIONS.items()}
 
 
 class Upstream(Protocol):
-    """Resolves handles this node does not hold (a :class:`idnode.resolver.Resolver`)."""
+    """Resolves handles this node does not hold (a :class:`idnode.resolver.Resolver`):
+    blocking, for callers that may wait (the CLI, a thread), or on an event loop."""
 
     def resolve(
+        self, handle: str, indexes: Sequence[int] = (), types: Sequence[str] = ()
+    ) -> HandleRecord: ...
+
+    async def resolve_async(
         self, handle: str, indexes: Sequence[int] = (), types: Sequence[str] = ()
     ) -> HandleRecord: ...
 
@@ -41,6 +46,10 @@ class Upstream(Protocol):
         self, identity: ValueReference, nonce: bytes, digest: bytes, answer: bytes
     ) -> bool:
         """Ask the home of ``identity``'s secret key (opcode 201) about ``answer``."""
+
+    async def verify_challenge_async(
+        self, identity: ValueReference, nonce: bytes, digest: bytes, answer: bytes
+    ) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
