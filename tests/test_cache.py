@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -49,6 +50,18 @@ def test_repeat_reads_are_served_from_memory(inner: SQLiteStorage) -> None:
     assert (cache.hits, cache.misses) == (1, 1)
     cache.invalidate("1/A")
     assert cache.get("1/A") == rec("1/A", b"v2")
+
+
+def test_reads_on_an_event_loop_share_the_cache(inner: SQLiteStorage) -> None:
+    inner.put(rec("1/A", b"v1"))
+    cache = cache_over(inner)
+    assert asyncio.run(cache.get_async("1/a")) == rec("1/A", b"v1")  # a miss, kept
+    inner.put(rec("1/A", b"v2"))  # behind the cache's back
+    assert cache.get("1/A") == rec("1/A", b"v1")  # the async read filled the cache
+    assert asyncio.run(cache.get_async("1/A")) == rec("1/A", b"v1")
+    assert (cache.hits, cache.misses) == (2, 1)
+    cache.invalidate("1/A")
+    assert asyncio.run(cache.get_async("1/A")) == rec("1/A", b"v2")
 
 
 def test_not_found_is_cached_too(inner: SQLiteStorage) -> None:
@@ -138,8 +151,10 @@ def test_a_write_in_another_process_evicts_through_postgres(postgres_url: str) -
         cache.put(rec("88.100.1/A", b"v1"))
         assert _wait_for(lambda: cache.get("88.100.1/A") is not None and len(cache) == 1)
         hits = cache.hits
+        assert cache.reads_at_once("88.100.1/A")  # a server may answer it on its loop
         assert cache.get("88.100.1/A") == rec("88.100.1/A", b"v1")
         assert cache.hits == hits + 1  # served from memory
+        assert not cache.reads_at_once("88.100.1/OTHER")  # that one is a round trip
 
         writer = (
             "import sys\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -74,6 +75,22 @@ def test_create_refuses_existing_handle_in_any_case(storage: Storage) -> None:
     with pytest.raises(HandleAlreadyExists):
         create(storage, rec("88.100.1/a", "second"))
     assert storage.get("88.100.1/A") == rec("88.100.1/A", "first")
+
+
+def test_get_async_reads_what_get_reads(storage: Storage) -> None:
+    storage.put(rec("88.100.1/Async", "one"))
+
+    async def read() -> tuple[HandleRecord | None, HandleRecord | None]:
+        try:
+            found = await storage.get_async("88.100.1/ASYNC")
+            missing = await storage.get_async("88.100.1/NONE")
+        finally:
+            await storage.aclose()
+        return found, missing
+
+    assert asyncio.run(read()) == (rec("88.100.1/Async", "one"), None)
+    # Closed on that loop, it opens again on the next one.
+    assert asyncio.run(read())[0] == storage.get("88.100.1/Async")
 
 
 def test_put_replaces(storage: Storage) -> None:

@@ -24,15 +24,29 @@ identity and its MACed requests are served without a challenge (the answer itsel
 may come MACed or not: Handle.Net's clients do not MAC it). Replies to MACed
 requests are MACed with the session key as well. A message that names a session but
 carries no MAC is served anonymously (and challenged as usual).
+
+Theory of operation. Serving a request is written once, as a generator
+(:meth:`Dispatcher._serve`) that yields each service :class:`Call` it needs and is
+sent the result (or has the error thrown in), and returns the reply's bytes. Each call
+says how it may wait: a database read, a database write, or other servers. Two
+drivers run it: :meth:`Dispatcher.handle` makes every call in turn and returns the
+reply (tests, and anything that may block); :meth:`Dispatcher.receive`, for the
+servers on an event loop, makes local reads at once and returns the reply when that
+was all (a resolution here, the common case), and otherwise a coroutine that makes
+the rest through :class:`~idnode.service.offloop.OffLoop`: writes on the writer,
+other reads on a reader thread, questions to other servers with the resolver's asyncio
+driver. Nothing that waits runs on the event loop.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any, cast
 
 from idnode.auth.challenges import ChallengeStore
 from idnode.errors import (
@@ -88,8 +102,9 @@ from idnode.handle.messages import (
 from idnode.handle.values import ValueReference
 from idnode.names import NA_PREFIX, handle_key, split_handle
 from idnode.service import ANONYMOUS, Caller, NodeService
+from idnode.service.offloop import OffLoop
 
-__all__ = ["Dispatcher"]
+__all__ = ["Call", "Dispatcher", "Wait"]
 
 log = logging.getLogger("idnode.handle")
 
@@ -114,6 +129,43 @@ _NEEDS_IDENTITY = frozenset(
 )
 # Handles per listing message, so each stays well under the 256 KiB message limit.
 _LIST_CHUNK = 1000
+
+
+class Wait(enum.Enum):
+    """How a service call may wait, which decides where an event loop makes it."""
+
+    READ = "read"  #: a lookup in the database: made at once where reads are local
+    SCAN = "scan"  #: a read as long as the data is (a listing): always off the loop
+    WRITE = "write"  #: on the database, writing (its lock, the disk)
+    UPSTREAM = "upstream"  #: on other servers
+
+
+class Call:
+    """One service operation a request needs: ``run`` makes it (blocking);
+    ``run_async``, where there is one, makes the same on an event loop without a
+    thread (questions to other servers; a resolution's read of its record)."""
+
+    # A plain class: one is made per request, and a frozen dataclass costs more.
+    __slots__ = ("at_once", "run", "run_async", "wait")
+
+    def __init__(
+        self,
+        wait: Wait,
+        run: Callable[[], Any],
+        run_async: Callable[[], Awaitable[Any]] | None = None,
+        at_once: bool = False,
+    ) -> None:
+        self.wait = wait
+        self.run = run
+        self.run_async = run_async
+        #: ``run`` will not wait (a read the storage answers from memory), so an event
+        #: loop may make it itself.
+        self.at_once = at_once
+
+
+#: Serving one request: yields service calls, is sent their results, returns the reply.
+Steps = Generator[Call, Any, bytes | None]
+_NOTHING = object()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -145,22 +197,93 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         challenges: ChallengeStore | None = None,
         signer: Signer | None = None,
+        offloop: OffLoop | None = None,
     ) -> None:
         """``signer``: signs answers to requests that set CERTIFY (with the private
         key whose public half is in this server's HS_SITE); without one they go
-        unsigned."""
+        unsigned. ``offloop``: where :meth:`receive` makes what may wait; without
+        one, :meth:`receive` makes everything at once, as :meth:`handle` does."""
         self._service = service
         self._signer = signer
         self._udp_max = udp_max_response
         self._clock = clock
         self._reply_flags: dict[int, OpFlag] = {}
         self._challenges = challenges or ChallengeStore(time.monotonic)
+        self._offloop = offloop
+
+    # -- the two drivers -----------------------------------------------------------
 
     def handle(self, data: bytes, *, udp: bool, peer: object = None) -> bytes | None:
-        """The reply to one request message, or None when no reply should be sent.
+        """The reply to one request message, or None when no reply should be sent;
+        every service call is made here, however long it waits.
 
         ``peer`` is the client's address, recorded with writes in the audit log.
         """
+        given = self._steps(data, udp, peer)
+        if given is None or type(given) is bytes:
+            return given
+        steps = cast(Steps, given)
+        result: Any = _NOTHING
+        try:
+            while True:
+                call = next(steps) if result is _NOTHING else steps.send(result)
+                while True:
+                    try:
+                        result = call.run()
+                        break
+                    except Exception as exc:  # the request's own error: its reply says so
+                        call = steps.throw(exc)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def receive(
+        self, data: bytes, *, udp: bool, peer: object = None
+    ) -> bytes | Coroutine[Any, Any, bytes | None] | None:
+        """:meth:`handle` for a server on an event loop: the reply when it needed only
+        local reads, else a coroutine that makes the rest of it off the loop."""
+        given = self._steps(data, udp, peer)
+        if given is None or type(given) is bytes:
+            return given
+        steps = cast(Steps, given)
+        offloop = self._offloop
+        result: Any = _NOTHING
+        try:
+            while True:
+                call = next(steps) if result is _NOTHING else steps.send(result)
+                while (
+                    offloop is None
+                    or call.at_once
+                    or (call.wait is Wait.READ and offloop.inline_reads)
+                ):
+                    try:
+                        result = call.run()
+                        break
+                    except Exception as exc:
+                        call = steps.throw(exc)
+                else:
+                    return self._finish(steps, call, offloop)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def _finish(self, steps: Steps, call: Call, offloop: OffLoop) -> bytes | None:
+        """The rest of :meth:`receive`, from ``call`` on, each call where it belongs."""
+        try:
+            while True:
+                try:
+                    if call.run_async is not None:
+                        result = await call.run_async()
+                    elif call.wait is Wait.WRITE:
+                        result = await offloop.write(call.run)
+                    else:
+                        result = await offloop.read(call.run)
+                except Exception as exc:
+                    call = steps.throw(exc)
+                else:
+                    call = steps.send(result)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def _steps(self, data: bytes, udp: bool, peer: object) -> Steps | bytes | None:
         try:
             request = decode_message(data)
         except ProtocolError as exc:
@@ -169,26 +292,36 @@ class Dispatcher:
             return None  # never answer a response: that is how reflection loops start
         return self._serve(request, data, udp, peer)
 
-    def _serve(self, request: Message, data: bytes, udp: bool, peer: object) -> bytes:
+    # -- serving a request, call by call ---------------------------------------------
+
+    def _serve(self, request: Message, data: bytes, udp: bool, peer: object) -> Steps:
         original, original_raw = request, data
         session: _InSession | None = None
         try:
             if isinstance(request.body, SessionSetupRequest):
                 if udp:  # a stored session per spoofable datagram, a long answer: no
                     return self._reply(request, data, ResponseCode.SUCCESS, Truncated())
-                return self._set_up_session(request, request.body, data)
+                return (yield from self._set_up_session(request, request.body, data))
             if request.session_id:
-                session = self._session_of(request, data)
+                session = yield from self._session_of(request, data)
             caller = ANONYMOUS
             if session is not None and session.proven:
                 caller = Caller(session.identity, _origin(udp, peer))
             elif request.opcode in _NEEDS_IDENTITY:
                 return self._challenge(request, data, session)
             if isinstance(request.body, ChallengeAnswer):
-                original, original_raw, caller = self._answer(
+                original, original_raw, caller = yield from self._answer(
                     request, request.body, udp=udp, peer=peer
                 )
-            code, body = ResponseCode.SUCCESS, self._execute(original, caller, session)
+            if type(original.body) is ResolutionRequest:  # most requests: one step less
+                asked = original.body
+                record = yield self._resolution(
+                    original, asked.handle, asked.indexes, asked.types, caller
+                )
+                body: Body = ResolutionResponse(record.handle, record.values)
+            else:
+                body = yield from self._execute(original, caller, session)
+            code = ResponseCode.SUCCESS
         except AuthenticationNeeded as exc:
             if original is request:
                 # A read that asked for non-public values: prove who you are first.
@@ -199,36 +332,55 @@ class Dispatcher:
         except Exception:
             log.exception("internal error serving opcode %s", int(request.opcode))
             code, body = ResponseCode.ERROR, ErrorResponse("internal server error")
+        return self._answered(original, original_raw, request, code, body, session, udp)
+
+    def _answered(
+        self,
+        request: Message,
+        raw: bytes,
+        answered: Message,
+        code: ResponseCode,
+        body: Body,
+        session: _InSession | None,
+        udp: bool,
+    ) -> bytes:
+        """The reply to ``request``, sent back to ``answered`` (its challenge answer,
+        if any): in parts if a listing is long, truncated if it is too long for UDP."""
         if isinstance(body, ListHandlesResponse) and len(body.handles) > _LIST_CHUNK:
-            return self._listing(original, original_raw, request, body, session)
-        reply = self._reply(original, original_raw, code, body, answered=request, session=session)
+            return self._listing(request, raw, answered, body, session)
+        reply = self._reply(request, raw, code, body, answered=answered, session=session)
         if udp and len(reply) > self._udp_max:
-            reply = self._reply(
-                original, original_raw, code, Truncated(), answered=request, session=session
-            )
+            reply = self._reply(request, raw, code, Truncated(), answered=answered, session=session)
         return reply
 
-    def _set_up_session(self, request: Message, setup: SessionSetupRequest, raw: bytes) -> bytes:
+    def _set_up_session(
+        self, request: Message, setup: SessionSetupRequest, raw: bytes
+    ) -> Generator[Call, Any, bytes]:
         version = min(request.version, PROTOCOL_VERSION)
-        number, answer = self._service.sessions.open_handle_session(setup, version)
+        sessions = self._service.sessions
+        number, answer = yield Call(
+            Wait.WRITE, lambda: sessions.open_handle_session(setup, version)
+        )
         body = SessionSetupResponse(KeyExchange.DIFFIE_HELLMAN, answer)
         named = dataclasses.replace(request, session_id=number)
         return self._reply(request, raw, ResponseCode.SUCCESS, body, answered=named)
 
-    def _session_of(self, request: Message, raw: bytes) -> _InSession | None:
+    def _session_of(self, request: Message, raw: bytes) -> Generator[Call, Any, _InSession | None]:
         """The session ``request`` names; its MAC and counter checked if it has one."""
         if request.opcode == OpCode.CHALLENGE_RESPONSE and not request.credential:
             return None  # its session id names the challenge it answers
-        stored = self._service.sessions.handle_session(request.session_id)
+        sessions = self._service.sessions
+        number = request.session_id
+        stored = yield Call(Wait.READ, lambda: sessions.handle_session(number))
         if not request.credential:
-            return _InSession(request.session_id, stored.nonce, None, None)
+            return _InSession(number, stored.nonce, None, None)
         counter = session_counter_of(raw, request, stored.nonce)
         if counter is None:
             raise InvalidSessionKey(
-                f"the message's MAC does not check with the key of session {request.session_id}"
+                f"the message's MAC does not check with the key of session {number}"
             )
-        self._service.sessions.accept_session_message(stored, counter)
-        return _InSession(request.session_id, stored.nonce, counter, stored.identity)
+        yield Call(Wait.WRITE, lambda: sessions.accept_session_message(stored, counter))
+        return _InSession(number, stored.nonce, counter, stored.identity)
 
     def _challenge(self, request: Message, raw: bytes, session: _InSession | None) -> bytes:
         version = min(request.version, PROTOCOL_VERSION)
@@ -252,16 +404,25 @@ class Dispatcher:
 
     def _answer(
         self, answer: Message, body: ChallengeAnswer, *, udp: bool, peer: object
-    ) -> tuple[Message, bytes, Caller]:
+    ) -> Generator[Call, Any, tuple[Message, bytes, Caller]]:
         challenge = self._challenges.take(answer.session_id)
         version = min(challenge.request.version, PROTOCOL_VERSION)
-        caller = self._service.auth.authenticate_answer(
-            body, challenge.nonce, challenge.digest.digest, version, _origin(udp, peer)
+        auth = self._service.auth
+        nonce, digest, origin = challenge.nonce, challenge.digest.digest, _origin(udp, peer)
+        caller = yield Call(
+            Wait.READ, lambda: auth.answer_held_here(body, nonce, digest, version, origin)
         )
+        if caller is None:  # an identity held elsewhere: its home is asked
+            caller = yield Call(
+                Wait.UPSTREAM,
+                lambda: auth.answer_held_elsewhere(body, nonce, digest, origin),
+                lambda: auth.answer_held_elsewhere_async(body, nonce, digest, origin),
+            )
         if challenge.binds_session:
             # The answer itself need not be MACed (Handle.Net's is not): the request
             # it answers for was, and the answer is bound to that request's digest.
-            self._service.sessions.bind_handle_session(challenge.session_id, caller)
+            sessions, number = self._service.sessions, challenge.session_id
+            yield Call(Wait.WRITE, lambda: sessions.bind_handle_session(number, caller))
         return challenge.request, challenge.raw, caller
 
     def _listing(
@@ -306,63 +467,98 @@ class Dispatcher:
             return None
         return self._reply(request, data, ResponseCode.SUCCESS, Truncated())
 
-    def _execute(self, request: Message, caller: Caller, session: _InSession | None) -> Body:
-        service, flags = self._service, request.op_flags
+    def _execute(
+        self, request: Message, caller: Caller, session: _InSession | None
+    ) -> Generator[Call, Any, Body]:
+        """The body answering ``request``, from the service calls it needs."""
+        writes, flags = self._service.writes, request.op_flags
         match request.body:
             case SessionTerminateRequest():
                 if session is None or not session.maced:
                     raise InvalidSessionKey("only a message MACed in a session can end it")
-                service.sessions.close_handle_session(session.number)
+                sessions, number = self._service.sessions, session.number
+                yield Call(Wait.WRITE, lambda: sessions.close_handle_session(number))
             case CreateHandleRequest(handle, values):
                 mint = bool(flags & OpFlag.MINT_NEW_SUFFIX)
-                made = service.writes.create_handle(
-                    handle,
-                    values,
-                    caller,
-                    overwrite=bool(flags & OpFlag.OVERWRITE),
-                    mint_suffix=mint,
+                overwrite = bool(flags & OpFlag.OVERWRITE)
+                made = yield Call(
+                    Wait.WRITE,
+                    lambda: writes.create_handle(
+                        handle, values, caller, overwrite=overwrite, mint_suffix=mint
+                    ),
                 )
                 return CreateHandleResponse(made if mint else None)
             case DeleteHandleRequest(handle):
-                service.writes.delete_handle(handle, caller)
+                yield Call(Wait.WRITE, lambda: writes.delete_handle(handle, caller))
             case AddValueRequest(handle, values):
-                service.writes.add_values(handle, values, caller)
+                yield Call(Wait.WRITE, lambda: writes.add_values(handle, values, caller))
             case ModifyValueRequest(handle, values):
-                service.writes.modify_values(handle, values, caller)
+                yield Call(Wait.WRITE, lambda: writes.modify_values(handle, values, caller))
             case RemoveValueRequest(handle, indexes):
-                service.writes.remove_values(handle, indexes, caller)
+                yield Call(Wait.WRITE, lambda: writes.remove_values(handle, indexes, caller))
             case _:
-                return self._query(request, caller)
+                return (yield from self._query(request, caller))
         return GenericResponse()
 
-    def _query(self, request: Message, caller: Caller) -> Body:
+    def _query(self, request: Message, caller: Caller) -> Generator[Call, Any, Body]:
         """The answer to a request that changes nothing."""
         service = self._service
         match request.body:
             case ResolutionRequest(handle, indexes, types):
-                record = service.reads.resolve(
-                    handle,
-                    indexes=indexes,
-                    types=types,
-                    caller=caller,
-                    public_only=bool(int(request.op_flags) & _PUBLIC_ONLY),
-                )
+                record = yield self._resolution(request, handle, indexes, types, caller)
                 return ResolutionResponse(record.handle, record.values)
             case SiteInfoRequest():
                 return SiteInfoResponse(service.reads.site_info())
             case ListHandlesRequest(handle) if request.opcode == OpCode.LIST_HANDLES:
-                handles, _ = service.writes.list_handles(_prefix_of(handle), caller)
+                writes, prefix = service.writes, _prefix_of(handle)
+                handles, _ = yield Call(Wait.SCAN, lambda: writes.list_handles(prefix, caller))
                 return ListHandlesResponse(tuple(handles))
             case ListHandlesRequest():
-                homed = service.reads.homed_prefixes()
+                homed = yield Call(Wait.READ, service.reads.homed_prefixes)
                 return ListHandlesResponse(tuple(f"{NA_PREFIX}/{p}" for p in homed))
             case VerifyChallengeRequest(handle, index, nonce, digest, signed):
                 identity = ValueReference(handle, index)
                 version = min(request.version, PROTOCOL_VERSION)
-                valid = service.auth.verify_challenge(identity, nonce, digest, signed, version)
+                auth = service.auth
+                valid = yield Call(
+                    Wait.READ,
+                    lambda: auth.verify_challenge(identity, nonce, digest, signed, version),
+                )
                 return VerifyChallengeResponse(valid)
         raise OperationNotSupported(
             f"opcode {int(request.opcode)} ({request.opcode.name}) is not supported"
+        )
+
+    def _resolution(
+        self,
+        request: Message,
+        handle: str,
+        indexes: tuple[int, ...],
+        types: tuple[str, ...],
+        caller: Caller,
+    ) -> Call:
+        reads = self._service.reads
+        if reads.upstream_resolves(handle):
+            return Call(
+                Wait.UPSTREAM,
+                lambda: reads.resolve_upstream(handle, indexes, types),
+                lambda: reads.resolve_upstream_async(handle, indexes, types),
+            )
+        public_only = bool(int(request.op_flags) & _PUBLIC_ONLY)
+        offloop = self._offloop
+        return Call(
+            Wait.READ,
+            lambda: reads.resolve(
+                handle, indexes=indexes, types=types, caller=caller, public_only=public_only
+            ),
+            # Off the loop, a resolution reads as OffLoop.resolve does (PostgreSQL: the
+            # cache, or an asynchronous read), not on a reader thread.
+            None
+            if offloop is None
+            else lambda: offloop.resolve(
+                handle, indexes=indexes, types=types, caller=caller, public_only=public_only
+            ),
+            offloop is not None and offloop.resolves_at_once(handle, public_only=public_only),
         )
 
     def _reply(

@@ -51,7 +51,8 @@ from idnode.server import (
 from idnode.server.openapi import openapi_document
 from idnode.server.pages import page
 from idnode.server.problems import problem
-from idnode.service import ANONYMOUS, Caller, NodeService
+from idnode.service import ANONYMOUS, Caller
+from idnode.service.offloop import OffLoop
 
 __all__ = ["FastResolution", "create_app", "resolve_response"]
 
@@ -79,8 +80,8 @@ def _json(body: dict[str, Any], params: Sequence[tuple[str, str]]) -> Response:
     return Response(text, media_type="application/json")
 
 
-def resolve_response(
-    service: NodeService,
+async def resolve_response(
+    off: OffLoop,
     handle: str,
     params: Sequence[tuple[str, str]],
     caller: Caller = ANONYMOUS,
@@ -94,11 +95,11 @@ def resolve_response(
     try:
         indexes, types = _filters(params)
         public_only = http_admin.query_flag(params, "publicOnly", not caller.authenticated)
-        record = service.reads.resolve(
+        record = await off.resolve(
             handle, indexes=indexes, types=types, caller=caller, public_only=public_only
         )
     except IdnodeError as exc:
-        return http_auth.error(service, exc, handle)
+        return await http_auth.error(off, exc, handle)
     return _json(
         {
             "responseCode": int(ResponseCode.SUCCESS),
@@ -122,8 +123,8 @@ class FastResolution:
 
     PREFIX = "/api/handles/"
 
-    def __init__(self, service: NodeService, app: Starlette) -> None:
-        self._service = service
+    def __init__(self, off: OffLoop, app: Starlette) -> None:
+        self._off = off
         self._app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -136,7 +137,7 @@ class FastResolution:
             and not _may_carry_credentials(scope)
         ):
             params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-            response = resolve_response(self._service, path[len(self.PREFIX) :], params)
+            response = await resolve_response(self._off, path[len(self.PREFIX) :], params)
             await response(scope, receive, send)
             return
         await self._app(scope, receive, send)
@@ -150,15 +151,18 @@ def _may_carry_credentials(scope: Scope) -> bool:
     return any(name == b"authorization" for name, _ in scope["headers"])
 
 
-Handler = Callable[[NodeService, Request], Awaitable[Response]]
+Handler = Callable[[OffLoop, Request], Awaitable[Response]]
 
 
-def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
+def create_app(off: OffLoop, gs1_prefix: str = "") -> FastResolution:
+    """The HTTP front end over ``off``: every handler reaches the service through it,
+    so nothing that waits runs on the event loop."""
+
     def bound(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         """The route endpoint calling ``handler`` with this app's service."""
 
         async def endpoint(request: Request) -> Response:
-            return await handler(service, request)
+            return await handler(off, request)
 
         return endpoint
 
@@ -166,32 +170,31 @@ def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
         # GET arrives through FastResolution; this route answers HEAD and the writes.
         handle = request.path_params["handle"]
         if request.method == "PUT":
-            return await http_admin.put_handle(service, request, handle)
+            return await http_admin.put_handle(off, request, handle)
         if request.method == "DELETE":
-            return await http_admin.delete_handle(service, request, handle)
+            return await http_admin.delete_handle(off, request, handle)
         params = list(request.query_params.multi_items())
         try:
-            caller = http_auth.caller_of(service, request, required=False)
+            caller = await http_auth.caller_of(off, request, required=False)
         except IdnodeError as exc:
-            return http_auth.error(service, exc, handle)
-        return resolve_response(service, handle, params, caller)
+            return await http_auth.error(off, exc, handle)
+        return await resolve_response(off, handle, params, caller)
 
     async def api_prefixes(request: Request) -> Response:
+        prefixes = await off.read(off.service.reads.homed_prefixes)
         return _json(
-            {"responseCode": int(ResponseCode.SUCCESS), "prefixes": service.reads.homed_prefixes()},
+            {"responseCode": int(ResponseCode.SUCCESS), "prefixes": prefixes},
             list(request.query_params.multi_items()),
         )
 
-    describe = http_gs1.cors(lambda request: http_gs1.description(request, gs1_prefix))
-    resolve_link = http_gs1.cors(
-        lambda request: http_gs1.digital_link(service, request, gs1_prefix)
-    )
+    async def describe(request: Request) -> Response:
+        return http_gs1.description(request, gs1_prefix)
 
-    async def gs1_description(request: Request) -> Response:
-        return describe(request)
+    async def resolve_link(request: Request) -> Response:
+        return await http_gs1.digital_link(off, request, gs1_prefix)
 
-    async def gs1_link(request: Request) -> Response:
-        return resolve_link(request)
+    gs1_description = http_gs1.cors(describe)
+    gs1_link = http_gs1.cors(resolve_link)
 
     document = openapi_document()
 
@@ -202,7 +205,8 @@ def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def index(request: Request) -> Response:
-        prefixes = "".join(f"<li>{html.escape(p)}</li>" for p in service.reads.homed_prefixes())
+        homed = await off.read(off.service.reads.homed_prefixes)
+        prefixes = "".join(f"<li>{html.escape(p)}</li>" for p in homed)
         return HTMLResponse(
             page(
                 "idnode",
@@ -218,7 +222,7 @@ def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
         try:
             # The proxy pages answer for any handle: through the resolver, for handles
             # held elsewhere, when the node has one (root_servers is set).
-            record = service.reads.resolve(handle, recursive=True)
+            record = await off.resolve(handle, recursive=True)
         except IdnodeError as exc:
             status = http_status_of(exc)
             body = f"<p>{html.escape(exc.message)}</p>"
@@ -272,7 +276,7 @@ def create_app(service: NodeService, gs1_prefix: str = "") -> FastResolution:
         ],
         exception_handlers={404: _not_found, 405: _not_allowed},
     )
-    return FastResolution(service, app)
+    return FastResolution(off, app)
 
 
 async def _api_not_found(request: Request) -> Response:

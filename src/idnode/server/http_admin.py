@@ -18,7 +18,8 @@ from idnode.handle.codes import ResponseCode
 from idnode.handle.values import HandleValue
 from idnode.jsonformat import value_from_json
 from idnode.server.http_auth import caller_of, error
-from idnode.service import Caller, NodeService
+from idnode.service import Caller
+from idnode.service.offloop import OffLoop
 from idnode.templates import parse_readers
 
 __all__ = ["delete_handle", "list_handles", "put_handle", "query_flag", "query_number"]
@@ -83,33 +84,39 @@ def _ok(body: dict[str, Any], status: int = 200) -> Response:
     return JSONResponse({"responseCode": int(ResponseCode.SUCCESS), **body}, status_code=status)
 
 
-async def put_handle(service: NodeService, request: Request, handle: str) -> Response:
+async def put_handle(off: OffLoop, request: Request, handle: str) -> Response:
     params = list(request.query_params.multi_items())
+    service = off.service
     try:
-        caller = caller_of(service, request)
+        caller = await caller_of(off, request)
         doc = await json_body(request)
         if isinstance(doc, dict) and "template" in doc:
-            return await _put_from_template(service, handle, doc, params, caller)
+            return await _put_from_template(off, handle, doc, params, caller)
         values = _values(doc)
         indexes = _indexes(params)
         if indexes is not None:
             if indexes:
                 values = tuple(v for v in values if v.index in indexes)
-            service.writes.put_values(handle, values, caller)
+            await off.write(service.writes.put_values, handle, values, caller)
             return _ok({"handle": handle})
         mint = query_flag(params, "mintNewSuffix", default=False)
         overwrite = query_flag(params, "overwrite", default=True)
-        existed = not mint and service.reads.exists(handle)
-        made = service.writes.create_handle(
-            handle, values, caller, overwrite=overwrite, mint_suffix=mint
+        existed = not mint and await off.read(service.reads.exists, handle)
+        made = await off.write(
+            service.writes.create_handle,
+            handle,
+            values,
+            caller,
+            overwrite=overwrite,
+            mint_suffix=mint,
         )
     except IdnodeError as exc:
-        return error(service, exc, handle)
+        return await error(off, exc, handle)
     return _ok({"handle": made}, 200 if existed else 201)
 
 
 async def _put_from_template(
-    service: NodeService,
+    off: OffLoop,
     handle: str,
     doc: dict[str, Any],
     params: Sequence[tuple[str, str]],
@@ -126,28 +133,36 @@ async def _put_from_template(
         )
     group = parse_readers(readers) if readers else None
     overwrite = query_flag(params, "overwrite", default=True)
-    existed = service.reads.exists(handle)
-    made = service.writes.create_from_template(
-        handle, template, fields, caller, readers=group, overwrite=overwrite
+    service = off.service
+    existed = await off.read(service.reads.exists, handle)
+    made = await off.write(
+        service.writes.create_from_template,
+        handle,
+        template,
+        fields,
+        caller,
+        readers=group,
+        overwrite=overwrite,
     )
     return _ok({"handle": made}, 200 if existed else 201)
 
 
-async def delete_handle(service: NodeService, request: Request, handle: str) -> Response:
+async def delete_handle(off: OffLoop, request: Request, handle: str) -> Response:
     params = list(request.query_params.multi_items())
+    writes = off.service.writes
     try:
-        caller = caller_of(service, request)
+        caller = await caller_of(off, request)
         indexes = _indexes(params)
         if indexes:
-            service.writes.remove_values(handle, indexes, caller)
+            await off.write(writes.remove_values, handle, indexes, caller)
         else:
-            service.writes.delete_handle(handle, caller)
+            await off.write(writes.delete_handle, handle, caller)
     except IdnodeError as exc:
-        return error(service, exc, handle)
+        return await error(off, exc, handle)
     return _ok({"handle": handle})
 
 
-async def list_handles(service: NodeService, request: Request) -> Response:
+async def list_handles(off: OffLoop, request: Request) -> Response:
     prefix = request.query_params.get("prefix", "")
     try:
         if not prefix:
@@ -159,11 +174,13 @@ async def list_handles(service: NodeService, request: Request) -> Response:
             raise BadRequestParameter("page and pageSize must be integers") from exc
         if page < 0 or size == 0 or size < -1 or size > MAX_PAGE_SIZE:
             raise BadRequestParameter(f"page >= 0 and pageSize 1..{MAX_PAGE_SIZE} (or -1: all)")
-        caller = caller_of(service, request)
+        caller = await caller_of(off, request)
         limit = None if size == -1 else size
-        handles, total = service.writes.list_handles(prefix, caller, page * max(size, 0), limit)
+        handles, total = await off.read(
+            off.service.writes.list_handles, prefix, caller, page * max(size, 0), limit
+        )
     except IdnodeError as exc:
-        return error(service, exc)
+        return await error(off, exc)
     body: dict[str, Any] = {"prefix": prefix, "totalCount": str(total), "handles": handles}
     if size != -1:
         body |= {"page": page, "pageSize": size}

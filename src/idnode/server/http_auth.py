@@ -11,8 +11,9 @@ Handle.Net's JSON API accepts three kinds of credentials, and so do we:
 - a TLS client certificate whose subject UID (else CN) is ``index:handle`` and whose
   key is that identity's HS_PUBKEY (when the server runs with TLS and a client CA).
 
-Sessions live in the database (see :meth:`NodeService.open_session`), so they work
-whichever worker process a request reaches.
+Sessions live in the database (see :mod:`idnode.service.sessions`), so they work
+whichever worker process a request reaches. Checking credentials reads the database
+(and proving an identity in a session writes it), off the event loop.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from idnode.errors import (
 from idnode.handle.codes import ResponseCode
 from idnode.handle.values import ValueReference
 from idnode.server.problems import problem
-from idnode.service import Caller, NodeService
+from idnode.service import Caller
+from idnode.service.offloop import OffLoop
 
 __all__ = ["caller_of", "error", "sessions", "this_session"]
 
@@ -48,18 +50,19 @@ def origin_of(request: Request) -> str:
     return f"http {request.client.host if request.client else 'unknown'}"
 
 
-def caller_of(service: NodeService, request: Request, *, required: bool = True) -> Caller:
+async def caller_of(off: OffLoop, request: Request, *, required: bool = True) -> Caller:
     """The caller the request's credentials prove; anonymous only if not ``required``.
 
     Credentials that are present but wrong always raise, never fall back to anonymous.
     """
+    service = off.service
     origin = origin_of(request)
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
     scheme = scheme.lower()
     if scheme == "basic":
         identity, password = _basic(credentials)
-        return service.auth.authenticate_password(identity, password, origin)
+        return await off.read(service.auth.authenticate_password, identity, password, origin)
     if scheme == "handle":
         auth = parse_handle_authorization(credentials)
         if auth.authenticating:
@@ -67,7 +70,8 @@ def caller_of(service: NodeService, request: Request, *, required: bool = True) 
                 raise AuthenticationFailed(
                     "Handle authorization needs sessionId=; open one with POST /api/sessions"
                 )
-            return service.sessions.authenticate_session(
+            return await off.write(
+                service.sessions.authenticate_session,
                 auth.session_id,
                 auth.identity(),
                 auth.auth_type(),
@@ -76,7 +80,7 @@ def caller_of(service: NodeService, request: Request, *, required: bool = True) 
                 origin,
             )
         if auth.session_id is not None and not auth.client_cert:
-            return service.sessions.session_caller(auth.session_id, origin)
+            return await off.read(service.sessions.session_caller, auth.session_id, origin)
     elif header:
         raise AuthenticationNeeded(
             f"authentication scheme {scheme!r} is not supported; use Basic or Handle"
@@ -84,7 +88,7 @@ def caller_of(service: NodeService, request: Request, *, required: bool = True) 
     certificate = client_certificate(request)
     if certificate is not None:
         identity, key = _certificate_identity(certificate)
-        return service.auth.authenticate_certificate(identity, key, origin)
+        return await off.read(service.auth.authenticate_certificate, identity, key, origin)
     if required:
         raise AuthenticationNeeded(
             "this operation needs credentials: HTTP Basic, a Handle session or a client certificate"
@@ -131,13 +135,13 @@ def _basic(credentials: str) -> tuple[ValueReference, bytes]:
     return ValueReference(handle, int(index_text)), password.encode("utf-8")
 
 
-def error(service: NodeService, exc: IdnodeError, handle: str | None = None) -> Response:
+async def error(off: OffLoop, exc: IdnodeError, handle: str | None = None) -> Response:
     """A problem response; a 401 also offers Basic and a fresh session to answer with."""
     response = problem(exc, handle)
     if http_status_of(exc) == 401:
         response.headers.append("WWW-Authenticate", 'Basic realm="handle"')
         try:
-            session = service.sessions.open_session()
+            session = await off.write(off.service.sessions.open_session)
         except IdnodeError:
             return response  # Basic still works; the database is having trouble
         nonce = base64.b64encode(session.nonce).decode()
@@ -159,17 +163,17 @@ def _session_body(session: StoredSession) -> dict[str, Any]:
     return body
 
 
-async def sessions(service: NodeService, request: Request) -> Response:
+async def sessions(off: OffLoop, request: Request) -> Response:
     """``POST /api/sessions``: a new session, authenticated at once if credentials came."""
     try:
-        caller = caller_of(service, request, required=False)
-        session = service.sessions.open_session(caller)
+        caller = await caller_of(off, request, required=False)
+        session = await off.write(off.service.sessions.open_session, caller)
     except IdnodeError as exc:
-        return error(service, exc)
+        return await error(off, exc)
     return JSONResponse(_session_body(session), status_code=201)
 
 
-async def this_session(service: NodeService, request: Request) -> Response:
+async def this_session(off: OffLoop, request: Request) -> Response:
     """``GET|PUT|POST|DELETE /api/sessions/this``: the session the header names."""
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
@@ -179,16 +183,17 @@ async def this_session(service: NodeService, request: Request) -> Response:
         session_id = parse_handle_authorization(credentials).session_id
         if session_id is None:
             raise AuthenticationNeeded('name the session: Authorization: Handle sessionId="..."')
+        sessions = off.service.sessions
         if request.method == "DELETE":
-            service.sessions.close_session(session_id)
+            await off.write(sessions.close_session, session_id)
             return Response(status_code=204)
-        service.sessions.session(session_id)  # unknown or expired: 401 before anything else
+        await off.read(sessions.session, session_id)  # unknown or expired: 401 first
         if request.method in ("PUT", "POST"):
-            caller = caller_of(service, request, required=True)
-            session = service.sessions.bind_session(session_id, caller)
+            caller = await caller_of(off, request, required=True)
+            session = await off.write(sessions.bind_session, session_id, caller)
         else:
-            caller_of(service, request, required=False)  # a full header authenticates
-            session = service.sessions.session(session_id)
+            await caller_of(off, request, required=False)  # a full header authenticates
+            session = await off.read(sessions.session, session_id)
     except IdnodeError as exc:
-        return error(service, exc)
+        return await error(off, exc)
     return JSONResponse(_session_body(session))

@@ -5,14 +5,12 @@ string carries the import's options: ``template``, ``prefix``, ``mint``, ``reade
 ``replace``, ``skipInvalid``. Every row is checked before any is written: with a
 rejected row and no ``skipInvalid`` the answer is 400 listing the rejections, and
 nothing changed. The caller needs ADD_HANDLE on each prefix written (DELETE_HANDLE too
-with ``replace``), and each write is audited. The registration runs in a thread of
-its own, so the worker goes on answering other requests meanwhile.
+with ``replace``), and each write is audited. The registration runs on the writer, so
+the worker goes on answering other requests meanwhile.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +25,7 @@ from idnode.handle.codes import ResponseCode
 from idnode.server import http_auth
 from idnode.server.http_admin import query_flag
 from idnode.server.problems import problem
-from idnode.service import NodeService
+from idnode.service.offloop import OffLoop
 from idnode.templates import parse_readers
 
 __all__ = ["MAX_BULK_BODY", "register"]
@@ -36,11 +34,11 @@ __all__ = ["MAX_BULK_BODY", "register"]
 MAX_BULK_BODY = 64 * 1024 * 1024
 
 
-async def register(service: NodeService, request: Request) -> Response:
+async def register(off: OffLoop, request: Request) -> Response:
     params = request.query_params
     flags = list(params.multi_items())
     try:
-        caller = http_auth.caller_of(service, request, required=True)
+        caller = await http_auth.caller_of(off, request, required=True)
         readers = params.get("readers")
         options = bulk.BulkOptions(
             params.get("prefix"),
@@ -55,20 +53,18 @@ async def register(service: NodeService, request: Request) -> Response:
         def source() -> Iterator[io.StringIO]:
             yield io.StringIO(text, newline="")
 
-        report = await asyncio.to_thread(
-            functools.partial(
-                bulk.register,
-                service,
-                source,
-                fmt,
-                options,
-                replace=query_flag(flags, "replace", default=False),
-                caller=caller,
-                skip_invalid=query_flag(flags, "skipInvalid", default=False),
-            )
+        report = await off.write(
+            bulk.register,
+            off.service,
+            source,
+            fmt,
+            options,
+            replace=query_flag(flags, "replace", default=False),
+            caller=caller,
+            skip_invalid=query_flag(flags, "skipInvalid", default=False),
         )
     except IdnodeError as exc:
-        return http_auth.error(service, exc)
+        return await http_auth.error(off, exc)
     body = _summary(report)
     if not report.written:
         refusal = InvalidValue(f"nothing written: {report.rejected_count} row(s) rejected")

@@ -20,7 +20,7 @@ Which values are links is :func:`idnode.gs1links.links_of`'s business.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -31,7 +31,7 @@ from idnode.errors import IdnodeError, NoSuchResource
 from idnode.gs1 import PRIMARY_KEYS, GS1Key, from_path
 from idnode.gs1links import VOCABULARY, Link, candidates, choose, links_of, ranked
 from idnode.server.problems import problem
-from idnode.service import NodeService
+from idnode.service.offloop import OffLoop
 
 __all__ = ["cors", "description", "digital_link"]
 
@@ -52,14 +52,16 @@ _PREFLIGHT = {
 }
 
 
-def cors(answer: Callable[[Request], Response]) -> Callable[[Request], Response]:
+def cors(
+    answer: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
     """An endpoint of the resolver answering OPTIONS (a CORS preflight, or a client
     asking what it may do) and marking every answer readable from any origin."""
 
-    def answered(request: Request) -> Response:
+    async def answered(request: Request) -> Response:
         if request.method == "OPTIONS":
             return Response(status_code=204, headers=_CORS | _PREFLIGHT)
-        response = answer(request)
+        response = await answer(request)
         response.headers.update(_CORS)
         return response
 
@@ -80,7 +82,7 @@ def description(request: Request, gs1_prefix: str) -> Response:
     )
 
 
-def digital_link(service: NodeService, request: Request, gs1_prefix: str) -> Response:
+async def digital_link(off: OffLoop, request: Request, gs1_prefix: str) -> Response:
     # The raw path: a serial number may hold an encoded "/" (%2F).
     raw = request.scope.get("raw_path") or request.url.path.encode()
     query = request.url.query
@@ -88,7 +90,7 @@ def digital_link(service: NodeService, request: Request, gs1_prefix: str) -> Res
         if not gs1_prefix:
             raise NoSuchResource("GS1 resolution is not set up here (gs1_prefix is empty)")
         key = from_path(raw.decode("latin-1"), query)
-        records = service.reads.resolve_gs1(key, gs1_prefix)
+        records = await off.read(off.service.reads.resolve_gs1, key, gs1_prefix)
     except IdnodeError as exc:
         return problem(exc)
     anchor = _root(request) + key.path

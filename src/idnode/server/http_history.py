@@ -6,7 +6,7 @@
 - ``POST ?restore=N``: make version N's values current again (a new version).
 
 Reading needs READ_VALUE on the record, restoring the permissions of the changes it
-makes (see :meth:`NodeService.restore_version`).
+makes (see :meth:`idnode.service.history.History.restore_version`).
 """
 
 from __future__ import annotations
@@ -22,31 +22,34 @@ from idnode.handle.codes import ResponseCode
 from idnode.history import diff
 from idnode.jsonformat import change_to_json, version_to_json
 from idnode.server import http_admin, http_auth
-from idnode.service import NodeService
+from idnode.service.offloop import OffLoop
 
 __all__ = ["history"]
 
 
-async def history(service: NodeService, request: Request) -> Response:
+async def history(off: OffLoop, request: Request) -> Response:
     handle = request.path_params["handle"]
     params = request.query_params
+    versions_of = off.service.history
     try:
-        caller = http_auth.caller_of(service, request, required=True)
+        caller = await http_auth.caller_of(off, request, required=True)
         if request.method == "POST":
-            number = service.history.restore_version(handle, _number(params, "restore"), caller)
+            restore = _number(params, "restore")
+            number = await off.write(versions_of.restore_version, handle, restore, caller)
             return _ok({"handle": handle, "version": number})
         if "from" in params or "to" in params:
-            a = service.history.version(handle, _number(params, "from"), caller)
-            b = service.history.version(handle, _number(params, "to"), caller)
+            a = await off.read(versions_of.version, handle, _number(params, "from"), caller)
+            b = await off.read(versions_of.version, handle, _number(params, "to"), caller)
             changes = [change_to_json(c) for c in diff(a.values, b.values)]
             return _ok({"handle": handle, "from": a.number, "to": b.number, "changes": changes})
         if "version" in params:
-            version = service.history.version(handle, _number(params, "version"), caller)
+            number = _number(params, "version")
+            version = await off.read(versions_of.version, handle, number, caller)
             return _ok({"handle": handle, **version_to_json(version, values=True)})
-        versions = service.history.history(handle, caller)
+        versions = await off.read(versions_of.history, handle, caller)
         return _ok({"handle": handle, "versions": [version_to_json(v) for v in versions]})
     except IdnodeError as exc:
-        return http_auth.error(service, exc, handle)
+        return await http_auth.error(off, exc, handle)
 
 
 def _number(params: Mapping[str, str], name: str) -> int:

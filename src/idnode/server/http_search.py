@@ -15,14 +15,14 @@ from idnode.domain import Condition, SearchQuery
 from idnode.errors import BadRequestParameter, IdnodeError
 from idnode.handle.codes import ResponseCode
 from idnode.server import http_admin, http_auth
-from idnode.service import NodeService
+from idnode.service.offloop import OffLoop
 
 __all__ = ["MAX_PAGE", "search"]
 
 MAX_PAGE = 1000
 
 
-async def search(service: NodeService, request: Request) -> Response:
+async def search(off: OffLoop, request: Request) -> Response:
     params = request.query_params
     try:
         page = http_admin.query_number(params, "page", 0)
@@ -37,9 +37,9 @@ async def search(service: NodeService, request: Request) -> Response:
             offset=page * size,
             limit=size + 1,  # one more tells whether another page follows
         )
-        found = service.reads.search(query)
+        found = await off.read(off.service.reads.search, query)
     except IdnodeError as exc:
-        return http_auth.error(service, exc)
+        return await http_auth.error(off, exc)
     return JSONResponse(
         {
             "responseCode": int(ResponseCode.SUCCESS),

@@ -10,39 +10,43 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from idnode.errors import BadRequestParameter, IdnodeError
 from idnode.handle.codes import ResponseCode
 from idnode.server import http_admin, http_auth
-from idnode.service import NodeService
+from idnode.service.offloop import OffLoop
 from idnode.stats import prometheus_text, report_from_json, report_to_json, row_to_json
 
 __all__ = ["metrics", "receive_report", "stats"]
 
 
-async def metrics(service: NodeService, request: Request) -> Response:
-    text = prometheus_text(service.statistics.totals(), service.statistics.reported())
+async def metrics(off: OffLoop, request: Request) -> Response:
+    statistics = off.service.statistics
+    text = prometheus_text(await off.read(statistics.totals), await off.read(statistics.reported))
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 
-async def stats(service: NodeService, request: Request) -> Response:
+async def stats(off: OffLoop, request: Request) -> Response:
     """``GET /api/stats?since=<unix time>``: this node's rows and the reported ones."""
     try:
         since = int(request.query_params.get("since", "0"))
     except ValueError:
-        return http_auth.error(service, BadRequestParameter("since must be a Unix time"))
+        return await http_auth.error(off, BadRequestParameter("since must be a Unix time"))
+    statistics = off.service.statistics
+    totals = await off.read(statistics.totals, since=since)
+    reported = await off.read(statistics.reported, since)
     return JSONResponse(
         {
             "responseCode": int(ResponseCode.SUCCESS),
-            "rows": [row_to_json(row) for row in service.statistics.totals(since=since)],
-            "reported": report_to_json(service.statistics.reported(since))["rows"],
+            "rows": [row_to_json(row) for row in totals],
+            "reported": report_to_json(reported)["rows"],
         }
     )
 
 
-async def receive_report(service: NodeService, request: Request) -> Response:
+async def receive_report(off: OffLoop, request: Request) -> Response:
     """``POST /api/stats/reports``: a child node's totals, from an identity allowed to
-    report them (:meth:`NodeService.accept_stats_report`)."""
+    report them (:meth:`idnode.service.statistics.Statistics.accept_report`)."""
     try:
-        caller = http_auth.caller_of(service, request, required=True)
+        caller = await http_auth.caller_of(off, request, required=True)
         rows = report_from_json(await http_admin.json_body(request))
-        stored = service.statistics.accept_report(rows, caller)
+        stored = await off.write(off.service.statistics.accept_report, rows, caller)
     except IdnodeError as exc:
-        return http_auth.error(service, exc)
+        return await http_auth.error(off, exc)
     return JSONResponse({"responseCode": int(ResponseCode.SUCCESS), "stored": stored})

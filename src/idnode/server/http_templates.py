@@ -17,52 +17,53 @@ from idnode.errors import IdnodeError, http_status_of
 from idnode.handle.codes import ResponseCode
 from idnode.server import http_admin, http_auth
 from idnode.server.pages import page
-from idnode.service import NodeService
+from idnode.service.offloop import OffLoop
 from idnode.templates import Template
 
 __all__ = ["template_api", "template_page", "templates_api", "templates_page"]
 
 
-async def templates_api(service: NodeService, request: Request) -> Response:
+async def templates_api(off: OffLoop, request: Request) -> Response:
+    templates = await off.read(off.service.templates.templates)
     return JSONResponse(
         {
             "responseCode": int(ResponseCode.SUCCESS),
-            "templates": [t.to_json() for t in service.templates.templates()],
+            "templates": [t.to_json() for t in templates],
         }
     )
 
 
-async def template_api(service: NodeService, request: Request) -> Response:
+async def template_api(off: OffLoop, request: Request) -> Response:
     name = request.path_params["name"]
+    templates = off.service.templates
     try:
         if request.method == "PUT":
-            caller = http_auth.caller_of(service, request, required=True)
-            defined = service.templates.define_template(
-                name, await http_admin.json_body(request), caller
-            )
+            caller = await http_auth.caller_of(off, request, required=True)
+            definition = await http_admin.json_body(request)
+            defined = await off.write(templates.define_template, name, definition, caller)
             body: dict[str, Any] = defined.to_json()
             return JSONResponse({"responseCode": int(ResponseCode.SUCCESS), **body}, 201)
-        template = service.templates.template(
-            name, http_admin.query_number(request.query_params, "version")
-        )
+        version = http_admin.query_number(request.query_params, "version")
+        template = await off.read(templates.template, name, version)
     except IdnodeError as exc:
-        return http_auth.error(service, exc)
+        return await http_auth.error(off, exc)
     return JSONResponse({"responseCode": int(ResponseCode.SUCCESS), **template.to_json()})
 
 
-async def templates_page(service: NodeService, request: Request) -> Response:
+async def templates_page(off: OffLoop, request: Request) -> Response:
     items = "".join(
         f'<li><a href="/templates/{html.escape(t.name)}">{html.escape(t.name)}</a> '
         f"(version {t.version}): {html.escape(t.title)}</li>"
-        for t in service.templates.templates()
+        for t in await off.read(off.service.templates.templates)
     )
     return HTMLResponse(page("Templates", f"<ul>{items}</ul>"))
 
 
-async def template_page(service: NodeService, request: Request) -> Response:
+async def template_page(off: OffLoop, request: Request) -> Response:
     try:
-        template = service.templates.template(
-            request.path_params["name"], http_admin.query_number(request.query_params, "version")
+        version = http_admin.query_number(request.query_params, "version")
+        template = await off.read(
+            off.service.templates.template, request.path_params["name"], version
         )
     except IdnodeError as exc:
         body = f"<p>{html.escape(exc.message)}</p>"

@@ -31,6 +31,7 @@ from idnode.server.http import create_app
 from idnode.server.ratelimit import RateLimiter
 from idnode.server.tls import uvicorn_tls_settings
 from idnode.server.transports import HandleTCPProtocol, HandleUDPProtocol, TCPLimits
+from idnode.service.offloop import OffLoop
 
 __all__ = ["BoundPorts", "bind_sockets", "serve", "serve_forever"]
 
@@ -118,15 +119,21 @@ async def serve(
     except BaseException:
         sockets.close()
         raise
+    # Everything of the service that may wait runs off the loop, through ``off``.
+    off = OffLoop(node.service)
     try:
-        await _serve_node(node, sockets, config, tls, started, stop, report)
+        await _serve_node(node, off, sockets, config, tls, started, stop, report)
     finally:
-        sockets.close()
-        node.close()
+        try:
+            await off.aclose()
+        finally:
+            sockets.close()
+            node.close()
 
 
 async def _serve_node(
     node: Node,
+    off: OffLoop,
     sockets: _Sockets,
     config: Config,
     tls: dict[str, Any],
@@ -136,7 +143,10 @@ async def _serve_node(
 ) -> None:
     loop = asyncio.get_running_loop()
     dispatcher = Dispatcher(
-        node.service, udp_max_response=config.udp_max_response, signer=server_signer(config)
+        node.service,
+        udp_max_response=config.udp_max_response,
+        signer=server_signer(config),
+        offloop=off,
     )
     limits = TCPLimits(config.tcp_max_connections, config.tcp_idle_timeout)
     limiter = RateLimiter(config.udp_rate_limit) if config.udp_rate_limit > 0 else None
@@ -153,7 +163,7 @@ async def _serve_node(
     uvicorn_settings: dict[str, Any] = {"http": "httptools"} | tls
     http_server = _HTTPServer(
         uvicorn.Config(
-            create_app(node.service, config.gs1_prefix),
+            create_app(off, config.gs1_prefix),
             lifespan="off",
             access_log=False,
             log_level=config.log_level.lower(),
@@ -168,9 +178,12 @@ async def _serve_node(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
     http_task = asyncio.create_task(http_server.serve(sockets=[sockets.http]))
-    background = [asyncio.create_task(_flush_stats_every(node, config.stats_flush_seconds))]
+    background = [
+        asyncio.create_task(_flush_stats_every(off, config.stats_flush_seconds)),
+        asyncio.create_task(_refresh_homed_every(off)),
+    ]
     if report and config.parent_url:
-        background.append(asyncio.create_task(_report_stats_every(node)))
+        background.append(asyncio.create_task(_report_stats_every(node, off)))
     ports = BoundPorts(sockets.tcp.getsockname()[1], sockets.http.getsockname()[1])
     if started is not None:
         while not http_server.started and not http_task.done():
@@ -208,20 +221,33 @@ def _run(
         uvloop.run(main)
 
 
-async def _flush_stats_every(node: Node, seconds: float) -> None:
+async def _flush_stats_every(off: OffLoop, seconds: float) -> None:
     while True:
         await asyncio.sleep(seconds)
         try:
-            node.service.statistics.flush()
+            await off.write(off.service.statistics.flush)
         except IdnodeError as exc:  # the database is away; counts wait for the next try
             log.warning("could not flush statistics: %s", exc.message)
 
 
-async def _report_stats_every(node: Node) -> None:
+async def _refresh_homed_every(off: OffLoop) -> None:
+    """Read the homed prefixes off the loop, before they go stale, so that the loop's
+    own question "is this handle held here?" never has to (it would otherwise read
+    them every few seconds, on PostgreSQL a round trip)."""
+    core = off.service.core
+    while True:
+        try:
+            await off.read(core.homed_keys, fresh=True)
+        except IdnodeError as exc:
+            log.warning("could not read the homed prefixes: %s", exc.message)
+        await asyncio.sleep(core.HOMED_REFRESH_SECONDS / 2)
+
+
+async def _report_stats_every(node: Node, off: OffLoop) -> None:
     while True:
         await asyncio.sleep(node.config.stats_report_seconds)
         try:
-            rows = report_rows(node, REPORT_HOURS)
+            rows = await off.read(report_rows, node, REPORT_HOURS)
             stored = await asyncio.to_thread(send_report, node.config, rows)
         except IdnodeError as exc:  # the parent is away; the next report covers it
             log.warning("could not report statistics: %s", exc.message)

@@ -1,9 +1,13 @@
 """asyncio adapters that move Handle protocol bytes between sockets and the Dispatcher.
 
 They hold no protocol logic: UDP hands each datagram over and sends back the reply;
-TCP frames the stream with :class:`~idnode.handle.codec.MessageFramer`. Work is done
-synchronously in the callback, so an overloaded server lets the kernel drop datagrams
-instead of queueing them in memory without bound.
+TCP frames the stream with :class:`~idnode.handle.codec.MessageFramer`. A request the
+dispatcher answers at once (a local resolution) is answered in the callback, so an
+overloaded server lets the kernel drop datagrams instead of queueing them in memory
+without bound. One that must wait (a write, a question to another server) becomes a
+task; UDP keeps at most ``MAX_PENDING`` of them and drops datagrams beyond, and a TCP
+connection reads no further request until its pending one is answered, so replies
+keep the order of the requests and nothing piles up.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any, Protocol, cast
 
 from idnode.errors import MessageTooLarge
@@ -24,6 +29,8 @@ log = logging.getLogger("idnode.server")
 
 #: Bytes of UDP replies allowed to wait for the kernel before requests are dropped.
 UDP_SEND_BACKLOG = 1 << 20
+#: UDP requests of one worker waiting on a write or another server at once.
+MAX_PENDING = 1024
 
 
 class _DatagramTransport(Protocol):
@@ -39,6 +46,7 @@ class HandleUDPProtocol(asyncio.DatagramProtocol):
         self._dispatcher = dispatcher
         self._limiter = limiter
         self._transport: _DatagramTransport | None = None
+        self._pending: set[asyncio.Task[bytes | None]] = set()
         self.dropped = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -54,21 +62,43 @@ class HandleUDPProtocol(asyncio.DatagramProtocol):
             # (its client will retry) rather than let the queue grow without bound.
             self.dropped += 1
             return
-        reply: bytes | None
+        reply: bytes | Coroutine[Any, Any, bytes | None] | None
         decision = (
             Decision.ANSWER
             if self._limiter is None
             else self._limiter.check(str(addr[0]), time.monotonic())
         )
         if decision is Decision.ANSWER:
-            reply = self._dispatcher.handle(data, udp=True, peer=addr)
+            reply = self._dispatcher.receive(data, udp=True, peer=addr)
         elif decision is Decision.TRUNCATE:
             reply = self._dispatcher.truncated(data)
         else:
             self.dropped += 1
             return
-        if reply is not None:
+        if isinstance(reply, bytes):
             transport.sendto(reply, addr)
+        elif reply is not None:
+            self._later(reply, addr)
+
+    def _later(self, reply: Coroutine[Any, Any, bytes | None], addr: tuple[str | Any, int]) -> None:
+        if len(self._pending) >= MAX_PENDING:
+            # As many requests wait as this worker allows: this one is dropped (its
+            # client will retry), not queued without bound.
+            reply.close()
+            self.dropped += 1
+            return
+        task = asyncio.ensure_future(reply)
+        self._pending.add(task)
+
+        def send(done: asyncio.Task[bytes | None]) -> None:
+            self._pending.discard(done)
+            if done.cancelled() or self._transport is None:
+                return
+            data = done.result()
+            if data is not None:
+                self._transport.sendto(data, addr)
+
+        task.add_done_callback(send)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a client that went away; nothing to do.
@@ -86,6 +116,7 @@ class HandleTCPProtocol(asyncio.Protocol):
         self._idle: asyncio.TimerHandle | None = None
         self._counted = False
         self._writing_paused = False
+        self._waiting: asyncio.Task[bytes | None] | None = None
         self._peer: Any = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -101,6 +132,8 @@ class HandleTCPProtocol(asyncio.Protocol):
         self._arm_idle_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._waiting is not None:
+            self._waiting.cancel()
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
@@ -127,7 +160,7 @@ class HandleTCPProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writing_paused = False
         transport = self._transport
-        if transport is not None and not transport.is_closing():
+        if transport is not None and not transport.is_closing() and self._waiting is None:
             transport.resume_reading()
             self._answer_buffered(transport)
 
@@ -137,13 +170,15 @@ class HandleTCPProtocol(asyncio.Protocol):
 
     def _answer_buffered(self, transport: asyncio.Transport) -> None:
         try:
-            while not self._writing_paused and not transport.is_closing():
+            while not self._writing_paused and self._waiting is None and not transport.is_closing():
                 frame = self._framer.next_message()
                 if frame is None:
                     break
-                reply = self._dispatcher.handle(frame, udp=False, peer=self._peer)
-                if reply is not None:
+                reply = self._dispatcher.receive(frame, udp=False, peer=self._peer)
+                if isinstance(reply, bytes):
                     transport.write(reply)
+                elif reply is not None:
+                    self._wait_for(reply, transport)
         except MessageTooLarge as exc:
             # Answer from the envelope and header alone, then stop reading this stream:
             # its framing can no longer be trusted.
@@ -152,6 +187,26 @@ class HandleTCPProtocol(asyncio.Protocol):
                 transport.write(reply)
             log.info("closing TCP connection: %s", exc.message)
             transport.close()
+
+    def _wait_for(
+        self, reply: Coroutine[Any, Any, bytes | None], transport: asyncio.Transport
+    ) -> None:
+        """Read nothing more until ``reply`` is ready, then write it and go on."""
+        transport.pause_reading()
+        self._waiting = task = asyncio.ensure_future(reply)
+
+        def done(task: asyncio.Task[bytes | None]) -> None:
+            self._waiting = None
+            if task.cancelled() or transport.is_closing():
+                return
+            data = task.result()
+            if data is not None:
+                transport.write(data)
+            if not self._writing_paused:
+                transport.resume_reading()
+                self._answer_buffered(transport)
+
+        task.add_done_callback(done)
 
     def _arm_idle_timer(self) -> None:
         if self._idle is not None:

@@ -8,9 +8,13 @@ key by resolving it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
 from idnode.auth.identity import check_answer, check_certificate_key, check_password
+from idnode.domain import HandleRecord
 from idnode.errors import (
     AuthenticationError,
     AuthenticationFailed,
@@ -22,7 +26,7 @@ from idnode.errors import (
 )
 from idnode.handle.messages import PROTOCOL_VERSION, ChallengeAnswer
 from idnode.handle.values import ValueReference
-from idnode.service.core import Caller, ServiceCore
+from idnode.service.core import Caller, ServiceCore, Upstream
 
 __all__ = ["Authentication"]
 
@@ -39,44 +43,70 @@ class Authentication:
         version: tuple[int, int],
         origin: str,
     ) -> Caller:
-        """The caller a challenge answer proves, or AuthenticationFailed/InvalidCredential."""
+        """The caller a challenge answer proves, or AuthenticationFailed/InvalidCredential
+        (blocking while the home of an identity held elsewhere is asked)."""
+        caller = self.answer_held_here(answer, nonce, digest, version, origin)
+        if caller is None:
+            return self.answer_held_elsewhere(answer, nonce, digest, origin)
+        return caller
+
+    def answer_held_here(
+        self,
+        answer: ChallengeAnswer,
+        nonce: bytes,
+        digest: bytes,
+        version: tuple[int, int],
+        origin: str,
+    ) -> Caller | None:
+        """:meth:`authenticate_answer` for an identity held here; None for one held
+        elsewhere that the upstream resolver can ask about (:meth:`answer_held_elsewhere`)."""
         identity = ValueReference(answer.identity_handle, answer.identity_index)
         values = self._core.values_of(answer.identity_handle)
         if values is None and self._core.upstream is not None:
-            return Caller(self._identity_elsewhere(identity, answer, nonce, digest), origin)
+            return None
         proven = check_answer(
             values, identity, answer.auth_type, answer.signed_response, nonce, digest, version
         )
         return Caller(proven, origin)
 
-    def _identity_elsewhere(
-        self, identity: ValueReference, answer: ChallengeAnswer, nonce: bytes, digest: bytes
-    ) -> ValueReference:
-        """An identity whose handle another node holds. One nobody holds is
-        InvalidCredential; one whose home cannot be asked, AuthenticationError."""
-        upstream = self._core.upstream
-        assert upstream is not None
-        who = f"{identity.index}:{identity.handle}"
-        signed = answer.signed_response
-        secret = answer.auth_type.upper() == "HS_SECKEY"
-        try:
-            if secret:
-                valid = upstream.verify_challenge(identity, nonce, digest, signed)
+    def answer_held_elsewhere(
+        self, answer: ChallengeAnswer, nonce: bytes, digest: bytes, origin: str
+    ) -> Caller:
+        """An identity whose handle another node holds (an enterprise's administrator
+        at its parent's node, say): a secret key is checked by asking that node
+        (opcode 201), which alone knows it; a public key is resolved and checked here.
+        An identity nobody holds is InvalidCredential; one whose home cannot be asked,
+        AuthenticationError."""
+        upstream = self._upstream()
+        identity = ValueReference(answer.identity_handle, answer.identity_index)
+        found: bool | HandleRecord
+        with _asking_home(identity):
+            if _secret(answer):
+                found = upstream.verify_challenge(identity, nonce, digest, answer.signed_response)
             else:
-                record = upstream.resolve(identity.handle, (identity.index,))
-        except AuthenticationError:
-            raise
-        except (HandleNotFound, ValuesNotFound, NotResponsible, InvalidCredential) as exc:
-            raise InvalidCredential(f"no identity {who}: {exc.message}") from exc
-        except IdnodeError as exc:
-            raise AuthenticationError(f"cannot check {who} at its home: {exc.message}") from exc
-        if secret:
-            if not valid:
-                raise AuthenticationFailed(f"{who}'s home server says the answer does not prove it")
-            return identity
-        return check_answer(
-            record.values, identity, answer.auth_type, signed, nonce, digest, PROTOCOL_VERSION
-        )
+                found = upstream.resolve(identity.handle, (identity.index,))
+        return Caller(_proven_elsewhere(identity, answer, found, nonce, digest), origin)
+
+    async def answer_held_elsewhere_async(
+        self, answer: ChallengeAnswer, nonce: bytes, digest: bytes, origin: str
+    ) -> Caller:
+        """:meth:`answer_held_elsewhere` on an event loop, which goes on serving meanwhile."""
+        upstream = self._upstream()
+        identity = ValueReference(answer.identity_handle, answer.identity_index)
+        found: bool | HandleRecord
+        with _asking_home(identity):
+            if _secret(answer):
+                signed = answer.signed_response
+                found = await upstream.verify_challenge_async(identity, nonce, digest, signed)
+            else:
+                found = await upstream.resolve_async(identity.handle, (identity.index,))
+        return Caller(_proven_elsewhere(identity, answer, found, nonce, digest), origin)
+
+    def _upstream(self) -> Upstream:
+        upstream = self._core.upstream
+        if upstream is None:
+            raise AuthenticationError("identities held elsewhere cannot be checked here")
+        return upstream
 
     def verify_challenge(
         self,
@@ -115,3 +145,46 @@ class Authentication:
         """A verified TLS client certificate naming ``identity`` and holding ``key``."""
         proven = check_certificate_key(self._core.values_of(identity.handle), identity, key)
         return Caller(proven, origin)
+
+
+def _secret(answer: ChallengeAnswer) -> bool:
+    return answer.auth_type.upper() == "HS_SECKEY"
+
+
+@contextmanager
+def _asking_home(identity: ValueReference) -> Iterator[None]:
+    """What asking an identity's home may fail with, as authentication errors."""
+    who = f"{identity.index}:{identity.handle}"
+    try:
+        yield
+    except AuthenticationError:
+        raise
+    except (HandleNotFound, ValuesNotFound, NotResponsible, InvalidCredential) as exc:
+        raise InvalidCredential(f"no identity {who}: {exc.message}") from exc
+    except IdnodeError as exc:
+        raise AuthenticationError(f"cannot check {who} at its home: {exc.message}") from exc
+
+
+def _proven_elsewhere(
+    identity: ValueReference,
+    answer: ChallengeAnswer,
+    found: bool | HandleRecord,
+    nonce: bytes,
+    digest: bytes,
+) -> ValueReference:
+    """The identity, if what its home said (``found``: the verdict on a secret key, or
+    the record holding a public key) proves it."""
+    if isinstance(found, bool):
+        if not found:
+            who = f"{identity.index}:{identity.handle}"
+            raise AuthenticationFailed(f"{who}'s home server says the answer does not prove it")
+        return identity
+    return check_answer(
+        found.values,
+        identity,
+        answer.auth_type,
+        answer.signed_response,
+        nonce,
+        digest,
+        PROTOCOL_VERSION,
+    )

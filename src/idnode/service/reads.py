@@ -8,6 +8,7 @@ caller may read before anything leaves this module.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from idnode.domain import HandleRecord, SearchQuery
 from idnode.errors import (
@@ -23,7 +24,7 @@ from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import HandleValue, Permission
 from idnode.handle.valuetypes import AdminPermission, ServiceHandle, SiteInfo
 from idnode.names import NA_PREFIX, handle_key, prefix_chain, split_handle
-from idnode.service.core import ANONYMOUS, Caller, ServiceCore
+from idnode.service.core import ANONYMOUS, Caller, ServiceCore, Upstream
 from idnode.sites import SITE_TYPES
 
 __all__ = ["Reads"]
@@ -64,7 +65,7 @@ class Reads:
             prefix_key = core.responsible_prefix(handle)
         except NotResponsible:
             if core.upstream is not None and (recursive or core.recursive):
-                return self._upstream(handle, indexes, types)
+                return self.resolve_upstream(handle, indexes, types)
             referral = self._referral(handle)
             if referral is None:
                 raise
@@ -73,6 +74,31 @@ class Reads:
         if record is None:
             core.stats.not_found(prefix_key)
             raise self._referral(handle) or HandleNotFound(f"handle {handle} not found")
+        return self._answer(handle, record, prefix_key, indexes, types, caller, public_only)
+
+    def resolve_read(
+        self, record: HandleRecord, *, indexes: Sequence[int] = (), types: Sequence[str] = ()
+    ) -> HandleRecord:
+        """:meth:`resolve` with ``public_only`` of a record read already (by an event
+        loop, with :meth:`Storage.get_async <idnode.storage.base.Storage.get_async>`):
+        its public values, filtered and counted; nothing more is read."""
+        handle = record.handle
+        prefix_key = self._core.responsible_prefix(handle)
+        return self._answer(handle, record, prefix_key, indexes, types, ANONYMOUS, True)
+
+    def _answer(
+        self,
+        handle: str,
+        record: HandleRecord,
+        prefix_key: str,
+        indexes: Sequence[int],
+        types: Sequence[str],
+        caller: Caller,
+        public_only: bool,
+    ) -> HandleRecord:
+        """The values of ``record`` (asked for as ``handle``) that the caller may read
+        and asked for."""
+        core = self._core
         encoded = EncodedValues.of(record.values)
         wanted = frozenset(indexes)
         values = encoded.select(public_only=True, indexes=wanted, types=types)
@@ -113,22 +139,53 @@ class Reads:
         if core.upstream is None or not (recursive or core.recursive):
             return False
         try:
+            split_handle(handle)
+        except InvalidHandle:
+            return False
+        return not self.held_here(handle)
+
+    def held_here(self, handle: str) -> bool:
+        """Whether this node answers for ``handle`` itself: its prefix is homed here
+        and it is in this server's share. Known in memory, without a read; False for
+        a handle that is not valid."""
+        try:
             prefix, suffix = split_handle(handle)
         except InvalidHandle:
             return False
-        return not core.is_responsible(handle_key(prefix), suffix) or not core.in_share(handle)
+        core = self._core
+        return core.is_responsible(handle_key(prefix), suffix) and core.in_share(handle)
 
-    def _upstream(self, handle: str, indexes: Sequence[int], types: Sequence[str]) -> HandleRecord:
+    def resolve_upstream(
+        self, handle: str, indexes: Sequence[int] = (), types: Sequence[str] = ()
+    ) -> HandleRecord:
+        """:meth:`resolve` of a handle held elsewhere, through the upstream resolver
+        (blocking while it asks other servers)."""
+        with self._counted(handle):
+            return self._upstream().resolve(handle, indexes, types)
+
+    async def resolve_upstream_async(
+        self, handle: str, indexes: Sequence[int] = (), types: Sequence[str] = ()
+    ) -> HandleRecord:
+        """:meth:`resolve_upstream` on an event loop, which goes on serving meanwhile."""
+        with self._counted(handle):
+            return await self._upstream().resolve_async(handle, indexes, types)
+
+    def _upstream(self) -> Upstream:
         upstream = self._core.upstream
-        assert upstream is not None
+        if upstream is None:
+            raise NotResponsible("this node resolves no handles held elsewhere (no root_servers)")
+        return upstream
+
+    @contextmanager
+    def _counted(self, handle: str) -> Iterator[None]:
+        """Count an upstream resolution of ``handle`` as found or not found."""
         prefix_key = handle_key(split_handle(handle)[0])
         try:
-            record = upstream.resolve(handle, indexes, types)
+            yield
         except (HandleNotFound, ValuesNotFound):
             self._core.stats.not_found(prefix_key)
             raise
         self._core.stats.resolved(prefix_key)
-        return record
 
     def _referral(self, handle: str) -> Referral | None:
         """The delegation this node holds for the handle's prefix, nearest first.

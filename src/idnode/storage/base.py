@@ -50,6 +50,17 @@ class Storage(Protocol):
     def get(self, handle: str) -> HandleRecord | None:
         """The record for ``handle`` in any ASCII case, or None."""
 
+    def reads_at_once(self, handle: str) -> bool:
+        """Whether :meth:`get` of ``handle`` answers without waiting: a local read,
+        or a record held in memory (a cache hit)."""
+
+    async def get_async(self, handle: str) -> HandleRecord | None:
+        """:meth:`get` on an event loop, without blocking it: asynchronous I/O where
+        the backend reads over the network, the plain read where it reads locally."""
+
+    async def aclose(self) -> None:
+        """Release what :meth:`get_async` opened on the event loop (before :meth:`close`)."""
+
     def search(self, query: SearchQuery) -> list[str]:
         """Handles (as registered, in key order) whose public values match ``query``;
         see :mod:`idnode.storage.search`."""

@@ -93,24 +93,53 @@ class CachingStorage:
     # -- reads -----------------------------------------------------------------
 
     def get(self, handle: str) -> HandleRecord | None:
-        key = handle_key(handle)
-        now = self._clock()
+        key, now = handle_key(handle), self._clock()
+        hit, record, epoch = self._lookup(key, now)
+        if hit:
+            return record
+        record = self._inner.get(handle)
+        self._keep(key, now, record, epoch)
+        return record
+
+    def reads_at_once(self, handle: str) -> bool:
+        entry = self._entries.get(handle_key(handle))
+        if entry is not None and self._clock() - entry[0] <= self._max_age:
+            return True
+        return self._inner.reads_at_once(handle)
+
+    async def get_async(self, handle: str) -> HandleRecord | None:
+        key, now = handle_key(handle), self._clock()
+        hit, record, epoch = self._lookup(key, now)
+        if hit:
+            return record
+        record = await self._inner.get_async(handle)
+        self._keep(key, now, record, epoch)
+        return record
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def _lookup(self, key: str, now: float) -> tuple[bool, HandleRecord | None, int | None]:
+        """(hit, record, None) from the cache, or (False, None, epoch) for a miss: the
+        epoch to pass to :meth:`_keep` (None while nothing may be cached)."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and now - entry[0] <= self._max_age:
                 self._entries.move_to_end(key)
                 self.hits += 1
-                return entry[1]
-            epoch, listening = self._epoch, self._listening
+                return True, entry[1], None
+            epoch = self._epoch if self._listening else None
         self.misses += 1
-        record = self._inner.get(handle)
+        return False, None, epoch
+
+    def _keep(self, key: str, now: float, record: HandleRecord | None, epoch: int | None) -> None:
+        """Cache what a miss read, unless an invalidation came while it was read."""
         with self._lock:
-            if listening and self._listening and epoch == self._epoch:
+            if epoch is not None and self._listening and epoch == self._epoch:
                 self._entries[key] = (now, record)
                 self._entries.move_to_end(key)
                 while len(self._entries) > self._max_entries:
                     self._entries.popitem(last=False)
-        return record
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -12,6 +12,8 @@ starting against a fresh database at once apply them exactly once.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import itertools
 import logging
 import re
@@ -22,13 +24,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from idnode.domain import AuditContext, HandleRecord
 from idnode.errors import StorageError
 from idnode.handle.values import HandleValue
 from idnode.names import handle_key
 from idnode.storage.base import StagedChoice
+from idnode.storage.batch import KeyBatcher
 from idnode.storage.cache import FLUSH_ALL, CachingStorage
 from idnode.storage.search import reindexed
 from idnode.storage.sql import (
@@ -61,6 +64,7 @@ _MERGE_REPLACE = (
 )
 _MERGE_SKIP = _MERGE + "DO NOTHING"
 _MIGRATION_LOCK = 0x1D40DE  # advisory lock id: "idnode"
+_GET_MANY = "SELECT key, handle, values_wire FROM handles WHERE key = ANY(%s)"
 
 
 class PostgresStorage(SQLStorage):
@@ -88,6 +92,12 @@ class PostgresStorage(SQLStorage):
         self._recent_all_until = 0.0
         self._replicas: list[ConnectionPool] = []
         self._next_replica = itertools.cycle(range(len(replicas)))
+        self._urls = [url, *replicas]
+        self._max_size = max_size
+        # Opened by the first get_async, on its event loop: [primary, *replicas].
+        self._async_pools: list[AsyncConnectionPool] | None = None
+        self._async_opening: asyncio.Lock | None = None
+        self._batchers: dict[int, KeyBatcher[tuple[str, bytes]]] = {}
         self._pool = _pool(url, min_size, max_size)
         try:
             for replica in replicas:
@@ -144,22 +154,66 @@ class PostgresStorage(SQLStorage):
 
     def _read_pool(self, key: str | None = None) -> ConnectionPool:
         """A replica when there are any, unless ``key`` changed too recently for one."""
+        where = self._read_from(key)
+        return self._pool if where == 0 else self._replicas[where - 1]
+
+    def _read_from(self, key: str | None) -> int:
+        """0 for the primary, n for replica n (see :meth:`_read_pool`)."""
         if not self._replicas:
-            return self._pool
+            return 0
         if key is not None:
             now = time.monotonic()
             if now < self._recent_all_until or self._recent.get(key, 0.0) > now:
-                return self._pool
-        return self._replicas[next(self._next_replica)]
+                return 0
+        return 1 + next(self._next_replica)
+
+    # -- reads on an event loop ------------------------------------------------------
+
+    def reads_at_once(self, handle: str) -> bool:
+        return False
+
+    async def get_async(self, handle: str) -> HandleRecord | None:
+        # psycopg's asynchronous connections: the loop waits on the socket while the
+        # server answers, and goes on with other work; no thread is woken, which here
+        # costs more than the read itself. The keys asked for in one turn of the loop
+        # are read with one query (see storage/batch.py).
+        key = handle_key(handle)
+        where = self._read_from(key)
+        batcher = self._batchers.get(where)
+        if batcher is None:
+            pools = self._async_pools or await self._open_async_pools()
+            batcher = self._batchers[where] = KeyBatcher(functools.partial(_rows, pools[where]))
+        row = await batcher.get(key)
+        return None if row is None else decode_record(*row)
+
+    async def _open_async_pools(self) -> list[AsyncConnectionPool]:
+        if self._async_opening is None:
+            self._async_opening = asyncio.Lock()
+        async with self._async_opening:
+            if self._async_pools is None:
+                pools = []
+                try:
+                    for url in self._urls:
+                        pools.append(await _async_pool(url, self._max_size))
+                except BaseException:
+                    for pool in pools:
+                        await pool.close()
+                    raise
+                self._async_pools = pools
+        return self._async_pools
+
+    async def aclose(self) -> None:
+        pools, self._async_pools = self._async_pools or [], None
+        self._batchers.clear()
+        for pool in pools:
+            await pool.close()
 
     def get_many(self, handles: Sequence[str]) -> dict[str, HandleRecord]:
         keys = list(dict.fromkeys(handle_key(h) for h in handles))
         if not keys:
             return {}
         with self._pool.connection() as conn:
-            rows = conn.execute(
-                "SELECT key, handle, values_wire FROM handles WHERE key = ANY(%s)", (keys,)
-            ).fetchall()
+            rows = conn.execute(_GET_MANY, (keys,)).fetchall()
         return {key: decode_record(handle, wire) for key, handle, wire in rows}
 
     def put_many(
@@ -303,6 +357,29 @@ def _pool(url: str, min_size: int, max_size: int) -> ConnectionPool:
         pool.open(wait=True, timeout=10)
     except (psycopg.Error, PoolTimeout) as exc:
         pool.close()
+        raise StorageError(f"cannot connect to PostgreSQL at {_safe(url)}: {exc}") from exc
+    return pool
+
+
+async def _rows(pool: AsyncConnectionPool, keys: list[str]) -> dict[str, tuple[str, bytes]]:
+    """(handle, values) of those of ``keys`` that exist, by key."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(_GET_MANY, (keys,))
+        return {key: (handle, wire) for key, handle, wire in await cursor.fetchall()}
+
+
+async def _async_pool(url: str, max_size: int) -> AsyncConnectionPool:
+    pool = AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        kwargs={"autocommit": True, "prepare_threshold": 0},
+        open=False,
+    )
+    try:
+        await pool.open(wait=True, timeout=10)
+    except (psycopg.Error, PoolTimeout) as exc:
+        await pool.close()
         raise StorageError(f"cannot connect to PostgreSQL at {_safe(url)}: {exc}") from exc
     return pool
 

@@ -131,6 +131,16 @@ class SQLiteStorage(SQLStorage):
         row = self._reader.execute(self.sql.get, (handle_key(handle),)).fetchone()
         return None if row is None else decode_record(row[0], row[1])
 
+    def reads_at_once(self, handle: str) -> bool:
+        return True
+
+    async def get_async(self, handle: str) -> HandleRecord | None:
+        # A local read of a few memory-mapped pages: nothing to wait for asynchronously.
+        return self.get(handle)
+
+    async def aclose(self) -> None:
+        pass
+
     def get_many(self, handles: Sequence[str]) -> dict[str, HandleRecord]:
         keys = list(dict.fromkeys(handle_key(h) for h in handles))
         rows = self._rows(self._reader, keys)
