@@ -7,6 +7,7 @@ response code and the request digest flag as much as on the opcode.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from idnode.handle.codes import OpCode
 from idnode.handle.errors import LocalProtocolError, RemoteProtocolError
@@ -18,7 +19,10 @@ from idnode.handle.messages import (
     DeleteHandleRequest,
     KeyExchange,
     ListHandlesRequest,
+    LoginRequest,
     ModifyValueRequest,
+    PasswordLoginRequest,
+    PrefixRequest,
     RawBody,
     RemoveValueRequest,
     ResolutionRequest,
@@ -53,7 +57,19 @@ def write_handle(w: Writer, handle: str) -> None:
 
 def _resolution(r: Reader) -> Body:
     handle = read_handle(r)
-    return ResolutionRequest(handle, r.int_array("index list"), r.string_array("type list"))
+    indexes, types = r.int_array("index list"), r.string_array("type list")
+    # IDIS SDKs append an identity token (a block, often empty); others end here.
+    token = r.block("identity token") if r.remaining else None
+    return ResolutionRequest(handle, indexes, types, token)
+
+
+def _password_login(r: Reader) -> Body:
+    user = read_handle(r)
+    r.int_array("index list")
+    fields = r.string_array("type list")
+    if len(fields) != 1:
+        raise RemoteProtocolError(f"a password login carries 1 password, not {len(fields)}")
+    return PasswordLoginRequest(user, fields[0])
 
 
 def _challenge_answer(r: Reader) -> Body:
@@ -113,13 +129,18 @@ _READERS: dict[OpCode, Callable[[Reader], Body]] = {
     OpCode.VERIFY_RESPONSE: _verify_challenge,
     OpCode.SESSION_SETUP: _session_setup,
     OpCode.SESSION_EXCHANGEKEY: lambda r: SessionExchangeKeyRequest(r.block("session key")),
+    OpCode.HOME_NA: lambda r: PrefixRequest(read_handle(r)),
+    OpCode.UNHOME_NA: lambda r: PrefixRequest(read_handle(r)),
+    OpCode.LOGIN_ID_SYSTEM: lambda r: LoginRequest(read_handle(r), r.u32("identity index")),
+    OpCode.LOGIN: _password_login,
 }
 
 
 def read_request_body(r: Reader, body_length: int, opcode: OpCode) -> Body:
     """The typed body of a request; opcodes we do not model come back as RawBody."""
     if opcode == OpCode.GET_SITE_INFO:
-        r.raw(body_length, "site info request body")  # empty by the spec; tolerate padding
+        # Empty by the spec; IDIS SDKs send a handle ("/"): tolerated, not used.
+        r.raw(body_length, "site info request body")
         return SiteInfoRequest()
     if opcode == OpCode.SESSION_TERMINATE:
         r.raw(body_length, "session terminate body")  # empty, as above
@@ -132,48 +153,96 @@ def read_request_body(r: Reader, body_length: int, opcode: OpCode) -> Body:
 
 def write_request_body(w: Writer, body: Body) -> bool:
     """Write ``body`` if it is a request body; False if it is not one."""
-    match body:
-        case ResolutionRequest(handle, indexes, types):
-            write_handle(w, handle)
-            w.int_array(indexes)
-            w.string_array(types)
-        case SiteInfoRequest() | SessionTerminateRequest():
-            pass
-        case SessionSetupRequest(mode, timeout, identity, index, key, key_handle, key_index):
-            w.u16(mode)
-            w.u32(timeout)
-            write_handle(w, identity)
-            w.u32(index)
-            if mode in (KeyExchange.CIPHER_CLIENT, KeyExchange.DIFFIE_HELLMAN):
-                w.block(key)
-            elif mode == KeyExchange.CIPHER_HDL:
-                write_handle(w, key_handle)
-                w.u32(key_index)
-        case SessionExchangeKeyRequest(key):
-            w.block(key)
-        case (
-            CreateHandleRequest(handle, values)
-            | AddValueRequest(handle, values)
-            | ModifyValueRequest(handle, values)
-        ):
-            write_handle(w, handle)
-            write_values(w, values)
-        case DeleteHandleRequest(handle) | ListHandlesRequest(handle):
-            write_handle(w, handle)
-        case RemoveValueRequest(handle, indexes):
-            write_handle(w, handle)
-            w.int_array(indexes)
-        case ChallengeAnswer(auth_type, identity_handle, identity_index, signed):
-            w.string(auth_type)
-            write_handle(w, identity_handle)
-            w.u32(identity_index)
-            w.block(signed)
-        case VerifyChallengeRequest(handle, index, nonce, digest, signed):
-            write_handle(w, handle)
-            w.u32(index)
-            w.block(nonce)
-            w.block(digest)
-            w.block(signed)
-        case _:
-            return False
+    writer = _WRITERS.get(type(body))
+    if writer is None:
+        return False
+    writer(w, body)
     return True
+
+
+def _write_resolution(w: Writer, body: ResolutionRequest) -> None:
+    write_handle(w, body.handle)
+    w.int_array(body.indexes)
+    w.string_array(body.types)
+    if body.token is not None:
+        w.block(body.token)
+
+
+def _write_session_setup(w: Writer, body: SessionSetupRequest) -> None:
+    w.u16(body.mode)
+    w.u32(body.timeout)
+    write_handle(w, body.identity_handle)
+    w.u32(body.identity_index)
+    if body.mode in (KeyExchange.CIPHER_CLIENT, KeyExchange.DIFFIE_HELLMAN):
+        w.block(body.public_key)
+    elif body.mode == KeyExchange.CIPHER_HDL:
+        write_handle(w, body.exchange_handle)
+        w.u32(body.exchange_index)
+
+
+def _write_values(
+    w: Writer, body: CreateHandleRequest | AddValueRequest | ModifyValueRequest
+) -> None:
+    write_handle(w, body.handle)
+    write_values(w, body.values)
+
+
+def _write_challenge_answer(w: Writer, body: ChallengeAnswer) -> None:
+    w.string(body.auth_type)
+    write_handle(w, body.identity_handle)
+    w.u32(body.identity_index)
+    w.block(body.signed_response)
+
+
+def _write_verify(w: Writer, body: VerifyChallengeRequest) -> None:
+    write_handle(w, body.handle)
+    w.u32(body.index)
+    w.block(body.nonce)
+    w.block(body.request_digest)
+    w.block(body.signed_response)
+
+
+def _write_password_login(w: Writer, body: PasswordLoginRequest) -> None:
+    write_handle(w, body.user)
+    w.int_array(())
+    w.string_array((body.password,))
+
+
+def _write_login(w: Writer, body: LoginRequest) -> None:
+    write_handle(w, body.handle)
+    w.u32(body.index)
+
+
+def _write_remove(w: Writer, body: RemoveValueRequest) -> None:
+    write_handle(w, body.handle)
+    w.int_array(body.indexes)
+
+
+def _write_handle_only(
+    w: Writer, body: DeleteHandleRequest | ListHandlesRequest | PrefixRequest
+) -> None:
+    write_handle(w, body.handle)
+
+
+def _write_nothing(w: Writer, body: Body) -> None:
+    pass
+
+
+_WRITERS: dict[type, Callable[[Writer, Any], None]] = {
+    ResolutionRequest: _write_resolution,
+    SiteInfoRequest: _write_nothing,
+    SessionTerminateRequest: _write_nothing,
+    SessionSetupRequest: _write_session_setup,
+    SessionExchangeKeyRequest: lambda w, body: w.block(body.encrypted_key),
+    CreateHandleRequest: _write_values,
+    AddValueRequest: _write_values,
+    ModifyValueRequest: _write_values,
+    DeleteHandleRequest: _write_handle_only,
+    ListHandlesRequest: _write_handle_only,
+    PrefixRequest: _write_handle_only,
+    RemoveValueRequest: _write_remove,
+    ChallengeAnswer: _write_challenge_answer,
+    VerifyChallengeRequest: _write_verify,
+    LoginRequest: _write_login,
+    PasswordLoginRequest: _write_password_login,
+}

@@ -446,7 +446,7 @@ def _read_failure(
 
 def _read_success(r: Reader, opcode: OpCode, digest: RequestDigest | None) -> Body | None:
     body: Body | None = None
-    if opcode == OpCode.RESOLUTION:
+    if opcode in _RESOLUTION_LIKE:
         handle = r.string("handle")
         body = ResolutionResponse(handle, read_values(r), digest)
     elif opcode == OpCode.GET_SITE_INFO:
@@ -466,8 +466,13 @@ def _read_success(r: Reader, opcode: OpCode, digest: RequestDigest | None) -> Bo
 
 
 _REFERRALS = frozenset({ResponseCode.SERVICE_REFERRAL, ResponseCode.PREFIX_REFERRAL})
+#: Answered like a resolution: CAICT's SDK reads a password login's answer that way.
+_RESOLUTION_LIKE = frozenset({OpCode.RESOLUTION, OpCode.LOGIN})
 _BODILESS_SUCCESS = frozenset(
     {
+        OpCode.HOME_NA,
+        OpCode.UNHOME_NA,
+        OpCode.LOGIN_ID_SYSTEM,
         OpCode.DELETE_HANDLE,
         OpCode.ADD_VALUE,
         OpCode.REMOVE_VALUE,

@@ -45,6 +45,10 @@ class OpCode(_TolerantIntEnum):
     RETRIEVE_TXN_LOG = 1001
     DUMP_HANDLES = 1002
     BACKUP_SERVER = 1003
+    #: China's IDIS SDKs: log in on a TCP connection with a user name and password
+    #: (CAICT's ID-SDK) or with an identity and its key (teleinfo's id-pointer-sdk).
+    LOGIN = 2000
+    LOGIN_ID_SYSTEM = 2001
 
 
 class ResponseCode(_TolerantIntEnum):
@@ -100,6 +104,8 @@ class OpFlag(enum.IntFlag):
     OVERWRITE = 0x00400000
     MINT_NEW_SUFFIX = 0x00200000
     DO_NOT_REFER = 0x00100000
+    #: IDIS SDKs: the resolution request carries an identity token (a JWT) to pass on.
+    RECURSION_AUTH = 0x00000004
 
 
 class EnvelopeFlag(enum.IntFlag):

@@ -28,8 +28,11 @@ __all__ = [
     "KeyExchange",
     "ListHandlesRequest",
     "ListHandlesResponse",
+    "LoginRequest",
     "Message",
     "ModifyValueRequest",
+    "PasswordLoginRequest",
+    "PrefixRequest",
     "RawBody",
     "ReferralResponse",
     "RemoveValueRequest",
@@ -61,11 +64,17 @@ class RequestDigest:
 
 @dataclass(frozen=True, slots=True)
 class ResolutionRequest:
-    """Opcode 1. Empty index and type lists mean "all values"."""
+    """Opcode 1. Empty index and type lists mean "all values".
+
+    ``token``: China's IDIS SDKs add a field after the type list, a block holding a
+    JWT that names the original caller of a recursive lookup, or nothing; None when
+    the request has no such field (every other client).
+    """
 
     handle: str
     indexes: tuple[int, ...] = ()
     types: tuple[str, ...] = ()
+    token: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +87,34 @@ class ResolutionResponse:
 @dataclass(frozen=True, slots=True)
 class SiteInfoRequest:
     """Opcode 2; the body is empty."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixRequest:
+    """Opcode 300 (home a prefix here) and 301 (stop homing it): the prefix, as its
+    prefix handle ``0.NA/<prefix>`` or bare (the IDIS SDKs send what they are given)."""
+
+    handle: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRequest:
+    """Opcode 2001 (IDIS ``LOGIN_ID_SYSTEM``): log this TCP connection in as the
+    identity at ``index`` of ``handle``, which the server then challenges. The client
+    chooses the session id (envelope) that its later requests on the connection carry.
+    The message has no credential field."""
+
+    handle: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordLoginRequest:
+    """Opcode 2000 (CAICT's ID-SDK): log this TCP connection in with a user name and
+    password, laid out as a resolution request whose one type is the password."""
+
+    user: str
+    password: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +375,9 @@ Body = (
     | SessionSetupResponse
     | SessionExchangeKeyRequest
     | SessionTerminateRequest
+    | PrefixRequest
+    | LoginRequest
+    | PasswordLoginRequest
     | RawBody
     | Truncated
 )
