@@ -71,13 +71,25 @@ def test_filters_over_the_wire(running_node: RunningNode) -> None:
     [
         ("88.100.1/NOPE", ResponseCode.HANDLE_NOT_FOUND),
         ("77.1/X", ResponseCode.SERVER_NOT_RESPONSIBLE),
-        ("no-slash", ResponseCode.INVALID_HANDLE),
+        ("88.100.1/", ResponseCode.INVALID_HANDLE),
+        ("bad prefix", ResponseCode.INVALID_HANDLE),
+        # A bare prefix names its prefix handle (IDIS SDKs ask so); this one is not here.
+        ("no-slash", ResponseCode.SERVER_NOT_RESPONSIBLE),
     ],
 )
 def test_error_codes(running_node: RunningNode, handle: str, code: ResponseCode) -> None:
     reply = client(running_node).resolve(handle, transport="udp")
     assert reply.response_code == code
     assert isinstance(reply.body, ErrorResponse)
+
+
+def test_a_bare_prefix_is_answered_with_its_prefix_record(running_node: RunningNode) -> None:
+    bare = client(running_node).resolve("88.100.1", transport="tcp")
+    full = client(running_node).resolve("0.NA/88.100.1", transport="tcp")
+    assert isinstance(bare.body, ResolutionResponse)
+    assert isinstance(full.body, ResolutionResponse)
+    assert bare.body.values == full.body.values
+    assert any(v.type == "HS_SITE" for v in bare.body.values)
 
 
 def test_reply_carries_sha256_digest_of_request(running_node: RunningNode) -> None:

@@ -282,9 +282,18 @@ def test_writes_are_audited_with_the_peer_address(
     assert entries[0].origin.startswith("tcp 127.0.0.1:")
 
 
+@pytest.fixture(scope="module")
+def challenging_server(node_dir: Path) -> Iterator[RunningNode]:
+    """The node as Handle.Net answers anonymous reads of non-public values."""
+    config = Config(data_dir=node_dir, handle_port=0, http_port=0, anonymous_reads="challenge")
+    with running(config) as node:
+        yield node
+
+
 def test_a_read_asking_for_non_public_values_is_challenged_then_answered(
-    server: RunningNode, admin: Credentials
+    challenging_server: RunningNode, admin: Credentials
 ) -> None:
+    server = challenging_server
     handle = "88.100.1/PUMP-0007"
     public = client(server).resolve(handle)  # PUBLIC_ONLY, as deployed clients send
     assert isinstance(public.body, ResolutionResponse)
@@ -316,3 +325,39 @@ def test_a_read_asking_for_non_public_values_is_challenged_then_answered(
     reply = one(client(server).authenticated(OpCode.RESOLUTION, ResolutionRequest(handle), ops))
     assert isinstance(reply.body, ResolutionResponse)
     assert {v.type for v in reply.body.values} == public_types
+
+
+def _anonymous_read_without_public_only(server: RunningNode, handle: str) -> Message:
+    asking = Message(
+        opcode=OpCode.RESOLUTION, body=ResolutionRequest(handle), request_id=5, op_flags=OpFlag.NONE
+    )
+    with socket.create_connection(("127.0.0.1", server.ports.handle), timeout=5) as sock:
+        sock.sendall(encode_message(asking))
+        framer = MessageFramer()
+        while (frame := framer.next_message()) is None:
+            framer.receive_data(sock.recv(65536))
+    return decode_message(frame)
+
+
+def test_by_default_an_anonymous_read_gets_public_values_and_a_session_gets_the_rest(
+    server: RunningNode, admin: Credentials
+) -> None:
+    """IDIS SDKs never set PUBLIC_ONLY and cannot answer a challenge: by default they
+    get the public values. A client in a MACed session can, so it is challenged."""
+    handle = "88.100.1/PUMP-0007"
+    reply = _anonymous_read_without_public_only(server, handle)
+    assert reply.response_code == ResponseCode.SUCCESS
+    assert isinstance(reply.body, ResolutionResponse)
+    public_types = {v.type for v in reply.body.values}
+    assert "CUSTOMER" not in public_types
+
+    in_session = client(server)
+    in_session.open_session()
+    try:
+        replies = in_session.authenticated(
+            OpCode.RESOLUTION, ResolutionRequest(handle), admin, OpFlag.NONE
+        )
+    finally:
+        in_session.close_session()
+    assert isinstance(replies[0].body, ResolutionResponse)
+    assert {v.type for v in replies[0].body.values} == public_types | {"CUSTOMER"}

@@ -51,6 +51,12 @@ class Config:
     #: UDP answers per second to one source address (per worker); 0 means no limit.
     #: Over it, requests are dropped, and every second one gets a truncated answer.
     udp_rate_limit: float = 0.0
+    #: What an anonymous resolution that does not set PUBLIC_ONLY gets, for a record
+    #: holding values that are not public: ``public``, its public values (what
+    #: China's IDIS SDKs, which never answer such a challenge, need); ``challenge``, a
+    #: challenge to authenticate first (Handle.Net's behaviour). In a MACed Handle
+    #: session such a read is challenged either way.
+    anonymous_reads: str = "public"
     #: Connections a worker serves at once over TCP; more are closed at once.
     tcp_max_connections: int = 1024
     #: Seconds an idle TCP connection is kept open.
@@ -183,6 +189,10 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"{name} must be 0..65535, got {port}")
     if config.udp_rate_limit < 0:
         raise ConfigError("udp_rate_limit must not be negative")
+    if config.anonymous_reads not in ("public", "challenge"):
+        raise ConfigError(
+            f"anonymous_reads must be public or challenge, got {config.anonymous_reads!r}"
+        )
     if config.stats_flush_seconds <= 0 or config.stats_report_seconds <= 0:
         raise ConfigError("stats_flush_seconds and stats_report_seconds must be positive")
     if config.parent_url and not config.parent_url.startswith(("http://", "https://")):

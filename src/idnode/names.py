@@ -13,6 +13,7 @@ from idnode.errors import InvalidHandle
 __all__ = [
     "MAX_HANDLE_BYTES",
     "NA_PREFIX",
+    "as_handle",
     "handle_key",
     "prefix_chain",
     "split_handle",
@@ -38,6 +39,21 @@ def split_handle(handle: str) -> tuple[str, str]:
     validate_handle(handle)
     prefix, _, suffix = handle.partition("/")
     return prefix, suffix
+
+
+def as_handle(name: str) -> str:
+    """``name`` as a handle: a bare prefix (``88.100.1``, as China's IDIS SDKs ask for
+    a prefix's record) becomes its prefix handle ``0.NA/88.100.1``; a handle stays as
+    it is. InvalidHandle for a name that is neither."""
+    if "/" in name:
+        return name
+    try:
+        validate_prefix(name)
+    except InvalidHandle:
+        raise InvalidHandle(
+            f"{name[:80]!r} is neither a handle (prefix/suffix) nor a prefix"
+        ) from None
+    return f"{NA_PREFIX}/{name}"
 
 
 def prefix_chain(prefix: str) -> list[str]:

@@ -48,6 +48,9 @@ class ChallengeStore:
     def __len__(self) -> int:
         return len(self._pending)
 
+    def __contains__(self, session_id: int) -> bool:
+        return session_id in self._pending
+
     def issue(
         self,
         request: Message,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated
@@ -19,7 +20,7 @@ from idnode.cli.common import (
 )
 from idnode.client import Credentials, HandleClient, Transport, answer_error
 from idnode.domain import HandleRecord
-from idnode.errors import IdnodeError, Referral, RemoteProtocolError
+from idnode.errors import IdnodeError, Referral, RemoteProtocolError, SessionFailed
 from idnode.handle.codes import OpCode, ResponseCode
 from idnode.handle.messages import Message, ReferralResponse, ResolutionRequest, ResolutionResponse
 from idnode.jsonformat import record_to_json, value_to_json
@@ -170,11 +171,20 @@ def _resolve_as(
     credentials: Credentials,
     timeout: float,
 ) -> HandleRecord:
-    """Resolution without PUBLIC_ONLY, answering the server's challenge as ``credentials``."""
+    """Resolution without PUBLIC_ONLY, answering the server's challenge as
+    ``credentials``: in a session, where a server that answers anonymous reads with
+    the public values (idnode's default, for IDIS clients) challenges such a read."""
     host, port = parse_server(server)
     client = HandleClient(host, port, timeout=timeout)
     request = ResolutionRequest(handle, indexes, types)
-    return _record_of(client.authenticated(OpCode.RESOLUTION, request, credentials)[0])
+    with contextlib.suppress(SessionFailed):
+        # A server without sessions challenges the read outside one, if at all.
+        client.open_session()
+    try:
+        return _record_of(client.authenticated(OpCode.RESOLUTION, request, credentials)[0])
+    finally:
+        if client.session is not None:
+            client.close_session()
 
 
 def _record_of(reply: Message) -> HandleRecord:

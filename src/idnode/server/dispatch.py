@@ -50,6 +50,7 @@ from typing import Any, cast
 
 from idnode.auth.challenges import ChallengeStore
 from idnode.errors import (
+    AuthenticationFailed,
     AuthenticationNeeded,
     IdnodeError,
     InvalidSessionKey,
@@ -58,6 +59,7 @@ from idnode.errors import (
     OperationNotSupported,
     ProtocolError,
     Referral,
+    SessionFailed,
 )
 from idnode.handle.codec import (
     ENVELOPE_SIZE,
@@ -84,8 +86,10 @@ from idnode.handle.messages import (
     KeyExchange,
     ListHandlesRequest,
     ListHandlesResponse,
+    LoginRequest,
     Message,
     ModifyValueRequest,
+    PrefixRequest,
     ReferralResponse,
     RemoveValueRequest,
     ResolutionRequest,
@@ -100,7 +104,8 @@ from idnode.handle.messages import (
     VerifyChallengeResponse,
 )
 from idnode.handle.values import ValueReference
-from idnode.names import NA_PREFIX, handle_key, split_handle
+from idnode.names import NA_PREFIX, as_handle, handle_key, split_handle
+from idnode.server.connection import Connection
 from idnode.service import ANONYMOUS, Caller, NodeService
 from idnode.service.offloop import OffLoop
 
@@ -125,6 +130,9 @@ _NEEDS_IDENTITY = frozenset(
         OpCode.REMOVE_VALUE,
         OpCode.MODIFY_VALUE,
         OpCode.LIST_HANDLES,
+        OpCode.HOME_NA,
+        OpCode.UNHOME_NA,
+        OpCode.LOGIN_ID_SYSTEM,
     }
 )
 # Handles per listing message, so each stays well under the 256 KiB message limit.
@@ -198,11 +206,16 @@ class Dispatcher:
         challenges: ChallengeStore | None = None,
         signer: Signer | None = None,
         offloop: OffLoop | None = None,
+        anonymous_reads: str = "public",
     ) -> None:
         """``signer``: signs answers to requests that set CERTIFY (with the private
         key whose public half is in this server's HS_SITE); without one they go
         unsigned. ``offloop``: where :meth:`receive` makes what may wait; without
-        one, :meth:`receive` makes everything at once, as :meth:`handle` does."""
+        one, :meth:`receive` makes everything at once, as :meth:`handle` does.
+        ``anonymous_reads``: what an anonymous resolution without PUBLIC_ONLY of a
+        record with values that are not public gets: ``public``, its public values;
+        ``challenge``, a challenge (Handle.Net's way). Inside a MACed Handle session,
+        whose client can answer one, it is challenged either way."""
         self._service = service
         self._signer = signer
         self._udp_max = udp_max_response
@@ -210,16 +223,25 @@ class Dispatcher:
         self._reply_flags: dict[int, OpFlag] = {}
         self._challenges = challenges or ChallengeStore(time.monotonic)
         self._offloop = offloop
+        self._challenge_anonymous = anonymous_reads == "challenge"
 
     # -- the two drivers -----------------------------------------------------------
 
-    def handle(self, data: bytes, *, udp: bool, peer: object = None) -> bytes | None:
+    def handle(
+        self,
+        data: bytes,
+        *,
+        udp: bool,
+        peer: object = None,
+        connection: Connection | None = None,
+    ) -> bytes | None:
         """The reply to one request message, or None when no reply should be sent;
         every service call is made here, however long it waits.
 
-        ``peer`` is the client's address, recorded with writes in the audit log.
+        ``peer`` is the client's address, recorded with writes in the audit log;
+        ``connection``, the TCP connection's state (IDIS logins; None over UDP).
         """
-        given = self._steps(data, udp, peer)
+        given = self._steps(data, udp, peer, connection)
         if given is None or type(given) is bytes:
             return given
         steps = cast(Steps, given)
@@ -237,11 +259,16 @@ class Dispatcher:
             return done.value  # type: ignore[no-any-return]
 
     def receive(
-        self, data: bytes, *, udp: bool, peer: object = None
+        self,
+        data: bytes,
+        *,
+        udp: bool,
+        peer: object = None,
+        connection: Connection | None = None,
     ) -> bytes | Coroutine[Any, Any, bytes | None] | None:
         """:meth:`handle` for a server on an event loop: the reply when it needed only
         local reads, else a coroutine that makes the rest of it off the loop."""
-        given = self._steps(data, udp, peer)
+        given = self._steps(data, udp, peer, connection)
         if given is None or type(given) is bytes:
             return given
         steps = cast(Steps, given)
@@ -283,18 +310,27 @@ class Dispatcher:
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
-    def _steps(self, data: bytes, udp: bool, peer: object) -> Steps | bytes | None:
+    def _steps(
+        self, data: bytes, udp: bool, peer: object, connection: Connection | None
+    ) -> Steps | bytes | None:
         try:
             request = decode_message(data)
         except ProtocolError as exc:
             return self._reply_to_garbage(data, exc)
         if request.is_response:
             return None  # never answer a response: that is how reflection loops start
-        return self._serve(request, data, udp, peer)
+        return self._serve(request, data, udp, peer, connection)
 
     # -- serving a request, call by call ---------------------------------------------
 
-    def _serve(self, request: Message, data: bytes, udp: bool, peer: object) -> Steps:
+    def _serve(
+        self,
+        request: Message,
+        data: bytes,
+        udp: bool,
+        peer: object,
+        connection: Connection | None = None,
+    ) -> Steps:
         original, original_raw = request, data
         session: _InSession | None = None
         try:
@@ -302,30 +338,35 @@ class Dispatcher:
                 if udp:  # a stored session per spoofable datagram, a long answer: no
                     return self._reply(request, data, ResponseCode.SUCCESS, Truncated())
                 return (yield from self._set_up_session(request, request.body, data))
-            if request.session_id:
-                session = yield from self._session_of(request, data)
             caller = ANONYMOUS
-            if session is not None and session.proven:
-                caller = Caller(session.identity, _origin(udp, peer))
-            elif request.opcode in _NEEDS_IDENTITY:
-                return self._challenge(request, data, session)
+            if request.session_id:
+                caller, session = yield from self._in_session(
+                    request, data, _origin(udp, peer), connection
+                )
+            if request.opcode in _NEEDS_IDENTITY and not caller.authenticated:
+                return self._challenge(request, data, session, connection)
             if isinstance(request.body, ChallengeAnswer):
                 original, original_raw, caller = yield from self._answer(
-                    request, request.body, udp=udp, peer=peer
+                    request, request.body, udp=udp, peer=peer, connection=connection
                 )
             if type(original.body) is ResolutionRequest:  # most requests: one step less
                 asked = original.body
+                if asked.token:
+                    caller = yield from self._token_caller(asked.token, caller, udp, peer)
+                challengeable = session is not None and session.maced
+                # A bare prefix names its prefix handle, as IDIS SDKs ask for it.
+                handle = as_handle(asked.handle)
                 record = yield self._resolution(
-                    original, asked.handle, asked.indexes, asked.types, caller
+                    original, handle, asked.indexes, asked.types, caller, challengeable
                 )
                 body: Body = ResolutionResponse(record.handle, record.values)
             else:
-                body = yield from self._execute(original, caller, session)
+                body = yield from self._execute(original, caller, session, connection)
             code = ResponseCode.SUCCESS
         except AuthenticationNeeded as exc:
             if original is request:
                 # A read that asked for non-public values: prove who you are first.
-                return self._challenge(request, data, session)
+                return self._challenge(request, data, session, connection)
             code, body = exc.response_code, ErrorResponse(exc.message)
         except IdnodeError as exc:
             code, body = _failure(original, exc)
@@ -365,15 +406,31 @@ class Dispatcher:
         named = dataclasses.replace(request, session_id=number)
         return self._reply(request, raw, ResponseCode.SUCCESS, body, answered=named)
 
+    def _in_session(
+        self, request: Message, raw: bytes, origin: str, connection: Connection | None
+    ) -> Generator[Call, Any, tuple[Caller, _InSession | None]]:
+        """Who sends a request naming a session, and the Handle protocol session it
+        names (None for an IDIS login, which the connection holds)."""
+        logged_in = _logged_in(request, connection)
+        if logged_in is not None:
+            return logged_in, None
+        session = yield from self._session_of(request, raw)
+        if session is not None and session.proven:
+            return Caller(session.identity, origin), session
+        return ANONYMOUS, session
+
     def _session_of(self, request: Message, raw: bytes) -> Generator[Call, Any, _InSession | None]:
         """The session ``request`` names; its MAC and counter checked if it has one."""
         if request.opcode == OpCode.CHALLENGE_RESPONSE and not request.credential:
             return None  # its session id names the challenge it answers
         sessions = self._service.sessions
         number = request.session_id
-        stored = yield Call(Wait.READ, lambda: sessions.handle_session(number))
         if not request.credential:
-            return _InSession(number, stored.nonce, None, None)
+            # It proves nothing: in a session of ours it is challenged there; naming
+            # no session of ours (an IDIS client's own session id), it is anonymous.
+            known = yield Call(Wait.READ, lambda: sessions.find_handle_session(number))
+            return None if known is None else _InSession(number, known.nonce, None, None)
+        stored = yield Call(Wait.READ, lambda: sessions.handle_session(number))
         counter = session_counter_of(raw, request, stored.nonce)
         if counter is None:
             raise InvalidSessionKey(
@@ -382,17 +439,34 @@ class Dispatcher:
         yield Call(Wait.WRITE, lambda: sessions.accept_session_message(stored, counter))
         return _InSession(number, stored.nonce, counter, stored.identity)
 
-    def _challenge(self, request: Message, raw: bytes, session: _InSession | None) -> bytes:
+    def _challenge(
+        self,
+        request: Message,
+        raw: bytes,
+        session: _InSession | None,
+        connection: Connection | None = None,
+    ) -> bytes:
         version = min(request.version, PROTOCOL_VERSION)
         digest = digest_request(raw, version)
-        in_session = session.number if session is not None else None
-        challenge = self._challenges.issue(
-            request,
-            raw,
-            digest,
-            session_id=in_session,
-            binds_session=session is not None and session.maced,
-        )
+        if isinstance(request.body, LoginRequest):
+            # An IDIS login: challenged under the session id the client chose, and
+            # remembered by its connection only (every SDK client starts at 10001).
+            if connection is None:
+                raise OperationNotSupported("log in over TCP: a login holds for its connection")
+            if not request.session_id:
+                raise SessionFailed("a login needs a session id (not 0) for its requests")
+            challenge = connection.challenges.issue(
+                request, raw, digest, session_id=request.session_id
+            )
+        else:
+            in_session = session.number if session is not None else None
+            challenge = self._challenges.issue(
+                request,
+                raw,
+                digest,
+                session_id=in_session,
+                binds_session=session is not None and session.maced,
+            )
         return self._encode_reply(
             request,
             ResponseCode.AUTHENTICATION_NEEDED,
@@ -403,9 +477,19 @@ class Dispatcher:
         )
 
     def _answer(
-        self, answer: Message, body: ChallengeAnswer, *, udp: bool, peer: object
+        self,
+        answer: Message,
+        body: ChallengeAnswer,
+        *,
+        udp: bool,
+        peer: object,
+        connection: Connection | None = None,
     ) -> Generator[Call, Any, tuple[Message, bytes, Caller]]:
-        challenge = self._challenges.take(answer.session_id)
+        logins = connection.challenges if connection is not None else None
+        if logins is not None and answer.session_id in logins:
+            challenge = logins.take(answer.session_id)
+        else:
+            challenge = self._challenges.take(answer.session_id)
         version = min(challenge.request.version, PROTOCOL_VERSION)
         auth = self._service.auth
         nonce, digest, origin = challenge.nonce, challenge.digest.digest, _origin(udp, peer)
@@ -423,7 +507,35 @@ class Dispatcher:
             # it answers for was, and the answer is bound to that request's digest.
             sessions, number = self._service.sessions, challenge.session_id
             yield Call(Wait.WRITE, lambda: sessions.bind_handle_session(number, caller))
+        login = challenge.request.body
+        if isinstance(login, LoginRequest):
+            if (login.handle, login.index) != (body.identity_handle, body.identity_index):
+                raise AuthenticationFailed(
+                    f"asked to log in as {login.index}:{login.handle}, answered as "
+                    f"{body.identity_index}:{body.identity_handle}"
+                )
+            assert connection is not None  # a login's challenge is its connection's
+            connection.log_in(challenge.session_id, caller)
         return challenge.request, challenge.raw, caller
+
+    def _token_caller(
+        self, token: bytes, caller: Caller, udp: bool, peer: object
+    ) -> Generator[Call, Any, Caller]:
+        """Who an IDIS identity token names, once checked (the caller of a recursive
+        lookup, passed along by the node that made it); ``caller`` if it is empty or
+        the request has proven an identity itself."""
+        if caller.authenticated:
+            return caller
+        auth, origin = self._service.auth, _origin(udp, peer)
+        named = yield Call(Wait.READ, lambda: auth.token_held_here(token, origin))
+        if named is None:  # an identity held elsewhere: its key is resolved there
+            named = yield Call(
+                Wait.UPSTREAM,
+                lambda: auth.token_held_elsewhere(token, origin),
+                lambda: auth.token_held_elsewhere_async(token, origin),
+            )
+        assert isinstance(named, Caller)
+        return named
 
     def _listing(
         self,
@@ -468,11 +580,24 @@ class Dispatcher:
         return self._reply(request, data, ResponseCode.SUCCESS, Truncated())
 
     def _execute(
-        self, request: Message, caller: Caller, session: _InSession | None
+        self,
+        request: Message,
+        caller: Caller,
+        session: _InSession | None,
+        connection: Connection | None = None,
     ) -> Generator[Call, Any, Body]:
         """The body answering ``request``, from the service calls it needs."""
         writes, flags = self._service.writes, request.op_flags
         match request.body:
+            case LoginRequest():
+                # Answered once the challenge is: the login is its connection's now.
+                return GenericResponse()
+            case PrefixRequest(handle):
+                prefixes, prefix = self._service.prefixes, _prefix_of(handle)
+                if request.opcode == OpCode.HOME_NA:
+                    yield Call(Wait.WRITE, lambda: prefixes.home_prefix_as(prefix, caller))
+                else:
+                    yield Call(Wait.WRITE, lambda: prefixes.unhome_prefix_as(prefix, caller))
             case SessionTerminateRequest():
                 if session is None or not session.maced:
                     raise InvalidSessionKey("only a message MACed in a session can end it")
@@ -536,7 +661,11 @@ class Dispatcher:
         indexes: tuple[int, ...],
         types: tuple[str, ...],
         caller: Caller,
+        challengeable: bool = False,
     ) -> Call:
+        """The call resolving ``handle``. An anonymous request without PUBLIC_ONLY is
+        read with PUBLIC_ONLY unless it may be challenged (``challengeable``: it came
+        MACed in a session) or the node challenges such reads (``anonymous_reads``)."""
         reads = self._service.reads
         if reads.upstream_resolves(handle):
             return Call(
@@ -544,7 +673,9 @@ class Dispatcher:
                 lambda: reads.resolve_upstream(handle, indexes, types),
                 lambda: reads.resolve_upstream_async(handle, indexes, types),
             )
-        public_only = bool(int(request.op_flags) & _PUBLIC_ONLY)
+        public_only = bool(int(request.op_flags) & _PUBLIC_ONLY) or (
+            not caller.authenticated and not challengeable and not self._challenge_anonymous
+        )
         offloop = self._offloop
         return Call(
             Wait.READ,
@@ -677,6 +808,14 @@ def _failure(request: Message, exc: IdnodeError) -> tuple[ResponseCode, Body]:
             return NotResponsible.response_code, ErrorResponse(exc.message)
         return exc.response_code, ReferralResponse(exc.handle, exc.values)
     return exc.response_code, ErrorResponse(exc.message)
+
+
+def _logged_in(request: Message, connection: Connection | None) -> Caller | None:
+    """The identity an IDIS login proved on this connection under the request's
+    session id (such requests carry no MAC: a MACed one is a Handle session's)."""
+    if connection is None or request.credential:
+        return None
+    return connection.caller(request.session_id)
 
 
 def _prefix_of(handle: str) -> str:

@@ -147,6 +147,7 @@ async def _serve_node(
         udp_max_response=config.udp_max_response,
         signer=server_signer(config),
         offloop=off,
+        anonymous_reads=config.anonymous_reads,
     )
     limits = TCPLimits(config.tcp_max_connections, config.tcp_idle_timeout)
     limiter = RateLimiter(config.udp_rate_limit) if config.udp_rate_limit > 0 else None

@@ -20,6 +20,7 @@ from typing import Any, Protocol, cast
 
 from idnode.errors import MessageTooLarge
 from idnode.handle.codec import MessageFramer
+from idnode.server.connection import Connection
 from idnode.server.dispatch import Dispatcher
 from idnode.server.ratelimit import Decision, RateLimiter
 
@@ -118,6 +119,8 @@ class HandleTCPProtocol(asyncio.Protocol):
         self._writing_paused = False
         self._waiting: asyncio.Task[bytes | None] | None = None
         self._peer: Any = None
+        #: What this connection remembers between requests (IDIS logins).
+        self._connection = Connection()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
@@ -174,7 +177,9 @@ class HandleTCPProtocol(asyncio.Protocol):
                 frame = self._framer.next_message()
                 if frame is None:
                     break
-                reply = self._dispatcher.receive(frame, udp=False, peer=self._peer)
+                reply = self._dispatcher.receive(
+                    frame, udp=False, peer=self._peer, connection=self._connection
+                )
                 if isinstance(reply, bytes):
                     transport.write(reply)
                 elif reply is not None:

@@ -8,9 +8,10 @@ key by resolving it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import jwt
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
 from idnode.auth.identity import check_answer, check_certificate_key, check_password
@@ -18,14 +19,17 @@ from idnode.domain import HandleRecord
 from idnode.errors import (
     AuthenticationError,
     AuthenticationFailed,
+    AuthenticationTimeout,
     HandleNotFound,
     IdnodeError,
     InvalidCredential,
     NotResponsible,
+    RemoteProtocolError,
     ValuesNotFound,
 )
 from idnode.handle.messages import PROTOCOL_VERSION, ChallengeAnswer
-from idnode.handle.values import ValueReference
+from idnode.handle.values import HandleValue, ValueReference
+from idnode.handle.valuetypes import RSAPublicKey, parse_public_key
 from idnode.service.core import Caller, ServiceCore, Upstream
 
 __all__ = ["Authentication"]
@@ -101,6 +105,55 @@ class Authentication:
             else:
                 found = await upstream.resolve_async(identity.handle, (identity.index,))
         return Caller(_proven_elsewhere(identity, answer, found, nonce, digest), origin)
+
+    # -- IDIS identity tokens (a JWT after a resolution request's type list) ----------
+
+    #: How far a token's timestamp may be from now, either way, in seconds.
+    TOKEN_LIFETIME = 300.0
+
+    def token_held_here(self, token: bytes, origin: str) -> Caller | None:
+        """The caller an IDIS identity token names, checked against the RSA key of the
+        identity it claims (RS256, as the SDKs sign it); None when that identity is
+        held elsewhere and the upstream resolver can fetch its key
+        (:meth:`token_held_elsewhere`). AuthenticationFailed for a token that does not
+        check, AuthenticationTimeout for one too old (or from the future),
+        InvalidCredential when the identity has no such key."""
+        identity = _token_identity(token)
+        values = self._core.values_of(identity.handle)
+        if values is None and self._core.upstream is not None:
+            return None
+        return Caller(self._checked_token(token, identity, values), origin)
+
+    def token_held_elsewhere(self, token: bytes, origin: str) -> Caller:
+        identity = _token_identity(token)
+        with _asking_home(identity):
+            record = self._upstream().resolve(identity.handle, (identity.index,))
+        return Caller(self._checked_token(token, identity, record.values), origin)
+
+    async def token_held_elsewhere_async(self, token: bytes, origin: str) -> Caller:
+        identity = _token_identity(token)
+        with _asking_home(identity):
+            record = await self._upstream().resolve_async(identity.handle, (identity.index,))
+        return Caller(self._checked_token(token, identity, record.values), origin)
+
+    def _checked_token(
+        self, token: bytes, identity: ValueReference, values: Sequence[HandleValue] | None
+    ) -> ValueReference:
+        who = f"{identity.index}:{identity.handle}"
+        key = _rsa_key(values, identity)
+        try:
+            claims = jwt.decode(token, key, algorithms=["RS256"])
+        except jwt.PyJWTError as exc:
+            raise AuthenticationFailed(
+                f"the identity token of {who} does not check: {exc}"
+            ) from exc
+        try:
+            issued = float(claims["timestamp"]) / 1000  # the SDKs put milliseconds there
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AuthenticationFailed(f"the identity token of {who} has no timestamp") from exc
+        if abs(self._core.wall_clock() - issued) > self.TOKEN_LIFETIME:
+            raise AuthenticationTimeout(f"the identity token of {who} has expired")
+        return identity
 
     def _upstream(self) -> Upstream:
         upstream = self._core.upstream
@@ -188,3 +241,31 @@ def _proven_elsewhere(
         digest,
         PROTOCOL_VERSION,
     )
+
+
+def _token_identity(token: bytes) -> ValueReference:
+    """The identity a token claims (read before its signature is checked, to find the
+    key that checks it)."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+        return ValueReference(str(claims["user_handle"]), int(claims["user_index"]))
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError) as exc:
+        raise AuthenticationFailed(
+            "the identity token is not a JWT naming user_handle and user_index"
+        ) from exc
+
+
+def _rsa_key(values: Sequence[HandleValue] | None, identity: ValueReference) -> rsa.RSAPublicKey:
+    who = f"{identity.index}:{identity.handle}"
+    if values is None:
+        raise InvalidCredential(f"no identity {who}: its handle is not held here")
+    for value in values:
+        if value.index == identity.index and value.type.upper() == "HS_PUBKEY":
+            try:
+                key = parse_public_key(value.data)
+            except RemoteProtocolError as exc:
+                raise InvalidCredential(f"{who} holds no usable public key: {exc.message}") from exc
+            if isinstance(key, RSAPublicKey):
+                return rsa.RSAPublicNumbers(key.exponent, key.modulus).public_key()
+            raise InvalidCredential(f"{who} is not an RSA key; identity tokens are RS256")
+    raise InvalidCredential(f"no identity {who}: no HS_PUBKEY value at that index")

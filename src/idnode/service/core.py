@@ -142,6 +142,10 @@ class ServiceCore:
         prefix, suffix = split_handle(handle)
         prefix_key = handle_key(prefix)
         if not self.is_responsible(prefix_key, suffix):
+            if prefix_key == NA_PREFIX:
+                raise NotResponsible(
+                    f"neither prefix {suffix} nor a prefix above it is homed at this node"
+                )
             raise NotResponsible(f"prefix {prefix} is not homed at this node")
         if not self.in_share(handle):
             assert self.share is not None

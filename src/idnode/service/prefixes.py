@@ -13,7 +13,7 @@ from idnode.errors import InvalidValue, NotResponsible
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue, ServiceHandle, SiteInfo
 from idnode.names import NA_PREFIX, handle_key, prefix_chain, split_handle, validate_prefix
-from idnode.service.core import ServiceCore
+from idnode.service.core import Caller, ServiceCore
 from idnode.sites import SITE_TYPES
 
 __all__ = ["ADMIN_VALUE_INDEX", "Prefixes"]
@@ -39,6 +39,24 @@ class Prefixes:
         removed = self._core.storage.unhome_prefix(prefix)
         self._core.forget_homed()
         return removed
+
+    def home_prefix_as(self, prefix: str, caller: Caller) -> None:
+        """Home ``prefix`` for a caller over the wire (opcode 300): as the CLI's
+        ``prefix register`` does for the node's operator, so only the node's
+        administrators may."""
+        self._core.authorizer.require(
+            caller.identity, AdminPermission.ADD_NA, [], f"home prefix {prefix}"
+        )
+        self.home_prefix(prefix)
+
+    def unhome_prefix_as(self, prefix: str, caller: Caller) -> None:
+        """Stop homing ``prefix`` for a node administrator over the wire (opcode 301);
+        NotResponsible if it was not homed here."""
+        self._core.authorizer.require(
+            caller.identity, AdminPermission.DELETE_NA, [], f"unhome prefix {prefix}"
+        )
+        if not self.unhome_prefix(prefix):
+            raise NotResponsible(f"prefix {prefix} is not homed at this node")
 
     def delegate_prefix(
         self,

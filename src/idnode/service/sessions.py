@@ -142,9 +142,16 @@ class Sessions:
 
     def handle_session(self, number: int) -> StoredSession:
         """The open Handle protocol session ``number``; SessionTimeout if none."""
+        session = self.find_handle_session(number)
+        if session is None:
+            raise SessionTimeout(f"session {number} is unknown or has expired; set up a new one")
+        return session
+
+    def find_handle_session(self, number: int) -> StoredSession | None:
+        """The open Handle protocol session ``number``, None if there is none."""
         session = self._core.storage.get_session(_HANDLE_SESSION + str(number))
         if session is None or session.expires <= self._core.wall_clock():
-            raise SessionTimeout(f"session {number} is unknown or has expired; set up a new one")
+            return None
         return session
 
     def accept_session_message(self, session: StoredSession, counter: int) -> None:

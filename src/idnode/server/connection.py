@@ -1,0 +1,41 @@
+"""What one TCP connection remembers between its requests.
+
+China's IDIS SDKs log in on a connection (opcode 2001 answered by a challenge, or
+opcode 2000 with a password): the session id the client chose in the envelope then
+stands, on that connection only, for the identity it proved. A :class:`Connection`
+holds those logins and the challenges of logins under way. It is never shared: a
+session id proven on one connection means nothing on another, whichever client
+sends it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from idnode.auth.challenges import ChallengeStore
+from idnode.service import Caller
+
+__all__ = ["Connection"]
+
+
+class Connection:
+    #: Logins kept per connection (an SDK logs in once per connection; a client
+    #: logging in again and again pushes out its oldest).
+    MAX_LOGINS = 16
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._logins: OrderedDict[int, Caller] = OrderedDict()
+        #: Challenges of logins under way, by the session id the client chose.
+        self.challenges = ChallengeStore(clock, capacity=self.MAX_LOGINS)
+
+    def caller(self, session_id: int) -> Caller | None:
+        """Who a login under ``session_id`` proved on this connection, if one did."""
+        return self._logins.get(session_id)
+
+    def log_in(self, session_id: int, caller: Caller) -> None:
+        self._logins[session_id] = caller
+        self._logins.move_to_end(session_id)
+        while len(self._logins) > self.MAX_LOGINS:
+            self._logins.popitem(last=False)

@@ -1,0 +1,427 @@
+"""China's national identifier system's own clients against a node.
+
+The first tests run the real Java SDK (teleinfo's id-pointer-sdk 2.3.1, driven by
+``../shared/idis-client/idis-check``) and read every result back. The others speak
+the IDIS extensions by hand, for what the SDK cannot be made to do: logins replayed,
+forged or carried to another connection, identity tokens expired or signed by a
+stranger, a login over UDP.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from idnode.auth.signatures import answer_with_private_key
+from idnode.client import HandleClient, anonymous_request
+from idnode.config import Config, load_config
+from idnode.demo import demo_records
+from idnode.domain import HandleRecord
+from idnode.handle.codec import MessageFramer, decode_message, encode_message
+from idnode.handle.codes import OpCode, OpFlag, ResponseCode
+from idnode.handle.messages import (
+    Body,
+    ChallengeAnswer,
+    ChallengeResponse,
+    CreateHandleRequest,
+    LoginRequest,
+    Message,
+    PrefixRequest,
+    ResolutionRequest,
+    ResolutionResponse,
+)
+from idnode.handle.values import HandleValue
+from idnode.keys import load_private_key
+from idnode.node import ADMIN_KEY_FILE, open_node
+from idnode.sites import site_of
+from tests.conftest import RunningNode, make_node, require_service, running
+
+IDIS_CHECK = Path(__file__).resolve().parents[2] / "shared" / "idis-client" / "idis-check"
+JARS = [
+    "bcpkix",
+    "bcprov",
+    "bcutil",
+    "caffeine",
+    "commons-codec",
+    "commons-io",
+    "gson",
+    "netty-buffer",
+    "netty-codec",
+    "netty-common",
+    "netty-handler",
+    "netty-resolver",
+    "netty-transport",
+    "slf4j-api",
+]
+ADMIN = "300:0.NA/88.100.1"
+
+
+@pytest.fixture(scope="module")
+def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("idis-node")
+    node = make_node(path)
+    node.service.bulk.register_many(demo_records(20), replace=True)
+    node.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(node_dir: Path) -> Iterator[RunningNode]:
+    # From idnode.toml, as `idnode serve` reads it: the node's administrator included.
+    with running(load_config(node_dir, {"handle_port": 0, "http_port": 0})) as node:
+        yield node
+
+
+@pytest.fixture(scope="module")
+def sdk() -> Path:
+    missing = [j for j in JARS if not Path(f"/usr/share/java/{j}.jar").is_file()]
+    if not IDIS_CHECK.is_file():
+        require_service("the id-pointer SDK", f"{IDIS_CHECK} is not there")
+    if shutil.which("java") is None or missing:
+        require_service(
+            "Java and the id-pointer SDK's jars",
+            f"java or /usr/share/java/{{{','.join(missing)}}}.jar missing (.ci/run installs them)",
+        )
+    return IDIS_CHECK
+
+
+def idis(sdk: Path, *args: str) -> dict[str, object]:
+    """One call of the real SDK: its JSON answer (``ok``, ``values`` or ``error``)."""
+    done = subprocess.run(
+        [str(sdk), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    line = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    assert line.startswith("{"), f"no answer from idis-check: {done.stdout} {done.stderr}"
+    answer: dict[str, object] = json.loads(line)
+    return answer
+
+
+def values_of(answer: dict[str, object]) -> dict[int, tuple[str, str]]:
+    assert answer["ok"] is True, answer
+    found = answer["values"]
+    assert isinstance(found, list)
+    return {v["index"]: (v["type"], v["data"]) for v in found}
+
+
+def at(server: RunningNode) -> tuple[str, str]:
+    return "127.0.0.1", str(server.ports.handle)
+
+
+# -- the real SDK -------------------------------------------------------------------
+
+
+def test_the_sdk_resolves_whole_typed_and_missing_handles(sdk: Path, server: RunningNode) -> None:
+    whole = values_of(idis(sdk, "resolve", *at(server), "88.100.1/PUMP-0001"))
+    ours = HandleClient("127.0.0.1", server.ports.handle).resolve(
+        "88.100.1/PUMP-0001", transport="tcp"
+    )
+    assert isinstance(ours.body, ResolutionResponse)
+    assert set(whole) == {v.index for v in ours.body.values}
+    typed = values_of(idis(sdk, "resolve", *at(server), "88.100.1/PUMP-0001", "URL"))
+    assert [t for t, _ in typed.values()] == ["URL"]
+    missing = idis(sdk, "resolve", *at(server), "88.100.1/NO-SUCH-PUMP")
+    assert missing["ok"] is False
+    assert "response code error" in str(missing["error"])
+
+
+def publish_real_port(node_dir: Path, server: RunningNode) -> None:
+    """The prefix record names the port the node was initialised with (0 in tests):
+    point its HS_SITE at the port the server got."""
+    node = open_node(Config(data_dir=node_dir))
+    try:
+        record = node.storage.get("0.NA/88.100.1")
+        assert record is not None
+        site = site_of([("127.0.0.1", server.ports.handle)])
+        values = tuple(
+            HandleValue(v.index, v.type, site.to_bytes()) if v.type == "HS_SITE" else v
+            for v in record.values
+        )
+        node.service.prefixes.put_record(HandleRecord(record.handle, values))
+    finally:
+        node.close()
+
+
+def test_the_sdk_resolves_globally_through_a_recursive_node(
+    sdk: Path, server: RunningNode, node_dir: Path, tmp_path: Path
+) -> None:
+    """The SDK asks its "recursion server" for the bare prefix's HS_SITE, then the
+    server that names for the handle. The recursive node finds the prefix record at
+    its root, which here is the enterprise node itself."""
+    publish_real_port(node_dir, server)
+    config = Config(
+        data_dir=tmp_path / "recursive",
+        handle_port=0,
+        http_port=0,
+        role="recursive",
+        root_servers=f"127.0.0.1:{server.ports.handle}",
+    )
+    from idnode.node import init_node
+
+    init_node(
+        config,
+        None,
+        {"role": "recursive", "root_servers": config.root_servers, "handle_port": 0},
+    ).close()
+    with running(config) as recursive:
+        found = values_of(
+            idis(sdk, "global", "88.100.1/PUMP-0002", f"127.0.0.1:{recursive.ports.handle}")
+        )
+    assert found[1] == ("URL", "https://pumps.example.com/id/88.100.1/PUMP-0002")
+
+
+def test_the_sdk_logs_in_with_an_rsa_key_and_administers_handles(
+    sdk: Path, server: RunningNode, node_dir: Path
+) -> None:
+    key = str(node_dir / ADMIN_KEY_FILE)
+    handle = "88.100.1/SDK-WRITES"
+
+    def read() -> dict[int, tuple[str, str]]:
+        return values_of(idis(sdk, "resolve", *at(server), handle))
+
+    created = idis(
+        sdk,
+        "create",
+        *at(server),
+        handle,
+        ADMIN,
+        key,
+        "1:URL:https://e.example/a",
+        "2:EMAIL:x@e.example",
+    )
+    assert created == {"ok": True}
+    assert read() == {1: ("URL", "https://e.example/a"), 2: ("EMAIL", "x@e.example")}
+    assert idis(sdk, "add", *at(server), handle, ADMIN, key, "3:NOTE:added")["ok"] is True
+    assert idis(sdk, "update", *at(server), handle, ADMIN, key, "1:URL:https://e.example/b")["ok"]
+    assert idis(sdk, "remove", *at(server), handle, ADMIN, key, "2")["ok"] is True
+    assert read() == {1: ("URL", "https://e.example/b"), 3: ("NOTE", "added")}
+    assert idis(sdk, "delete", *at(server), handle, ADMIN, key)["ok"] is True
+    assert idis(sdk, "resolve", *at(server), handle)["ok"] is False
+
+    # --encrypt asks the SDK for its encrypted session; 2.3.1 never sends one (see
+    # docs/wire-compatibility.md), so the write goes in the clear and must work so.
+    assert idis(
+        sdk, "create", *at(server), handle, ADMIN, key, "--encrypt", "1:URL:https://e.example/c"
+    )["ok"]
+    assert read() == {1: ("URL", "https://e.example/c")}
+
+    # Every write went through the audit log as the identity that logged in.
+    node = open_node(Config(data_dir=node_dir))
+    try:
+        log = node.service.writes.audit_log()
+    finally:
+        node.close()
+    mine = [(e.operation, e.actor) for e in log if e.handle == handle]
+    assert mine[:5] == [
+        ("create", ADMIN),
+        ("add-value", ADMIN),
+        ("modify-value", ADMIN),
+        ("remove-value", ADMIN),
+        ("delete", ADMIN),
+    ]
+
+
+def test_the_sdk_homes_and_unhomes_a_prefix(sdk: Path, server: RunningNode, node_dir: Path) -> None:
+    key = str(node_dir / ADMIN_KEY_FILE)
+    assert idis(sdk, "home", *at(server), "0.NA/88.100.77", ADMIN, key) == {"ok": True}
+    assert "88.100.77" in homed(node_dir)
+    assert idis(sdk, "unhome", *at(server), "0.NA/88.100.77", ADMIN, key) == {"ok": True}
+    assert "88.100.77" not in homed(node_dir)
+
+
+def homed(node_dir: Path) -> list[str]:
+    node = open_node(Config(data_dir=node_dir))
+    try:
+        return node.service.reads.homed_prefixes()
+    finally:
+        node.close()
+
+
+# -- the extensions by hand -----------------------------------------------------------
+
+
+class Connection:
+    """One TCP connection to the node, one request and reply at a time."""
+
+    def __init__(self, server: RunningNode) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", server.ports.handle), timeout=10)
+        self.framer = MessageFramer()
+
+    def ask(self, message: Message) -> Message:
+        self.sock.sendall(encode_message(message))
+        while (frame := self.framer.next_message()) is None:
+            self.framer.receive_data(self.sock.recv(65536))
+        return decode_message(frame)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def request(opcode: OpCode, body: Body, session: int, flags: OpFlag = OpFlag.NONE) -> Message:
+    return Message(
+        opcode=opcode,
+        body=body,
+        request_id=7,
+        session_id=session,
+        op_flags=flags | OpFlag.RETURN_REQUEST_DIGEST,
+        version=(2, 10),
+    )
+
+
+@pytest.fixture(scope="module")
+def admin_key(node_dir: Path) -> rsa.RSAPrivateKey:
+    return load_private_key(node_dir / ADMIN_KEY_FILE)
+
+
+def log_in(
+    conn: Connection, key: rsa.RSAPrivateKey, session: int = 10001, who: str = "0.NA/88.100.1"
+) -> tuple[Message, Message]:
+    """An IDIS login: opcode 2001, its challenge, the signed answer; (challenge, reply)."""
+    challenge = conn.ask(request(OpCode.LOGIN_ID_SYSTEM, LoginRequest(who, 300), session))
+    assert challenge.response_code == ResponseCode.AUTHENTICATION_NEEDED
+    assert isinstance(challenge.body, ChallengeResponse)
+    assert challenge.session_id == session
+    signed = answer_with_private_key(
+        key, challenge.body.nonce, challenge.body.request_digest.digest, (2, 10)
+    )
+    answer = ChallengeAnswer("HS_PUBKEY", who, 300, signed)
+    return challenge, conn.ask(request(OpCode.CHALLENGE_RESPONSE, answer, session))
+
+
+def create(name: str, session: int) -> Message:
+    return request(
+        OpCode.CREATE_HANDLE,
+        CreateHandleRequest(name, (HandleValue(1, "URL", b"https://e.example/"),)),
+        session,
+    )
+
+
+def test_a_login_holds_for_its_connection_and_its_session_id_only(
+    server: RunningNode, admin_key: rsa.RSAPrivateKey
+) -> None:
+    first, second = Connection(server), Connection(server)
+    try:
+        _, reply = log_in(first, admin_key)
+        assert (reply.opcode, reply.response_code) == (OpCode.LOGIN_ID_SYSTEM, ResponseCode.SUCCESS)
+        made = first.ask(create("88.100.1/LOGIN-1", 10001))
+        assert made.response_code == ResponseCode.SUCCESS
+        # Another session id on that connection, or that one on another: anonymous.
+        assert first.ask(create("88.100.1/LOGIN-2", 10002)).response_code == (
+            ResponseCode.AUTHENTICATION_NEEDED
+        )
+        assert second.ask(create("88.100.1/LOGIN-3", 10001)).response_code == (
+            ResponseCode.AUTHENTICATION_NEEDED
+        )
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_login_answer_counts_once_and_only_from_its_key(
+    server: RunningNode, admin_key: rsa.RSAPrivateKey
+) -> None:
+    conn, other = Connection(server), Connection(server)
+    try:
+        challenge, _ = log_in(conn, admin_key)
+        assert isinstance(challenge.body, ChallengeResponse)
+        # The same answer again, here or on another connection: no challenge is open.
+        signed = answer_with_private_key(
+            admin_key, challenge.body.nonce, challenge.body.request_digest.digest, (2, 10)
+        )
+        replayed = request(
+            OpCode.CHALLENGE_RESPONSE,
+            ChallengeAnswer("HS_PUBKEY", "0.NA/88.100.1", 300, signed),
+            10001,
+        )
+        assert conn.ask(replayed).response_code == ResponseCode.AUTHENTICATION_TIMEOUT
+        assert other.ask(replayed).response_code == ResponseCode.AUTHENTICATION_TIMEOUT
+        # Signed with another key: refused, and the connection stays anonymous.
+        stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        _, forged = log_in(other, stranger, session=20001)
+        assert forged.response_code == ResponseCode.AUTHENTICATION_FAILED
+        assert other.ask(create("88.100.1/FORGED", 20001)).response_code == (
+            ResponseCode.AUTHENTICATION_NEEDED
+        )
+    finally:
+        conn.close()
+        other.close()
+
+
+def test_a_login_over_udp_is_refused(server: RunningNode) -> None:
+    message = request(OpCode.LOGIN_ID_SYSTEM, LoginRequest("0.NA/88.100.1", 300), 10001)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(encode_message(message), ("127.0.0.1", server.ports.handle))
+        reply = decode_message(sock.recv(65535))
+    assert reply.response_code == ResponseCode.OPERATION_NOT_SUPPORTED
+
+
+def test_home_and_unhome_need_a_node_administrator(
+    server: RunningNode, admin_key: rsa.RSAPrivateKey, node_dir: Path
+) -> None:
+    conn = Connection(server)
+    try:
+        # Not logged in: challenged like any write.
+        home = request(OpCode.HOME_NA, PrefixRequest("88.100.88"), 10001)
+        assert conn.ask(home).response_code == ResponseCode.AUTHENTICATION_NEEDED
+        log_in(conn, admin_key)
+        assert conn.ask(home).response_code == ResponseCode.SUCCESS  # a bare prefix works too
+        assert "88.100.88" in homed(node_dir)
+        unhome = request(OpCode.UNHOME_NA, PrefixRequest("0.NA/88.100.88"), 10001)
+        assert conn.ask(unhome).response_code == ResponseCode.SUCCESS
+        assert conn.ask(unhome).response_code == ResponseCode.SERVER_NOT_RESPONSIBLE
+    finally:
+        conn.close()
+
+
+def token(key: rsa.RSAPrivateKey, *, age: float = 0.0, handle: str = "0.NA/88.100.1") -> bytes:
+    claims = {
+        "user_handle": handle,
+        "user_index": 300,
+        "nonce": 42,
+        "timestamp": int((time.time() - age) * 1000),
+    }
+    return jwt.encode(claims, key, algorithm="RS256").encode()
+
+
+def resolve_with(server: RunningNode, carried: bytes | None) -> Message:
+    """A resolution without PUBLIC_ONLY, carrying ``carried`` as its identity token."""
+    body = ResolutionRequest("88.100.1/PUMP-0003", (), (), carried)
+    message = anonymous_request(OpCode.RESOLUTION, body)
+    message.op_flags = OpFlag.RETURN_REQUEST_DIGEST | OpFlag.RECURSION_AUTH
+    conn = Connection(server)
+    try:
+        return conn.ask(message)
+    finally:
+        conn.close()
+
+
+def types_of(reply: Message) -> set[str]:
+    assert isinstance(reply.body, ResolutionResponse), reply
+    return {v.type for v in reply.body.values}
+
+
+def test_an_identity_token_names_the_caller_once_checked(
+    server: RunningNode, admin_key: rsa.RSAPrivateKey
+) -> None:
+    public = types_of(resolve_with(server, None))
+    assert "CUSTOMER" not in public
+    assert types_of(resolve_with(server, b"")) == public  # empty: anonymous
+    assert types_of(resolve_with(server, token(admin_key))) == public | {"CUSTOMER"}
+    expired = resolve_with(server, token(admin_key, age=3600))
+    assert expired.response_code == ResponseCode.AUTHENTICATION_TIMEOUT
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = resolve_with(server, token(stranger))
+    assert forged.response_code == ResponseCode.AUTHENTICATION_FAILED
+    unknown = resolve_with(server, token(admin_key, handle="88.100.1/NOBODY"))
+    assert unknown.response_code == ResponseCode.INVALID_CREDENTIAL
+    garbage = resolve_with(server, b"not a token")
+    assert garbage.response_code == ResponseCode.AUTHENTICATION_FAILED
