@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, settings
 
 from idnode.config import Config
@@ -17,6 +18,7 @@ from idnode.demo import demo_records
 from idnode.domain import HandleRecord
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
+from idnode.keys import load_private_key
 from idnode.node import Node, init_node
 from idnode.server.runner import BoundPorts, serve
 from idnode.storage import SQLiteStorage, Storage
@@ -82,6 +84,13 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
 def make_node(data_dir: Path, **settings: object) -> Node:
     config = Config(data_dir=data_dir, handle_port=0, http_port=0).replace(**settings)
     return init_node(config, "88.100.1", {"handle_port": 0, "http_port": 0} | settings)
+
+
+def rsa_key(path: Path) -> rsa.RSAPrivateKey:
+    """The RSA key in ``path`` (nodes made by the tests have RSA keys)."""
+    key = load_private_key(path)
+    assert isinstance(key, rsa.RSAPrivateKey), f"{path} does not hold an RSA key"
+    return key
 
 
 def add_secret_admin(node: Node, identity: ValueReference, secret: str) -> None:

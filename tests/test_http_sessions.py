@@ -25,9 +25,8 @@ from idnode.demo import demo_records
 from idnode.domain import AuditQuery, HandleRecord
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
-from idnode.keys import load_private_key
 from idnode.node import ADMIN_KEY_FILE, open_node
-from tests.conftest import RunningNode, make_node, running
+from tests.conftest import RunningNode, make_node, rsa_key, running
 
 ADMIN = "300:0.NA/88.100.1"
 SECRET = b"session-s3cret"
@@ -65,7 +64,7 @@ def server(node_dir: Path) -> Iterator[RunningNode]:
 
 @pytest.fixture(scope="module")
 def admin_key(node_dir: Path) -> rsa.RSAPrivateKey:
-    return load_private_key(node_dir / ADMIN_KEY_FILE)
+    return rsa_key(node_dir / ADMIN_KEY_FILE)
 
 
 @pytest.fixture

@@ -18,10 +18,9 @@ from cryptography.x509.oid import NameOID
 
 from idnode.config import Config
 from idnode.errors import ConfigError
-from idnode.keys import load_private_key
 from idnode.node import ADMIN_KEY_FILE
 from idnode.server.runner import serve
-from tests.conftest import RunningNode, make_node, running
+from tests.conftest import RunningNode, make_node, rsa_key, running
 
 
 def certificate(path: Path, key: rsa.RSAPrivateKey, subject: x509.Name, *, server: bool) -> Path:
@@ -70,7 +69,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     path = tmp_path_factory.mktemp("tls-node")
     node = make_node(path)
     node.close()
-    admin_key = load_private_key(path / ADMIN_KEY_FILE)
+    admin_key = rsa_key(path / ADMIN_KEY_FILE)
     made = {
         "dir": path,
         "server": certificate(

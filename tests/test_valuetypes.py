@@ -120,7 +120,7 @@ def test_dsa_public_key_round_trips() -> None:
 
 def test_unknown_key_type_is_a_protocol_error() -> None:
     with pytest.raises(RemoteProtocolError, match="unsupported public key"):
-        parse_public_key(string("SM2_PUB_KEY") + h("0000"))
+        parse_public_key(string("ECC_PUB_KEY") + h("0000"))
 
 
 def test_alias_serv_and_seckey_are_plain_bytes() -> None:

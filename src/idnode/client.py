@@ -20,8 +20,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from idnode.auth.session_keys import client_key, client_session_key
 from idnode.auth.signatures import answer_with_private_key, answer_with_secret, signed_by
 from idnode.errors import (
@@ -60,6 +58,7 @@ from idnode.handle.messages import (
     VerifyChallengeResponse,
 )
 from idnode.handle.values import ValueReference
+from idnode.keys import PrivateKey
 
 __all__ = [
     "ClientSession",
@@ -84,12 +83,14 @@ class Credentials:
 
     identity: ValueReference
     secret: bytes | None = None
-    private_key: rsa.RSAPrivateKey | None = None
+    private_key: PrivateKey | None = None
 
     def answer(self, challenge: ChallengeResponse, version: tuple[int, int]) -> ChallengeAnswer:
         nonce, digest = challenge.nonce, challenge.request_digest.digest
         if self.private_key is not None:
-            signed = answer_with_private_key(self.private_key, nonce, digest, version)
+            signed = answer_with_private_key(
+                self.private_key, nonce, digest, version, self.identity.handle
+            )
             auth_type = "HS_PUBKEY"
         elif self.secret is not None:
             signed = answer_with_secret(self.secret, nonce, digest, version)

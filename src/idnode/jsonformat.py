@@ -30,6 +30,7 @@ from idnode.handle.valuetypes import (
     RSAPublicKey,
     ServerInfo,
     SiteInfo,
+    SM2PublicKey,
     TransportProtocol,
     ValueList,
     parse_public_key,
@@ -54,6 +55,14 @@ JSON = dict[str, Any]
 def _b64url(n: int) -> str:
     raw = n.to_bytes(max(1, (n.bit_length() + 7) // 8), "big")
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _b64url_bytes(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _from_b64url_bytes(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _from_b64url(text: str) -> int:
@@ -150,6 +159,11 @@ def _key_to_json(data: bytes) -> Any:
     key = parse_public_key(data)
     if isinstance(key, RSAPublicKey):
         return {"kty": "RSA", "n": _b64url(key.modulus), "e": _b64url(key.exponent)}
+    if isinstance(key, SM2PublicKey):
+        # JWK has no SM2 curve of its own; "EC" with crv "SM2" is how SM2 JWKs are
+        # written where they are used (the national system's JWS trust chains).
+        x, y = key.point[1:33], key.point[33:]
+        return {"kty": "EC", "crv": "SM2", "x": _b64url_bytes(x), "y": _b64url_bytes(y)}
     return {k: _b64url(getattr(key, k)) for k in "pqgy"} | {"kty": "DSA"}
 
 
@@ -159,6 +173,12 @@ def _key_from_json(v: Mapping[str, Any]) -> bytes:
     if v["kty"] == "DSA":
         q, p, g, y = (_from_b64url(v[k]) for k in "qpgy")
         return DSAPublicKey(q, p, g, y).to_bytes()
+    if v["kty"] == "EC" and v.get("crv") == "SM2":
+        point = b"\x04" + _from_b64url_bytes(v["x"]) + _from_b64url_bytes(v["y"])
+        try:
+            return SM2PublicKey(point).to_bytes()
+        except RemoteProtocolError as exc:
+            raise InvalidValue(f"SM2 key: {exc.message}") from exc
     raise InvalidValue(f"unsupported key type {v['kty']!r}")
 
 
@@ -190,13 +210,18 @@ def _structured_to_json(value_type: str, data: bytes) -> JSON:
             return {"format": fmt, "value": shown}
     except (RemoteProtocolError, UnicodeDecodeError, ValueError):
         pass
-    return {"format": "base64", "value": base64.b64encode(data).decode()}
+    # Not in the structured form (a key as PEM text, say): shown as any other data.
+    return _plain_to_json(data)
 
 
 def _data_to_json(value_type: str, data: bytes) -> JSON:
     upper = value_type.upper()
     if upper in _STRUCTURED:
         return _structured_to_json(upper, data)
+    return _plain_to_json(data)
+
+
+def _plain_to_json(data: bytes) -> JSON:
     try:
         return {"format": "string", "value": data.decode("utf-8")}
     except UnicodeDecodeError:

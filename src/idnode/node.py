@@ -20,8 +20,6 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from idnode.auth import signatures
 from idnode.config import CONFIG_FILE, Config, dump_toml
 from idnode.domain import HandleRecord
@@ -37,7 +35,14 @@ from idnode.handle.valuetypes import (
     SiteInfo,
     TransportProtocol,
 )
-from idnode.keys import generate_key, handle_public_key, load_private_key, write_public_key
+from idnode.keys import (
+    KeyType,
+    PrivateKey,
+    generate_key,
+    handle_public_key,
+    load_private_key,
+    write_public_key,
+)
 from idnode.names import NA_PREFIX, validate_prefix
 from idnode.resolver import AnswerCache, Resolver
 from idnode.service import ADMIN_VALUE_INDEX, NodeService
@@ -164,8 +169,14 @@ def _open(config: Config) -> Node:
         raise
 
 
-def init_node(config: Config, prefix: str | None, settings: dict[str, object]) -> Node:
-    """Create a data directory serving ``prefix``, with fresh server and admin keys.
+def init_node(
+    config: Config,
+    prefix: str | None,
+    settings: dict[str, object],
+    key_type: KeyType = "rsa",
+) -> Node:
+    """Create a data directory serving ``prefix``, with fresh server and admin keys
+    (RSA, or SM2 for nodes whose clients use the national algorithms).
 
     A root node homes 0.NA (every prefix handle is asked of it first); a recursive node
     homes nothing, so ``prefix`` is None for it.
@@ -184,8 +195,8 @@ def init_node(config: Config, prefix: str | None, settings: dict[str, object]) -
     directory.mkdir(parents=True, exist_ok=True)
     admin_handle = f"{NA_PREFIX}/{prefix}" if prefix else ""
     try:
-        generate_key(directory / SERVER_KEY_FILE)
-        admin_key = generate_key(directory / ADMIN_KEY_FILE)
+        generate_key(directory / SERVER_KEY_FILE, key_type)
+        admin_key = generate_key(directory / ADMIN_KEY_FILE, key_type)
         write_public_key(directory / ADMIN_PUBLIC_KEY_FILE, admin_key)
     except FileExistsError as exc:
         raise ConfigError(
@@ -205,7 +216,7 @@ def init_node(config: Config, prefix: str | None, settings: dict[str, object]) -
     return node
 
 
-def _home(node: Node, prefix: str, admin_handle: str, admin_key: rsa.RSAPrivateKey) -> None:
+def _home(node: Node, prefix: str, admin_handle: str, admin_key: PrivateKey) -> None:
     """Home ``prefix`` with its prefix handle: this node's site, the admin and its key."""
     config = node.config
     now = int(time.time())

@@ -22,13 +22,13 @@ from contextlib import suppress
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from idnode.auth.signatures import sign
 from idnode.config import Config
 from idnode.errors import ConfigError, IdnodeError
+from idnode.handle.messages import PROTOCOL_VERSION
 from idnode.handle.values import ValueReference
-from idnode.keys import load_private_key
+from idnode.keys import PrivateKey, load_private_key
 from idnode.node import ADMIN_KEY_FILE, Node
 from idnode.stats import ReportedRow, hours_since, report_to_json
 
@@ -99,18 +99,19 @@ def _session(opened: dict[str, Any]) -> str:
     return f'Handle sessionId="{opened.get("sessionId", "")}"'
 
 
-def _signed(opened: dict[str, Any], identity: ValueReference, key: rsa.RSAPrivateKey) -> str:
-    """The Authorization header proving ``identity`` in the session just opened: an
-    RSA signature over the server's nonce and one of ours."""
+def _signed(opened: dict[str, Any], identity: ValueReference, key: PrivateKey) -> str:
+    """The Authorization header proving ``identity`` in the session just opened: a
+    signature (RSA or SM2) over the server's nonce and one of ours."""
     try:
         nonce = base64.b64decode(str(opened["nonce"]), validate=True)
         session_id = str(opened["sessionId"])
     except (KeyError, ValueError) as exc:
         raise ReportFailed("the parent node's session has no usable nonce") from exc
     cnonce = os.urandom(16)
-    signature = key.sign(nonce + cnonce, padding.PKCS1v15(), hashes.SHA256())
+    name, signature = sign(key, nonce + cnonce, PROTOCOL_VERSION)
+    alg = "SHA256" if name == b"SHA-256" else name.decode()
     return (
         f'Handle sessionId="{session_id}", id="{identity.index}:{identity.handle}", '
-        f'type="HS_PUBKEY", cnonce="{base64.b64encode(cnonce).decode()}", alg="SHA256", '
+        f'type="HS_PUBKEY", cnonce="{base64.b64encode(cnonce).decode()}", alg="{alg}", '
         f'signature="{base64.b64encode(signature).decode()}"'
     )

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 from idnode.auth.signatures import check_private_key_answer, check_secret_answer
 from idnode.errors import AuthenticationFailed, InvalidCredential, RemoteProtocolError
 from idnode.handle.values import HandleValue, ValueReference
-from idnode.handle.valuetypes import DSAPublicKey, RSAPublicKey, parse_public_key
+from idnode.handle.valuetypes import DSAPublicKey, PublicKey, RSAPublicKey, parse_public_key
 from idnode.keys import hashed_secret
 
 __all__ = ["KEY_TYPES", "check_answer", "check_certificate_key", "check_password"]
@@ -59,7 +59,9 @@ def check_answer(
         if key.type.upper() == "HS_SECKEY":
             ok = check_secret_answer(key.data, nonce, digest, answer, version)
         else:
-            ok = check_private_key_answer(key.data, nonce, digest, answer)
+            # An SM2 signer id is the identity's handle for some clients.
+            user_ids = (identity.handle.encode(),)
+            ok = check_private_key_answer(key.data, nonce, digest, answer, user_ids)
         if ok:
             return ValueReference(identity.handle, key.index)
     raise AuthenticationFailed(f"the answer does not prove {identity.index}:{identity.handle}")
@@ -112,12 +114,13 @@ def check_certificate_key(
     )
 
 
-def _same_key(
-    stored: RSAPublicKey | DSAPublicKey, key: rsa.RSAPublicKey | dsa.DSAPublicKey
-) -> bool:
+def _same_key(stored: PublicKey, key: rsa.RSAPublicKey | dsa.DSAPublicKey) -> bool:
     if isinstance(key, rsa.RSAPublicKey):
         n = key.public_numbers()
-        return stored == RSAPublicKey(n.e, n.n)
+        return isinstance(stored, RSAPublicKey) and (stored.exponent, stored.modulus) == (
+            n.e,
+            n.n,
+        )
     d = key.public_numbers()
     params = d.parameter_numbers
     return stored == DSAPublicKey(params.q, params.p, params.g, d.y)

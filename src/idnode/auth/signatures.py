@@ -15,7 +15,10 @@ Secret keys (HS_SECKEY). The answer is one algorithm byte, then:
 - before protocol 2.1 the bare MD5 form with no algorithm byte.
 
 Public keys (HS_PUBKEY): the hash algorithm's name as a block (``SHA-256``, ``SHA1``,
-...), then the signature as a block: RSA PKCS#1 v1.5, or DSA in DER.
+...), then the signature as a block: RSA PKCS#1 v1.5, or DSA in DER. SM2 keys sign
+with SM3 (the name ``SM3``, or ``SM2``/``SM3withSM2`` as some clients write it), the
+signature in DER; the signer id in the SM3 digest is the default of GM/T 0009, or the
+identity's handle for clients that use that.
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
 
+from idnode import sm2
 from idnode.errors import RemoteProtocolError
 from idnode.handle.codec import vouched
 from idnode.handle.messages import Message
-from idnode.handle.valuetypes import DSAPublicKey, RSAPublicKey, parse_public_key
+from idnode.handle.valuetypes import DSAPublicKey, RSAPublicKey, SM2PublicKey, parse_public_key
 from idnode.handle.wire import Reader, Writer
+from idnode.keys import PrivateKey
 
 __all__ = [
     "HMAC_SHA1",
@@ -42,6 +47,7 @@ __all__ = [
     "PBKDF2_ITERATIONS",
     "SHA1",
     "SHA256",
+    "SM3_NAMES",
     "answer_with_private_key",
     "answer_with_secret",
     "check_private_key_answer",
@@ -61,6 +67,8 @@ PBKDF2_ITERATIONS = 10_000
 # A client chooses the iteration count; more than this would let one request buy
 # seconds of server CPU.
 MAX_PBKDF2_ITERATIONS = 100_000
+#: The hash names under which clients send SM2 signatures (all mean SM2 with SM3).
+SM3_NAMES = frozenset({"SM3", "SM2", "SM3WITHSM2", "SM2WITHSM3"})
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "SHA-256": hashes.SHA256,
     "SHA256": hashes.SHA256,
@@ -135,29 +143,47 @@ def check_secret_answer(
 
 
 def answer_with_private_key(
-    key: rsa.RSAPrivateKey, nonce: bytes, digest: bytes, version: tuple[int, int]
+    key: PrivateKey,
+    nonce: bytes,
+    digest: bytes,
+    version: tuple[int, int],
+    identity_handle: str = "",
 ) -> bytes:
-    """An RSA signature over nonce + digest: SHA-256 from 2.7 on, SHA-1 before."""
-    name, signature = sign(key, nonce + digest, version)
+    """A signature over nonce + digest: RSA with SHA-256 from 2.7 on (SHA-1 before),
+    or SM2 as the national SDKs sign (the SM3 digest of nonce + digest, the
+    identity's handle as the signer id), which is what their servers check."""
+    if isinstance(key, sm2.SM2PrivateKey):
+        user_id = identity_handle.encode() or sm2.DEFAULT_USER_ID
+        name, signature = b"SM3", key.sign(sm2.sm3(nonce + digest), user_id)
+    else:
+        name, signature = sign(key, nonce + digest, version)
     w = Writer()
     w.block(name)
     w.block(signature)
     return w.getvalue()
 
 
-def sign(key: rsa.RSAPrivateKey, data: bytes, version: tuple[int, int]) -> tuple[bytes, bytes]:
-    """The hash algorithm's name and an RSA signature of ``data``, as a peer of
-    ``version`` expects them: SHA-256 from 2.7 on, SHA-1 before (older peers verify
-    SHA-1 signatures only). Also a message signer for the codec."""
+def sign(key: PrivateKey, data: bytes, version: tuple[int, int]) -> tuple[bytes, bytes]:
+    """The hash algorithm's name and a signature of ``data``, as a peer of
+    ``version`` expects them: RSA with SHA-256 from 2.7 on, SHA-1 before (older peers
+    verify SHA-1 signatures only); SM2 keys sign with SM3 whatever the version. Also a
+    message signer for the codec."""
+    if isinstance(key, sm2.SM2PrivateKey):
+        return b"SM3", key.sign(data)
     if version < (2, 7):
         return b"SHA1", key.sign(data, padding.PKCS1v15(), hashes.SHA1())  # noqa: S303
     return b"SHA-256", key.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
 
 def check_private_key_answer(
-    public_key_data: bytes, nonce: bytes, digest: bytes, answer: bytes
+    public_key_data: bytes,
+    nonce: bytes,
+    digest: bytes,
+    answer: bytes,
+    user_ids: tuple[bytes, ...] = (),
 ) -> bool:
-    """Whether ``answer`` is a signature by the key in an HS_PUBKEY value's data."""
+    """Whether ``answer`` is a signature by the key in an HS_PUBKEY value's data;
+    ``user_ids``: signer ids an SM2 signature may use besides the default."""
     try:
         r = Reader(answer)
         hash_name = r.block("hash algorithm")
@@ -165,26 +191,36 @@ def check_private_key_answer(
         r.expect_end("signature answer")
     except RemoteProtocolError:
         return False
-    return check_signature(public_key_data, nonce + digest, hash_name, signature)
+    return check_signature(public_key_data, nonce + digest, hash_name, signature, user_ids)
 
 
 def check_signature(
-    public_key_data: bytes, signed: bytes, hash_name: bytes, signature: bytes
+    public_key_data: bytes,
+    signed: bytes,
+    hash_name: bytes,
+    signature: bytes,
+    user_ids: tuple[bytes, ...] = (),
 ) -> bool:
     """Whether ``signature`` (with the hash algorithm named) is one of ``signed`` by
     the key in ``public_key_data`` (Handle's key encoding: HS_PUBKEY, HS_SITE)."""
-    hash_type = _HASHES.get(hash_name.decode("ascii", "replace").upper())
+    name = hash_name.decode("ascii", "replace").upper()
+    try:
+        key = parse_public_key(public_key_data)
+    except RemoteProtocolError:
+        return False
+    if isinstance(key, SM2PublicKey):
+        return name in SM3_NAMES and sm2.verify(key, signed, signature, user_ids)
+    hash_type = _HASHES.get(name)
     if hash_type is None:
         return False
     try:
-        key = parse_public_key(public_key_data)
         if isinstance(key, RSAPublicKey):
             rsa.RSAPublicNumbers(key.exponent, key.modulus).public_key().verify(
                 signature, signed, padding.PKCS1v15(), hash_type()
             )
         else:
             _dsa_key(key).verify(signature, signed, hash_type())
-    except (InvalidSignature, ValueError, RemoteProtocolError):
+    except (InvalidSignature, ValueError):
         return False
     return True
 

@@ -149,6 +149,12 @@ def keygen(
     secret: Annotated[
         bool, typer.Option(help="Write a random secret key instead of an RSA key pair.")
     ] = False,
+    sm2: Annotated[
+        bool,
+        typer.Option(
+            "--sm2", help="An SM2 key pair (the national algorithm) instead of an RSA one."
+        ),
+    ] = False,
     hashed: Annotated[
         bool,
         typer.Option(
@@ -161,6 +167,8 @@ def keygen(
     """Make a key for an identity and print the value to store in its handle."""
     if path.exists():
         fail(f"{path} exists; not overwriting a key", 1)
+    if secret and sm2:
+        fail("--secret and --sm2 exclude each other: a secret key has no algorithm", 2)
     if secret:
         text = secrets.token_urlsafe(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -175,7 +183,8 @@ def keygen(
         use = f"--secret-file {path}" + (" --hashed-secret" if hashed else "")
         err.print(f"prove the identity with {use}", highlight=False)
     else:
-        value = HandleValue(index, "HS_PUBKEY", handle_public_key(generate_key(path)).to_bytes())
+        key = generate_key(path, "sm2" if sm2 else "rsa")
+        value = HandleValue(index, "HS_PUBKEY", handle_public_key(key).to_bytes())
     err.print(f"wrote {path}; add this value to the identity's handle:", highlight=False)
     out.print(json.dumps(value_to_json(value)), highlight=False)
 

@@ -10,6 +10,7 @@ import typer
 from idnode.cli.common import DataDir, config_of, fail, out, progress_bars
 from idnode.demo import DEMO_PREFIX
 from idnode.errors import IdnodeError
+from idnode.keys import KEY_TYPES
 from idnode.node import init_node, migrate_node
 
 __all__ = ["init", "migrate", "serve"]
@@ -35,8 +36,14 @@ def init(
     database: Annotated[
         str, typer.Option(help="Database URL (default: SQLite in the data directory).")
     ] = "",
+    key_type: Annotated[
+        str,
+        typer.Option(help="Algorithm of the server and admin keys: rsa, or sm2 (national)."),
+    ] = "rsa",
 ) -> None:
     """Create a node: database, homed prefix, server key and an admin key pair."""
+    if key_type not in KEY_TYPES:
+        fail(f"--key-type is one of {', '.join(KEY_TYPES)}, got {key_type!r}", 2)
     settings: dict[str, object] = {
         "database": database or None,
         "host": host,
@@ -48,7 +55,7 @@ def init(
     }
     config = config_of(data_dir, **settings)
     try:
-        node = init_node(config, prefix, settings)
+        node = init_node(config, prefix, settings, key_type)
     except IdnodeError as exc:
         fail(exc.message)
     node.close()

@@ -11,21 +11,28 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, Self
+
+from asn1crypto import keys as asn1_keys
+from asn1crypto import pem as asn1_pem
 
 from idnode.handle.errors import RemoteProtocolError
 from idnode.handle.values import ValueReference
 from idnode.handle.wire import Reader, Writer
 
 __all__ = [
+    "SM2_CURVE_NAME",
+    "SM2_CURVE_OID",
     "AdminPermission",
     "AdminValue",
     "Alias",
     "DSAPublicKey",
     "Interface",
     "InterfaceType",
+    "PublicKey",
     "RSAPublicKey",
+    "SM2PublicKey",
     "SecretKey",
     "ServerInfo",
     "ServiceHandle",
@@ -294,6 +301,14 @@ def _write_server(w: Writer, server: ServerInfo) -> None:
 
 _RSA_TAG = b"RSA_PUB_KEY"
 _DSA_TAG = b"DSA_PUB_KEY"
+_SM2_TAG = b"SM2_PUB_KEY"
+#: The SM2 curve (GM/T 0006), as SubjectPublicKeyInfo names it.
+SM2_CURVE_OID = "1.2.156.10197.1.301"
+SM2_CURVE_NAME = "sm2p256v1"
+# asn1crypto knows curves by name; teaching it this one is its documented way.
+if SM2_CURVE_OID not in asn1_keys.NamedCurve._map:
+    asn1_keys.NamedCurve.register(SM2_CURVE_NAME, SM2_CURVE_OID, 32)
+_PEM_START = b"-----BEGIN"
 
 
 def _unsigned(data: bytes) -> int:
@@ -308,13 +323,18 @@ def _signed_bytes(n: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class RSAPublicKey:
-    """HS_PUBKEY holding an RSA key in the Handle encoding (tag, flags, e, n)."""
+    """HS_PUBKEY holding an RSA key: Handle's encoding (tag, flags, e, n), or PEM text
+    as the national SDKs write it (``source`` keeps that text, so that the value
+    round-trips byte for byte)."""
 
     TYPE: ClassVar[str] = "HS_PUBKEY"
     exponent: int
     modulus: int
+    source: bytes | None = field(default=None, compare=False, repr=False)
 
     def to_bytes(self) -> bytes:
+        if self.source is not None:
+            return self.source
         w = Writer()
         w.block(_RSA_TAG)
         w.u16(0)  # reserved flags
@@ -342,16 +362,113 @@ class DSAPublicKey:
         return w.getvalue()
 
 
-def parse_public_key(data: bytes) -> RSAPublicKey | DSAPublicKey:
+@dataclass(frozen=True, slots=True)
+class SM2PublicKey:
+    """HS_PUBKEY holding an SM2 key (the national public-key algorithm): the point,
+    uncompressed (``04 || x || y``). Written in the national SDKs' layout: the tag
+    ``SM2_PUB_KEY``, two bytes of flags, then the SubjectPublicKeyInfo in DER as a
+    block; PEM text is read too (``source`` keeps it)."""
+
+    TYPE: ClassVar[str] = "HS_PUBKEY"
+    point: bytes
+    source: bytes | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.point) != 65 or self.point[0] != 4:
+            raise RemoteProtocolError("an SM2 public key is an uncompressed 65-byte point")
+
+    def der(self) -> bytes:
+        """SubjectPublicKeyInfo (id-ecPublicKey on the SM2 curve), DER."""
+        info = asn1_keys.PublicKeyInfo(
+            {
+                "algorithm": asn1_keys.PublicKeyAlgorithm(
+                    {
+                        "algorithm": "ec",
+                        "parameters": asn1_keys.ECDomainParameters(
+                            name="named", value=SM2_CURVE_NAME
+                        ),
+                    }
+                ),
+                "public_key": self.point,
+            }
+        )
+        return bytes(info.dump())
+
+    def to_pem(self) -> bytes:
+        return bytes(asn1_pem.armor("PUBLIC KEY", self.der()))
+
+    def to_bytes(self) -> bytes:
+        if self.source is not None:
+            return self.source
+        w = Writer()
+        w.block(_SM2_TAG)
+        w.u16(0)
+        w.block(self.der())
+        return w.getvalue()
+
+
+PublicKey = RSAPublicKey | DSAPublicKey | SM2PublicKey
+
+
+def _key_from_info(der: bytes, source: bytes | None) -> RSAPublicKey | SM2PublicKey:
+    """An RSA or SM2 key from a SubjectPublicKeyInfo (DER)."""
+    try:
+        info = asn1_keys.PublicKeyInfo.load(der, strict=True)
+        algorithm = info.algorithm
+        if algorithm == "rsa":
+            numbers = info["public_key"].parsed
+            return RSAPublicKey(
+                numbers["public_exponent"].native, numbers["modulus"].native, source
+            )
+        if algorithm == "ec":
+            curve = info["algorithm"]["parameters"].chosen.native
+            if curve in (SM2_CURVE_NAME, SM2_CURVE_OID):
+                return SM2PublicKey(bytes(info["public_key"].native), source)
+            raise RemoteProtocolError(f"EC public keys on curve {curve} are not supported")
+    except (ValueError, TypeError, KeyError) as exc:
+        raise RemoteProtocolError(f"malformed SubjectPublicKeyInfo: {exc}") from exc
+    raise RemoteProtocolError(f"{algorithm} public keys are not supported")
+
+
+def _key_from_pem(text: bytes) -> RSAPublicKey | SM2PublicKey:
+    try:
+        kind, _, der = asn1_pem.unarmor(text.strip())
+    except (ValueError, TypeError) as exc:
+        raise RemoteProtocolError(f"malformed PEM public key: {exc}") from exc
+    if kind == "RSA PUBLIC KEY":
+        try:
+            numbers = asn1_keys.RSAPublicKey.load(der, strict=True)
+            return RSAPublicKey(numbers["public_exponent"].native, numbers["modulus"].native, text)
+        except (ValueError, TypeError) as exc:
+            raise RemoteProtocolError(f"malformed PKCS#1 public key: {exc}") from exc
+    if kind != "PUBLIC KEY":
+        raise RemoteProtocolError(f"PEM {kind!r} is not a public key")
+    return _key_from_info(der, text)
+
+
+def parse_public_key(data: bytes) -> PublicKey:
+    """A key in any of the encodings HS_PUBKEY values hold: Handle's binary layouts
+    (RSA, DSA, the SDKs' SM2) or PEM text (RSA or SM2, as the national SDKs write)."""
+    if data.lstrip().startswith(_PEM_START):
+        return _key_from_pem(data)
     r = Reader(data)
     tag = r.block("key type")
     r.u16("key flags")
-    key: RSAPublicKey | DSAPublicKey
+    key: PublicKey
     if tag == _RSA_TAG:
         key = RSAPublicKey(_unsigned(r.block("RSA exponent")), _unsigned(r.block("RSA modulus")))
     elif tag == _DSA_TAG:
         q, p, g, y = (_unsigned(r.block(f"DSA {n}")) for n in "qpgy")
         key = DSAPublicKey(q, p, g, y)
+    elif tag == _SM2_TAG:
+        encoded = r.block("SM2 key")
+        if encoded.lstrip().startswith(_PEM_START):
+            found = _key_from_pem(encoded)
+        else:
+            found = _key_from_info(encoded, None)
+        if not isinstance(found, SM2PublicKey):
+            raise RemoteProtocolError("an SM2_PUB_KEY value holds a key of another kind")
+        key = SM2PublicKey(found.point, data)
     else:
         raise RemoteProtocolError(f"unsupported public key type {tag[:32]!r}")
     r.expect_end("HS_PUBKEY data")
