@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from idnode.domain import (
+    Account,
     AuditContext,
     AuditQuery,
     Condition,
@@ -294,6 +295,28 @@ def test_sessions_round_trip_update_delete_and_purge(storage: Storage) -> None:
     assert storage.delete_session("s1") is True
     assert storage.delete_session("s1") is False
     assert storage.get_session("s1") is None
+
+
+def test_accounts_round_trip_replace_and_delete(storage: Storage) -> None:
+    assert storage.accounts() == []
+    ops = Account("ops", ValueReference("0.NA/88.100.1", 300), "scrypt$14$8$1$AA==$AA==", 10)
+    storage.put_account(ops)
+    storage.put_account(Account("audit", ValueReference("88.100.1/AUDIT", 301), "h", 11))
+    assert storage.get_account("ops") == ops
+    assert storage.get_account("OPS") is None  # names are exact
+    # Adding it again changes its identity and password, not when it was created.
+    storage.put_account(Account("ops", ValueReference("88.100.1/OPS", 300), "new", 99))
+    changed = storage.get_account("ops")
+    assert changed is not None
+    assert (changed.identity, changed.password, changed.created) == (
+        ValueReference("88.100.1/OPS", 300),
+        "new",
+        10,
+    )
+    assert [a.name for a in storage.accounts()] == ["audit", "ops"]
+    assert storage.delete_account("ops") is True
+    assert storage.delete_account("ops") is False
+    assert storage.get_account("ops") is None
 
 
 def test_session_counters_change_only_from_the_state_expected(storage: Storage) -> None:

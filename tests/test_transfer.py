@@ -15,11 +15,11 @@ from idnode.cli import app
 from idnode.client import HandleClient
 from idnode.config import load_config
 from idnode.demo import demo_records
-from idnode.domain import HandleRecord
+from idnode.domain import Account, HandleRecord
 from idnode.errors import StorageError
 from idnode.handle.codes import ResponseCode
 from idnode.handle.messages import ResolutionResponse
-from idnode.handle.values import HandleValue
+from idnode.handle.values import HandleValue, ValueReference
 from idnode.node import open_node
 from idnode.storage import SQLiteStorage, open_storage
 from idnode.storage.transfer import copy_storage, fingerprint
@@ -32,6 +32,8 @@ def test_round_trip_sqlite_postgres_sqlite(tmp_path: Path, postgres_url: str) ->
     source = SQLiteStorage(tmp_path / "a.db")
     source.home_prefix("88.100.1")
     source.put_many(demo_records(200), replace=True)
+    ops = Account("ops", ValueReference("0.NA/88.100.1", 300), "scrypt$14$8$1$c2FsdA==$aGFzaA==", 7)
+    source.put_account(ops)
     pg = open_storage(postgres_url)
     back = SQLiteStorage(tmp_path / "b.db")
     try:
@@ -41,6 +43,7 @@ def test_round_trip_sqlite_postgres_sqlite(tmp_path: Path, postgres_url: str) ->
         assert first.records == source.count()
         assert first.prefixes == 1
         assert back.get("88.100.1/pump-0007") == source.get("88.100.1/PUMP-0007")
+        assert back.accounts() == [ops]  # password accounts go along, hashes and all
     finally:
         source.close()
         pg.close()
@@ -53,6 +56,10 @@ def test_fingerprint_sees_a_changed_value(tmp_path: Path) -> None:
         store.put(HandleRecord("1/X", (HandleValue(1, "URL", b"same"),)))
     assert fingerprint(a) == fingerprint(b)
     b.put(HandleRecord("1/X", (HandleValue(1, "URL", b"other"),)))
+    assert fingerprint(a) != fingerprint(b)
+    a.put(HandleRecord("1/X", (HandleValue(1, "URL", b"other"),)))
+    assert fingerprint(a) == fingerprint(b)
+    b.put_account(Account("ops", ValueReference("0.NA/1", 300), "scrypt$1$1$1$AA==$AA=="))
     assert fingerprint(a) != fingerprint(b)
     a.close()
     b.close()

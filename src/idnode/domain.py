@@ -19,6 +19,7 @@ __all__ = [
     "ALL_WRITES",
     "MAX_LIMIT",
     "OPERATORS",
+    "Account",
     "AuditContext",
     "AuditEntry",
     "AuditQuery",
@@ -77,6 +78,17 @@ class AuditEntry:
     handle: str
     before: HandleRecord | None
     after: HandleRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A password account: ``name`` logs in with a password and then acts as
+    ``identity``. ``password`` is the hash in PHC-like text form, never the password."""
+
+    name: str
+    identity: ValueReference
+    password: str = field(repr=False)
+    created: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,9 @@ Every command is registered here, explicitly, from the module that holds it:
 export, demo), :mod:`~idnode.cli.resolve`, :mod:`~idnode.cli.admin` (the commands that
 administer handles over the protocol, and keygen), :mod:`~idnode.cli.history`
 (history, audit), :mod:`~idnode.cli.search`, :mod:`~idnode.cli.stats`,
-:mod:`~idnode.cli.prefix` and :mod:`~idnode.cli.template`. What they share (consoles,
-failure reporting, option groups) is in :mod:`~idnode.cli.common`.
+:mod:`~idnode.cli.prefix`, :mod:`~idnode.cli.template` and
+:mod:`~idnode.cli.account`. What they share (consoles, failure reporting, option
+groups) is in :mod:`~idnode.cli.common`.
 
 Exit codes: 0 success; 1 the operation failed (the message says why: handle not
 found, server unreachable, rejected input, ...); 2 the command line was wrong.
@@ -20,7 +21,18 @@ from typing import Annotated
 import typer
 
 from idnode import __version__
-from idnode.cli import admin, history, prefix, records, resolve, search, setup, stats, template
+from idnode.cli import (
+    account,
+    admin,
+    history,
+    prefix,
+    records,
+    resolve,
+    search,
+    setup,
+    stats,
+    template,
+)
 from idnode.cli.common import out
 
 __all__ = ["app", "main"]
@@ -67,6 +79,7 @@ for command, name in (
 app.add_typer(admin.admin_app, name="admin")
 app.add_typer(prefix.prefix_app, name="prefix")
 app.add_typer(template.template_app, name="template")
+app.add_typer(account.account_app, name="account")
 
 
 def main() -> None:

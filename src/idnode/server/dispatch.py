@@ -89,6 +89,7 @@ from idnode.handle.messages import (
     LoginRequest,
     Message,
     ModifyValueRequest,
+    PasswordLoginRequest,
     PrefixRequest,
     ReferralResponse,
     RemoveValueRequest,
@@ -146,6 +147,7 @@ class Wait(enum.Enum):
     SCAN = "scan"  #: a read as long as the data is (a listing): always off the loop
     WRITE = "write"  #: on the database, writing (its lock, the disk)
     UPSTREAM = "upstream"  #: on other servers
+    COMPUTE = "compute"  #: on the CPU for long (a password's slow hash): off the loop
 
 
 class Call:
@@ -338,11 +340,7 @@ class Dispatcher:
                 if udp:  # a stored session per spoofable datagram, a long answer: no
                     return self._reply(request, data, ResponseCode.SUCCESS, Truncated())
                 return (yield from self._set_up_session(request, request.body, data))
-            caller = ANONYMOUS
-            if request.session_id:
-                caller, session = yield from self._in_session(
-                    request, data, _origin(udp, peer), connection
-                )
+            caller, session = yield from self._caller(request, data, _origin(udp, peer), connection)
             if request.opcode in _NEEDS_IDENTITY and not caller.authenticated:
                 return self._challenge(request, data, session, connection)
             if isinstance(request.body, ChallengeAnswer):
@@ -361,7 +359,9 @@ class Dispatcher:
                 )
                 body: Body = ResolutionResponse(record.handle, record.values)
             else:
-                body = yield from self._execute(original, caller, session, connection)
+                body = yield from self._execute(
+                    original, caller, session, connection, _origin(udp, peer)
+                )
             code = ResponseCode.SUCCESS
         except AuthenticationNeeded as exc:
             if original is request:
@@ -406,14 +406,17 @@ class Dispatcher:
         named = dataclasses.replace(request, session_id=number)
         return self._reply(request, raw, ResponseCode.SUCCESS, body, answered=named)
 
-    def _in_session(
+    def _caller(
         self, request: Message, raw: bytes, origin: str, connection: Connection | None
     ) -> Generator[Call, Any, tuple[Caller, _InSession | None]]:
-        """Who sends a request naming a session, and the Handle protocol session it
-        names (None for an IDIS login, which the connection holds)."""
+        """Who sends ``request``, and the Handle protocol session it names if any: the
+        identity an IDIS login proved on its connection under its session id (even 0,
+        which CAICT's SDK sends), else the session's."""
         logged_in = _logged_in(request, connection)
         if logged_in is not None:
             return logged_in, None
+        if not request.session_id:
+            return ANONYMOUS, None
         session = yield from self._session_of(request, raw)
         if session is not None and session.proven:
             return Caller(session.identity, origin), session
@@ -585,13 +588,13 @@ class Dispatcher:
         caller: Caller,
         session: _InSession | None,
         connection: Connection | None = None,
+        origin: str = "unknown",
     ) -> Generator[Call, Any, Body]:
         """The body answering ``request``, from the service calls it needs."""
         writes, flags = self._service.writes, request.op_flags
         match request.body:
-            case LoginRequest():
-                # Answered once the challenge is: the login is its connection's now.
-                return GenericResponse()
+            case LoginRequest() | PasswordLoginRequest():
+                return (yield from self._log_in(request, connection, origin))
             case PrefixRequest(handle):
                 prefixes, prefix = self._service.prefixes, _prefix_of(handle)
                 if request.opcode == OpCode.HOME_NA:
@@ -624,6 +627,22 @@ class Dispatcher:
             case _:
                 return (yield from self._query(request, caller))
         return GenericResponse()
+
+    def _log_in(
+        self, request: Message, connection: Connection | None, origin: str
+    ) -> Generator[Call, Any, Body]:
+        """The answer to an IDIS login. A key login (2001) has been proven by its
+        challenge's answer already; a password login (2000) is checked here."""
+        if not isinstance(request.body, PasswordLoginRequest):
+            return GenericResponse()  # the login is its connection's now
+        if connection is None:
+            raise OperationNotSupported("log in over TCP: a login holds for its connection")
+        accounts = self._service.accounts
+        user, password = request.body.user, request.body.password
+        proven = yield Call(Wait.COMPUTE, lambda: accounts.log_in(user, password, origin))
+        connection.log_in(request.session_id, proven)
+        # CAICT's SDK reads the answer as a resolution's and uses nothing in it.
+        return ResolutionResponse(user, ())
 
     def _query(self, request: Message, caller: Caller) -> Generator[Call, Any, Body]:
         """The answer to a request that changes nothing."""

@@ -11,6 +11,7 @@ share (who is responsible for a handle, who administers it, what a caller may do
 ==============================  =====================================================
 ``service.reads``               resolve, GS1 keys, search, site information
 ``service.auth``                challenge answers, passwords, certificates, opcode 201
+``service.accounts``            password accounts (user name logins, opcode 2000)
 ``service.sessions``            HTTP API sessions and Handle protocol sessions
 ``service.writes``              create, delete, add/modify/remove values, listing, audit
 ``service.templates``           metadata templates
@@ -32,6 +33,7 @@ from collections.abc import Callable, Sequence
 
 from idnode.handle.values import ValueReference
 from idnode.handle.valuetypes import SiteInfo
+from idnode.service.accounts import Accounts
 from idnode.service.authentication import Authentication
 from idnode.service.bulk import BulkResult, BulkWrites, StagedLoad
 from idnode.service.core import ANONYMOUS, Caller, ServiceCore, Upstream
@@ -89,6 +91,7 @@ class NodeService:
         )
         self.reads = Reads(core)
         self.auth = Authentication(core)
+        self.accounts = Accounts(core)
         self.sessions = Sessions(core)
         self.templates = Templates(core)
         self.writes = Writes(core, self.templates)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from idnode.domain import (
     ALL_WRITES,
+    Account,
     AuditContext,
     AuditEntry,
     AuditQuery,
@@ -166,6 +167,16 @@ class Storage(Protocol):
 
     def purge_sessions(self, now: float) -> int:
         """Forget sessions that have expired by ``now``; how many there were."""
+
+    def put_account(self, account: Account) -> None:
+        """Store ``account``, replacing one of the same name."""
+
+    def get_account(self, name: str) -> Account | None: ...
+
+    def delete_account(self, name: str) -> bool: ...
+
+    def accounts(self) -> list[Account]:
+        """Every account, by name."""
 
     def schema_version(self) -> int: ...
 

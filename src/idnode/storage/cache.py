@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from idnode.domain import (
     ALL_WRITES,
+    Account,
     AuditContext,
     AuditEntry,
     AuditQuery,
@@ -246,6 +247,18 @@ class CachingStorage:
 
     def purge_sessions(self, now: float) -> int:
         return self._inner.purge_sessions(now)
+
+    def put_account(self, account: Account) -> None:
+        self._inner.put_account(account)
+
+    def get_account(self, name: str) -> Account | None:
+        return self._inner.get_account(name)
+
+    def delete_account(self, name: str) -> bool:
+        return self._inner.delete_account(name)
+
+    def accounts(self) -> list[Account]:
+        return self._inner.accounts()
 
     def schema_version(self) -> int:
         return self._inner.schema_version()

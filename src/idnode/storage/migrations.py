@@ -255,6 +255,29 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE sessions ADD COLUMN seen BIGINT NOT NULL DEFAULT 0",
         ),
     ),
+    Migration(
+        9,
+        "password accounts",
+        # For clients that log in with a user name and password (CAICT's ID-SDK,
+        # opcode 2000). An account acts as an identity (index:handle), whose
+        # permissions it has; only a salted slow hash of the password is kept.
+        sqlite=(
+            """CREATE TABLE accounts (
+                name     TEXT PRIMARY KEY,
+                identity TEXT NOT NULL,
+                password TEXT NOT NULL,
+                created  INTEGER NOT NULL
+            )""",
+        ),
+        postgresql=(
+            """CREATE TABLE accounts (
+                name     TEXT PRIMARY KEY,
+                identity TEXT NOT NULL,
+                password TEXT NOT NULL,
+                created  BIGINT NOT NULL
+            )""",
+        ),
+    ),
 )
 
 #: The migration after which every existing record must be (re)indexed for search.

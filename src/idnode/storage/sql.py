@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 
 from idnode.domain import (
     ALL_WRITES,
+    Account,
     AuditContext,
     AuditEntry,
     AuditQuery,
@@ -101,6 +102,10 @@ class Statements:
     delete_session: str
     purge_sessions: str
     advance_session: str
+    put_account: str
+    get_account: str
+    delete_account: str
+    list_accounts: str
     create_migrations: str
     schema_version: str
     record_migration: str
@@ -158,6 +163,11 @@ _TEMPLATES = {
     # A compare-and-swap: two workers cannot both accept one message.
     "advance_session": "UPDATE sessions SET counter = {p}, seen = {p}"
     " WHERE id = {p} AND counter = {p} AND seen = {p}",
+    "put_account": "INSERT INTO accounts VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (name)"
+    " DO UPDATE SET identity = excluded.identity, password = excluded.password",
+    "get_account": "SELECT name, identity, password, created FROM accounts WHERE name = {p}",
+    "delete_account": "DELETE FROM accounts WHERE name = {p}",
+    "list_accounts": "SELECT name, identity, password, created FROM accounts ORDER BY name",
     "create_migrations": "CREATE TABLE IF NOT EXISTS schema_migrations ("
     " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
     "schema_version": "SELECT coalesce(max(version), 0) FROM schema_migrations",
@@ -397,6 +407,25 @@ class SQLStorage(ABC):
         with self._writing() as conn:
             return int(conn.execute(self.sql.purge_sessions, (now,)).rowcount)
 
+    # -- password accounts: from the primary, like sessions ------------------------------
+
+    def put_account(self, account: Account) -> None:
+        who = account.identity
+        params = (account.name, f"{who.index}:{who.handle}", account.password, account.created)
+        with self._writing() as conn:
+            conn.execute(self.sql.put_account, params)
+
+    def get_account(self, name: str) -> Account | None:
+        rows = self._fetch(self.sql.get_account, (name,), primary=True)
+        return _account(rows[0]) if rows else None
+
+    def delete_account(self, name: str) -> bool:
+        with self._writing() as conn:
+            return bool(conn.execute(self.sql.delete_account, (name,)).rowcount > 0)
+
+    def accounts(self) -> list[Account]:
+        return [_account(row) for row in self._fetch(self.sql.list_accounts, (), primary=True)]
+
     # -- helpers for bulk loads ----------------------------------------------------------
 
     def _audit_batch(
@@ -409,6 +438,12 @@ class SQLStorage(ABC):
         """Audit entries for a batch of rows about to be written, given the stored
         (handle, values) they replace, by key."""
         conn.cursor().executemany(self.sql.insert_audit, audit_rows(audit, batch, before))
+
+
+def _account(row: Sequence[Any]) -> Account:
+    name, identity, password, created = row
+    index, _, handle = str(identity).partition(":")
+    return Account(name, ValueReference(handle, int(index)), password, int(created))
 
 
 def _now() -> int:

@@ -41,6 +41,10 @@ def fingerprint(storage: Storage) -> Fingerprint:
     prefixes = sorted(handle_key(p) for p in storage.homed_prefixes())
     for prefix in prefixes:
         digest.update(b"P" + prefix.encode() + b"\0")
+    for account in storage.accounts():
+        who = account.identity
+        line = f"{account.name}\0{who.index}:{who.handle}\0{account.password}\0"
+        digest.update(b"A" + line.encode())
     return Fingerprint(records, len(prefixes), digest.hexdigest())
 
 
@@ -63,6 +67,8 @@ def copy_storage(
     target.put_many(counted(), replace=False)
     for prefix in source.homed_prefixes():
         target.home_prefix(prefix)
+    for account in source.accounts():
+        target.put_account(account)
     want, got = fingerprint(source), fingerprint(target)
     if want != got:
         raise StorageError(f"copy does not match the source: source {want}, target {got}")

@@ -1,0 +1,65 @@
+"""Password accounts: a user name and password standing for an identity.
+
+CAICT's ID-SDK logs in with a user name and password (opcode 2000) rather than a key;
+a node that keeps such accounts lets it in. An account acts as the identity
+(``index:handle``) it is bound to, with exactly that identity's permissions, so an
+account grants nothing a key holder could not be granted. Only salted scrypt hashes
+are stored (:mod:`idnode.auth.passwords`).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from idnode.auth.passwords import check_password, hash_password
+from idnode.domain import Account
+from idnode.errors import AuthenticationFailed, InvalidValue, NoSuchResource
+from idnode.handle.values import ValueReference
+from idnode.names import validate_handle
+from idnode.service.core import Caller, ServiceCore
+
+__all__ = ["MIN_PASSWORD_LENGTH", "Accounts"]
+
+MIN_PASSWORD_LENGTH = 10
+_MAX_NAME = 128
+
+
+class Accounts:
+    def __init__(self, core: ServiceCore) -> None:
+        self._core = core
+
+    def add(self, name: str, identity: ValueReference, password: str) -> Account:
+        """Create the account, or replace its identity and password."""
+        _check_name(name)
+        validate_handle(identity.handle)
+        if identity.index <= 0:
+            raise InvalidValue("an account acts as one key value: give INDEX:HANDLE, index > 0")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise InvalidValue(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
+        account = Account(name, identity, hash_password(password), int(self._core.wall_clock()))
+        self._core.storage.put_account(account)
+        return account
+
+    def remove(self, name: str) -> None:
+        if not self._core.storage.delete_account(name):
+            raise NoSuchResource(f"no account named {name!r}")
+
+    def all(self) -> list[Account]:
+        return self._core.storage.accounts()
+
+    def log_in(self, name: str, password: str, origin: str) -> Caller:
+        """The caller an account's name and password make; AuthenticationFailed, the
+        same for an unknown name as for a wrong password. Slow on purpose (scrypt):
+        call it off the event loop."""
+        account = self._core.storage.get_account(name)
+        if not check_password(password, None if account is None else account.password):
+            raise AuthenticationFailed("wrong user name or password")
+        assert account is not None
+        return Caller(account.identity, origin)
+
+
+def _check_name(name: str) -> None:
+    if not name or len(name) > _MAX_NAME:
+        raise InvalidValue(f"an account name has 1 to {_MAX_NAME} characters")
+    if any(unicodedata.category(c).startswith(("C", "Z")) for c in name):
+        raise InvalidValue("an account name has no spaces or control characters")
