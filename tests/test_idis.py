@@ -1,14 +1,16 @@
 """China's national identifier system's own clients against a node.
 
 The first tests run the real Java SDK (teleinfo's id-pointer-sdk 2.3.1, driven by
-``../shared/idis-client/idis-check``) and read every result back. The others speak
+``../shared/idis-client/idis-check``) and read every result back; for SM2 keys, with
+the hutool classes its copy lacks standing in (``tests/idis_shim``). The others speak
 the IDIS extensions by hand, for what the SDK cannot be made to do: logins replayed,
 forged or carried to another connection, identity tokens expired or signed by a
-stranger, a login over UDP.
+stranger, a login over UDP, and CAICT's password login (opcode 2000).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import socket
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from idnode.auth.signatures import answer_with_private_key
@@ -33,19 +36,25 @@ from idnode.handle.messages import (
     ChallengeAnswer,
     ChallengeResponse,
     CreateHandleRequest,
+    ErrorResponse,
     LoginRequest,
     Message,
+    PasswordLoginRequest,
     PrefixRequest,
     ResolutionRequest,
     ResolutionResponse,
 )
-from idnode.handle.values import HandleValue
-from idnode.keys import load_private_key
+from idnode.handle.values import HandleValue, ValueReference
+from idnode.handle.valuetypes import AdminPermission, AdminValue
+from idnode.keys import PrivateKey, generate_key
 from idnode.node import ADMIN_KEY_FILE, open_node
 from idnode.sites import site_of
-from tests.conftest import RunningNode, make_node, require_service, running
+from idnode.sm2 import SM2PrivateKey
+from tests.conftest import RunningNode, make_node, require_service, rsa_key, running
 
-IDIS_CHECK = Path(__file__).resolve().parents[2] / "shared" / "idis-client" / "idis-check"
+IDIS_CLIENT = Path(__file__).resolve().parents[2] / "shared" / "idis-client"
+IDIS_CHECK = IDIS_CLIENT / "idis-check"
+SHIM = Path(__file__).resolve().parent / "idis_shim"
 JARS = [
     "bcpkix",
     "bcprov",
@@ -94,10 +103,33 @@ def sdk() -> Path:
     return IDIS_CHECK
 
 
-def idis(sdk: Path, *args: str) -> dict[str, object]:
-    """One call of the real SDK: its JSON answer (``ok``, ``values`` or ``error``)."""
+@pytest.fixture(scope="module")
+def sdk_sm2(sdk: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The command running the SDK with tests/idis_shim ahead of its jar (see the README
+    there): what its SM2 code needs."""
+    if shutil.which("javac") is None:
+        require_service("a Java compiler", "javac is missing (.ci/run installs a JDK)")
+    classes = tmp_path_factory.mktemp("idis-shim")
+    bcprov = "/usr/share/java/bcprov.jar"
+    sources = [str(p) for p in SHIM.rglob("*.java")]
+    compiled = subprocess.run(
+        ["javac", "-nowarn", "-d", str(classes), "-cp", bcprov, *sources],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert compiled.returncode == 0, compiled.stderr
+    path = [str(classes), str(IDIS_CLIENT / "id-pointer-sdk-client.jar")]
+    path += [f"/usr/share/java/{j}.jar" for j in JARS]
+    return ["java", "-cp", ":".join(path), "IdisCheck"]
+
+
+def idis(sdk: Path | list[str], *args: str) -> dict[str, object]:
+    """One call of the SDK: its JSON answer (``ok``, ``values`` or ``error``)."""
+    command = [str(sdk)] if isinstance(sdk, Path) else sdk
     done = subprocess.run(
-        [str(sdk), *args], capture_output=True, text=True, timeout=120, check=False
+        [*command, *args], capture_output=True, text=True, timeout=120, check=False
     )
     line = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     assert line.startswith("{"), f"no answer from idis-check: {done.stdout} {done.stderr}"
@@ -229,6 +261,102 @@ def test_the_sdk_logs_in_with_an_rsa_key_and_administers_handles(
     ]
 
 
+def sdk_pem(key: PrivateKey) -> str:
+    """The public key as the SDK writes HS_PUBKEY values (ValueHelper's IDIS form):
+    PEM text with CRLF line ends and 76-column lines."""
+    if isinstance(key, SM2PrivateKey):
+        der = key.public_key().der()
+    else:
+        der = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    body = base64.b64encode(der).decode()
+    lines = [body[i : i + 76] for i in range(0, len(body), 76)]
+    return (
+        "-----BEGIN PUBLIC KEY-----\r\n" + "\r\n".join(lines) + "\r\n-----END PUBLIC KEY-----\r\n"
+    )
+
+
+def new_identity(sdk: Path, server: RunningNode, node_dir: Path, name: str, key: PrivateKey) -> str:
+    """An identity handle made through the SDK, its key as the SDK writes it (PEM
+    text), then allowed to administer the prefix's handles; ``300:name``."""
+    admin_key = str(node_dir / ADMIN_KEY_FILE)
+    made = idis(sdk, "create", *at(server), name, ADMIN, admin_key, f"300:HS_PUBKEY:{sdk_pem(key)}")
+    assert made == {"ok": True}, made
+    node = open_node(Config(data_dir=node_dir))
+    try:
+        record = node.storage.get("0.NA/88.100.1")
+        assert record is not None
+        assert node.storage.get(name) is not None
+        stored = node.storage.get(name)
+        assert stored is not None
+        assert stored.values[0].data == sdk_pem(key).encode()  # kept as written
+        index = max(v.index for v in record.values if v.type == "HS_ADMIN") + 1
+        grant = AdminValue(AdminPermission.ALL, ValueReference(name, 300)).to_bytes()
+        node.service.prefixes.put_record(
+            HandleRecord(record.handle, (*record.values, HandleValue(index, "HS_ADMIN", grant)))
+        )
+    finally:
+        node.close()
+    return f"300:{name}"
+
+
+def test_the_sdk_logs_in_with_an_rsa_key_it_stored_as_pem_text(
+    sdk: Path, server: RunningNode, node_dir: Path, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "pem-user.pem"
+    key = generate_key(key_file)
+    who = new_identity(sdk, server, node_dir, "88.100.1/PEM-USER", key)
+    handle = "88.100.1/BY-PEM-USER"
+    assert idis(
+        sdk, "create", *at(server), handle, who, str(key_file), "1:URL:https://e.example/p"
+    )["ok"]
+    assert values_of(idis(sdk, "resolve", *at(server), handle)) == {
+        1: ("URL", "https://e.example/p")
+    }
+
+
+def test_the_sdk_logs_in_with_an_sm2_key_and_administers_handles(
+    sdk: Path, sdk_sm2: list[str], server: RunningNode, node_dir: Path, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "sm2-user.pem"
+    key = generate_key(key_file, "sm2")
+    who = new_identity(sdk, server, node_dir, "88.100.1/SM2-USER", key)
+    handle, k = "88.100.1/SM2-WRITES", str(key_file)
+
+    def read() -> dict[int, tuple[str, str]]:
+        return values_of(idis(sdk, "resolve", *at(server), handle))
+
+    created = idis(sdk_sm2, "create", *at(server), handle, who, k, "1:URL:https://e.example/s")
+    assert created == {"ok": True}, created
+    assert idis(sdk_sm2, "add", *at(server), handle, who, k, "2:NOTE:sm2")["ok"] is True
+    assert idis(sdk_sm2, "update", *at(server), handle, who, k, "1:URL:https://e.example/t")["ok"]
+    assert read() == {1: ("URL", "https://e.example/t"), 2: ("NOTE", "sm2")}
+    assert idis(sdk_sm2, "remove", *at(server), handle, who, k, "2")["ok"] is True
+    assert read() == {1: ("URL", "https://e.example/t")}
+    assert idis(sdk_sm2, "delete", *at(server), handle, who, k)["ok"] is True
+    assert idis(sdk, "resolve", *at(server), handle)["ok"] is False
+    # A key that is not the identity's: the login fails, nothing is written.
+    stranger = tmp_path / "stranger.pem"
+    generate_key(stranger, "sm2")
+    refused = idis(sdk_sm2, "create", *at(server), handle, who, str(stranger), "1:URL:x")
+    assert refused["ok"] is False
+    assert idis(sdk, "resolve", *at(server), handle)["ok"] is False
+
+    node = open_node(Config(data_dir=node_dir))
+    try:
+        log = node.service.writes.audit_log()
+    finally:
+        node.close()
+    assert [(e.operation, e.actor) for e in log if e.handle == handle] == [
+        ("create", who),
+        ("add-value", who),
+        ("modify-value", who),
+        ("remove-value", who),
+        ("delete", who),
+    ]
+
+
 def test_the_sdk_homes_and_unhomes_a_prefix(sdk: Path, server: RunningNode, node_dir: Path) -> None:
     key = str(node_dir / ADMIN_KEY_FILE)
     assert idis(sdk, "home", *at(server), "0.NA/88.100.77", ADMIN, key) == {"ok": True}
@@ -278,7 +406,7 @@ def request(opcode: OpCode, body: Body, session: int, flags: OpFlag = OpFlag.NON
 
 @pytest.fixture(scope="module")
 def admin_key(node_dir: Path) -> rsa.RSAPrivateKey:
-    return load_private_key(node_dir / ADMIN_KEY_FILE)
+    return rsa_key(node_dir / ADMIN_KEY_FILE)
 
 
 def log_in(
@@ -425,3 +553,82 @@ def test_an_identity_token_names_the_caller_once_checked(
     assert unknown.response_code == ResponseCode.INVALID_CREDENTIAL
     garbage = resolve_with(server, b"not a token")
     assert garbage.response_code == ResponseCode.AUTHENTICATION_FAILED
+
+
+# -- CAICT's password login (opcode 2000) ---------------------------------------------
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def account(node_dir: Path, server: RunningNode) -> str:
+    node = open_node(Config(data_dir=node_dir))
+    try:
+        node.service.accounts.add("ops", ValueReference("0.NA/88.100.1", 300), PASSWORD)
+    finally:
+        node.close()
+    return "ops"
+
+
+def password_login(conn: Connection, user: str, password: str, session: int = 0) -> Message:
+    """A login as CAICT's ID-SDK sends it: no flags, the user name where a resolution
+    has its handle, the password its one type."""
+    message = request(OpCode.LOGIN, PasswordLoginRequest(user, password), session)
+    message.op_flags = OpFlag.NONE
+    return conn.ask(message)
+
+
+def test_a_password_login_holds_for_its_connection(server: RunningNode, account: str) -> None:
+    conn, other = Connection(server), Connection(server)
+    try:
+        reply = password_login(conn, account, PASSWORD)
+        # Read as CAICT's SDK reads it: opcode 2000, success, a resolution's body.
+        assert (reply.opcode, reply.response_code) == (OpCode.LOGIN, ResponseCode.SUCCESS)
+        assert isinstance(reply.body, ResolutionResponse)
+        assert reply.body.handle == account
+        # That SDK's later requests carry no credential and session id 0 (or its own).
+        assert conn.ask(create("88.100.1/BY-PASSWORD", 0)).response_code == ResponseCode.SUCCESS
+        assert other.ask(create("88.100.1/NOT-BY-PASSWORD", 0)).response_code == (
+            ResponseCode.AUTHENTICATION_NEEDED
+        )
+    finally:
+        conn.close()
+        other.close()
+    assert audit_actors("88.100.1/BY-PASSWORD", server) == [("create", ADMIN)]
+
+
+def audit_actors(handle: str, server: RunningNode) -> list[tuple[str, str]]:
+    node = open_node(server.config)
+    try:
+        return [
+            (e.operation, e.actor) for e in node.service.writes.audit_log() if e.handle == handle
+        ]
+    finally:
+        node.close()
+
+
+def test_a_wrong_password_or_unknown_user_gets_the_same_refusal(
+    server: RunningNode, account: str
+) -> None:
+    conn = Connection(server)
+    try:
+        wrong = password_login(conn, account, "not the password")
+        unknown = password_login(conn, "nobody", PASSWORD)
+        for reply in (wrong, unknown):
+            assert reply.response_code == ResponseCode.AUTHENTICATION_FAILED
+            assert isinstance(reply.body, ErrorResponse)
+            assert reply.body.message == "wrong user name or password"
+        assert conn.ask(create("88.100.1/GUESSED", 0)).response_code == (
+            ResponseCode.AUTHENTICATION_NEEDED
+        )
+    finally:
+        conn.close()
+
+
+def test_a_password_login_over_udp_is_refused(server: RunningNode, account: str) -> None:
+    message = request(OpCode.LOGIN, PasswordLoginRequest(account, PASSWORD), 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(encode_message(message), ("127.0.0.1", server.ports.handle))
+        reply = decode_message(sock.recv(65535))
+    assert reply.response_code == ResponseCode.OPERATION_NOT_SUPPORTED

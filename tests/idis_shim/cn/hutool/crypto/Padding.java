@@ -1,0 +1,3 @@
+package cn.hutool.crypto;
+
+public enum Padding { PKCS5Padding, NoPadding }
