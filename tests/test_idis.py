@@ -483,6 +483,25 @@ def test_a_login_answer_counts_once_and_only_from_its_key(
         other.close()
 
 
+def test_logging_in_again_is_challenged_again(
+    server: RunningNode, admin_key: rsa.RSAPrivateKey
+) -> None:
+    """A connection logged in as one identity cannot claim another by asking: the
+    second login is challenged like the first, and a wrong answer changes nothing."""
+    conn = Connection(server)
+    try:
+        log_in(conn, admin_key)
+        stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        challenge, forged = log_in(conn, stranger, who="88.100.1/SOMEONE-ELSE")
+        assert challenge.response_code == ResponseCode.AUTHENTICATION_NEEDED
+        assert forged.response_code != ResponseCode.SUCCESS
+        made = conn.ask(create("88.100.1/STILL-ADMIN", 10001))
+        assert made.response_code == ResponseCode.SUCCESS
+    finally:
+        conn.close()
+    assert audit_actors("88.100.1/STILL-ADMIN", server) == [("create", ADMIN)]
+
+
 def test_a_login_over_udp_is_refused(server: RunningNode) -> None:
     message = request(OpCode.LOGIN_ID_SYSTEM, LoginRequest("0.NA/88.100.1", 300), 10001)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:

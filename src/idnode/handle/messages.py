@@ -114,7 +114,7 @@ class PasswordLoginRequest:
     password, laid out as a resolution request whose one type is the password."""
 
     user: str
-    password: str
+    password: str = field(repr=False)  # in clear on the wire; never in logs
 
 
 @dataclass(frozen=True, slots=True)

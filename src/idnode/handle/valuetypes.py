@@ -305,9 +305,9 @@ _SM2_TAG = b"SM2_PUB_KEY"
 #: The SM2 curve (GM/T 0006), as SubjectPublicKeyInfo names it.
 SM2_CURVE_OID = "1.2.156.10197.1.301"
 SM2_CURVE_NAME = "sm2p256v1"
-# asn1crypto knows curves by name; teaching it this one is its documented way.
-if SM2_CURVE_OID not in asn1_keys.NamedCurve._map:
-    asn1_keys.NamedCurve.register(SM2_CURVE_NAME, SM2_CURVE_OID, 32)
+# asn1crypto knows curves by name; registering one is its documented way to add one
+# (idempotent, so importing this module again does no harm).
+asn1_keys.NamedCurve.register(SM2_CURVE_NAME, SM2_CURVE_OID, 32)
 _PEM_START = b"-----BEGIN"
 
 

@@ -340,8 +340,15 @@ class Dispatcher:
                 if udp:  # a stored session per spoofable datagram, a long answer: no
                     return self._reply(request, data, ResponseCode.SUCCESS, Truncated())
                 return (yield from self._set_up_session(request, request.body, data))
-            caller, session = yield from self._caller(request, data, _origin(udp, peer), connection)
-            if request.opcode in _NEEDS_IDENTITY and not caller.authenticated:
+            caller = ANONYMOUS
+            if request.session_id or connection is not None:  # not for most requests
+                caller, session = yield from self._caller(
+                    request, data, _origin(udp, peer), connection
+                )
+            if request.opcode in _NEEDS_IDENTITY and (
+                # A key login proves its own identity, whoever the connection was.
+                not caller.authenticated or type(request.body) is LoginRequest
+            ):
                 return self._challenge(request, data, session, connection)
             if isinstance(request.body, ChallengeAnswer):
                 original, original_raw, caller = yield from self._answer(
