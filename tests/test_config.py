@@ -50,6 +50,8 @@ def test_bad_toml_names_the_file(tmp_path: Path) -> None:
         ("site_share", "3/2", "1 <= N <= M"),
         ("site_share", "half", "a share is N/M"),
         ("site_hash", "md5", "site_hash must be"),
+        ("anonymous_reads", "all", "anonymous_reads must be public or challenge"),
+        ("session_cipher", "des", "session_cipher must be sm4 or aes"),
     ],
 )
 def test_invalid_values(tmp_path: Path, setting: str, value: str, message: str) -> None:

@@ -57,6 +57,9 @@ class Config:
     #: challenge to authenticate first (Handle.Net's behaviour). In a MACed Handle
     #: session such a read is challenged either way.
     anonymous_reads: str = "public"
+    #: The cipher of encrypted sessions the IDIS SDKs set up (key exchange mode 3):
+    #: ``sm4`` (the national algorithm) or ``aes``.
+    session_cipher: str = "sm4"
     #: Connections a worker serves at once over TCP; more are closed at once.
     tcp_max_connections: int = 1024
     #: Seconds an idle TCP connection is kept open.
@@ -182,6 +185,10 @@ def _build(values: Mapping[str, Any]) -> Config:
     return config
 
 
+#: Settings that take one of a few words.
+_CHOICES = {"anonymous_reads": ("public", "challenge"), "session_cipher": ("sm4", "aes")}
+
+
 def _validate(config: Config) -> None:
     for name in ("handle_port", "http_port"):
         port = getattr(config, name)
@@ -189,10 +196,11 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"{name} must be 0..65535, got {port}")
     if config.udp_rate_limit < 0:
         raise ConfigError("udp_rate_limit must not be negative")
-    if config.anonymous_reads not in ("public", "challenge"):
-        raise ConfigError(
-            f"anonymous_reads must be public or challenge, got {config.anonymous_reads!r}"
-        )
+    for name, choices in _CHOICES.items():
+        if getattr(config, name) not in choices:
+            raise ConfigError(
+                f"{name} must be {' or '.join(choices)}, got {getattr(config, name)!r}"
+            )
     if config.stats_flush_seconds <= 0 or config.stats_report_seconds <= 0:
         raise ConfigError("stats_flush_seconds and stats_report_seconds must be positive")
     if config.parent_url and not config.parent_url.startswith(("http://", "https://")):
@@ -203,13 +211,17 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"workers must be at least 1, got {config.workers}")
     if not 64 <= config.udp_max_response <= 65507:
         raise ConfigError("udp_max_response must be between 64 and 65507 bytes")
+    _validate_tls(config)
+    _validate_hierarchy(config)
+    if config.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"log_level must be debug, info, warning or error: {config.log_level}")
+
+
+def _validate_tls(config: Config) -> None:
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ConfigError("tls_cert and tls_key go together: set both or neither")
     if config.tls_client_ca and not config.tls_cert:
         raise ConfigError("tls_client_ca needs TLS: set tls_cert and tls_key too")
-    _validate_hierarchy(config)
-    if config.log_level.lower() not in ("debug", "info", "warning", "error"):
-        raise ConfigError(f"log_level must be debug, info, warning or error: {config.log_level}")
 
 
 def _validate_hierarchy(config: Config) -> None:

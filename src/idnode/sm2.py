@@ -14,9 +14,10 @@ by the SDKs and by ``idnode keygen --sm2`` are the same files.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import gmssl_pyx
-from asn1crypto import keys, pem
+from asn1crypto import core, keys, pem
 from cryptography.hazmat.primitives import hashes
 
 from idnode.errors import ConfigError
@@ -26,7 +27,9 @@ __all__ = [
     "DEFAULT_USER_ID",
     "SM2PrivateKey",
     "decrypt",
+    "decrypt_raw",
     "encrypt",
+    "encrypt_raw",
     "generate",
     "private_key_from_pem",
     "sm3",
@@ -147,11 +150,46 @@ def verify(
     return False
 
 
+class _Ciphertext(core.Sequence):  # type: ignore[misc]  # asn1crypto has no types
+    """SM2 ciphertext in DER (GM/T 0009): C1's coordinates, C3, C2."""
+
+    _fields: ClassVar[list[tuple[str, type]]] = [
+        ("x", core.Integer),
+        ("y", core.Integer),
+        ("hash", core.OctetString),
+        ("ciphertext", core.OctetString),
+    ]
+
+
 def encrypt(key: SM2PublicKey, plaintext: bytes) -> bytes:
-    """SM2 public-key encryption, C1C3C2 in DER (GM/T 0009), as the SDKs decrypt."""
+    """SM2 public-key encryption, C1C3C2 in DER (GM/T 0009)."""
     point = gmssl_pyx.normalize_sm2_public_key(key.point)
     return bytes(gmssl_pyx.sm2_encrypt(point, plaintext))
 
 
+def encrypt_raw(key: SM2PublicKey, plaintext: bytes) -> bytes:
+    """SM2 public-key encryption as the national SDKs decrypt it (BouncyCastle's
+    engine): C1 (the uncompressed point, 65 bytes) || C3 (SM3, 32 bytes) || C2."""
+    parsed = _Ciphertext.load(encrypt(key, plaintext))
+    x, y = int(parsed["x"].native), int(parsed["y"].native)
+    c1 = b"\x04" + x.to_bytes(32, "big") + y.to_bytes(32, "big")
+    return c1 + bytes(parsed["hash"].native) + bytes(parsed["ciphertext"].native)
+
+
 def decrypt(key: SM2PrivateKey, ciphertext: bytes) -> bytes:
     return bytes(gmssl_pyx.sm2_decrypt(key.secret, ciphertext))
+
+
+def decrypt_raw(key: SM2PrivateKey, ciphertext: bytes) -> bytes:
+    """The inverse of :func:`encrypt_raw`."""
+    if len(ciphertext) < 65 + 32 + 1 or ciphertext[0] != 4:
+        raise ValueError("not an SM2 ciphertext in C1C3C2 layout")
+    der = _Ciphertext(
+        {
+            "x": int.from_bytes(ciphertext[1:33], "big"),
+            "y": int.from_bytes(ciphertext[33:65], "big"),
+            "hash": ciphertext[65:97],
+            "ciphertext": ciphertext[97:],
+        }
+    ).dump()
+    return decrypt(key, bytes(der))

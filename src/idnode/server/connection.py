@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from idnode.auth.challenges import ChallengeStore
+from idnode.auth.session_ciphers import SessionCipher
 from idnode.service import Caller
 
 __all__ = ["Connection"]
@@ -29,10 +30,22 @@ class Connection:
         self._logins: OrderedDict[int, Caller] = OrderedDict()
         #: Challenges of logins under way, by the session id the client chose.
         self.challenges = ChallengeStore(clock, capacity=self.MAX_LOGINS)
+        #: Keys of the encrypted sessions set up on this connection, by session id.
+        self._ciphers: OrderedDict[int, SessionCipher] = OrderedDict()
 
     def caller(self, session_id: int) -> Caller | None:
         """Who a login under ``session_id`` proved on this connection, if one did."""
         return self._logins.get(session_id)
+
+    def cipher(self, session_id: int) -> SessionCipher | None:
+        """The key of the encrypted session ``session_id`` on this connection."""
+        return self._ciphers.get(session_id)
+
+    def encrypt_session(self, session_id: int, cipher: SessionCipher) -> None:
+        self._ciphers[session_id] = cipher
+        self._ciphers.move_to_end(session_id)
+        while len(self._ciphers) > self.MAX_LOGINS:
+            self._ciphers.popitem(last=False)
 
     def log_in(self, session_id: int, caller: Caller) -> None:
         self._logins[session_id] = caller

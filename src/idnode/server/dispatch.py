@@ -49,6 +49,15 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, cast
 
 from idnode.auth.challenges import ChallengeStore
+from idnode.auth.session_ciphers import (
+    CIPHERS,
+    CipherName,
+    SessionCipher,
+    is_encrypted,
+    seal,
+    session_id_of,
+    unseal,
+)
 from idnode.errors import (
     AuthenticationFailed,
     AuthenticationNeeded,
@@ -60,6 +69,7 @@ from idnode.errors import (
     ProtocolError,
     Referral,
     SessionFailed,
+    SessionTimeout,
 )
 from idnode.handle.codec import (
     ENVELOPE_SIZE,
@@ -209,6 +219,7 @@ class Dispatcher:
         signer: Signer | None = None,
         offloop: OffLoop | None = None,
         anonymous_reads: str = "public",
+        session_cipher: str = "sm4",
     ) -> None:
         """``signer``: signs answers to requests that set CERTIFY (with the private
         key whose public half is in this server's HS_SITE); without one they go
@@ -217,7 +228,8 @@ class Dispatcher:
         ``anonymous_reads``: what an anonymous resolution without PUBLIC_ONLY of a
         record with values that are not public gets: ``public``, its public values;
         ``challenge``, a challenge (Handle.Net's way). Inside a MACed Handle session,
-        whose client can answer one, it is challenged either way."""
+        whose client can answer one, it is challenged either way.
+        ``session_cipher``: the cipher of IDIS encrypted sessions (``sm4``, ``aes``)."""
         self._service = service
         self._signer = signer
         self._udp_max = udp_max_response
@@ -226,6 +238,9 @@ class Dispatcher:
         self._challenges = challenges or ChallengeStore(time.monotonic)
         self._offloop = offloop
         self._challenge_anonymous = anonymous_reads == "challenge"
+        if session_cipher not in CIPHERS:
+            raise ValueError(f"no session cipher {session_cipher!r}; one of {sorted(CIPHERS)}")
+        self._session_cipher: CipherName = session_cipher
 
     # -- the two drivers -----------------------------------------------------------
 
@@ -315,13 +330,28 @@ class Dispatcher:
     def _steps(
         self, data: bytes, udp: bool, peer: object, connection: Connection | None
     ) -> Steps | bytes | None:
+        cipher = None
+        if connection is not None and len(data) >= ENVELOPE_SIZE and is_encrypted(data):
+            # Only the envelope is readable: an error can be addressed by it alone.
+            number = session_id_of(data)
+            cipher = connection.cipher(number)
+            if cipher is None:
+                unknown = SessionTimeout(
+                    f"no encrypted session {number} on this connection: set one up first"
+                )
+                return self._reply_by_envelope(data, OpCode(0), unknown)
+            try:
+                data = unseal(data, cipher)
+            except ProtocolError as exc:
+                return self._reply_by_envelope(data, OpCode(0), exc)
         try:
             request = decode_message(data)
         except ProtocolError as exc:
             return self._reply_to_garbage(data, exc)
         if request.is_response:
             return None  # never answer a response: that is how reflection loops start
-        return self._serve(request, data, udp, peer, connection)
+        steps = self._serve(request, data, udp, peer, connection)
+        return steps if cipher is None else _sealed(steps, cipher)
 
     # -- serving a request, call by call ---------------------------------------------
 
@@ -339,7 +369,7 @@ class Dispatcher:
             if isinstance(request.body, SessionSetupRequest):
                 if udp:  # a stored session per spoofable datagram, a long answer: no
                     return self._reply(request, data, ResponseCode.SUCCESS, Truncated())
-                return (yield from self._set_up_session(request, request.body, data))
+                return (yield from self._set_up_session(request, request.body, data, connection))
             caller = ANONYMOUS
             if request.session_id or connection is not None:  # not for most requests
                 caller, session = yield from self._caller(
@@ -402,10 +432,22 @@ class Dispatcher:
         return reply
 
     def _set_up_session(
-        self, request: Message, setup: SessionSetupRequest, raw: bytes
+        self,
+        request: Message,
+        setup: SessionSetupRequest,
+        raw: bytes,
+        connection: Connection | None,
     ) -> Generator[Call, Any, bytes]:
         version = min(request.version, PROTOCOL_VERSION)
         sessions = self._service.sessions
+        if setup.mode == KeyExchange.CIPHER_HDL and connection is not None:
+            # An IDIS encrypted session: its key is the connection's, under the
+            # session id the client chose, and the answer goes back under it.
+            name = self._session_cipher
+            cipher, wrapped = yield Call(Wait.READ, lambda: sessions.cipher_session(setup, name))
+            connection.encrypt_session(request.session_id, cipher)
+            body = SessionSetupResponse(KeyExchange.CIPHER_HDL, wrapped)
+            return self._reply(request, raw, ResponseCode.SUCCESS, body)
         number, answer = yield Call(
             Wait.WRITE, lambda: sessions.open_handle_session(setup, version)
         )
@@ -807,14 +849,18 @@ class Dispatcher:
         # Read just enough to address a reply; the lengths need not be trustworthy.
         if len(data) < ENVELOPE_SIZE + HEADER_SIZE:
             return None
-        major, minor, _, _, session_id, request_id = _REPLY_FIELDS.unpack_from(data)
         opcode, response_code = struct.unpack_from(">II", data, ENVELOPE_SIZE)
         if response_code != 0:
             return None
-        log.debug("protocol error from client: %s", exc.message)
+        return self._reply_by_envelope(data, OpCode(opcode), exc)
+
+    def _reply_by_envelope(self, data: bytes, opcode: OpCode, exc: IdnodeError) -> bytes:
+        """An error answer to a message of which only the envelope can be read."""
+        major, minor, _, _, session_id, request_id = _REPLY_FIELDS.unpack_from(data)
+        log.debug("refused a message from a client: %s", exc.message)
         return encode_message(
             Message(
-                opcode=OpCode(opcode),
+                opcode=opcode,
                 body=ErrorResponse(exc.message),
                 response_code=exc.response_code,
                 op_flags=OpFlag.AUTHORITATIVE,
@@ -834,6 +880,12 @@ def _failure(request: Message, exc: IdnodeError) -> tuple[ResponseCode, Body]:
             return NotResponsible.response_code, ErrorResponse(exc.message)
         return exc.response_code, ReferralResponse(exc.handle, exc.values)
     return exc.response_code, ErrorResponse(exc.message)
+
+
+def _sealed(steps: Steps, cipher: SessionCipher) -> Steps:
+    """``steps``, its reply encrypted for the session its request came in."""
+    reply = yield from steps
+    return None if reply is None else seal(reply, cipher)
 
 
 def _logged_in(request: Message, connection: Connection | None) -> Caller | None:

@@ -148,6 +148,7 @@ async def _serve_node(
         signer=server_signer(config),
         offloop=off,
         anonymous_reads=config.anonymous_reads,
+        session_cipher=config.session_cipher,
     )
     limits = TCPLimits(config.tcp_max_connections, config.tcp_idle_timeout)
     limiter = RateLimiter(config.udp_rate_limit) if config.udp_rate_limit > 0 else None

@@ -13,17 +13,20 @@ import secrets
 from idnode.auth import replay
 from idnode.auth.challenges import NONCE_SIZE
 from idnode.auth.identity import check_answer
+from idnode.auth.session_ciphers import CipherName, SessionCipher, wrap_key
 from idnode.auth.session_keys import server_agreement
 from idnode.domain import StoredSession
 from idnode.errors import (
     AuthenticationFailed,
     AuthenticationNeeded,
+    RemoteProtocolError,
     SessionFailed,
     SessionMessageRejected,
     SessionTimeout,
 )
 from idnode.handle.messages import PROTOCOL_VERSION, KeyExchange, SessionSetupRequest
 from idnode.handle.values import ValueReference
+from idnode.handle.valuetypes import parse_public_key
 from idnode.service.core import ANONYMOUS, Caller, ServiceCore
 
 __all__ = ["Sessions"]
@@ -139,6 +142,39 @@ class Sessions:
         number = secrets.randbelow(2**31 - 1) + 1
         storage.put_session(StoredSession(_HANDLE_SESSION + str(number), key, None, now + lasts))
         return number, answer
+
+    def cipher_session(
+        self, setup: SessionSetupRequest, cipher: CipherName
+    ) -> tuple[SessionCipher, bytes]:
+        """A fresh session key for an IDIS encrypted session (mode 3), and that key
+        encrypted with the public key in the handle value the setup names.
+
+        The key is not stored: it belongs to the TCP connection that asked (the SDKs
+        choose the session id themselves, so ids mean nothing across connections).
+        Anyone may ask; only the key's holder can read the answer.
+        """
+        if setup.mode != KeyExchange.CIPHER_HDL:
+            raise SessionFailed(f"key exchange mode {setup.mode} is not offered here")
+        who = f"{setup.exchange_index}:{setup.exchange_handle}"
+        values = self._core.values_of(setup.exchange_handle)
+        if values is None:
+            raise SessionFailed(f"the exchange key {who} is not held at this node")
+        keys = [
+            v
+            for v in values
+            if v.type.upper() == "HS_PUBKEY" and setup.exchange_index in (0, v.index)
+        ]
+        if not keys:
+            raise SessionFailed(f"{who} holds no HS_PUBKEY value")
+        try:
+            public_key = parse_public_key(keys[0].data)
+        except RemoteProtocolError as exc:
+            raise SessionFailed(f"{who} holds no usable public key: {exc.message}") from exc
+        made = SessionCipher.generate(cipher)
+        try:
+            return made, wrap_key(public_key, made)
+        except RemoteProtocolError as exc:
+            raise SessionFailed(f"{who}: {exc.message}") from exc
 
     def handle_session(self, number: int) -> StoredSession:
         """The open Handle protocol session ``number``; SessionTimeout if none."""
