@@ -80,6 +80,12 @@ def test_seal_and_unseal_touch_only_what_follows_the_envelope() -> None:
     assert sealed[3:16] == message[3:16]
     assert struct.unpack(">I", sealed[16:20])[0] == len(sealed) - 20
     assert unseal(sealed, cipher) == message
+    # Several messages back to back (a long listing's parts): each sealed on its own.
+    second = encode_message(Message(OpCode.RESOLUTION, ResolutionRequest("88.100.1/LONGER-ONE")))
+    both = seal(message + second, cipher)
+    first_length = 20 + struct.unpack(">I", both[16:20])[0]
+    assert unseal(both[:first_length], cipher) == message
+    assert unseal(both[first_length:], cipher) == second
 
 
 # -- a node serving encrypted sessions ---------------------------------------------------

@@ -112,9 +112,19 @@ def unseal(message: bytes, cipher: SessionCipher) -> bytes:
     return _with_envelope(message, cipher.decrypt(message[ENVELOPE_SIZE:]), encrypted=False)
 
 
-def seal(message: bytes, cipher: SessionCipher) -> bytes:
-    """``message`` encrypted after its envelope, for a client in the session."""
-    return _with_envelope(message, cipher.encrypt(message[ENVELOPE_SIZE:]), encrypted=True)
+def seal(messages: bytes, cipher: SessionCipher) -> bytes:
+    """``messages`` (one, or several back to back, as a long listing is sent) each
+    encrypted after its envelope, for a client in the session: the SDKs decrypt
+    message by message."""
+    sealed, start = [], 0
+    while start < len(messages):
+        (length,) = struct.unpack_from(">I", messages, start + 16)
+        end = start + ENVELOPE_SIZE + length
+        message = messages[start:end]
+        payload = cipher.encrypt(message[ENVELOPE_SIZE:])
+        sealed.append(_with_envelope(message, payload, encrypted=True))
+        start = end
+    return b"".join(sealed)
 
 
 def wrap_key(public_key: PublicKey, cipher: SessionCipher) -> bytes:
