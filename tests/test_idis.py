@@ -578,19 +578,31 @@ def test_logging_in_again_is_challenged_again(
     server: RunningNode, admin_key: rsa.RSAPrivateKey
 ) -> None:
     """A connection logged in as one identity cannot claim another by asking: the
-    second login is challenged like the first, and a wrong answer changes nothing."""
+    second login is challenged like the first, and the first login ends when the second
+    begins, so a failed attempt leaves the connection anonymous, not as it was."""
     conn = Connection(server)
     try:
         log_in(conn, admin_key)
+        assert conn.ask(create("88.100.1/AS-ADMIN", 10001)).response_code == ResponseCode.SUCCESS
         stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         challenge, forged = log_in(conn, stranger, who="88.100.1/SOMEONE-ELSE")
         assert challenge.response_code == ResponseCode.AUTHENTICATION_NEEDED
         assert forged.response_code != ResponseCode.SUCCESS
-        made = conn.ask(create("88.100.1/STILL-ADMIN", 10001))
-        assert made.response_code == ResponseCode.SUCCESS
+        after = conn.ask(create("88.100.1/AFTER-FAILED-LOGIN", 10001))
+        assert after.response_code == ResponseCode.AUTHENTICATION_NEEDED
+        # Answered as another identity than the 2001 named: refused before any check.
+        challenge = conn.ask(request(OpCode.LOGIN_ID_SYSTEM, LoginRequest(ADMIN[4:], 300), 10001))
+        assert isinstance(challenge.body, ChallengeResponse)
+        signed = answer_with_private_key(
+            admin_key, challenge.body.nonce, challenge.body.request_digest.digest, (2, 10)
+        )
+        swapped = ChallengeAnswer("HS_PUBKEY", "88.100.1/SOMEONE-ELSE", 300, signed)
+        reply = conn.ask(request(OpCode.CHALLENGE_RESPONSE, swapped, 10001))
+        assert reply.response_code == ResponseCode.AUTHENTICATION_FAILED
     finally:
         conn.close()
-    assert audit_actors("88.100.1/STILL-ADMIN", server) == [("create", ADMIN)]
+    assert audit_actors("88.100.1/AS-ADMIN", server) == [("create", ADMIN)]
+    assert audit_actors("88.100.1/AFTER-FAILED-LOGIN", server) == []
 
 
 def test_a_login_over_udp_is_refused(server: RunningNode) -> None:
@@ -663,6 +675,12 @@ def test_an_identity_token_names_the_caller_once_checked(
     assert unknown.response_code == ResponseCode.INVALID_CREDENTIAL
     garbage = resolve_with(server, b"not a token")
     assert garbage.response_code == ResponseCode.AUTHENTICATION_FAILED
+    # Claims that break arithmetic: refused, not an internal error; NaN never expires.
+    for claims in ({"user_index": 1e400}, {"timestamp": "nan"}, {"timestamp": 1e400}):
+        odd = {"user_handle": "0.NA/88.100.1", "user_index": 300, "nonce": 1}
+        odd |= {"timestamp": int(time.time() * 1000)} | claims
+        reply = resolve_with(server, jwt.encode(odd, admin_key, algorithm="RS256").encode())
+        assert reply.response_code == ResponseCode.AUTHENTICATION_FAILED, claims
 
 
 # -- CAICT's password login (opcode 2000) ---------------------------------------------
@@ -733,6 +751,29 @@ def test_a_wrong_password_or_unknown_user_gets_the_same_refusal(
         )
     finally:
         conn.close()
+
+
+def test_a_connection_gets_a_few_password_guesses_not_a_stream(
+    server: RunningNode, account: str
+) -> None:
+    conn = Connection(server)
+    try:
+        for _ in range(5):
+            assert password_login(conn, account, "a wrong guess").response_code == (
+                ResponseCode.AUTHENTICATION_FAILED
+            )
+        # Refused without a check, even with the right password, on this connection.
+        sixth = password_login(conn, account, PASSWORD)
+        assert sixth.response_code == ResponseCode.AUTHENTICATION_FAILED
+        assert isinstance(sixth.body, ErrorResponse)
+        assert "too many failed logins" in sixth.body.message
+    finally:
+        conn.close()
+    fresh = Connection(server)
+    try:
+        assert password_login(fresh, account, PASSWORD).response_code == ResponseCode.SUCCESS
+    finally:
+        fresh.close()
 
 
 def test_a_password_login_over_udp_is_refused(server: RunningNode, account: str) -> None:

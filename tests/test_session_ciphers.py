@@ -14,20 +14,27 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from idnode import sm2
 from idnode.auth.session_ciphers import SessionCipher, is_encrypted, seal, unseal, wrap_key
+from idnode.auth.signatures import answer_with_private_key
 from idnode.config import Config
 from idnode.demo import demo_records
+from idnode.domain import HandleRecord
 from idnode.errors import RemoteProtocolError
 from idnode.handle.codec import MessageFramer, decode_message, encode_message
-from idnode.handle.codes import OpCode, ResponseCode
+from idnode.handle.codes import OpCode, OpFlag, ResponseCode
 from idnode.handle.messages import (
+    ChallengeAnswer,
+    ChallengeResponse,
+    CreateHandleRequest,
     ErrorResponse,
     KeyExchange,
+    LoginRequest,
     Message,
     ResolutionRequest,
     ResolutionResponse,
     SessionSetupRequest,
     SessionSetupResponse,
 )
+from idnode.handle.values import HandleValue
 from idnode.handle.valuetypes import RSAPublicKey
 from idnode.node import ADMIN_KEY_FILE
 from tests.conftest import RunningNode, make_node, rsa_key, running
@@ -96,6 +103,11 @@ def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("encrypting-node")
     node = make_node(path)
     node.service.bulk.register_many(demo_records(5), replace=True)
+    # A key too small to encrypt a session key block with: a setup naming it fails.
+    tiny = RSAPublicKey(65537, 2**64 + 13).to_bytes()
+    node.service.prefixes.put_record(
+        HandleRecord("88.100.1/TINY-KEY", (HandleValue(300, "HS_PUBKEY", tiny),))
+    )
     node.close()
     return path
 
@@ -163,25 +175,49 @@ def test_a_node_answers_in_the_session_it_set_up(server: RunningNode, node_dir: 
         conn.close()
 
 
-def test_broken_or_foreign_ciphertext_is_a_protocol_error_not_a_crash(
+def test_a_session_speaks_only_sealed_and_ends_at_the_first_broken_message(
     server: RunningNode, node_dir: Path
 ) -> None:
     key = rsa_key(node_dir / ADMIN_KEY_FILE)
     conn, other = Connection(server), Connection(server)
     try:
         cipher = set_up(conn, key)
-        sealed = bytearray(seal(resolution(10001), cipher))
-        sealed[-1] ^= 0xFF  # the padding no longer checks
-        broken = decode_message(conn.send(bytes(sealed)))
-        assert broken.response_code == ResponseCode.PROTOCOL_ERROR
-        # The session's key belongs to its connection: on another, there is no
-        # such session.
+        # In the clear under an encrypted session's id: refused, not served.
+        clear = decode_message(conn.send(resolution(10001)))
+        assert clear.response_code == ResponseCode.SESSION_FAILED
+        assert isinstance(clear.body, ErrorResponse)
+        assert "session 10001 is encrypted" in clear.body.message
+        # The key belongs to its connection: on another there is no such session.
         foreign = decode_message(other.send(seal(resolution(10001), cipher)))
         assert foreign.response_code == ResponseCode.SESSION_TIMEOUT
         assert isinstance(foreign.body, ErrorResponse)
         assert "no encrypted session 10001" in foreign.body.message
-        # The first connection still works.
-        reply = decode_message(unseal(conn.send(seal(resolution(10001), cipher)), cipher))
+
+        # Broken padding, and good padding around what does not parse, get the same
+        # answer, and either ends the session: no oracle to question.
+        def bad_padding(fresh: SessionCipher) -> bytes:
+            sealed = bytearray(seal(resolution(10001), fresh))
+            sealed[-1] ^= 0xFF
+            return bytes(sealed)
+
+        def not_a_message(fresh: SessionCipher) -> bytes:
+            payload = b"not a message"
+            envelope = bytearray(resolution(10001)[:20])
+            struct.pack_into(">I", envelope, 16, len(payload))
+            return seal(bytes(envelope) + payload, fresh)
+
+        answers = []
+        for broken in (bad_padding, not_a_message):
+            fresh = set_up(conn, key)
+            reply = decode_message(conn.send(broken(fresh)))
+            answers.append((reply.response_code, reply.body))
+            after = decode_message(conn.send(seal(resolution(10001), fresh)))
+            assert after.response_code == ResponseCode.SESSION_TIMEOUT
+        assert answers[0] == answers[1]
+        assert answers[0][0] == ResponseCode.SESSION_FAILED
+        # A new session on the same connection works.
+        again = set_up(conn, key, session=10002)
+        reply = decode_message(unseal(conn.send(seal(resolution(10002), again)), again))
         assert reply.response_code == ResponseCode.SUCCESS
     finally:
         conn.close()
@@ -192,7 +228,9 @@ def test_broken_or_foreign_ciphertext_is_a_protocol_error_not_a_crash(
     ("handle", "index", "message"),
     [
         ("88.100.1/NO-SUCH-IDENTITY", 300, "not held"),
-        ("88.100.1/PUMP-0001", 300, "no HS_PUBKEY"),
+        ("88.100.1/PUMP-0001", 300, "no value at that index"),
+        ("88.100.1/PUMP-0001", 1, "is a URL value, not a key"),
+        ("88.100.1/TINY-KEY", 300, "cannot encrypt a session key"),
     ],
 )
 def test_a_setup_naming_no_usable_key_fails(
@@ -207,5 +245,45 @@ def test_a_setup_naming_no_usable_key_fails(
         assert reply.response_code == ResponseCode.SESSION_FAILED
         assert isinstance(reply.body, ErrorResponse)
         assert message in reply.body.message
+    finally:
+        conn.close()
+
+
+def test_a_new_key_for_a_session_ends_the_login_made_under_the_old(
+    server: RunningNode, node_dir: Path
+) -> None:
+    key = rsa_key(node_dir / ADMIN_KEY_FILE)
+    conn = Connection(server)
+
+    def sealed(cipher: SessionCipher, message: Message) -> Message:
+        return decode_message(unseal(conn.send(seal(encode_message(message), cipher)), cipher))
+
+    def create(cipher: SessionCipher, name: str) -> Message:
+        body = CreateHandleRequest(name, (HandleValue(1, "URL", b"https://e.example/"),))
+        return sealed(cipher, Message(OpCode.CREATE_HANDLE, body, session_id=10001))
+
+    try:
+        cipher = set_up(conn, key)
+        login = Message(
+            OpCode.LOGIN_ID_SYSTEM,
+            LoginRequest("0.NA/88.100.1", 300),
+            session_id=10001,
+            op_flags=OpFlag.RETURN_REQUEST_DIGEST,
+        )
+        challenge = sealed(cipher, login)
+        assert isinstance(challenge.body, ChallengeResponse)
+        signed = answer_with_private_key(
+            key, challenge.body.nonce, challenge.body.request_digest.digest, (2, 10)
+        )
+        answer = ChallengeAnswer("HS_PUBKEY", "0.NA/88.100.1", 300, signed)
+        done = sealed(cipher, Message(OpCode.CHALLENGE_RESPONSE, answer, session_id=10001))
+        assert done.response_code == ResponseCode.SUCCESS
+        made = create(cipher, f"88.100.1/SEALED-{server.config.session_cipher}")
+        assert made.response_code == ResponseCode.SUCCESS
+        # Whoever sets up a new key for the session id (a man in the middle can send
+        # a setup in the clear) gets a session with no login in it.
+        replaced = set_up(conn, key)
+        again = create(replaced, f"88.100.1/HIJACKED-{server.config.session_cipher}")
+        assert again.response_code == ResponseCode.AUTHENTICATION_NEEDED
     finally:
         conn.close()

@@ -66,6 +66,13 @@ SDK_SIGNATURE = bytes.fromhex(
 )
 
 
+def off_curve_der() -> bytes:
+    """A SubjectPublicKeyInfo on the SM2 curve whose point is not on it."""
+    der = bytearray(parse_public_key(OPENSSL_PUBLIC).der())  # type: ignore[union-attr]
+    der[-1] ^= 1  # the last byte of y
+    return bytes(der)
+
+
 def sdk_pem(der: bytes) -> bytes:
     """PEM text as the SDKs write it into HS_PUBKEY values: CRLF, 76-column lines."""
     body = base64.encodebytes(der).decode().replace("\n", "")
@@ -148,6 +155,15 @@ def test_rsa_keys_in_pem_text_are_the_same_keys() -> None:
     assert parsed == handle_public_key(rsa_key)
 
 
+def test_an_sm2_secret_out_of_range_is_refused(tmp_path: Path) -> None:
+    key = private_key_from_pem(OPENSSL_KEY)
+    too_big = SM2PrivateKey(b"\xff" * 32, key.point)
+    path = tmp_path / "big.pem"
+    path.write_bytes(too_big.to_pem())
+    with pytest.raises(ConfigError, match="out of the curve's range"):
+        load_private_key(path)
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -156,6 +172,10 @@ def test_rsa_keys_in_pem_text_are_the_same_keys() -> None:
         (b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", "not a public key"),
         (block(b"SM2_PUB_KEY") + b"\x00\x00" + block(b"\x30\x03\x02\x01\x01"), "SubjectPublic"),
         (block(b"SM2_PUB_KEY") + b"\x00\x00", "SM2 key"),
+        (
+            block(b"SM2_PUB_KEY") + b"\x00\x00" + block(off_curve_der()),
+            "not a point on the SM2 curve",
+        ),
     ],
 )
 def test_malformed_keys_are_protocol_errors(data: bytes, message: str) -> None:

@@ -25,6 +25,7 @@ from idnode.handle.valuetypes import SM2_CURVE_NAME, SM2_CURVE_OID, SM2PublicKey
 
 __all__ = [
     "DEFAULT_USER_ID",
+    "SM2Error",
     "SM2PrivateKey",
     "decrypt",
     "decrypt_raw",
@@ -35,6 +36,11 @@ __all__ = [
     "sm3",
     "verify",
 ]
+
+#: What GmSSL raises for keys and data it refuses.
+SM2Error = gmssl_pyx.GmsslInnerError
+#: The order of the SM2 curve's base point: a secret key is in [1, n - 2].
+_ORDER = int("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123", 16)
 
 #: The signer id of GM/T 0009 when none is agreed (the national SDKs use the
 #: signer's handle instead).
@@ -107,6 +113,8 @@ def private_key_from_pem(data: bytes) -> SM2PrivateKey:
         raise ConfigError(f"not an SM2 private key in PEM: {exc}") from exc
     if curve is not None and curve not in (SM2_CURVE_NAME, SM2_CURVE_OID):
         raise ConfigError(f"an EC key on curve {curve}, not SM2 ({SM2_CURVE_OID})")
+    if not 0 < int(secret_int) < _ORDER - 1:
+        raise ConfigError("the SM2 private key is out of the curve's range")
     secret = int(secret_int).to_bytes(32, "big")
     if public is None:
         raise ConfigError("the SM2 private key does not carry its public point")
@@ -131,16 +139,14 @@ def verify(
     is False.
 
     The national SDKs sign the SM3 digest of what is signed, with the signer's handle
-    as the user id; GM/T 0009 proper signs the data with the default id. Both are
-    accepted, the SDKs' way tried first. (GmSSL reports each failed check on standard
-    error; a client signing either way costs one check.)"""
+    as the user id (``user_ids``); GM/T 0009 proper signs the data with the default id.
+    Those two forms are accepted, the SDKs' first: a forged signature costs two checks.
+    (GmSSL reports each failed check on standard error, a few lines each.)"""
     try:
         point = gmssl_pyx.normalize_sm2_public_key(key.point)
     except gmssl_pyx.InvalidValueError:
         return False
-    digest = sm3(data)
-    tries = [(digest, u) for u in user_ids] + [(data, u) for u in (*user_ids, DEFAULT_USER_ID)]
-    tries.append((digest, DEFAULT_USER_ID))
+    tries = [(sm3(data), u) for u in user_ids] + [(data, DEFAULT_USER_ID)]
     for message, user_id in tries:
         try:
             if gmssl_pyx.sm2_verify(point, message, signature, user_id):

@@ -18,7 +18,13 @@ from idnode.handle.values import HandleValue, ValueReference
 from idnode.handle.valuetypes import DSAPublicKey, PublicKey, RSAPublicKey, parse_public_key
 from idnode.keys import hashed_secret
 
-__all__ = ["KEY_TYPES", "check_answer", "check_certificate_key", "check_password"]
+__all__ = [
+    "KEY_TYPES",
+    "check_answer",
+    "check_certificate_key",
+    "check_password",
+    "public_key_of",
+]
 
 KEY_TYPES = ("HS_SECKEY", "HS_PUBKEY")
 
@@ -43,6 +49,21 @@ def _key_values(
                 raise InvalidCredential(f"{who} holds {value.type}, the caller used {key_type}")
             return [value]
     raise InvalidCredential(f"{who}: no value at that index")
+
+
+def public_key_of(values: Sequence[HandleValue] | None, identity: ValueReference) -> PublicKey:
+    """The public key ``identity`` names (index 0: its handle's first HS_PUBKEY), to
+    check a token with or to encrypt a session key for; InvalidCredential if the
+    handle is not held here or holds no usable key there."""
+    who = f"{identity.index}:{identity.handle}"
+    if values is None:
+        raise InvalidCredential(f"no identity {who}: its handle is not held here")
+    for value in _key_values(values, identity, "HS_PUBKEY"):
+        try:
+            return parse_public_key(value.data)
+        except RemoteProtocolError as exc:
+            raise InvalidCredential(f"{who} holds no usable public key: {exc.message}") from exc
+    raise InvalidCredential(f"no identity {who}: no HS_PUBKEY value at that index")
 
 
 def check_answer(

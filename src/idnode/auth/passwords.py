@@ -10,6 +10,7 @@ be raised later without invalidating existing hashes::
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -42,15 +43,18 @@ def hash_password(password: str) -> str:
     return f"scrypt${_LOG2_N}${_R}${_P}${encode(salt).decode()}${encode(digest).decode()}"
 
 
-#: Checked when an account does not exist, so that a wrong name costs what a wrong
-#: password does and timing does not tell which names exist.
-_NOBODY = hash_password(os.urandom(16).hex())
+@functools.cache
+def _nobody() -> str:
+    """Checked when an account does not exist, so that a wrong name costs what a
+    wrong password does and timing does not tell which names exist. Made on first
+    use: every CLI run would pay for it at import."""
+    return hash_password(os.urandom(16).hex())
 
 
 def check_password(password: str, stored: str | None) -> bool:
     """Whether ``password`` is the one ``stored`` hashes; for None (no such account)
     the same work is done and the answer is False."""
-    target = _NOBODY if stored is None else stored
+    target = _nobody() if stored is None else stored
     try:
         scheme, log2_n, r, p, salt, digest = target.split("$")
         params = int(log2_n), int(r), int(p)

@@ -130,9 +130,12 @@ def seal(messages: bytes, cipher: SessionCipher) -> bytes:
 def wrap_key(public_key: PublicKey, cipher: SessionCipher) -> bytes:
     """The session key block, encrypted for the holder of ``public_key``."""
     block = cipher.key_block()
-    if isinstance(public_key, SM2PublicKey):
-        return sm2.encrypt_raw(public_key, block)
-    if isinstance(public_key, RSAPublicKey):
-        key = rsa.RSAPublicNumbers(public_key.exponent, public_key.modulus).public_key()
-        return key.encrypt(block, padding.PKCS1v15())
+    try:
+        if isinstance(public_key, SM2PublicKey):
+            return sm2.encrypt_raw(public_key, block)
+        if isinstance(public_key, RSAPublicKey):
+            key = rsa.RSAPublicNumbers(public_key.exponent, public_key.modulus).public_key()
+            return key.encrypt(block, padding.PKCS1v15())
+    except (ValueError, sm2.SM2Error) as exc:  # a stored key that is not a usable one
+        raise RemoteProtocolError(f"the public key cannot encrypt a session key: {exc}") from exc
     raise RemoteProtocolError("session keys are sent encrypted with RSA or SM2 keys only")

@@ -33,9 +33,12 @@ def _password(password_file: Path | None) -> str:
     never from the command line, where other users see it."""
     if password_file is not None:
         try:
-            return password_file.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            fail(f"cannot read {password_file}: {exc.strerror}", 2)
+            lines = password_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read {password_file}: {exc}", 2)
+        if not lines:
+            fail(f"{password_file} is empty: its first line is the password", 2)
+        return lines[0]
     if "IDNODE_PASSWORD" in os.environ:
         return os.environ["IDNODE_PASSWORD"]
     if not sys.stdin.isatty():

@@ -309,6 +309,10 @@ SM2_CURVE_NAME = "sm2p256v1"
 # (idempotent, so importing this module again does no harm).
 asn1_keys.NamedCurve.register(SM2_CURVE_NAME, SM2_CURVE_OID, 32)
 _PEM_START = b"-----BEGIN"
+# The SM2 curve y^2 = x^3 + ax + b over GF(p) (GB/T 32918.5).
+_SM2_P = int("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF", 16)
+_SM2_A = _SM2_P - 3
+_SM2_B = int("28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93", 16)
 
 
 def _unsigned(data: bytes) -> int:
@@ -376,6 +380,11 @@ class SM2PublicKey:
     def __post_init__(self) -> None:
         if len(self.point) != 65 or self.point[0] != 4:
             raise RemoteProtocolError("an SM2 public key is an uncompressed 65-byte point")
+        x, y = int.from_bytes(self.point[1:33], "big"), int.from_bytes(self.point[33:], "big")
+        if not (
+            x < _SM2_P and y < _SM2_P and (y * y - x * x * x - _SM2_A * x - _SM2_B) % _SM2_P == 0
+        ):
+            raise RemoteProtocolError("the SM2 public key is not a point on the SM2 curve")
 
     def der(self) -> bytes:
         """SubjectPublicKeyInfo (id-ecPublicKey on the SM2 curve), DER."""

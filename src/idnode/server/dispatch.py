@@ -133,6 +133,7 @@ _RETURN_DIGEST = int(OpFlag.RETURN_REQUEST_DIGEST)
 _CERTIFY = int(OpFlag.CERTIFY)
 _PUBLIC_ONLY = int(OpFlag.PUBLIC_ONLY)
 _ECHOED_INT = int(_ECHOED_FLAGS)
+_LOGIN_OVER_TCP = "log in over TCP: a login holds for its connection"
 _NEEDS_IDENTITY = frozenset(
     {
         OpCode.CREATE_HANDLE,
@@ -237,6 +238,8 @@ class Dispatcher:
         self._reply_flags: dict[int, OpFlag] = {}
         self._challenges = challenges or ChallengeStore(time.monotonic)
         self._offloop = offloop
+        if anonymous_reads not in ("public", "challenge"):
+            raise ValueError(f"anonymous_reads is public or challenge, not {anonymous_reads!r}")
         self._challenge_anonymous = anonymous_reads == "challenge"
         if session_cipher not in CIPHERS:
             raise ValueError(f"no session cipher {session_cipher!r}; one of {sorted(CIPHERS)}")
@@ -331,23 +334,24 @@ class Dispatcher:
         self, data: bytes, udp: bool, peer: object, connection: Connection | None
     ) -> Steps | bytes | None:
         cipher = None
-        if connection is not None and len(data) >= ENVELOPE_SIZE and is_encrypted(data):
-            # Only the envelope is readable: an error can be addressed by it alone.
-            number = session_id_of(data)
-            cipher = connection.cipher(number)
-            if cipher is None:
-                unknown = SessionTimeout(
-                    f"no encrypted session {number} on this connection: set one up first"
-                )
-                return self._reply_by_envelope(data, OpCode(0), unknown)
-            try:
-                data = unseal(data, cipher)
-            except ProtocolError as exc:
-                return self._reply_by_envelope(data, OpCode(0), exc)
+        if connection is not None and len(data) >= ENVELOPE_SIZE:
+            cipher, refusal = _session_cipher(data, connection)
+            if refusal is not None:
+                return self._reply_by_envelope(data, OpCode(0), refusal)
         try:
+            if cipher is not None:
+                data = unseal(data, cipher)
             request = decode_message(data)
         except ProtocolError as exc:
-            return self._reply_to_garbage(data, exc)
+            if cipher is None:
+                return self._reply_to_garbage(data, exc)
+            # However it failed (padding, or what decrypted), the answer is the same
+            # and the session ends: no oracle for a man in the middle to question.
+            assert connection is not None
+            number = session_id_of(data)
+            connection.end_session(number)
+            broken = SessionFailed(f"session {number} ended: a message in it could not be read")
+            return self._reply_by_envelope(data, OpCode(0), broken)
         if request.is_response:
             return None  # never answer a response: that is how reflection loops start
         steps = self._serve(request, data, udp, peer, connection)
@@ -371,7 +375,7 @@ class Dispatcher:
                     return self._reply(request, data, ResponseCode.SUCCESS, Truncated())
                 return (yield from self._set_up_session(request, request.body, data, connection))
             caller = ANONYMOUS
-            if request.session_id or connection is not None:  # not for most requests
+            if request.session_id or connection is not None:  # not for anonymous UDP
                 caller, session = yield from self._caller(
                     request, data, _origin(udp, peer), connection
                 )
@@ -504,9 +508,10 @@ class Dispatcher:
             # An IDIS login: challenged under the session id the client chose, and
             # remembered by its connection only (every SDK client starts at 10001).
             if connection is None:
-                raise OperationNotSupported("log in over TCP: a login holds for its connection")
+                raise OperationNotSupported(_LOGIN_OVER_TCP)
             if not request.session_id:
                 raise SessionFailed("a login needs a session id (not 0) for its requests")
+            connection.log_out(request.session_id)
             challenge = connection.challenges.issue(
                 request, raw, digest, session_id=request.session_id
             )
@@ -542,11 +547,22 @@ class Dispatcher:
             challenge = logins.take(answer.session_id)
         else:
             challenge = self._challenges.take(answer.session_id)
+        login = challenge.request.body
+        if isinstance(login, LoginRequest) and (
+            handle_key(login.handle),
+            login.index,
+        ) != (handle_key(body.identity_handle), body.identity_index):
+            # Checked before the signature: it costs nothing, a signature check does.
+            raise AuthenticationFailed(
+                f"asked to log in as {login.index}:{login.handle}, answered as "
+                f"{body.identity_index}:{body.identity_handle}"
+            )
         version = min(challenge.request.version, PROTOCOL_VERSION)
         auth = self._service.auth
         nonce, digest, origin = challenge.nonce, challenge.digest.digest, _origin(udp, peer)
+        # Off the loop: checking a signature (SM2 especially) is CPU a forger can buy.
         caller = yield Call(
-            Wait.READ, lambda: auth.answer_held_here(body, nonce, digest, version, origin)
+            Wait.COMPUTE, lambda: auth.answer_held_here(body, nonce, digest, version, origin)
         )
         if caller is None:  # an identity held elsewhere: its home is asked
             caller = yield Call(
@@ -559,13 +575,7 @@ class Dispatcher:
             # it answers for was, and the answer is bound to that request's digest.
             sessions, number = self._service.sessions, challenge.session_id
             yield Call(Wait.WRITE, lambda: sessions.bind_handle_session(number, caller))
-        login = challenge.request.body
         if isinstance(login, LoginRequest):
-            if (login.handle, login.index) != (body.identity_handle, body.identity_index):
-                raise AuthenticationFailed(
-                    f"asked to log in as {login.index}:{login.handle}, answered as "
-                    f"{body.identity_index}:{body.identity_handle}"
-                )
             assert connection is not None  # a login's challenge is its connection's
             connection.log_in(challenge.session_id, caller)
         return challenge.request, challenge.raw, caller
@@ -685,10 +695,18 @@ class Dispatcher:
         if not isinstance(request.body, PasswordLoginRequest):
             return GenericResponse()  # the login is its connection's now
         if connection is None:
-            raise OperationNotSupported("log in over TCP: a login holds for its connection")
+            raise OperationNotSupported(_LOGIN_OVER_TCP)
+        connection.log_out(request.session_id)
+        if connection.failed_logins >= connection.MAX_FAILED_LOGINS:
+            # Each check costs a slow hash: a connection gets a few, not a stream.
+            raise AuthenticationFailed("too many failed logins on this connection")
         accounts = self._service.accounts
         user, password = request.body.user, request.body.password
-        proven = yield Call(Wait.COMPUTE, lambda: accounts.log_in(user, password, origin))
+        try:
+            proven = yield Call(Wait.COMPUTE, lambda: accounts.log_in(user, password, origin))
+        except AuthenticationFailed:
+            connection.failed_logins += 1
+            raise
         connection.log_in(request.session_id, proven)
         # CAICT's SDK reads the answer as a resolution's and uses nothing in it.
         return ResolutionResponse(user, ())
@@ -880,6 +898,33 @@ def _failure(request: Message, exc: IdnodeError) -> tuple[ResponseCode, Body]:
             return NotResponsible.response_code, ErrorResponse(exc.message)
         return exc.response_code, ReferralResponse(exc.handle, exc.values)
     return exc.response_code, ErrorResponse(exc.message)
+
+
+def _session_cipher(
+    data: bytes, connection: Connection
+) -> tuple[SessionCipher | None, IdnodeError | None]:
+    """The key a message on ``connection`` is sealed with, or why it is refused: an
+    encrypted message naming no encrypted session of the connection, or a clear one
+    naming a session that is encrypted (only its key holder may speak in it)."""
+    number = session_id_of(data)
+    cipher = connection.cipher(number) if number or is_encrypted(data) else None
+    if is_encrypted(data):
+        if cipher is None:
+            unknown = SessionTimeout(
+                f"no encrypted session {number} on this connection: set one up first"
+            )
+            return None, unknown
+        return cipher, None
+    if cipher is not None and not _is_setup(data):
+        return None, SessionFailed(f"session {number} is encrypted: seal its messages")
+    return None, None
+
+
+def _is_setup(data: bytes) -> bool:
+    """Whether a clear message is a session setup (which may replace a session's key)."""
+    return len(data) >= ENVELOPE_SIZE + 4 and data[ENVELOPE_SIZE : ENVELOPE_SIZE + 4] == (
+        b"\x00\x00\x01\x90"
+    )
 
 
 def _sealed(steps: Steps, cipher: SessionCipher) -> Steps:

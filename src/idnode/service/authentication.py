@@ -8,13 +8,19 @@ key by resolving it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
-from idnode.auth.identity import check_answer, check_certificate_key, check_password
+from idnode.auth.identity import (
+    check_answer,
+    check_certificate_key,
+    check_password,
+    public_key_of,
+)
 from idnode.domain import HandleRecord
 from idnode.errors import (
     AuthenticationError,
@@ -24,12 +30,11 @@ from idnode.errors import (
     IdnodeError,
     InvalidCredential,
     NotResponsible,
-    RemoteProtocolError,
     ValuesNotFound,
 )
 from idnode.handle.messages import PROTOCOL_VERSION, ChallengeAnswer
 from idnode.handle.values import HandleValue, ValueReference
-from idnode.handle.valuetypes import RSAPublicKey, parse_public_key
+from idnode.handle.valuetypes import RSAPublicKey
 from idnode.service.core import Caller, ServiceCore, Upstream
 
 __all__ = ["Authentication"]
@@ -149,8 +154,10 @@ class Authentication:
             ) from exc
         try:
             issued = float(claims["timestamp"]) / 1000  # the SDKs put milliseconds there
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise AuthenticationFailed(f"the identity token of {who} has no timestamp") from exc
+        if not math.isfinite(issued):  # NaN compares false with everything: never expired
+            raise AuthenticationFailed(f"the identity token of {who} has no usable timestamp")
         if abs(self._core.wall_clock() - issued) > self.TOKEN_LIFETIME:
             raise AuthenticationTimeout(f"the identity token of {who} has expired")
         return identity
@@ -249,7 +256,7 @@ def _token_identity(token: bytes) -> ValueReference:
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
         return ValueReference(str(claims["user_handle"]), int(claims["user_index"]))
-    except (jwt.PyJWTError, KeyError, TypeError, ValueError) as exc:
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError, OverflowError) as exc:
         raise AuthenticationFailed(
             "the identity token is not a JWT naming user_handle and user_index"
         ) from exc
@@ -257,15 +264,10 @@ def _token_identity(token: bytes) -> ValueReference:
 
 def _rsa_key(values: Sequence[HandleValue] | None, identity: ValueReference) -> rsa.RSAPublicKey:
     who = f"{identity.index}:{identity.handle}"
-    if values is None:
-        raise InvalidCredential(f"no identity {who}: its handle is not held here")
-    for value in values:
-        if value.index == identity.index and value.type.upper() == "HS_PUBKEY":
-            try:
-                key = parse_public_key(value.data)
-            except RemoteProtocolError as exc:
-                raise InvalidCredential(f"{who} holds no usable public key: {exc.message}") from exc
-            if isinstance(key, RSAPublicKey):
-                return rsa.RSAPublicNumbers(key.exponent, key.modulus).public_key()
-            raise InvalidCredential(f"{who} is not an RSA key; identity tokens are RS256")
-    raise InvalidCredential(f"no identity {who}: no HS_PUBKEY value at that index")
+    key = public_key_of(values, identity)
+    if not isinstance(key, RSAPublicKey):
+        raise InvalidCredential(f"{who} is not an RSA key; identity tokens are RS256")
+    try:
+        return rsa.RSAPublicNumbers(key.exponent, key.modulus).public_key()
+    except ValueError as exc:
+        raise InvalidCredential(f"{who} holds no usable RSA key: {exc}") from exc

@@ -12,13 +12,14 @@ import secrets
 
 from idnode.auth import replay
 from idnode.auth.challenges import NONCE_SIZE
-from idnode.auth.identity import check_answer
+from idnode.auth.identity import check_answer, public_key_of
 from idnode.auth.session_ciphers import CipherName, SessionCipher, wrap_key
 from idnode.auth.session_keys import server_agreement
 from idnode.domain import StoredSession
 from idnode.errors import (
     AuthenticationFailed,
     AuthenticationNeeded,
+    InvalidCredential,
     RemoteProtocolError,
     SessionFailed,
     SessionMessageRejected,
@@ -26,7 +27,6 @@ from idnode.errors import (
 )
 from idnode.handle.messages import PROTOCOL_VERSION, KeyExchange, SessionSetupRequest
 from idnode.handle.values import ValueReference
-from idnode.handle.valuetypes import parse_public_key
 from idnode.service.core import ANONYMOUS, Caller, ServiceCore
 
 __all__ = ["Sessions"]
@@ -155,26 +155,16 @@ class Sessions:
         """
         if setup.mode != KeyExchange.CIPHER_HDL:
             raise SessionFailed(f"key exchange mode {setup.mode} is not offered here")
-        who = f"{setup.exchange_index}:{setup.exchange_handle}"
-        values = self._core.values_of(setup.exchange_handle)
-        if values is None:
-            raise SessionFailed(f"the exchange key {who} is not held at this node")
-        keys = [
-            v
-            for v in values
-            if v.type.upper() == "HS_PUBKEY" and setup.exchange_index in (0, v.index)
-        ]
-        if not keys:
-            raise SessionFailed(f"{who} holds no HS_PUBKEY value")
+        who = ValueReference(setup.exchange_handle, setup.exchange_index)
         try:
-            public_key = parse_public_key(keys[0].data)
-        except RemoteProtocolError as exc:
-            raise SessionFailed(f"{who} holds no usable public key: {exc.message}") from exc
+            public_key = public_key_of(self._core.values_of(who.handle), who)
+        except InvalidCredential as exc:
+            raise SessionFailed(f"no key to encrypt a session key with: {exc.message}") from exc
         made = SessionCipher.generate(cipher)
         try:
             return made, wrap_key(public_key, made)
         except RemoteProtocolError as exc:
-            raise SessionFailed(f"{who}: {exc.message}") from exc
+            raise SessionFailed(f"{who.index}:{who.handle}: {exc.message}") from exc
 
     def handle_session(self, number: int) -> StoredSession:
         """The open Handle protocol session ``number``; SessionTimeout if none."""
