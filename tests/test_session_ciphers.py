@@ -34,9 +34,11 @@ from idnode.handle.messages import (
     SessionSetupRequest,
     SessionSetupResponse,
 )
-from idnode.handle.values import HandleValue
+from idnode.handle.values import HandleValue, ValueReference
 from idnode.handle.valuetypes import RSAPublicKey
 from idnode.node import ADMIN_KEY_FILE
+from idnode.server.connection import Connection as TCPState
+from idnode.service import Caller
 from tests.conftest import RunningNode, make_node, rsa_key, running
 
 
@@ -287,3 +289,15 @@ def test_a_new_key_for_a_session_ends_the_login_made_under_the_old(
         assert again.response_code == ResponseCode.AUTHENTICATION_NEEDED
     finally:
         conn.close()
+
+
+def test_a_session_pushed_out_of_a_connection_takes_its_login_with_it() -> None:
+    """A connection keeps 16 encrypted sessions; the oldest one's login must not be
+    left to clear messages when its key is forgotten."""
+    state = TCPState()
+    state.encrypt_session(1, SessionCipher.generate("sm4"))
+    state.log_in(1, Caller(ValueReference("0.NA/88.100.1", 300)))
+    for number in range(2, 2 + TCPState.MAX_LOGINS):
+        state.encrypt_session(number, SessionCipher.generate("sm4"))
+    assert state.cipher(1) is None
+    assert state.caller(1) is None

@@ -36,7 +36,16 @@ from idnode.handle.codec import ENVELOPE_SIZE
 from idnode.handle.codes import EnvelopeFlag
 from idnode.handle.valuetypes import PublicKey, RSAPublicKey, SM2PublicKey
 
-__all__ = ["CIPHERS", "CipherName", "SessionCipher", "is_encrypted", "seal", "unseal", "wrap_key"]
+__all__ = [
+    "CIPHERS",
+    "CipherName",
+    "SessionCipher",
+    "is_encrypted",
+    "seal",
+    "session_id_of",
+    "unseal",
+    "wrap_key",
+]
 
 CipherName = Literal["sm4", "aes"]
 #: The cipher codes of the session key block, by the names the configuration uses.

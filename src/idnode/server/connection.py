@@ -57,7 +57,9 @@ class Connection:
         self._ciphers[session_id] = cipher
         self._ciphers.move_to_end(session_id)
         while len(self._ciphers) > self.MAX_LOGINS:
-            self._ciphers.popitem(last=False)
+            # Its login goes with it: left alone, it would hold for clear messages.
+            oldest, _ = self._ciphers.popitem(last=False)
+            self.log_out(oldest)
 
     def end_session(self, session_id: int) -> None:
         """Forget the session's key and login (a message in it did not decrypt)."""
