@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -84,6 +86,28 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
 def make_node(data_dir: Path, **settings: object) -> Node:
     config = Config(data_dir=data_dir, handle_port=0, http_port=0).replace(**settings)
     return init_node(config, "88.100.1", {"handle_port": 0, "http_port": 0} | settings)
+
+
+def idnode(
+    *args: str, secret: str | None = None, password: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m idnode ARGS`` as a user runs it: a process of its own, no terminal
+    to prompt on, and none of idnode's secrets from the caller's environment but the
+    ones given (``$IDNODE_SECRET``, ``$IDNODE_PASSWORD``)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("IDNODE_SECRET", "IDNODE_PASSWORD")}
+    if secret is not None:
+        env["IDNODE_SECRET"] = secret
+    if password is not None:
+        env["IDNODE_PASSWORD"] = password
+    return subprocess.run(
+        [sys.executable, "-m", "idnode", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def rsa_key(path: Path) -> rsa.RSAPrivateKey:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +11,7 @@ from idnode.auth.passwords import check_password, hash_password
 from idnode.errors import AuthenticationFailed, InvalidValue, NoSuchResource
 from idnode.handle.values import ValueReference
 from idnode.node import Node
-from tests.conftest import make_node
+from tests.conftest import idnode, make_node
 
 OPS = ValueReference("0.NA/88.100.1", 300)
 
@@ -85,22 +82,6 @@ def test_accounts_are_checked_before_they_are_stored(
     with pytest.raises(InvalidValue, match=message):
         node.service.accounts.add(name, identity, password)
     assert node.service.accounts.all() == []
-
-
-def idnode(*args: str, password: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.pop("IDNODE_PASSWORD", None)
-    if password is not None:
-        env["IDNODE_PASSWORD"] = password
-    return subprocess.run(
-        [sys.executable, "-m", "idnode", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_the_account_commands(tmp_path: Path) -> None:

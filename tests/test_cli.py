@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,19 +14,9 @@ from typer.testing import CliRunner
 from bench.processes import spawned_workers, start_server
 from idnode import bulk
 from idnode.cli import app
-from tests.conftest import RunningNode
+from tests.conftest import RunningNode, idnode
 
 runner = CliRunner()
-
-
-def idnode(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "idnode", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_version() -> None:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from idnode.config import Config
-from tests.conftest import RunningNode, make_node, running
+from tests.conftest import RunningNode, idnode, make_node, running
 
 
 @pytest.fixture(scope="module")
@@ -22,21 +19,6 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningNode
     make_node(path).close()
     with running(Config(data_dir=path, handle_port=0, http_port=0)) as server:
         yield server, path
-
-
-def idnode(*args: str, secret: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.pop("IDNODE_SECRET", None)
-    if secret is not None:
-        env["IDNODE_SECRET"] = secret
-    return subprocess.run(
-        [sys.executable, "-m", "idnode", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
 
 
 def test_administer_handles_with_the_cli(node: tuple[RunningNode, Path], tmp_path: Path) -> None:

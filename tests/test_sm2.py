@@ -7,7 +7,6 @@ import base64
 import json
 import struct
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from idnode.jsonformat import value_from_json, value_to_json
 from idnode.keys import generate_key, handle_public_key, load_private_key, load_public_key
 from idnode.node import ADMIN_KEY_FILE, SERVER_KEY_FILE, init_node
 from idnode.sm2 import SM2PrivateKey, private_key_from_pem
-from tests.conftest import RunningNode, running
+from tests.conftest import RunningNode, idnode, running
 
 # A throwaway key made by `openssl genpkey -algorithm SM2` (OpenSSL 3.0), and its
 # public half from `openssl pkey -pubout`.
@@ -295,15 +294,6 @@ def test_an_sm2_node_administers_and_signs_with_its_sm2_keys(
 
 
 def test_the_cli_makes_sm2_keys_and_nodes(tmp_path: Path) -> None:
-    def idnode(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "idnode", *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
     made = idnode("keygen", str(tmp_path / "id.pem"), "--sm2")
     assert made.returncode == 0, made.stderr
     value = json.loads(made.stdout)
