@@ -906,9 +906,9 @@ def _session_cipher(
     """The key a message on ``connection`` is sealed with, or why it is refused: an
     encrypted message naming no encrypted session of the connection, or a clear one
     naming a session that is encrypted (only its key holder may speak in it)."""
-    number = session_id_of(data)
-    cipher = connection.cipher(number) if number or is_encrypted(data) else None
-    if is_encrypted(data):
+    number, encrypted = session_id_of(data), is_encrypted(data)
+    cipher = connection.cipher(number) if number or encrypted else None
+    if encrypted:
         if cipher is None:
             unknown = SessionTimeout(
                 f"no encrypted session {number} on this connection: set one up first"
@@ -922,9 +922,8 @@ def _session_cipher(
 
 def _is_setup(data: bytes) -> bool:
     """Whether a clear message is a session setup (which may replace a session's key)."""
-    return len(data) >= ENVELOPE_SIZE + 4 and data[ENVELOPE_SIZE : ENVELOPE_SIZE + 4] == (
-        b"\x00\x00\x01\x90"
-    )
+    opcode = data[ENVELOPE_SIZE : ENVELOPE_SIZE + 4]
+    return int.from_bytes(opcode, "big") == OpCode.SESSION_SETUP
 
 
 def _sealed(steps: Steps, cipher: SessionCipher) -> Steps:
