@@ -94,8 +94,13 @@ def test_access_levels_become_permissions() -> None:
     [
         ({"fields": []}, "non-empty list of fields"),
         ({"fields": [{"name": "a", "type": "colour"}]}, "type must be one of"),
-        ({"fields": [{"name": "A b"}]}, "name: lower-case"),
+        ({"fields": [{"name": "A b"}]}, "name: letters, digits"),
         ({"fields": [{"name": "a"}, {"name": "a"}]}, "declared twice"),
+        ({"fields": [{"name": "a"}, {"name": "A"}]}, "declared twice"),
+        ({"fields": [{"name": "a", "index": 1001}]}, "not one of 1, 100, 200, 1000, 1001"),
+        ({"fields": [{"name": "a", "index": 3}, {"name": "b"}]}, "index 3 is taken"),
+        ({"fields": [{"name": "a", "minLength": 5, "maxLength": 2}]}, "minLength is above"),
+        ({"fields": [{"name": "a", "valueType": "no spaces"}]}, "valueType"),
         ({"fields": [{"name": "e", "type": "enum"}]}, "an enum needs its values"),
         ({"fields": [{"name": "a", "access": "friends"}]}, "access must be one of"),
         ({"fields": [{"name": "n", "type": "number", "minimum": "0"}]}, "must be numbers"),
@@ -276,3 +281,46 @@ def test_a_number_field_edited_is_read_as_a_number(service: NodeService) -> None
                 "88.100.1/PART-1", [HandleValue(5, "WEIGHT_KG", text.encode())], owner
             )
     service.writes.add_values("88.100.1/PART-1", [HandleValue(5, "WEIGHT_KG", b"0.25")], owner)
+
+
+def test_fields_with_their_own_index_type_name_and_length() -> None:
+    """The national system's templates: items at 2000 and up, type names kept in
+    their case, length bounds, items disabled later."""
+    definition = {
+        "fields": [
+            {"name": "en1", "valueType": "en1", "index": 2000, "required": True,
+             "minLength": 2, "maxLength": 5},
+            {"name": "power", "type": "number", "index": 2001, "valueType": "productPower"},
+        ]
+    }  # fmt: skip
+    template = Template.from_json(definition, "88.100.1/META_pump")
+    values = template.values({"en1": "abc", "power": 7})
+    assert [(v.index, v.type, v.data) for v in values] == [
+        (1, "TEMPLATE", b"88.100.1/META_pump@1"),
+        (2000, "en1", b"abc"),
+        (2001, "productPower", b"7"),
+    ]
+    assert template.given_of(values) == {"en1": "abc", "power": 7}
+    with pytest.raises(TemplateViolation) as caught:
+        template.values({"en1": "a"})
+    assert caught.value.problems == {"en1": "must be at least 2 characters"}
+    with pytest.raises(TemplateViolation, match="at most 5"):
+        template.values({"en1": "abcdef"})
+    # Disabled: refused in new records, kept (and not checked) in old ones.
+    disabled = {**definition["fields"][1], "enabled": False}
+    later = Template.from_json({"fields": [definition["fields"][0], disabled]}, "x", 2)
+    later.check_values(values)
+    with pytest.raises(TemplateViolation, match="disabled"):
+        later.values({"en1": "abc", "power": 1})
+    assert Template.from_json(later.to_json(), "x", 2) == later
+
+
+@pytest.mark.parametrize("name", ["1.0.0", "V1.0", "88.100.1/META_pump", "serial-item"])
+def test_template_names_of_both_apis_are_accepted(name: str) -> None:
+    assert Template.from_json({"fields": [{"name": "a"}]}, name).name == name
+
+
+@pytest.mark.parametrize("name", ["", "-a", "a b", "88.100.1/pump", "88.100.1/META_", "a@1"])
+def test_malformed_template_names_are_refused(name: str) -> None:
+    with pytest.raises(InvalidValue, match="template name"):
+        Template.from_json({"fields": [{"name": "a"}]}, name)

@@ -48,6 +48,7 @@ __all__ = [
     "MessageTooLarge",
     "MethodNotAllowed",
     "NoSuchResource",
+    "NoSuchTemplate",
     "NotResponsible",
     "OperationNotSupported",
     "ProtocolError",
@@ -60,11 +61,15 @@ __all__ = [
     "SessionMessageRejected",
     "SessionTimeout",
     "StorageError",
+    "TemplateExists",
+    "TemplateNotPublished",
     "ValueAlreadyExists",
     "ValuesNotFound",
     "error_for",
     "http_status",
     "http_status_of",
+    "idhub_code_of",
+    "snms_status_of",
 ]
 
 
@@ -147,6 +152,23 @@ class NoSuchResource(IdnodeError):
 
     response_code = ResponseCode.ERROR
     http_status = 404
+
+
+class NoSuchTemplate(NoSuchResource):
+    """No template of that name (or version) is defined here."""
+
+
+class TemplateExists(IdnodeError):
+    """A template of that name is defined already (where one is being created)."""
+
+    response_code = ResponseCode.HANDLE_ALREADY_EXISTS
+
+
+class TemplateNotPublished(IdnodeError):
+    """The template is withdrawn: records are not made from it until it is published."""
+
+    response_code = ResponseCode.INVALID_VALUE
+    http_status = 409
 
 
 class ValueAlreadyExists(IdnodeError):
@@ -310,3 +332,45 @@ def http_status(code: ResponseCode) -> int:
     if 400 <= code < 500:
         return 403
     return 500
+
+
+# The national system's HTTP APIs answer HTTP 200 with a code in the body: SNMS a
+# ``status`` (1 success, -1 not logged in, -2 refused, -3 no permission, -4 internal),
+# IDHub a DOIP ``code``. The most specific class listed first wins.
+_SNMS_STATUS: tuple[tuple[type[IdnodeError], int], ...] = (
+    (AuthenticationNeeded, -1),  # a wrong login is -2, as SNMS documents
+    (InsufficientPermissions, -3),
+    (ServerError, -4),
+    (StorageError, -4),
+)
+_IDHUB_CODE: tuple[tuple[type[IdnodeError], int], ...] = (
+    (AuthenticationNeeded, 102),
+    (AuthenticationFailed, 401),
+    (AuthenticationError, 401),
+    (InvalidCredential, 401),
+    (InsufficientPermissions, 403),
+    (NoSuchTemplate, 604),
+    (TemplateNotPublished, 600),
+    (HandleNotFound, 104),
+    (HandleAlreadyExists, 105),
+    (TemplateExists, 105),
+    (NotResponsible, 701),
+    (MethodNotAllowed, 405),
+    (OperationNotSupported, 405),
+    (BadRequestParameter, 106),
+    (InvalidHandle, 106),
+    (InvalidValue, 601),
+    (ServerError, 500),
+    (StorageError, 500),
+)
+
+
+def snms_status_of(exc: IdnodeError) -> int:
+    """The SNMS ``status`` for an error: -2 (refused, the message says why) unless a
+    more precise one applies."""
+    return next((code for kind, code in _SNMS_STATUS if isinstance(exc, kind)), -2)
+
+
+def idhub_code_of(exc: IdnodeError) -> int:
+    """The IDHub (DOIP) ``code`` for an error; 500 for one it has no code for."""
+    return next((code for kind, code in _IDHUB_CODE if isinstance(exc, kind)), 500)

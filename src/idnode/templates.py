@@ -14,6 +14,15 @@ A record made from a template holds a ``TEMPLATE`` value (index 1, ``name@versio
 then one value per field given, at index 1 + the field's position, typed with the
 field's name in capitals (a field ``url`` becomes a ``URL`` value, which proxies
 redirect to). Templates are versioned: a record keeps the version it was made with.
+
+Templates made through the national system's APIs (SNMS, IDHub) say more, and keep it:
+a field may name its own ``index`` (their items live at 2000 and up) and ``valueType``
+(their type names keep their case: ``en1``, ``productName``), bound a string's length,
+be disabled (``enabled: false``: kept for old records, refused in new writes), and the
+template may belong to one prefix (``owner``: defined by that prefix's administrators,
+named by its identifier ``<prefix>/META_<code>``) and carry their descriptive
+attributes (``info``: industry codes, classification, ...), which idnode keeps and
+returns but does not interpret.
 """
 
 from __future__ import annotations
@@ -57,8 +66,12 @@ TEMPLATE_INDEX = 1
 READERS_INDEX = 200
 MAX_STRING = 4096
 _READERS = ValueShape(READERS_INDEX, "HS_ADMIN")
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_TEMPLATE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: Indexes a field may not name: the TEMPLATE value's, HS_ADMIN's usual one, the reader
+#: group's, and those the national system's templates reserve.
+RESERVED_INDEXES = frozenset({TEMPLATE_INDEX, 100, READERS_INDEX, 1000, 1001, 1999})
+MAX_INDEX = 2**31 - 1
 
 
 class _Misfit(Exception):
@@ -84,9 +97,22 @@ class Field:
     values: tuple[str, ...] = ()  #: an enum's choices
     minimum: float | None = None  #: a number's bounds
     maximum: float | None = None
+    index: int | None = None  #: where its value goes; None: 1 + its position
+    value_type: str = ""  #: its value's type; "": the name in capitals
+    min_length: int | None = None  #: a string's length bounds
+    max_length: int | None = None
+    enabled: bool = True
+    info: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def type_name(self) -> str:
+        """The type of the value this field becomes."""
+        return self.value_type or self.name.upper()
 
     def check(self, given: Any) -> str:
         """The value's data as text; _Misfit with the reason if it does not fit."""
+        if not self.enabled:
+            raise _Misfit("is disabled in this template: new values are refused")
         if self.type == "number":
             return self._number(given)
         return self._text(given)
@@ -107,6 +133,10 @@ class Field:
             raise _Misfit(f"must be text, got {given!r}")
         if not given.strip() or len(given) > MAX_STRING:
             raise _Misfit(f"must be 1 to {MAX_STRING} characters")
+        if self.min_length is not None and len(given) < self.min_length:
+            raise _Misfit(f"must be at least {self.min_length} characters")
+        if self.max_length is not None and len(given) > self.max_length:
+            raise _Misfit(f"must be at most {self.max_length} characters")
         if self.type == "date":
             try:
                 return date.fromisoformat(given).isoformat()
@@ -138,6 +168,18 @@ class Field:
             out["minimum"] = self.minimum
         if self.maximum is not None:
             out["maximum"] = self.maximum
+        if self.index is not None:
+            out["index"] = self.index
+        if self.value_type:
+            out["valueType"] = self.value_type
+        if self.min_length is not None:
+            out["minLength"] = self.min_length
+        if self.max_length is not None:
+            out["maxLength"] = self.max_length
+        if not self.enabled:
+            out["enabled"] = False
+        if self.info:
+            out["info"] = dict(self.info)
         return out
 
 
@@ -147,6 +189,9 @@ class Template:
     version: int
     title: str = ""
     fields: tuple[Field, ...] = field(default=())
+    owner: str = ""  #: the prefix whose administrators define it; "": the node's
+    published: bool = True  #: unpublished: no new records, its identifier not served
+    info: Mapping[str, Any] = field(default_factory=dict, compare=False)
     #: The TEMPLATE value's shape, then each field's by position: for encoded().
     _shapes: tuple[ValueShape, ...] = field(init=False, repr=False, compare=False)
 
@@ -154,11 +199,34 @@ class Template:
         shapes = (
             ValueShape(TEMPLATE_INDEX, TEMPLATE_TYPE),
             *(
-                ValueShape(TEMPLATE_INDEX + position, spec.name.upper(), ACCESS_LEVELS[spec.access])
-                for position, spec in enumerate(self.fields, start=1)
+                ValueShape(index, spec.type_name, ACCESS_LEVELS[spec.access])
+                for index, spec in self.indexed()
             ),
         )
         object.__setattr__(self, "_shapes", shapes)
+
+    def indexed(self) -> list[tuple[int, Field]]:
+        """Each field with the index its value takes."""
+        return [
+            (TEMPLATE_INDEX + position if spec.index is None else spec.index, spec)
+            for position, spec in enumerate(self.fields, start=1)
+        ]
+
+    def given_of(self, values: Sequence[HandleValue]) -> dict[str, Any]:
+        """The fields a record's values hold (numbers as numbers): what
+        :meth:`values` would be given to make them again."""
+        by_index = {v.index: v for v in values}
+        given: dict[str, Any] = {}
+        for index, spec in self.indexed():
+            value = by_index.get(index)
+            if value is None or value.type.upper() != spec.type_name.upper():
+                continue
+            try:
+                text = value.data.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            given[spec.name] = number_from_text(text) if spec.type == "number" else text
+        return given
 
     @property
     def reference(self) -> str:
@@ -200,16 +268,18 @@ class Template:
         by_index = {v.index: v for v in values}
         given: dict[str, Any] = {}
         problems: dict[str, str] = {}
-        for position, spec in enumerate(self.fields, start=1):
-            value = by_index.get(TEMPLATE_INDEX + position)
+        for index, spec in self.indexed():
+            value = by_index.get(index)
             if value is None:
                 continue
-            if value.type.upper() != spec.name.upper():
+            if value.type.upper() != spec.type_name.upper():
                 problems[spec.name] = (
-                    f"index {value.index} holds {spec.name.upper()} in {self.reference},"
+                    f"index {value.index} holds {spec.type_name} in {self.reference},"
                     f" not {value.type}"
                 )
                 continue
+            if not spec.enabled:
+                continue  # kept from before the field was disabled
             try:
                 text = value.data.decode("utf-8")
             except UnicodeDecodeError:
@@ -233,7 +303,7 @@ class Template:
         found = []
         for position, spec in enumerate(self.fields, start=1):
             if given.get(spec.name) is None:
-                if spec.required:
+                if spec.required and spec.enabled:
                     problems[spec.name] = "is required"
                 continue
             try:
@@ -245,8 +315,15 @@ class Template:
         return found
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "title": self.title,
-                "fields": [f.to_json() for f in self.fields]}  # fmt: skip
+        out = {"name": self.name, "version": self.version, "title": self.title,
+               "fields": [f.to_json() for f in self.fields]}  # fmt: skip
+        if self.owner:
+            out["owner"] = self.owner
+        if not self.published:
+            out["published"] = False
+        if self.info:
+            out["info"] = dict(self.info)
+        return out
 
     @classmethod
     def from_json(cls, doc: Any, name: str | None = None, version: int = 1) -> Template:
@@ -254,8 +331,11 @@ class Template:
         if not isinstance(doc, dict):
             raise InvalidValue('a template is {"title": ..., "fields": [...]}')
         name = name or doc.get("name")
-        if not isinstance(name, str) or not _TEMPLATE_NAME.match(name):
-            raise InvalidValue(f"template name {name!r}: lower-case letters, digits and -")
+        if not isinstance(name, str) or not _template_name_ok(name):
+            raise InvalidValue(
+                f"template name {name!r}: letters, digits, '.', '_' and '-', or the"
+                " template's identifier PREFIX/META_CODE"
+            )
         raw = doc.get("fields")
         if not isinstance(raw, list) or not raw:
             raise InvalidValue("a template needs a non-empty list of fields")
@@ -267,13 +347,40 @@ class Template:
             except _Misfit as exc:
                 label = item.get("name") if isinstance(item, dict) else None
                 problems[str(label or f"fields[{n}]")] = str(exc)
-        names = [f.name for f in fields]
-        for duplicate in {n for n in names if names.count(n) > 1}:
-            problems[duplicate] = "is declared twice"
+        names = [f.type_name.upper() for f in fields]
+        for spec in fields:
+            if names.count(spec.type_name.upper()) > 1:
+                problems[spec.name] = "is declared twice"
+        made = cls(name, version, "", tuple(fields))
+        indexes = [index for index, _ in made.indexed()]
+        for index, spec in made.indexed():
+            if indexes.count(index) > 1:
+                problems[spec.name] = f"index {index} is taken by another field"
         if problems:
             raise TemplateViolation(f"template {name}", problems)
-        title = doc.get("title", "")
-        return cls(name, version, title if isinstance(title, str) else "", tuple(fields))
+        title, owner, info = doc.get("title", ""), doc.get("owner", ""), doc.get("info", {})
+        if not isinstance(owner, str) or not isinstance(info, dict):
+            raise InvalidValue("a template's owner is a prefix and its info an object")
+        return cls(
+            name,
+            version,
+            title if isinstance(title, str) else "",
+            tuple(fields),
+            owner,
+            doc.get("published", True) is not False,
+            info,
+        )
+
+
+def _template_name_ok(name: str) -> bool:
+    _, slash, suffix = name.partition("/")
+    if not slash:
+        return bool(_TEMPLATE_NAME.match(name))
+    try:
+        validate_handle(name)
+    except IdnodeError:
+        return False
+    return suffix.startswith("META_") and len(suffix) > len("META_")
 
 
 def _field(item: Any) -> Field:
@@ -281,7 +388,7 @@ def _field(item: Any) -> Field:
         raise _Misfit("a field is an object with name and type")
     name, kind = item.get("name"), item.get("type", "string")
     if not isinstance(name, str) or not _NAME.match(name):
-        raise _Misfit("name: lower-case letters, digits and _, starting with a letter")
+        raise _Misfit("name: letters, digits, '.', '_' and '-', up to 64")
     if kind not in FIELD_TYPES:
         raise _Misfit(f"type must be one of {', '.join(FIELD_TYPES)}")
     access = item.get("access", "public")
@@ -295,8 +402,43 @@ def _field(item: Any) -> Field:
         b is not None and (isinstance(b, bool) or not isinstance(b, int | float)) for b in bounds
     ):
         raise _Misfit("minimum and maximum must be numbers")
-    return Field(name, kind, bool(item.get("required", False)), access,
-                 str(item.get("label", "")), tuple(values), *bounds)  # fmt: skip
+    index = item.get("index")
+    if index is not None and (
+        isinstance(index, bool)
+        or not isinstance(index, int)
+        or not 1 < index <= MAX_INDEX
+        or index in RESERVED_INDEXES
+    ):
+        reserved = ", ".join(str(i) for i in sorted(RESERVED_INDEXES))
+        raise _Misfit(f"index must be a whole number above 1 and not one of {reserved}")
+    value_type = item.get("valueType", "")
+    if not isinstance(value_type, str) or (value_type and not _NAME.match(value_type)):
+        raise _Misfit("valueType: letters, digits, '.', '_' and '-'")
+    lengths = [item.get("minLength"), item.get("maxLength")]
+    if any(n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0)
+           for n in lengths):  # fmt: skip
+        raise _Misfit("minLength and maxLength must be whole numbers, 0 or more")
+    if lengths[0] is not None and lengths[1] is not None and lengths[0] > lengths[1]:
+        raise _Misfit("minLength is above maxLength")
+    info = item.get("info", {})
+    if not isinstance(info, dict):
+        raise _Misfit("info must be an object")
+    return Field(
+        name,
+        kind,
+        bool(item.get("required", False)),
+        access,
+        str(item.get("label", "")),
+        tuple(values),
+        bounds[0],
+        bounds[1],
+        index,
+        value_type,
+        lengths[0],
+        lengths[1],
+        item.get("enabled", True) is not False,
+        info,
+    )
 
 
 def number_from_text(text: str) -> int | float | str:

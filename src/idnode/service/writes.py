@@ -9,20 +9,31 @@ it needs.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
 
 from idnode import edits
 from idnode.domain import ALL_WRITES, AuditEntry, AuditQuery, HandleRecord
-from idnode.errors import HandleAlreadyExists, NoSuchResource, NotResponsible
-from idnode.handle.values import HandleValue, ValueReference
-from idnode.handle.valuetypes import AdminPermission
+from idnode.errors import (
+    HandleAlreadyExists,
+    InvalidValue,
+    NoSuchResource,
+    NotResponsible,
+    RemoteProtocolError,
+)
+from idnode.handle.values import HandleValue, Permission, ValueReference
+from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.names import NA_PREFIX, handle_key, split_handle, validate_prefix
 from idnode.service.core import Caller, ServiceCore
 from idnode.service.templates import Templates
-from idnode.templates import TEMPLATE_INDEX, TEMPLATE_TYPE
+from idnode.templates import ACCESS_LEVELS, TEMPLATE_INDEX, TEMPLATE_TYPE, Template
 
-__all__ = ["Writes"]
+__all__ = ["Reading", "Writes"]
+
+#: Who may read a record's template fields (see :meth:`Writes.change_access`).
+Reading = Literal["public", "restricted", "template"]
 
 
 class Writes:
@@ -81,8 +92,80 @@ class Writes:
     ) -> str:
         """Create ``handle`` from a template's fields (validated field by field), with
         the reader group ``readers`` allowed to read its partner-level values."""
-        values = self._templates.template(template).values(fields, readers)
+        values = self._templates.for_new_record(template, caller).values(fields, readers)
         return self.create_handle(handle, values, caller, overwrite=overwrite)
+
+    def update_fields(
+        self, handle: str, fields: Mapping[str, object], caller: Caller, *, merge: bool = True
+    ) -> None:
+        """Set fields of a record made from a template (checked against the version it
+        was made with); with ``merge`` the fields not given keep their values, without
+        it they are dropped. Values that are not the template's (its reader grants,
+        HS_ADMIN) stay as they are."""
+        core = self._core
+        core.writable_handle(handle)
+
+        def change(current: HandleRecord | None) -> HandleRecord:
+            current = core.existing(current, handle)
+            template = self._template_of(current)
+            given = {**template.given_of(current.values), **fields} if merge else dict(fields)
+            made = template.values(given, timestamp=core.now())
+            owned = {TEMPLATE_INDEX} | {i for i, f in template.indexed() if f.enabled}
+            target = (*(v for v in current.values if v.index not in owned), *made)
+            result, needed = edits.restore_values(current.values, target, core.now())
+            edits.check_size(result)
+            core.require(caller, needed, current, f"update {handle}")
+            return HandleRecord(current.handle, result)
+
+        core.storage.update(handle, change, core.audit(caller, "update-fields"))
+
+    def change_access(
+        self,
+        handle: str,
+        caller: Caller,
+        *,
+        readers: tuple[Sequence[str], Sequence[str]] = ((), ()),
+        writers: tuple[Sequence[str], Sequence[str]] = ((), ()),
+        reading: Reading | None = None,
+    ) -> None:
+        """Grant or revoke, on one record, reading (READ_VALUE) and writing (the value
+        permissions) to identity handles (any of their keys: index 0), as HS_ADMIN
+        values of the record. ``readers`` and ``writers`` are (add, remove).
+
+        ``reading`` sets who may read the fields of the record's template: "public"
+        anyone; "restricted" only those granted (and the record's administrators),
+        as partner-level fields are; "template" each at its template's level."""
+        core = self._core
+        core.writable_handle(handle)
+        read = AdminPermission.READ_VALUE
+        write = read | AdminPermission.ADD_VALUE | AdminPermission.MODIFY_VALUE
+        write |= AdminPermission.REMOVE_VALUE
+        for name in (*readers[0], *readers[1], *writers[0], *writers[1]):
+            if "/" not in name:
+                raise InvalidValue(f"{name!r} is not an identity handle (prefix/suffix)")
+
+        def change(current: HandleRecord | None) -> HandleRecord:
+            current = core.existing(current, handle)
+            values = list(current.values)
+            for permission, (add, remove) in ((read, readers), (write, writers)):
+                values = _granted(values, permission, add, remove)
+            if reading is not None:
+                values = _readable(values, self._template_of(current), reading)
+            result, needed = edits.restore_values(current.values, values, core.now())
+            edits.check_size(result)
+            core.require(caller, needed, current, f"grant access to {handle}")
+            return HandleRecord(current.handle, result)
+
+        core.storage.update(handle, change, core.audit(caller, "change-access"))
+
+    def _template_of(self, record: HandleRecord) -> Template:
+        named = next(
+            (v for v in record.values if v.index == TEMPLATE_INDEX and v.type == TEMPLATE_TYPE),
+            None,
+        )
+        if named is None:
+            raise InvalidValue(f"{record.handle} was not made from a template")
+        return self._templates.template(named.data.decode("utf-8", "replace"))
 
     def delete_handle(self, handle: str, caller: Caller) -> None:
         core = self._core
@@ -179,3 +262,62 @@ class Writes:
         except (UnicodeDecodeError, NoSuchResource):
             return
         template.check_values(values)
+
+
+#: Where grants to single identities go: after the reader group's index (200).
+_FIRST_GRANT_INDEX = 201
+
+
+def _granted(
+    values: list[HandleValue],
+    permission: AdminPermission,
+    add: Sequence[str],
+    remove: Sequence[str],
+) -> list[HandleValue]:
+    """``values`` with HS_ADMIN grants of exactly ``permission`` to the identities
+    ``add`` (if not there yet) and without those to ``remove``."""
+
+    def grant_of(value: HandleValue) -> str | None:
+        if value.type.upper() != "HS_ADMIN":
+            return None
+        try:
+            admin = AdminValue.from_bytes(value.data)
+        except RemoteProtocolError:  # a malformed HS_ADMIN grants nothing
+            return None
+        if admin.permissions != permission or admin.admin.index != 0:
+            return None
+        return handle_key(admin.admin.handle)
+
+    dropped = {handle_key(h) for h in remove}
+    kept = [v for v in values if grant_of(v) not in dropped]
+    present = {grant_of(v) for v in kept}
+    taken = {v.index for v in kept}
+    index = _FIRST_GRANT_INDEX
+    for name in add:
+        if handle_key(name) in present:
+            continue
+        while index in taken:
+            index += 1
+        grant = AdminValue(permission, ValueReference(name, 0))
+        kept.append(HandleValue(index, "HS_ADMIN", grant.to_bytes()))
+        taken.add(index)
+        present.add(handle_key(name))
+    return kept
+
+
+def _readable(values: list[HandleValue], template: Template, reading: Reading) -> list[HandleValue]:
+    fields = dict(template.indexed())
+    out = []
+    for value in values:
+        spec = fields.get(value.index)
+        if spec is None:
+            out.append(value)
+            continue
+        level = ACCESS_LEVELS[spec.access]
+        if reading == "public":
+            level |= Permission.PUBLIC_READ
+        elif reading == "restricted":
+            level &= ~Permission.PUBLIC_READ
+        permissions = level
+        out.append(dataclasses.replace(value, permissions=permissions))
+    return out
