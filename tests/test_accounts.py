@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from idnode.auth.passwords import check_password, hash_password
-from idnode.errors import AuthenticationFailed, InvalidValue, NoSuchResource
-from idnode.handle.values import ValueReference
+from idnode.auth.passwords import check_password, date_digest, hash_password
+from idnode.domain import HandleRecord
+from idnode.errors import (
+    AuthenticationFailed,
+    AuthenticationNeeded,
+    InvalidCredential,
+    InvalidValue,
+    NoSuchResource,
+)
+from idnode.handle.values import HandleValue, ValueReference
+from idnode.keys import handle_public_key
 from idnode.node import Node
+from idnode.service import Caller
 from tests.conftest import idnode, make_node
 
 OPS = ValueReference("0.NA/88.100.1", 300)
@@ -127,3 +139,88 @@ def test_the_account_commands(tmp_path: Path) -> None:
     gone = idnode("account", "remove", "ops", *where)
     assert gone.returncode == 1
     assert "no account named 'ops'" in gone.stderr
+
+
+def test_date_digest_logins_take_the_day_in_china_and_need_the_kept_sha256(node: Node) -> None:
+    accounts = node.service.accounts
+    accounts.add("erp", OPS, "correct horse battery", date_digest=True)
+    accounts.add("mes", OPS, "correct horse battery")
+    kept = {a.name: a.password for a in accounts.all()}
+    assert "|sha256$" in kept["erp"]
+    assert "|sha256$" not in kept["mes"]
+    # 2026-06-30 20:00 UTC is 2026-07-01 04:00 in China: the client sends 2026-07-01.
+    node.service.core.wall_clock = lambda: 1_782_849_600.0
+    digest = date_digest("correct horse battery", "2026-07-01")
+    assert accounts.log_in_with_date_digest("erp", digest.upper(), "http").identity == OPS
+    for day in ("2026-06-30", "2026-07-02"):  # not within ten minutes of midnight
+        with pytest.raises(AuthenticationFailed):
+            accounts.log_in_with_date_digest("erp", date_digest("correct horse battery", day), "")
+    with pytest.raises(AuthenticationFailed):  # keeps no SHA-256
+        accounts.log_in_with_date_digest("mes", digest, "http")
+    with pytest.raises(AuthenticationFailed):
+        accounts.log_in_with_date_digest("nobody", digest, "http")
+    # Five minutes before midnight in China the next day's digest is taken too.
+    node.service.core.wall_clock = lambda: 1_782_921_300.0  # 2026-07-01 23:55 +08:00
+    tomorrow = date_digest("correct horse battery", "2026-07-02")
+    assert accounts.log_in_with_date_digest("erp", tomorrow, "http").identity == OPS
+    # The plain password still logs in (the scrypt part of the stored form).
+    assert accounts.log_in("erp", "correct horse battery", "tcp").identity == OPS
+
+
+def test_tokens_expire_and_can_be_revoked(node: Node) -> None:
+    sessions = node.service.sessions
+    now = [1_000_000.0]
+    node.service.core.wall_clock = lambda: now[0]
+    token, expires = sessions.issue_token(Caller(OPS, "http"))
+    assert expires == now[0] + 86_400
+    assert sessions.token_caller(token, "http x").identity == OPS
+    with pytest.raises(AuthenticationNeeded):
+        sessions.token_caller(token + "x", "http")
+    # A token is not an HTTP API session (nor the other way round).
+    with pytest.raises(AuthenticationNeeded):
+        sessions.session("token:" + token)
+    now[0] += 86_399
+    assert sessions.token_caller(token, "http").identity == OPS
+    now[0] += 1
+    with pytest.raises(AuthenticationNeeded, match="expired"):
+        sessions.token_caller(token, "http")
+    second, _ = sessions.issue_token(Caller(OPS, "http"))
+    assert sessions.revoke_token(second)
+    with pytest.raises(AuthenticationNeeded):
+        sessions.token_caller(second, "http")
+    with pytest.raises(AuthenticationNeeded):
+        sessions.issue_token(Caller(None, "http"))
+
+
+def test_idhub_challenges_expire_and_are_used_once(node: Node) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    app = "88.100.1/App"
+    node.service.prefixes.put_record(
+        HandleRecord(app, (HandleValue(7, "HS_PUBKEY", handle_public_key(key).to_bytes()),))
+    )
+    sessions = node.service.sessions
+    now = [1_000_000.0]
+    node.service.core.wall_clock = lambda: now[0]
+
+    def signed(nonce: str) -> str:
+        return base64.b64encode(
+            key.sign(nonce.encode(), padding.PKCS1v15(), hashes.SHA256())
+        ).decode()
+
+    nonce = sessions.idhub_challenge(app)
+    assert sessions.idhub_verify(app, signed(nonce), "http").identity == ValueReference(app, 7)
+    with pytest.raises(AuthenticationFailed, match="no challenge"):
+        sessions.idhub_verify(app, signed(nonce), "http")
+    nonce = sessions.idhub_challenge(app)
+    now[0] += 301
+    with pytest.raises(AuthenticationFailed, match="expired"):
+        sessions.idhub_verify(app, signed(nonce), "http")
+    # A new challenge replaces an unanswered one.
+    first = sessions.idhub_challenge(app)
+    second = sessions.idhub_challenge(app)
+    with pytest.raises(AuthenticationFailed, match="not by a key"):
+        sessions.idhub_verify(app, signed(first), "http")
+    with pytest.raises(AuthenticationFailed, match="no challenge"):
+        sessions.idhub_verify(app, signed(second), "http")
+    with pytest.raises(InvalidCredential):
+        sessions.idhub_challenge("88.100.1/NOBODY")

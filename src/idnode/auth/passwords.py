@@ -5,6 +5,13 @@ scrypt because it is slow and memory-hard by design and in the standard library
 be raised later without invalidating existing hashes::
 
     scrypt$<log2 N>$<r>$<p>$<salt, base64>$<hash, base64>
+
+The SNMS login ``/identity/token/v1`` sends ``sha256(sha256(password) + date)``, so a
+node can check it only if it keeps ``sha256(password)``: an unsalted, fast hash, as
+good as the password for that login and open to guessing if the database leaks. It
+is kept only for accounts created to log in that way, after the scrypt hash::
+
+    scrypt$...|sha256$<hex>
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import hashlib
 import hmac
 import os
 
-__all__ = ["check_password", "hash_password"]
+__all__ = ["check_date_digest", "check_password", "date_digest", "hash_password"]
 
 _LOG2_N, _R, _P = 14, 8, 1  # 16 MiB and some tens of milliseconds per check
 _SALT_BYTES, _HASH_BYTES = 16, 32
@@ -36,11 +43,41 @@ def _scrypt(password: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
     )
 
 
-def hash_password(password: str) -> str:
+def hash_password(password: str, *, keep_sha256: bool = False) -> str:
+    """The stored form of ``password``; with ``keep_sha256`` it also serves SNMS's
+    date-digest login (see above)."""
     salt = os.urandom(_SALT_BYTES)
     digest = _scrypt(password, salt, _LOG2_N, _R, _P)
     encode = base64.b64encode
-    return f"scrypt${_LOG2_N}${_R}${_P}${encode(salt).decode()}${encode(digest).decode()}"
+    stored = f"scrypt${_LOG2_N}${_R}${_P}${encode(salt).decode()}${encode(digest).decode()}"
+    if keep_sha256:
+        stored += f"{_SHA256_MARK}{_sha256_hex(password)}"
+    return stored
+
+
+_SHA256_MARK = "|sha256$"
+
+
+def _sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def date_digest(password: str, day: str) -> str:
+    """What an SNMS client sends to ``/identity/token/v1`` on ``day`` (YYYY-MM-DD)."""
+    return _sha256_hex(_sha256_hex(password) + day)
+
+
+def check_date_digest(digest: str, stored: str | None, days: tuple[str, ...]) -> bool:
+    """Whether ``digest`` is :func:`date_digest` of the password ``stored`` keeps the
+    SHA-256 of, for one of ``days``; False for accounts that keep none."""
+    kept = (stored or "").partition(_SHA256_MARK)[2]
+    if len(kept) != 64:
+        return False
+    given = digest.strip().lower().encode("ascii", "replace")
+    found = False
+    for day in days:
+        found |= hmac.compare_digest(_sha256_hex(kept + day).encode(), given)
+    return found
 
 
 @functools.cache
@@ -54,7 +91,7 @@ def _nobody() -> str:
 def check_password(password: str, stored: str | None) -> bool:
     """Whether ``password`` is the one ``stored`` hashes; for None (no such account)
     the same work is done and the answer is False."""
-    target = _nobody() if stored is None else stored
+    target = (_nobody() if stored is None else stored).partition(_SHA256_MARK)[0]
     try:
         scheme, log2_n, r, p, salt, digest = target.split("$")
         params = int(log2_n), int(r), int(p)

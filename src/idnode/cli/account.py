@@ -23,7 +23,7 @@ from idnode.handle.values import ValueReference
 from idnode.node import Node
 
 account_app = typer.Typer(
-    help="Password accounts (user name logins of CAICT's ID-SDK, opcode 2000).",
+    help="Password accounts (user name logins: CAICT's ID-SDK, opcode 2000; SNMS API).",
     no_args_is_help=True,
 )
 
@@ -60,14 +60,26 @@ def add(
     password_file: Annotated[
         Path | None, typer.Option(help="File holding the password (else $IDNODE_PASSWORD).")
     ] = None,
+    date_digest: Annotated[
+        bool,
+        typer.Option(
+            "--date-digest",
+            help="Also let it log in to SNMS's /identity/token/v1, which needs an unsalted"
+            " SHA-256 of the password kept (weaker: see docs/idis-api.md).",
+        ),
+    ] = False,
 ) -> None:
-    """Create an account, or set an existing one's identity and password."""
+    """Create an account, or set an existing one's identity and password. Accounts log
+    in with opcode 2000 (CAICT's ID-SDK) and to the SNMS API (/identity/token)."""
     index, sep, handle = identity.partition(":")
     if not sep or not index.isdigit():
         fail(f"the identity is INDEX:HANDLE, got {identity!r}", 2)
     try:
         node.service.accounts.add(
-            name, ValueReference(handle, int(index)), _password(password_file)
+            name,
+            ValueReference(handle, int(index)),
+            _password(password_file),
+            date_digest=date_digest,
         )
     except IdnodeError as exc:
         fail(exc.message)

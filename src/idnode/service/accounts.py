@@ -10,8 +10,9 @@ are stored (:mod:`idnode.auth.passwords`).
 from __future__ import annotations
 
 import unicodedata
+from datetime import datetime, timedelta, timezone
 
-from idnode.auth.passwords import check_password, hash_password
+from idnode.auth.passwords import check_date_digest, check_password, hash_password
 from idnode.domain import Account
 from idnode.errors import AuthenticationFailed, InvalidValue, NoSuchResource
 from idnode.handle.values import ValueReference
@@ -21,6 +22,10 @@ from idnode.service.core import Caller, ServiceCore
 __all__ = ["MIN_PASSWORD_LENGTH", "Accounts"]
 
 MIN_PASSWORD_LENGTH = 10
+#: China Standard Time, whose date the SNMS clients put in their digest.
+_CHINA = timezone(timedelta(hours=8))
+_SLACK = timedelta(minutes=10)
+
 _MAX_NAME = 128
 
 
@@ -28,15 +33,20 @@ class Accounts:
     def __init__(self, core: ServiceCore) -> None:
         self._core = core
 
-    def add(self, name: str, identity: ValueReference, password: str) -> Account:
-        """Create the account, or replace its identity and password."""
+    def add(
+        self, name: str, identity: ValueReference, password: str, *, date_digest: bool = False
+    ) -> Account:
+        """Create the account, or replace its identity and password. ``date_digest``
+        also keeps what SNMS's ``/identity/token/v1`` login is checked against (see
+        :mod:`idnode.auth.passwords`)."""
         _check_name(name)
         validate_handle(identity.handle)
         if identity.index <= 0:
             raise InvalidValue("an account acts as one key value: give INDEX:HANDLE, index > 0")
         if len(password) < MIN_PASSWORD_LENGTH:
             raise InvalidValue(f"a password has at least {MIN_PASSWORD_LENGTH} characters")
-        account = Account(name, identity, hash_password(password), int(self._core.wall_clock()))
+        stored = hash_password(password, keep_sha256=date_digest)
+        account = Account(name, identity, stored, int(self._core.wall_clock()))
         self._core.storage.put_account(account)
         return account
 
@@ -55,6 +65,19 @@ class Accounts:
         if not check_password(password, None if account is None else account.password):
             raise AuthenticationFailed("wrong user name or password")
         assert account is not None
+        return Caller(account.identity, origin)
+
+    def log_in_with_date_digest(self, name: str, digest: str, origin: str) -> Caller:
+        """SNMS's ``/identity/token/v1`` login: ``digest`` is sha256(sha256(password) +
+        the date in China, YYYY-MM-DD). A digest from another day is refused, so one
+        seen on the wire stops working at midnight; the day before or after is also
+        taken within ten minutes of midnight, for clocks that differ."""
+        account = self._core.storage.get_account(name)
+        now = datetime.fromtimestamp(self._core.wall_clock(), _CHINA)
+        days = {now.date()} | {(now + d).date() for d in (_SLACK, -_SLACK)}
+        texts = tuple(sorted(d.isoformat() for d in days))
+        if account is None or not check_date_digest(digest, account.password, texts):
+            raise AuthenticationFailed("wrong user name or password digest")
         return Caller(account.identity, origin)
 
 

@@ -3,10 +3,18 @@
 HTTP API sessions give a client a nonce to sign once and a session id to send after.
 Handle protocol sessions (opcodes 400-402) agree on a key by Diffie-Hellman; every
 message in one carries a MAC and a counter, which is accepted once.
+
+The national system's HTTP APIs (SNMS, IDHub) log in once and then send a bearer
+token. Ours are random 256-bit strings naming a stored session: checked against the
+database on every request, so they end when they expire (24 hours, as those APIs
+document) or when revoked, in every worker at once. IDHub's challenge is a nonce kept
+per identity handle for a few minutes and taken by the first answer.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import secrets
 
@@ -15,6 +23,7 @@ from idnode.auth.challenges import NONCE_SIZE
 from idnode.auth.identity import check_answer, public_key_of
 from idnode.auth.session_ciphers import CipherName, SessionCipher, wrap_key
 from idnode.auth.session_keys import server_agreement
+from idnode.auth.signatures import check_signature
 from idnode.domain import StoredSession
 from idnode.errors import (
     AuthenticationFailed,
@@ -27,12 +36,17 @@ from idnode.errors import (
 )
 from idnode.handle.messages import PROTOCOL_VERSION, KeyExchange, SessionSetupRequest
 from idnode.handle.values import ValueReference
+from idnode.names import handle_key, validate_handle
 from idnode.service.core import ANONYMOUS, Caller, ServiceCore
 
 __all__ = ["Sessions"]
 
-# Ids of Handle protocol sessions in the sessions table.
+# Ids of Handle protocol sessions in the sessions table, of bearer tokens, of IDHub
+# challenges: none of them is an HTTP API session.
 _HANDLE_SESSION = "handle:"
+_TOKEN = "token:"  # noqa: S105 - the id prefix of stored tokens, not a secret
+_CHALLENGE = "challenge:"
+_NOT_HTTP_SESSIONS = (_HANDLE_SESSION, _TOKEN, _CHALLENGE)
 
 
 class Sessions:
@@ -67,7 +81,7 @@ class Sessions:
         # A Handle protocol session is proven by the MAC of each message, which HTTP
         # requests do not carry: its id names nothing here.
         session = None
-        if not session_id.startswith(_HANDLE_SESSION):
+        if not session_id.startswith(_NOT_HTTP_SESSIONS):
             session = self._core.storage.get_session(session_id)
         if session is None or session.expires <= self._core.wall_clock():
             raise AuthenticationNeeded(
@@ -115,6 +129,75 @@ class Sessions:
 
     def close_session(self, session_id: str) -> None:
         self._core.storage.delete_session(session_id)
+
+    # -- bearer tokens of the SNMS and IDHub APIs -------------------------------------
+
+    TOKEN_SECONDS = 86_400.0
+    CHALLENGE_SECONDS = 300.0
+
+    def issue_token(self, caller: Caller) -> tuple[str, float]:
+        """A bearer token acting as ``caller``'s identity, and when it expires (epoch
+        seconds)."""
+        if caller.identity is None:
+            raise AuthenticationNeeded("a token is issued to an identity only")
+        storage = self._core.storage
+        now = self._core.wall_clock()
+        storage.purge_sessions(now)
+        token = secrets.token_urlsafe(32)
+        expires = now + self.TOKEN_SECONDS
+        storage.put_session(StoredSession(_TOKEN + token, b"", caller.identity, expires))
+        return token, expires
+
+    def token_caller(self, token: str, origin: str) -> Caller:
+        """Who a bearer token stands for; AuthenticationNeeded if unknown or expired."""
+        session = self._core.storage.get_session(_TOKEN + token) if token else None
+        if session is None or session.expires <= self._core.wall_clock():
+            raise AuthenticationNeeded("the token is unknown or has expired; log in again")
+        return Caller(session.identity, origin)
+
+    def revoke_token(self, token: str) -> bool:
+        return self._core.storage.delete_session(_TOKEN + token)
+
+    def idhub_challenge(self, handle: str) -> str:
+        """A nonce for ``handle``'s keys to sign (IDHub's challenge), replacing any
+        unanswered one; only a handle held here with a public key gets one."""
+        validate_handle(handle)
+        values = self._core.values_of(handle)
+        public_key_of(values, ValueReference(handle, 0))  # InvalidCredential if none
+        nonce = secrets.token_hex(16)
+        now = self._core.wall_clock()
+        session = StoredSession(
+            _CHALLENGE + handle_key(handle), nonce.encode(), None, now + self.CHALLENGE_SECONDS
+        )
+        self._core.storage.put_session(session)
+        return nonce
+
+    def idhub_verify(self, handle: str, signature: str, origin: str) -> Caller:
+        """The caller proven by ``signature`` (base64) of the last nonce given to
+        ``handle``: SHA256withRSA, or SM2 with SM3, by one of its HS_PUBKEY values.
+        The nonce is used up whatever the outcome."""
+        validate_handle(handle)
+        storage = self._core.storage
+        key = _CHALLENGE + handle_key(handle)
+        session = storage.get_session(key)
+        if session is None or not storage.delete_session(key):
+            raise AuthenticationFailed(f"no challenge is open for {handle}; ask for one first")
+        if session.expires <= self._core.wall_clock():
+            raise AuthenticationFailed("the challenge has expired; ask for a new one")
+        try:
+            answer = base64.b64decode("".join(signature.split()), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise AuthenticationFailed("the signature is not base64") from exc
+        values = self._core.values_of(handle) or ()
+        for value in sorted(values, key=lambda v: v.index):
+            if value.type.upper() != "HS_PUBKEY":
+                continue
+            for hash_name in (b"SHA256", b"SM3"):
+                if check_signature(
+                    value.data, session.nonce, hash_name, answer, (handle.encode("utf-8"),)
+                ):
+                    return Caller(ValueReference(handle, value.index), origin)
+        raise AuthenticationFailed(f"the signature is not by a key of {handle}")
 
     # -- Handle protocol sessions (opcodes 400-402) ------------------------------------
 
