@@ -37,6 +37,7 @@ from idnode.errors import (
 from idnode.gs1 import PRIMARY_KEYS
 from idnode.handle.codes import ResponseCode
 from idnode.handle.values import HandleValue
+from idnode.idisapi import routes as idis_routes
 from idnode.jsonformat import value_to_json
 from idnode.server import (
     http_admin,
@@ -263,6 +264,8 @@ def create_app(off: OffLoop, gs1_prefix: str = "") -> FastResolution:
             ),
             Route("/api/stats", bound(http_stats.stats)),
             Route("/api/stats/reports", bound(http_stats.receive_report), methods=["POST"]),
+            # The national system's SNMS and IDHub APIs (before the /api/ catch-all).
+            *idis_routes(off),
             Route("/api/openapi.json", openapi),
             Route("/api/{rest:path}", _api_not_found, methods=["GET", "HEAD"]),
             Route("/.well-known/gs1resolver", gs1_description, methods=GS1_METHODS),

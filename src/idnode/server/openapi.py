@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from idnode import __version__
+from idnode.idisapi.openapi import IDIS_SCHEMAS, idis_paths
 
 __all__ = ["openapi_document"]
 
@@ -214,10 +215,12 @@ def openapi_document() -> dict[str, Any]:
             "title": "idnode HTTP API",
             "version": __version__,
             "description": "The Handle.Net server's JSON API (reads, writes, listings,"
-            " sessions), so existing Handle clients work unchanged. See docs/http-api.md.",
+            " sessions), so existing Handle clients work unchanged. See docs/http-api.md."
+            " And the national system's SNMS and IDHub APIs (tags SNMS, IDHub), see"
+            " docs/idis-api.md.",
         },
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": _SCHEMAS | IDIS_SCHEMAS,
             "securitySchemes": {
                 "basic": {
                     "type": "http",
@@ -231,6 +234,12 @@ def openapi_document() -> dict[str, Any]:
                     "name": "Authorization",
                     "description": 'Handle sessionId="..." after authenticating the'
                     " session (see /api/sessions)",
+                },
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a token from /identity/token (SNMS) or"
+                    " /api/v1/doip/public/verify-response (IDHub)",
                 },
                 "clientCertificate": {
                     "type": "mutualTLS",
@@ -564,6 +573,7 @@ def openapi_document() -> dict[str, Any]:
             "/01/{rest}": _digital_link("GTIN"),
             "/00/{rest}": _digital_link("SSCC"),
             "/414/{rest}": _digital_link("GLN"),
+            **idis_paths(),
             "/{handle}": {
                 "parameters": [_HANDLE],
                 "get": {
