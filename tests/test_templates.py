@@ -16,6 +16,7 @@ from idnode.cli import app
 from idnode.config import Config
 from idnode.domain import HandleRecord
 from idnode.errors import (
+    HandleAlreadyExists,
     HandleNotFound,
     InsufficientPermissions,
     InvalidValue,
@@ -324,3 +325,45 @@ def test_template_names_of_both_apis_are_accepted(name: str) -> None:
 def test_malformed_template_names_are_refused(name: str) -> None:
     with pytest.raises(InvalidValue, match="template name"):
         Template.from_json({"fields": [{"name": "a"}]}, name)
+
+
+def test_prefix_templates_updates_and_their_identifiers(tmp_path: Path) -> None:
+    node = make_node(tmp_path / "node")
+    admin = ValueReference("88.100.1/ADMIN", 300)
+    add_secret_admin(node, admin, "secret")
+    caller, service = Caller(admin), node.service
+    # An ordinary record at the identifier is never overwritten by a template.
+    service.prefixes.put_record(HandleRecord("88.100.1/META_taken", (HandleValue(1, "URL", b"x"),)))
+    with pytest.raises(HandleAlreadyExists, match="not a template's identifier"):
+        service.templates.define_template(
+            "88.100.1/META_taken", {"fields": [{"name": "a"}]}, caller
+        )
+    assert service.templates.versions("88.100.1/META_taken") == []
+    fields = [{"name": "a", "index": 2000}, {"name": "b", "index": 2001}]
+    name = "88.100.1/META_kit"
+    service.templates.define_template(name, {"fields": fields}, caller)
+    service.writes.create_from_template("88.100.1/K1", name, {"a": "one", "b": "two"}, caller)
+    # b disabled: records of the new version cannot have it set through the template,
+    # but one that holds a B value anyway (written as a value) can still be updated,
+    # and keeps its B.
+    disabled = [fields[0], {**fields[1], "enabled": False}]
+    service.templates.define_template(name, {"fields": disabled}, caller)
+    service.writes.create_from_template("88.100.1/K2", name, {"a": "one"}, caller)
+    service.writes.put_values("88.100.1/K2", [HandleValue(2001, "B", b"two")], caller)
+    service.writes.update_fields("88.100.1/K2", {"a": "uno"}, caller)
+    record = node.storage.get("88.100.1/K2")
+    assert record is not None
+    assert {v.type: v.data for v in record.values} == {
+        "TEMPLATE": f"{name}@2".encode(),
+        "A": b"uno",
+        "B": b"two",
+    }
+    with pytest.raises(TemplateViolation, match="disabled"):
+        service.writes.update_fields("88.100.1/K2", {"b": "three"}, caller)
+    # Someone without rights on the prefix can neither define nor delete its templates.
+    stranger = Caller(ValueReference("88.100.1/STRANGER", 300))
+    with pytest.raises(InsufficientPermissions):
+        service.templates.define_template("88.100.1/META_x", {"fields": fields}, stranger)
+    service.templates.delete_template(name, caller)
+    assert node.storage.get(name) is None
+    node.close()

@@ -213,14 +213,14 @@ class Template:
         ]
 
     def given_of(self, values: Sequence[HandleValue]) -> dict[str, Any]:
-        """The fields a record's values hold (numbers as numbers): what
+        """The enabled fields a record's values hold (numbers as numbers): what
         :meth:`values` would be given to make them again."""
         by_index = {v.index: v for v in values}
         given: dict[str, Any] = {}
         for index, spec in self.indexed():
             value = by_index.get(index)
-            if value is None or value.type.upper() != spec.type_name.upper():
-                continue
+            if value is None or not spec.enabled or value.type.upper() != spec.type_name.upper():
+                continue  # a disabled field's old value is the record's, not a field's
             try:
                 text = value.data.decode("utf-8")
             except UnicodeDecodeError:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from idnode.domain import HandleRecord
 from idnode.errors import (
+    HandleAlreadyExists,
     InsufficientPermissions,
     InvalidValue,
     NoSuchTemplate,
@@ -108,6 +109,8 @@ class Templates:
             core.writable_handle(name)  # its identifier must be served here
         checked = dataclasses.replace(checked, owner=owner)
         self._require_author(caller, owner, f"define template {name}")
+        if owner:
+            _check_identifier_free(core.storage.get(name))
         handle = f"{TEMPLATE_PREFIX}/{name}"
         result: list[Template] = []
 
@@ -170,6 +173,7 @@ class Templates:
             values = (HandleValue(1, TEMPLATE_DEFINITION, data, timestamp=core.now()),)
 
         def change(current: HandleRecord | None) -> HandleRecord | None:
+            _check_identifier_free(current)
             return HandleRecord(name, tuple(values)) if values else None
 
         core.storage.update(name, change, core.audit(caller, "serve-template"))
@@ -180,6 +184,15 @@ class Templates:
         if not isinstance(grant, dict):
             return []
         return [ValueReference(u, 0) for u in grant.get("users", ()) if isinstance(u, str)]
+
+
+def _check_identifier_free(record: HandleRecord | None) -> None:
+    """A template's identifier may hold nothing but the template: an ordinary record
+    there is never overwritten by one."""
+    if record is not None and any(v.type != TEMPLATE_DEFINITION for v in record.values):
+        raise HandleAlreadyExists(
+            f"{record.handle} is a record, not a template's identifier: choose another code"
+        )
 
 
 def _stored_templates(record: HandleRecord) -> list[Template]:
