@@ -190,6 +190,19 @@ def test_tokens_expire_and_can_be_revoked(node: Node) -> None:
         sessions.token_caller(second, "http")
     with pytest.raises(AuthenticationNeeded):
         sessions.issue_token(Caller(None, "http"))
+    # A token from an account's login ends when the account is removed or changed.
+    node.service.accounts.add("erp", OPS, "correct horse battery")
+    node.service.core.wall_clock = lambda: now[0]
+    by_account, _ = sessions.issue_token(Caller(OPS, "http"), "erp")
+    assert sessions.token_caller(by_account, "http").identity == OPS
+    node.service.accounts.add("erp", OPS, "staple battery horse")  # a new password
+    with pytest.raises(AuthenticationNeeded, match="account was removed or changed"):
+        sessions.token_caller(by_account, "http")
+    again, _ = sessions.issue_token(Caller(OPS, "http"), "erp")
+    assert sessions.token_caller(again, "http").identity == OPS
+    node.service.accounts.remove("erp")
+    with pytest.raises(AuthenticationNeeded, match="account was removed or changed"):
+        sessions.token_caller(again, "http")
 
 
 def test_idhub_challenges_expire_and_are_used_once(node: Node) -> None:
@@ -224,3 +237,10 @@ def test_idhub_challenges_expire_and_are_used_once(node: Node) -> None:
         sessions.idhub_verify(app, signed(second), "http")
     with pytest.raises(InvalidCredential):
         sessions.idhub_challenge("88.100.1/NOBODY")
+    # A token from a key login ends when the key value is gone.
+    nonce = sessions.idhub_challenge(app)
+    token, _ = sessions.issue_token(sessions.idhub_verify(app, signed(nonce), "http"))
+    assert sessions.token_caller(token, "http").identity == ValueReference(app, 7)
+    node.service.prefixes.put_record(HandleRecord(app, (HandleValue(8, "EMAIL", b"x"),)))
+    with pytest.raises(AuthenticationNeeded, match="key is gone"):
+        sessions.token_caller(token, "http")

@@ -486,7 +486,27 @@ def test_idhub_template_lifecycle(http: httpx.Client, server: RunningNode) -> No
     idhub(http.put("/api/v1/open/meta/update-item", json=update, headers=auth))
     info = idhub(http.get("/api/v1/open/meta/info", params={"metaHandle": name}, headers=auth))
     assert info["metaName"] == "大水泵"
-    assert info["itemVOS"][-1]["itemIndex"] == 2003
+    assert [i["itemIndex"] for i in info["itemVOS"]] == [2000, 2001, 2002, 2003]
+    # Items named as before keep their index, sent alone or not; a new one never
+    # takes an index used before.
+    only = {"metaHandle": name, "metaItemDTOS": [items[1], items[3]]}
+    idhub(http.put("/api/v1/open/meta/update-item", json=only, headers=auth))
+    info = idhub(http.get("/api/v1/open/meta/info", params={"metaHandle": name}, headers=auth))
+    assert [(i["englishName"], i["itemIndex"]) for i in info["itemVOS"]] == [
+        ("en2", 2001),
+        ("en4", 2003),
+    ]
+    again = {"metaHandle": name, "metaItemDTOS": [items[0], items[1]]}
+    idhub(http.put("/api/v1/open/meta/update-item", json=again, headers=auth))
+    info = idhub(http.get("/api/v1/open/meta/info", params={"metaHandle": name}, headers=auth))
+    assert [(i["englishName"], i["itemIndex"]) for i in info["itemVOS"]] == [
+        ("en1", 2004),
+        ("en2", 2001),
+    ]
+    # Our own template API reads it by its identifier.
+    ours = http.get(f"/api/templates/{name}").json()
+    assert ours["name"] == name
+    assert [f["index"] for f in ours["fields"]] == [2004, 2001]
     # Withdrawn: no new records, the identifier is no longer served; a published one
     # cannot be deleted.
     withdraw = {"metaHandleList": [name, "88.100.1/META_none"], "opType": "withdraw"}
@@ -502,6 +522,10 @@ def test_idhub_template_lifecycle(http: httpx.Client, server: RunningNode) -> No
     publish = {"metaHandleList": [name], "opType": "publish"}
     idhub(http.put("/api/v1/open/meta/publish-or-withdraw", json=publish, headers=auth))
     delete = {"metaHandleList": name}
+    doip_delete = {"targetId": name, "operationId": "0.DOIP/Op.Delete"}
+    assert "withdraw it first" in idhub(
+        http.post("/api/v1/doip", params=doip_delete, json={}, headers=auth), 601
+    )
     assert "withdraw it first" in idhub(
         http.delete("/api/v1/open/meta/delete", params=delete, headers=auth), 606
     )
@@ -643,6 +667,12 @@ def test_a_read_grant_on_one_record_holds_over_the_handle_protocol(
 
     assert "en1" in read_as(PARTNER)
     assert "en1" not in read_as(OTHER)
+    # Updates keep the record restricted, fields already there and new ones alike.
+    update = {"type": name, "attributes": {"content": {"en1": "still secret", "en3": "2024-01-02"}}}
+    target = {"targetId": handle, "operationId": "0.DOIP.EXTEND/Op.Update.Non.Overlay"}
+    idhub(http.post("/api/v1/doip", params=target, json=update, headers=auth))
+    assert not {"en1", "en3"} & set(resolve(server, handle))
+    assert {"en1", "en3"} <= read_as(PARTNER)
     # Through the SDK's path too; revoking takes it back.
     revoke = {"handle": handle, "grantType": 2, "readerScope": 2, "delHandleUserReaders": [PARTNER]}
     idhub(http.post("/api/v1/open/single-handle/authorization", json=revoke, headers=auth))
@@ -711,4 +741,82 @@ def test_errors_are_envelopes_not_crashes(http: httpx.Client, snms_token: str) -
     assert "not JSON" in snms(http.post("/identityv2/data", content=nested, headers=auth), -2)
     assert "targetId" in idhub(
         http.get("/api/v1/doip", params={"operationId": "0.DOIP/Op.Retrieve"}), 106
+    )
+
+
+def test_one_template_through_both_apis_keeps_what_the_other_set(
+    http: httpx.Client, snms_token: str
+) -> None:
+    """An SNMS v5 modify of a template made in IDHub: a withdrawn one stays withdrawn,
+    a number item stays a number item."""
+    auth = bearer(app_token(http, APP))
+    code = unique("both")
+    name = f"88.100.1/META_{code}"
+    idhub(http.post("/api/v1/open/meta/create", json=_meta(name), headers=auth))
+    withdraw = {"metaHandleList": [name], "opType": "withdraw"}
+    idhub(http.put("/api/v1/open/meta/publish-or-withdraw", json=withdraw, headers=auth))
+    change = {
+        "prefix": "88.100.1",
+        "version": code,
+        "items": [
+            {
+                "name": "功率",
+                "idType": "en2",
+                "idIndex": 2001,
+                "required": True,
+                "metadata": {"type": "string", "minLength": 1, "maxLength": 3},
+            }
+        ],
+    }
+    assert snms(http.put("/snms/api/v5/template", json=change, headers=bearer(snms_token)))
+    info = idhub(http.get("/api/v1/open/meta/info", params={"metaHandle": name}, headers=auth))
+    assert info["metaState"] == 0
+    assert info["metaName"] == "水泵"
+    en2 = next(i for i in info["itemVOS"] if i["englishName"] == "en2")
+    assert en2["itemSchemaVO"]["dataType"] == 2
+    assert en2["required"] == 1
+
+
+def test_records_are_changed_only_through_their_own_template(
+    http: httpx.Client, snms_token: str
+) -> None:
+    auth = bearer(snms_token)
+    first, second = unique("own."), unique("own.")
+    for version in (first, second):
+        snms(
+            http.post(
+                "/snms/api/v5/template",
+                json=_snms_template("88.100.1", version, v5=True),
+                headers=auth,
+            )
+        )
+    handle = unique("88.100.1/own")
+    record = {"handle": handle, "templateVersion": first, "value": [_value(2000, "name", "a")]}
+    snms(http.post("/identityv2/data", json=record, headers=auth))
+    other = {**record, "templateVersion": second, "value": [_value(2000, "name", "b")]}
+    assert "was made from" in snms(http.put("/identityv2/data", json=other, headers=auth), -2)
+
+
+def test_idhub_refusals(http: httpx.Client) -> None:
+    auth = bearer(app_token(http, APP))
+    source = unique("88.100.1/META_r")
+    idhub(http.post("/api/v1/open/meta/create", json=_meta(source), headers=auth))
+    # A grant's users are a list, never a string taken letter by letter.
+    grant = {"scope": 2, "metaHandle": source, "handleUsers": OTHER}
+    assert "lists of handles" in idhub(
+        http.post("/api/v1/open/meta/grant/info", json=grant, headers=auth), 106
+    )
+    # A copy's items cannot be changed through DOIP either.
+    body = {"baseonHandle": source, "baseInfo": {"metaCode": "c", "classifyCode": "sp"}}
+    copy = idhub(http.post("/api/v1/open/meta/baseon-create", json=body, headers=auth))
+    change = {
+        "type": "0.TYPE/DO.DOIPMETA",
+        "attributes": {"content": {"metaItemDTOS": _meta(source)["metaItemCreateDTOS"][:1]}},
+    }
+    target = {"targetId": copy["metaHandle"], "operationId": "0.DOIP/Op.Update"}
+    assert "copied" in idhub(
+        http.post("/api/v1/doip", params=target, json=change, headers=auth), 601
+    )
+    assert "not JSON" in idhub(
+        http.post("/api/v1/open/meta/create", content=b"{", headers=auth), 106
     )

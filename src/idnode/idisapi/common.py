@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from idnode.errors import (
     AuthenticationNeeded,
+    BadRequestParameter,
     IdnodeError,
     InvalidValue,
     idhub_code_of,
@@ -84,7 +85,7 @@ async def body(request: Request) -> Any:
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidValue(f"request body is not JSON: {exc}") from exc
+        raise BadRequestParameter(f"request body is not JSON: {exc}") from exc
 
 
 async def bearer_caller(off: OffLoop, request: Request, *, required: bool = True) -> Caller:

@@ -193,7 +193,9 @@ async def doip(off: OffLoop, request: Request) -> Response:
         await off.write(writes.create_from_template, target, template.name, fields, caller)
     else:
         merge = operation == "0.DOIP.EXTEND/Op.Update.Non.Overlay"
-        await off.write(writes.update_fields, target, fields, caller, merge=merge)
+        await off.write(
+            writes.update_fields, target, fields, caller, merge=merge, template=template.name
+        )
     return idhub_ok({"type": template.name, "attributes": {"content": content}})
 
 
@@ -219,6 +221,8 @@ async def _retrieve(off: OffLoop, target: str, caller: Caller) -> Response:
 async def _delete(off: OffLoop, target: str, caller: Caller) -> Response:
     template = await _template_named(off, target)
     if template is not None:
+        if template.published:
+            raise InvalidValue(f"{template.name} is published: withdraw it first")
         await off.write(off.service.templates.delete_template, template.name, caller)
     else:
         await off.write(off.service.writes.delete_handle, target, caller)
@@ -234,10 +238,8 @@ async def _write_meta(
         definition = shapes.idhub_definition(doc)
         await off.write(templates.define_template, target, definition, caller, new=True)
     else:
-        old = await off.read(templates.template, target)
         items = doc.get("metaItemCreateDTOS") or doc.get("metaItemDTOS")
-        definition = shapes.idhub_definition(doc, old=old, items=items)
-        await off.write(templates.define_template, target, definition, caller)
+        await _redefine(off, caller, doc, target, items=items)
     return idhub_ok({"type": META_TYPE, "attributes": {"content": {"metaHandle": target}}})
 
 
@@ -256,14 +258,12 @@ async def meta_create(off: OffLoop, request: Request) -> Response:
     return idhub_ok({"metaHandle": made.name, "metaId": made.version})
 
 
-async def _own_template(off: OffLoop, request: Request, name: str) -> Template:
-    """Template ``name``, which the caller may manage (its prefix's administrators)."""
-    await bearer_caller(off, request)
-    return await off.read(off.service.templates.template, name)
-
-
 async def meta_info(off: OffLoop, request: Request) -> Response:
-    template = await _own_template(off, request, _param(request, "metaHandle"))
+    """A template, to any identity with a token: our templates are not secret (they
+    are listed at ``/api/templates``), only who may use them is restricted."""
+    await bearer_caller(off, request)
+    name = _param(request, "metaHandle")
+    template = await off.read(off.service.templates.template, name)
     return idhub_ok(shapes.idhub_meta_info(template))
 
 
@@ -302,11 +302,15 @@ async def meta_delete(off: OffLoop, request: Request) -> Response:
     if not names:
         raise BadRequestParameter("metaHandleList is required")
     templates = off.service.templates
-    for name in names:
+    for name in names:  # all checked before any is deleted
         try:
             template = await off.read(templates.template, name)
             if template.published:
                 raise InvalidValue("it is published: withdraw it first")
+        except IdnodeError as exc:
+            return _failed(f"failed to delete metadata [{name}]: {exc.message}", 606)
+    for name in names:
+        try:
             await off.write(templates.delete_template, name, caller)
         except IdnodeError as exc:
             return _failed(f"failed to delete metadata [{name}]: {exc.message}", 606)
@@ -331,7 +335,10 @@ async def meta_grant(off: OffLoop, request: Request) -> Response:
         raise BadRequestParameter("metaHandle is required")
     added = doc.get("handleUsers") or doc.get("handleList") or []
     removed = doc.get("removeHandleUsers") or []
-    if not all(isinstance(h, str) for h in (*added, *removed)):
+    if not all(
+        isinstance(given, list) and all(isinstance(h, str) for h in given)
+        for given in (added, removed)
+    ):
         raise BadRequestParameter("handleUsers and removeHandleUsers are lists of handles")
     templates = off.service.templates
     old = await off.read(templates.template, name)
@@ -466,7 +473,8 @@ async def handle_page(off: OffLoop, request: Request) -> Response:
     content = []
     for handle in every[page * size : (page + 1) * size]:
         record = await off.resolve(handle, caller=caller, public_only=False)
-        audit = await off.read(off.service.writes.audit_log, AuditQuery(handle=handle, limit=1))
+        audit = await off.read(off.service.writes.audit_log, AuditQuery(handle=handle))
+        created = [e for e in audit if e.operation == "create"]
         times = shapes.record_times(record.values)
         content.append(
             {
@@ -474,7 +482,7 @@ async def handle_page(off: OffLoop, request: Request) -> Response:
                 "createTime": times["createTime"],
                 "createdTime": times["createTime"],
                 "updateTime": times["updateTime"],
-                "createdBy": audit[0].actor if audit else "",
+                "createdBy": created[-1].actor if created else "",
             }
         )
     return idhub_ok(_paged(content, len(every), page, size))

@@ -40,7 +40,7 @@ IDIS_SCHEMAS: dict[str, Any] = {
                 "description": "1 success; 102 no token; 104 not found; 105 exists; 106"
                 " bad parameter; 401 authentication failed; 403 no permission; 405"
                 " unsupported operation; 600 template withdrawn; 601 item error; 604"
-                " no such template; 606 delete failed; 701 prefix not served here",
+                " no such template; 606 delete failed; 701 prefix not served here; 500 other",
             },
             "message": _TEXT,
             "data": {},

@@ -52,7 +52,7 @@ SNMS_TEMPLATE_INDEX = 1001
 _IDHUB_TYPES = {1: "string", 2: "number", 3: "date", 5: "reference"}
 _IDHUB_TYPE_NAMES = {"string": 1, "number": 2, "date": 3, "reference": 5, "url": 1, "enum": 1}
 _ISO_DATES = frozenset({"YYYY-MM-DD", "yyyy-MM-dd"})
-_RANGE = re.compile(r"^\s*[\[(]\s*(-?[\d.]+)?\s*,\s*(-?[\d.]+)?\s*[\])]\s*$")
+_RANGE = re.compile(r"^\s*\[\s*(-?[\d.]+)?\s*,\s*(-?[\d.]+)?\s*\]\s*$")
 
 
 def _text(doc: Mapping[str, Any], name: str, *, required: bool = True, limit: int = 255) -> str:
@@ -77,10 +77,12 @@ def _whole(value: Any, name: str) -> int | None:
     return value
 
 
-def _number_items(fields: Sequence[dict[str, Any]]) -> None:
-    """Give each field without an index the next free one from 2000 on."""
+def _number_items(fields: Sequence[dict[str, Any]], old: Template | None = None) -> None:
+    """Give each field without an index the next free one: from 2000 on, after every
+    index the template used before (an index never changes its meaning)."""
     taken = {f["index"] for f in fields if f.get("index") is not None}
-    following = FIRST_ITEM_INDEX
+    used = [i for i, _ in old.indexed()] if old is not None else []
+    following = max([FIRST_ITEM_INDEX - 1, *used]) + 1
     for spec in fields:
         if spec.get("index") is None:
             while following in taken or following in RESERVED_INDEXES:
@@ -141,22 +143,27 @@ def snms_definition(doc: Any, *, with_indexes: bool, old: Template | None = None
             raise InvalidValue(f"idIndex {index} is not an item of this template")
         if field is not None and field.get("valueType", field["name"]) != id_type:
             raise InvalidValue(f"idIndex {index} is {field.get('valueType')}, not {id_type}")
-        spec: dict[str, Any] = field if field is not None else {"index": index}
-        spec.update(name=id_type, valueType=id_type, type="string")
+        spec: dict[str, Any] = (
+            field if field is not None else {"index": index, "name": id_type, "type": "string"}
+        )
+        spec["valueType"] = id_type
         spec["label"] = _text(item, "name", required=False, limit=128) or spec.get("label", "")
         spec["required"] = bool(item.get("required", spec.get("required", False)))
-        for ours, theirs in (("minLength", "minLength"), ("maxLength", "maxLength")):
-            if metadata.get(theirs) is not None:
-                spec[ours] = _whole(metadata.get(theirs), f"metadata.{theirs}")
+        if spec["type"] == "string":  # an item made elsewhere keeps its type and checks
+            for key in ("minLength", "maxLength"):
+                if metadata.get(key) is not None:
+                    spec[key] = _whole(metadata.get(key), f"metadata.{key}")
         state = _whole(item.get("state"), "state")
         if state is not None:
             spec["enabled"] = state != 0
         if field is None:
             fields.append(spec)
-    _number_items(fields)
+    _number_items(fields, old)
     old_info = dict(old.info) if old is not None else {}
+    title = doc.get("description", old.title if old is not None else "")
     return {
-        "title": str(doc.get("description", "")),
+        "title": str(title),
+        "published": old.published if old is not None else True,
         "info": {**old_info, "snms": {**old_info.get("snms", {}), **info}},
         "fields": fields,
     }
@@ -172,7 +179,7 @@ def snms_template(template: Template, prefix: str, *, v5: bool) -> dict[str, Any
         metadata["maxLength"] = spec.max_length if spec.max_length is not None else 4096
         item: dict[str, Any] = {
             "name": spec.label,
-            "idType": spec.type_name if spec.value_type else spec.name,
+            "idType": spec.type_name,
             "metadata": metadata,
             "required": spec.required,
         }
@@ -276,10 +283,7 @@ def idhub_definition(
     if items is None:
         fields = [f.to_json() for f in old.fields] if old is not None else []
     else:
-        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-            raise InvalidValue("the items must be a list of objects")
-        fields = [_idhub_field(i) for i in items]
-        _number_items(fields)
+        fields = _idhub_fields(items, old)
     if not fields:
         raise InvalidValue("a metadata template needs at least one item")
     state = _whole(doc.get("metaState"), "metaState")
@@ -293,6 +297,23 @@ def idhub_definition(
         "published": published,
         "fields": fields,
     }
+
+
+def _idhub_fields(items: Any, old: Template | None) -> list[dict[str, Any]]:
+    """Our fields from IDHub items; an item named as one of ``old``'s keeps that
+    field's index and access level."""
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise InvalidValue("the items must be a list of objects")
+    fields = [_idhub_field(i) for i in items]
+    if old is not None:
+        before = {f.type_name.upper(): (i, f.access) for i, f in old.indexed()}
+        for spec in fields:
+            kept = before.get(spec["valueType"].upper())
+            if kept is not None:
+                spec.setdefault("index", kept[0])
+                spec["access"] = kept[1]
+    _number_items(fields, old)
+    return fields
 
 
 def _idhub_field(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -64,8 +64,8 @@ def _login(doc: Any) -> tuple[str, str]:
     return name, password
 
 
-async def _issue(off: OffLoop, caller: Caller) -> Response:
-    issued, _ = await off.write(off.service.sessions.issue_token, caller)
+async def _issue(off: OffLoop, caller: Caller, account: str) -> Response:
+    issued, _ = await off.write(off.service.sessions.issue_token, caller, account)
     return snms_ok({"token": issued})
 
 
@@ -73,7 +73,7 @@ async def token(off: OffLoop, request: Request) -> Response:
     """``POST /identity/token``: the account's password in clear."""
     name, password = _login(await body(request))
     caller = await off.read(off.service.accounts.log_in, name, password, origin_of(request))
-    return await _issue(off, caller)
+    return await _issue(off, caller, name)
 
 
 async def token_v1(off: OffLoop, request: Request) -> Response:
@@ -81,7 +81,7 @@ async def token_v1(off: OffLoop, request: Request) -> Response:
     name, digest = _login(await body(request))
     accounts = off.service.accounts
     caller = await off.read(accounts.log_in_with_date_digest, name, digest, origin_of(request))
-    return await _issue(off, caller)
+    return await _issue(off, caller, name)
 
 
 # -- records ---------------------------------------------------------------------------
@@ -120,7 +120,8 @@ async def _update(off: OffLoop, doc: Any, caller: Caller) -> str:
     handle, version, items = _record_doc(doc)
     template = await _template_for(off, handle, version)
     fields = shapes.snms_fields(template, items)
-    await off.write(off.service.writes.update_fields, handle, fields, caller)
+    writes = off.service.writes
+    await off.write(writes.update_fields, handle, fields, caller, template=template.name)
     return handle
 
 

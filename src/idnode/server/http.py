@@ -258,7 +258,7 @@ def create_app(off: OffLoop, gs1_prefix: str = "") -> FastResolution:
             Route("/api/search", bound(http_search.search)),
             Route("/api/templates", bound(http_templates.templates_api)),
             Route(
-                "/api/templates/{name}",
+                "/api/templates/{name:path}",
                 bound(http_templates.template_api),
                 methods=["GET", "HEAD", "PUT"],
             ),
@@ -273,7 +273,7 @@ def create_app(off: OffLoop, gs1_prefix: str = "") -> FastResolution:
             # shadowed here (its proxy page stays at /api/handles/...).
             *(Route(f"/{ai}/{{rest:path}}", gs1_link, methods=GS1_METHODS) for ai in PRIMARY_KEYS),
             Route("/templates", bound(http_templates.templates_page)),
-            Route("/templates/{name}", bound(http_templates.template_page)),
+            Route("/templates/{name:path}", bound(http_templates.template_page)),
             Route("/", index),
             Route("/{handle:path}", proxy),
         ],

@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hashlib
+import hmac
 import secrets
 
 from idnode.auth import replay
@@ -47,6 +49,16 @@ _HANDLE_SESSION = "handle:"
 _TOKEN = "token:"  # noqa: S105 - the id prefix of stored tokens, not a secret
 _CHALLENGE = "challenge:"
 _NOT_HTTP_SESSIONS = (_HANDLE_SESSION, _TOKEN, _CHALLENGE)
+
+
+def _account_mark(core: ServiceCore, name: str) -> bytes:
+    """What a token issued on account ``name`` remembers of it: its name and a digest
+    of its stored password hash, which a new password (a new salt) changes."""
+    account = core.storage.get_account(name)
+    if account is None:
+        return b""
+    digest = hashlib.sha256(account.password.encode("utf-8")).digest()[:16]
+    return name.encode("utf-8") + b"\0" + digest
 
 
 class Sessions:
@@ -135,9 +147,10 @@ class Sessions:
     TOKEN_SECONDS = 86_400.0
     CHALLENGE_SECONDS = 300.0
 
-    def issue_token(self, caller: Caller) -> tuple[str, float]:
+    def issue_token(self, caller: Caller, account: str = "") -> tuple[str, float]:
         """A bearer token acting as ``caller``'s identity, and when it expires (epoch
-        seconds)."""
+        seconds). ``account``: the account whose login it stands for; the token ends
+        when that account is removed or given a new password."""
         if caller.identity is None:
             raise AuthenticationNeeded("a token is issued to an identity only")
         storage = self._core.storage
@@ -145,14 +158,29 @@ class Sessions:
         storage.purge_sessions(now)
         token = secrets.token_urlsafe(32)
         expires = now + self.TOKEN_SECONDS
-        storage.put_session(StoredSession(_TOKEN + token, b"", caller.identity, expires))
+        issued_on = _account_mark(self._core, account) if account else b""
+        session = StoredSession(_TOKEN + token, issued_on, caller.identity, expires)
+        storage.put_session(session)
         return token, expires
 
     def token_caller(self, token: str, origin: str) -> Caller:
-        """Who a bearer token stands for; AuthenticationNeeded if unknown or expired."""
-        session = self._core.storage.get_session(_TOKEN + token) if token else None
-        if session is None or session.expires <= self._core.wall_clock():
+        """Who a bearer token stands for; AuthenticationNeeded if it is unknown or
+        expired, or if what it was issued on is gone: the account (removed, or added
+        again with a new password) or, for a key login, that key value."""
+        core = self._core
+        session = core.storage.get_session(_TOKEN + token) if token else None
+        now = core.wall_clock()
+        if session is None or session.expires <= now or session.identity is None:
             raise AuthenticationNeeded("the token is unknown or has expired; log in again")
+        if session.nonce:
+            name = session.nonce.partition(b"\0")[0].decode("utf-8", "replace")
+            if not hmac.compare_digest(_account_mark(core, name), session.nonce):
+                raise AuthenticationNeeded("the account was removed or changed; log in again")
+        elif session.identity.index:
+            try:
+                public_key_of(core.values_of(session.identity.handle), session.identity)
+            except InvalidCredential as exc:
+                raise AuthenticationNeeded(f"the key is gone: {exc.message}") from exc
         return Caller(session.identity, origin)
 
     def revoke_token(self, token: str) -> bool:

@@ -96,23 +96,45 @@ class Writes:
         return self.create_handle(handle, values, caller, overwrite=overwrite)
 
     def update_fields(
-        self, handle: str, fields: Mapping[str, object], caller: Caller, *, merge: bool = True
+        self,
+        handle: str,
+        fields: Mapping[str, object],
+        caller: Caller,
+        *,
+        merge: bool = True,
+        template: str | None = None,
     ) -> None:
         """Set fields of a record made from a template (checked against the version it
-        was made with); with ``merge`` the fields not given keep their values, without
-        it they are dropped. Values that are not the template's (its reader grants,
-        HS_ADMIN) stay as they are."""
+        was made with; with ``template``, that must be the template's name); with
+        ``merge`` the fields not given keep their values, without it they are dropped.
+
+        Who may read the fields stays as it was: a field that had a value keeps that
+        value's permissions, a new one gets what :meth:`change_access` last decided
+        for the record (or its template's level). Values that are not the template's
+        (grants, HS_ADMIN) stay as they are."""
         core = self._core
         core.writable_handle(handle)
 
         def change(current: HandleRecord | None) -> HandleRecord:
             current = core.existing(current, handle)
-            template = self._template_of(current)
-            given = {**template.given_of(current.values), **fields} if merge else dict(fields)
-            made = template.values(given, timestamp=core.now())
-            owned = {TEMPLATE_INDEX} | {i for i, f in template.indexed() if f.enabled}
+            made_from = self._template_of(current)
+            if template is not None and made_from.name != template:
+                raise InvalidValue(f"{handle} was made from {made_from.name}, not {template}")
+            old = made_from.given_of(current.values)
+            given = {**old, **fields} if merge else dict(fields)
+            now = core.now()
+            reading = _reading_of(current.values, made_from)
+            fresh = _readable(list(made_from.values(given, timestamp=now)), made_from, reading)
+            before = {v.index: v for v in current.values}
+            made = [
+                dataclasses.replace(v, permissions=before[v.index].permissions)
+                if v.index in before
+                else v
+                for v in fresh
+            ]
+            owned = {TEMPLATE_INDEX} | {i for i, f in made_from.indexed() if f.enabled}
             target = (*(v for v in current.values if v.index not in owned), *made)
-            result, needed = edits.restore_values(current.values, target, core.now())
+            result, needed = edits.restore_values(current.values, target, now)
             edits.check_size(result)
             core.require(caller, needed, current, f"update {handle}")
             return HandleRecord(current.handle, result)
@@ -303,6 +325,22 @@ def _granted(
         taken.add(index)
         present.add(handle_key(name))
     return kept
+
+
+def _reading_of(values: Sequence[HandleValue], template: Template) -> Reading:
+    """What :func:`_readable` made of a record's fields: "public" if one that its
+    template does not make public is, "restricted" if one that it does make public is
+    not, else "template"."""
+    fields = dict(template.indexed())
+    public = Permission.PUBLIC_READ
+    for value in values:
+        spec = fields.get(value.index)
+        if spec is None or value.index == TEMPLATE_INDEX:
+            continue
+        meant = bool(ACCESS_LEVELS[spec.access] & public)
+        if bool(value.permissions & public) != meant:
+            return "restricted" if meant else "public"
+    return "template"
 
 
 def _readable(values: list[HandleValue], template: Template, reading: Reading) -> list[HandleValue]:
