@@ -270,6 +270,49 @@ def test_snms_v3_template_numbers_items_from_2000(http: httpx.Client, snms_token
     query = {"prefix": "88.100.1", "version": version}
     got = snms(http.get("/snms/api/v5/template", params=query, headers=bearer(snms_token)))
     assert [i["idIndex"] for i in got["items"]] == [2000, 2001]
+    gone = http.request("DELETE", "/snms/api/v3/template", json=query, headers=bearer(snms_token))
+    assert snms(gone) is True
+    assert "no template" in snms(
+        http.get("/snms/api/v3/template", params=query, headers=bearer(snms_token)), -2
+    )
+
+
+def test_a_record_names_a_template_version(http: httpx.Client, snms_token: str) -> None:
+    """``templateVersion`` may be NAME@VERSION: the record is made from that version."""
+    auth = bearer(snms_token)
+    version = unique("ver.")
+    snms(
+        http.post(
+            "/snms/api/v5/template", json=_snms_template("88.100.1", version, v5=True), headers=auth
+        )
+    )
+    change = _snms_template("88.100.1", version, v5=True)
+    change["items"] = [
+        {
+            "name": "颜色",
+            "idType": "colour",
+            "metadata": {"type": "string", "minLength": 1, "maxLength": 10},
+        }
+    ]
+    snms(http.put("/snms/api/v5/template", json=change, headers=auth))
+    handle = unique("88.100.1/v")
+    record = {
+        "handle": handle,
+        "templateVersion": f"{version}@1",
+        "value": [_value(2000, "name", "first")],
+    }
+    assert snms(http.post("/identityv2/data", json=record, headers=auth)) is True
+    detail = snms(http.get("/identityv2/data/detail", params={"handle": handle}, headers=auth))
+    assert {v["index"]: v["data"]["value"] for v in detail["value"]}[1001] == version
+    made = http.get(f"/api/handles/{handle}").json()["values"]
+    assert made[0]["data"]["value"] == f"88.100.1/META_{version}@1"
+    colour = {**record, "handle": unique("88.100.1/v"), "value": [_value(2002, "colour", "red")]}
+    assert "index 2002 is not in the template" in snms(
+        http.post("/identityv2/data", json=colour, headers=auth), -2
+    )
+    colour["templateVersion"] = version  # the latest, version 2, has it
+    colour["value"] = [_value(2002, "colour", "red"), _value(2000, "name", "second")]
+    assert snms(http.post("/identityv2/data", json=colour, headers=auth)) is True
 
 
 def _value(index: int, kind: str, text: str) -> dict[str, Any]:
@@ -607,6 +650,9 @@ def test_idhub_objects_through_doip(http: httpx.Client, server: RunningNode) -> 
     op("0.DOIP/Op.Delete", {})
     op("0.DOIP/Op.Retrieve", method="GET", code=104)
     op("0.DOIP/Op.Frobnicate", code=405)
+    hello = op("0.DOIP/Op.Hello", method="GET")
+    assert hello["type"] == "0.TYPE/DO.DOIPServiceInfo"
+    assert "0.DOIP/Op.Create" in op("0.DOIP/Op.ListOperations", method="GET")
 
 
 def test_doip_writes_need_a_token(http: httpx.Client) -> None:

@@ -190,7 +190,7 @@ async def doip(off: OffLoop, request: Request) -> Response:
     fields = shapes.idhub_content_fields(template, content)
     writes = off.service.writes
     if operation == "0.DOIP/Op.Create":
-        await off.write(writes.create_from_template, target, template.name, fields, caller)
+        await off.write(writes.create_from_template, target, template.reference, fields, caller)
     else:
         merge = operation == "0.DOIP.EXTEND/Op.Update.Non.Overlay"
         await off.write(

@@ -113,7 +113,7 @@ async def _create(off: OffLoop, doc: Any, caller: Caller) -> str:
     template = await _template_for(off, handle, version)
     fields = shapes.snms_fields(template, items)
     writes = off.service.writes
-    return await off.write(writes.create_from_template, handle, template.name, fields, caller)
+    return await off.write(writes.create_from_template, handle, template.reference, fields, caller)
 
 
 async def _update(off: OffLoop, doc: Any, caller: Caller) -> str:

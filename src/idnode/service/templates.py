@@ -27,7 +27,7 @@ from idnode.errors import (
     TemplateExists,
     TemplateNotPublished,
 )
-from idnode.handle.values import HandleValue, ValueReference
+from idnode.handle.values import HandleValue
 from idnode.handle.valuetypes import AdminPermission
 from idnode.names import handle_key, split_handle
 from idnode.service.core import Caller, ServiceCore
@@ -74,13 +74,15 @@ class Templates:
         return _stored_templates(record) if record is not None else []
 
     def for_new_record(self, name: str, caller: Caller) -> Template:
-        """The template a new record is made from: published, and usable by ``caller``
-        (a template restricted by a grant: its listed users and its prefix's
-        administrators)."""
+        """The template (``name`` or ``name@version``) a new record is made from:
+        published, and usable by ``caller`` (a template restricted by a grant: its
+        listed users and its prefix's administrators)."""
         template = self.template(name)
-        if not template.published:
+        # Whether it is published, and to whom, is the latest version's say.
+        latest = self.template(template.name)
+        if not latest.published:
             raise TemplateNotPublished(f"template {template.name} is withdrawn; publish it first")
-        grant = template.info.get(GRANT_INFO)
+        grant = latest.info.get(GRANT_INFO)
         if isinstance(grant, dict) and grant.get("scope") == 2 and template.owner:
             users = {handle_key(u) for u in grant.get("users", ()) if isinstance(u, str)}
             identity = caller.identity
@@ -177,13 +179,6 @@ class Templates:
             return HandleRecord(name, tuple(values)) if values else None
 
         core.storage.update(name, change, core.audit(caller, "serve-template"))
-
-    def readers_of(self, template: Template) -> list[ValueReference]:
-        """The identities a restricted template is granted to (index 0: any key)."""
-        grant = template.info.get(GRANT_INFO)
-        if not isinstance(grant, dict):
-            return []
-        return [ValueReference(u, 0) for u in grant.get("users", ()) if isinstance(u, str)]
 
 
 def _check_identifier_free(record: HandleRecord | None) -> None:
