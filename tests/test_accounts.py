@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from idnode.auth.passwords import check_password, date_digest, hash_password
+from idnode.config import Config
 from idnode.domain import HandleRecord
 from idnode.errors import (
     AuthenticationFailed,
@@ -21,7 +22,7 @@ from idnode.errors import (
 )
 from idnode.handle.values import HandleValue, ValueReference
 from idnode.keys import handle_public_key
-from idnode.node import Node
+from idnode.node import Node, open_node
 from idnode.service import Caller
 from tests.conftest import idnode, make_node
 
@@ -244,3 +245,22 @@ def test_idhub_challenges_expire_and_are_used_once(node: Node) -> None:
     node.service.prefixes.put_record(HandleRecord(app, (HandleValue(8, "EMAIL", b"x"),)))
     with pytest.raises(AuthenticationNeeded, match="key is gone"):
         sessions.token_caller(token, "http")
+
+
+def test_every_worker_of_a_node_takes_its_tokens(tmp_path: Path) -> None:
+    """Tokens are signed with a key derived from the server key: another process
+    opening the same node (a worker) checks them; a node with another key does not."""
+    first = make_node(tmp_path / "a")
+    first.service.accounts.add("erp", OPS, "correct horse battery")
+    token, _ = first.service.sessions.issue_token(Caller(OPS, "http"), "erp")
+    first.close()
+    worker = open_node(Config(data_dir=tmp_path / "a"))
+    assert worker.service.sessions.token_caller(token, "http").identity == OPS
+    assert worker.service.sessions.revoke_token(token)
+    with pytest.raises(AuthenticationNeeded, match="revoked"):
+        worker.service.sessions.token_caller(token, "http")
+    worker.close()
+    other = make_node(tmp_path / "b")
+    with pytest.raises(AuthenticationNeeded, match="not one this node issued"):
+        other.service.sessions.token_caller(token, "http")
+    other.close()

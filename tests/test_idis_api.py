@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -169,7 +170,20 @@ def test_snms_digest_login_takes_todays_digest_only(http: httpx.Client) -> None:
 def test_snms_requests_need_a_valid_token(http: httpx.Client) -> None:
     detail = "/identityv2/data/detail?handle=88.100.1/ADMIN"
     assert "log in" in snms(http.get(detail), -1)
-    assert "expired" in snms(http.get(detail, headers=bearer("forged-token")), -1)
+    assert "not one this node issued" in snms(http.get(detail, headers=bearer("forged")), -1)
+    # A JWT of the same shape, signed with another key, is not this node's.
+    claims = {"sub": f"300:{ADMIN.handle}", "iat": 1, "exp": 4_000_000_000, "jti": "x"}
+    forged = jwt.encode(claims, b"another node's secret, 32 bytes!", algorithm="HS256")
+    assert "not one this node issued" in snms(http.get(detail, headers=bearer(forged)), -1)
+
+
+def test_tokens_are_jwts_the_node_signed(http: httpx.Client) -> None:
+    token = snms(http.post("/identity/token", json={"username": "erp", "password": PASSWORD}))
+    header = jwt.get_unverified_header(token["token"])
+    claims = jwt.decode(token["token"], options={"verify_signature": False})
+    assert header["alg"] == "HS256"
+    assert claims["sub"] == f"{ADMIN.index}:{ADMIN.handle}"
+    assert claims["exp"] - claims["iat"] == 86_400
 
 
 # -- SNMS templates and records ----------------------------------------------------------

@@ -20,6 +20,9 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from idnode.auth import signatures
 from idnode.config import CONFIG_FILE, Config, dump_toml
 from idnode.domain import HandleRecord
@@ -129,6 +132,14 @@ def server_signer(config: Config) -> Signer:
     return functools.partial(signatures.sign, key)
 
 
+def token_secret(config: Config) -> bytes:
+    """The key that signs the node's bearer tokens (SNMS, IDHub): derived from the
+    server's private key, so every worker has the same one without storing another
+    secret, and a new server key ends every token."""
+    material = (config.data_dir / SERVER_KEY_FILE).read_bytes()
+    return HKDF(hashes.SHA256(), 32, salt=None, info=b"idnode bearer tokens").derive(material)
+
+
 def build_resolver(config: Config) -> Resolver | None:
     """The resolver starting at the configured root servers; None when none are set."""
     if not config.root_servers:
@@ -162,6 +173,7 @@ def _open(config: Config) -> Node:
             upstream=build_resolver(config),
             recursive=config.role == "recursive",
             share=config.share,
+            token_secret=token_secret(config),
         )
         return Node(config, storage, service)
     except BaseException:

@@ -64,6 +64,8 @@ class NodeService:
 
     ``clock`` returns monotonic seconds; tests pass their own to step time. ``share``
     is this server's part of a site whose servers divide the handles; None: all.
+    ``token_secret`` signs the bearer tokens of the SNMS and IDHub APIs: the same in
+    every worker of a node (:func:`idnode.node.token_secret`); none: a random one.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class NodeService:
         upstream: Upstream | None = None,
         recursive: bool = False,
         share: Share | None = None,
+        token_secret: bytes = b"",
     ) -> None:
         self.core = core = ServiceCore(
             storage,
@@ -92,7 +95,7 @@ class NodeService:
         self.reads = Reads(core)
         self.auth = Authentication(core)
         self.accounts = Accounts(core)
-        self.sessions = Sessions(core)
+        self.sessions = Sessions(core, token_secret)
         self.templates = Templates(core)
         self.writes = Writes(core, self.templates)
         self.history = History(core)

@@ -5,10 +5,12 @@ Handle protocol sessions (opcodes 400-402) agree on a key by Diffie-Hellman; eve
 message in one carries a MAC and a counter, which is accepted once.
 
 The national system's HTTP APIs (SNMS, IDHub) log in once and then send a bearer
-token. Ours are random 256-bit strings naming a stored session: checked against the
-database on every request, so they end when they expire (24 hours, as those APIs
-document) or when revoked, in every worker at once. IDHub's challenge is a nonce kept
-per identity handle for a few minutes and taken by the first answer.
+token. Ours are JWTs (HS256, as theirs) signed with the node's token secret, naming
+the identity, when they expire (24 hours, as those APIs document) and a random id:
+a token not signed by this node is refused without a database read, and one that is
+must still have its id stored, so deleting that row revokes it in every worker at
+once. IDHub's challenge is a nonce kept per identity handle for a few minutes and
+taken by the first answer.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import dataclasses
 import hashlib
 import hmac
 import secrets
+
+import jwt
 
 from idnode.auth import replay
 from idnode.auth.challenges import NONCE_SIZE
@@ -69,8 +73,9 @@ class Sessions:
     # deployed default), from when it was set up.
     HANDLE_SESSION_SECONDS = 86_400.0
 
-    def __init__(self, core: ServiceCore) -> None:
+    def __init__(self, core: ServiceCore, token_secret: bytes = b"") -> None:
         self._core = core
+        self._token_secret = token_secret or secrets.token_bytes(32)
 
     # -- HTTP API sessions -----------------------------------------------------------
 
@@ -156,22 +161,42 @@ class Sessions:
         storage = self._core.storage
         now = self._core.wall_clock()
         storage.purge_sessions(now)
-        token = secrets.token_urlsafe(32)
+        token_id = secrets.token_urlsafe(16)
         expires = now + self.TOKEN_SECONDS
+        identity = caller.identity
+        claims = {
+            "sub": f"{identity.index}:{identity.handle}",
+            "iat": int(now),
+            "exp": int(expires),
+            "jti": token_id,
+        }
         issued_on = _account_mark(self._core, account) if account else b""
-        session = StoredSession(_TOKEN + token, issued_on, caller.identity, expires)
-        storage.put_session(session)
-        return token, expires
+        storage.put_session(StoredSession(_TOKEN + token_id, issued_on, identity, expires))
+        return jwt.encode(claims, self._token_secret, algorithm="HS256"), expires
+
+    def _token_id(self, token: str) -> str:
+        """The id of a token this node signed and that has not expired."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._token_secret,
+                algorithms=["HS256"],
+                options={"verify_exp": False, "require": ["sub", "exp", "jti"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise AuthenticationNeeded("the token is not one this node issued") from exc
+        if not isinstance(claims["exp"], int) or claims["exp"] <= self._core.wall_clock():
+            raise AuthenticationNeeded("the token has expired; log in again")
+        return str(claims["jti"])
 
     def token_caller(self, token: str, origin: str) -> Caller:
         """Who a bearer token stands for; AuthenticationNeeded if it is unknown or
         expired, or if what it was issued on is gone: the account (removed, or added
         again with a new password) or, for a key login, that key value."""
         core = self._core
-        session = core.storage.get_session(_TOKEN + token) if token else None
-        now = core.wall_clock()
-        if session is None or session.expires <= now or session.identity is None:
-            raise AuthenticationNeeded("the token is unknown or has expired; log in again")
+        session = core.storage.get_session(_TOKEN + self._token_id(token))
+        if session is None or session.expires <= core.wall_clock() or session.identity is None:
+            raise AuthenticationNeeded("the token was revoked or has expired; log in again")
         if session.nonce:
             name = session.nonce.partition(b"\0")[0].decode("utf-8", "replace")
             if not hmac.compare_digest(_account_mark(core, name), session.nonce):
@@ -184,7 +209,8 @@ class Sessions:
         return Caller(session.identity, origin)
 
     def revoke_token(self, token: str) -> bool:
-        return self._core.storage.delete_session(_TOKEN + token)
+        """End a token at once, in every worker; False if it had ended already."""
+        return self._core.storage.delete_session(_TOKEN + self._token_id(token))
 
     def idhub_challenge(self, handle: str) -> str:
         """A nonce for ``handle``'s keys to sign (IDHub's challenge), replacing any
