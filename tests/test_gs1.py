@@ -300,3 +300,14 @@ def test_media_types_narrow_the_choice_after_language() -> None:
     assert choose(links, languages=["en"], media_types=["text/*"]) == html
     assert choose(links, languages=["de"], media_types=["text/html"]) == german  # language first
     assert choose(links) == html
+
+
+def test_a_malformed_link_value_spoils_no_other_link() -> None:
+    """One GS1 value holding JSON nested too deep (or not JSON at all) is no link; the
+    other links of the same GTIN are still offered."""
+    deep = b'{"href": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    records = [
+        [HandleValue(1, "GS1.pip", deep), HandleValue(2, "GS1.pip", b"{not json")],
+        [HandleValue(1, "GS1.pip", b"https://example.com/pip")],
+    ]
+    assert [link.href for link in links_of(records)] == ["https://example.com/pip"]

@@ -130,6 +130,42 @@ def test_history_is_for_administrators_and_restoring_for_writers(service: NodeSe
     assert len(service.history.history(HANDLE)) == 2
 
 
+def test_history_shows_a_reader_what_a_read_shows(service: NodeService) -> None:
+    """An identity with READ_VALUE alone reads public and partner values, not
+    owner-only ones (no admin read bit), in the record and in every version of it."""
+    owner = Caller(OWNER, "test")
+    partner = Permission.ADMIN_READ | Permission.ADMIN_WRITE
+    secret = HandleValue(3, "CUSTOMER", b"ACME", permissions=Permission.ADMIN_WRITE)
+    service.writes.create_handle(
+        HANDLE,
+        [url(1, "https://a/"), HandleValue(2, "BATCH", b"B1", permissions=partner), secret],
+        owner,
+    )
+    service.writes.modify_values(
+        HANDLE, [HandleValue(3, "CUSTOMER", b"Globex", permissions=Permission.ADMIN_WRITE)], owner
+    )
+    reader = Caller(READER)
+    read = service.reads.resolve(HANDLE, caller=reader, public_only=False)
+    assert {v.type for v in read.values} == {"URL", "BATCH"}
+    for version in service.history.history(HANDLE, reader):
+        assert version.values is not None
+        assert {v.type for v in version.values} == {"URL", "BATCH"}
+    assert service.history.version(HANDLE, 2, reader).values is not None
+    a, b = (service.history.version(HANDLE, n, reader).values for n in (1, 2))
+    assert a is not None
+    assert b is not None
+    assert diff(a, b) == []  # the owner-only change is not shown
+    # The owner (MODIFY_VALUE) sees it all, and the operator (no caller) too.
+    seen = service.history.version(HANDLE, 1, owner).values
+    assert seen is not None
+    assert b"ACME" in {v.data for v in seen}
+    assert len(service.history.history(HANDLE)[0].values or ()) == 3
+    # Restoring version 1 brings the owner-only value back, not a reader's view of it.
+    service.history.restore_version(HANDLE, 1, owner)
+    record = service.reads.resolve(HANDLE, caller=owner, public_only=False)
+    assert {v.data for v in record.values} == {b"https://a/", b"B1", b"ACME"}
+
+
 SECRET = "history-s3cret"
 
 

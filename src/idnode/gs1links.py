@@ -155,7 +155,7 @@ def _link(kind: str, data: bytes) -> Link | None:
 def _described(kind: str, text: str) -> Link | None:
     try:
         doc: Any = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # a value nested too deep is no link either
         return None
     if not isinstance(doc, dict) or not isinstance(doc.get("href"), str):
         return None

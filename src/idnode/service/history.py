@@ -7,15 +7,29 @@ are derived from them).
 
 from __future__ import annotations
 
+import dataclasses
+
 from idnode import edits, history
 from idnode.domain import AuditQuery, HandleRecord
 from idnode.errors import HandleNotFound, InvalidValue, ValuesNotFound
+from idnode.handle.values import Permission
 from idnode.handle.valuetypes import AdminPermission
 from idnode.history import Version
 from idnode.names import split_handle, validate_handle
 from idnode.service.core import Caller, ServiceCore
 
 __all__ = ["History"]
+
+
+_READ_BITS = Permission.PUBLIC_READ | Permission.ADMIN_READ
+
+
+def _readable_by_readers(version: Version) -> Version:
+    record = version.record
+    if record is None:
+        return version
+    kept = tuple(v for v in record.values if v.permissions & _READ_BITS)
+    return dataclasses.replace(version, record=HandleRecord(record.handle, kept))
 
 
 class History:
@@ -37,6 +51,7 @@ class History:
         core = self._core
         validate_handle(handle)
         current = core.storage.get(handle)
+        granted = AdminPermission.ALL
         if caller is not None:
             governing = (
                 core.governing(current)
@@ -49,10 +64,16 @@ class History:
                 governing,
                 f"read the history of {handle}",
             )
+            assert caller.identity is not None  # require() raised otherwise
+            granted = core.authorizer.permissions(caller.identity, governing)
         entries = core.storage.audit_log(AuditQuery(handle=handle, limit=self.MAX_VERSIONS))
         found = history.versions(entries, current)
         if not found:
             raise HandleNotFound(f"handle {handle} not found, and it has no history here")
+        if not granted & AdminPermission.MODIFY_VALUE:
+            # As a read shows them: without MODIFY_VALUE, no owner-only values (those
+            # without the admin read bit), in any version.
+            found = [_readable_by_readers(v) for v in found]
         return found
 
     def version(self, handle: str, number: int, caller: Caller | None = None) -> Version:
@@ -68,7 +89,10 @@ class History:
         A deleted handle comes back this way too, which needs ADD_HANDLE.
         """
         core = self._core
-        target = self.version(handle, number, caller).record
+        self.history(handle, caller)  # may the caller read it at all
+        # The version itself, owner-only values included: restoring a reader's view of
+        # it would drop them.
+        target = self.version(handle, number).record
         if target is None:
             raise InvalidValue(
                 f"version {number} of {handle} is its deletion; delete the handle instead"
