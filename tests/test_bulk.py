@@ -59,6 +59,11 @@ def test_jsonl_rows_and_what_is_wrong_with_them() -> None:
     assert found[1] == Rejection(2, "a line must hold one JSON object")
     assert isinstance(found[2], Rejection)
     assert found[2].reason.startswith("bad JSON")
+    deep = '{"handle": ' + "[" * 5000 + "]" * 5000 + "}\n"
+    assert rows(deep + '{"handle": "88.1/C"}\n', "jsonl") == [
+        Rejection(1, "bad JSON: nested too deep"),
+        Row(2, {"handle": "88.1/C"}),
+    ]
 
 
 def builder(options: BulkOptions = OPTIONS) -> RecordBuilder:

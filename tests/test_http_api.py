@@ -138,6 +138,14 @@ def test_index_page_lists_prefixes(http: httpx.Client) -> None:
     assert "88.100.1" in r.text
 
 
+@pytest.mark.parametrize("since", ["99999999999999999999", "9" * 5000, "-1", "soon"])
+def test_stats_refuses_a_time_that_is_none(http: httpx.Client, since: str) -> None:
+    r = http.get("/api/stats", params={"since": since})
+    assert r.status_code == 400
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "since must be a Unix time" in r.json()["detail"]
+
+
 def test_prefixes_api(http: httpx.Client) -> None:
     assert http.get("/api/prefixes").json()["prefixes"] == ["88.100.1"]
 

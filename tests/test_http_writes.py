@@ -219,3 +219,11 @@ def test_pyhandle_rest_client_creates_reads_modifies_and_deletes(server: Running
     assert record["URL"] == "https://e.com/second"
     client.delete_handle(handle)
     assert client.retrieve_handle_record(handle) is None
+
+
+@pytest.mark.parametrize("path", ["/api/handles/88.100.1/DEEP", "/api/templates/deep"])
+def test_json_nested_too_deep_is_a_bad_request(http: httpx.Client, path: str) -> None:
+    nested = b'{"values": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    r = http.put(path, content=nested, headers=basic(USER, SECRET))
+    assert r.status_code == 400
+    assert "nested too deep" in r.json()["detail"]

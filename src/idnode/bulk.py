@@ -120,6 +120,9 @@ def _jsonl_rows(stream: TextIO) -> Iterator[Row | Rejection]:
         except json.JSONDecodeError as exc:
             yield Rejection(line, f"bad JSON: {exc.msg} (column {exc.colno})")
             continue
+        except RecursionError:
+            yield Rejection(line, "bad JSON: nested too deep")
+            continue
         if not isinstance(data, dict):
             yield Rejection(line, "a line must hold one JSON object")
             continue

@@ -63,7 +63,10 @@ def show(
 @template_app.command("define")
 @local_node()
 def define(
-    name: Annotated[str, typer.Argument(help="Template name: lower-case letters, digits, -.")],
+    name: Annotated[
+        str,
+        typer.Argument(help="Template name: letters, digits, '.', '_', '-' (or PREFIX/META_CODE)."),
+    ],
     source: Annotated[Path, typer.Argument(help='JSON file: {"title", "fields": [...]}.')],
     node: Node,
 ) -> None:
@@ -72,6 +75,8 @@ def define(
         definition = json.loads(source.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         fail(f"{source}: {exc}")
+    except RecursionError:
+        fail(f"{source}: JSON nested too deep")
     try:
         config = node.config
         admin = ValueReference(config.admin_handle, config.admin_index)

@@ -58,6 +58,8 @@ async def json_body(request: Request) -> Any:
         return json.loads(body or b"{}")
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidValue(f"request body is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidValue("request body is JSON nested too deep") from exc
 
 
 def _values(doc: Any) -> tuple[HandleValue, ...]:

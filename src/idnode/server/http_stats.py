@@ -15,6 +15,10 @@ from idnode.stats import prometheus_text, report_from_json, report_to_json, row_
 
 __all__ = ["metrics", "receive_report", "stats"]
 
+#: The latest ``since`` taken (the year 9999): a larger one is no time, and would not
+#: fit the database's integers.
+MAX_TIME = 253_402_300_799
+
 
 async def metrics(off: OffLoop, request: Request) -> Response:
     statistics = off.service.statistics
@@ -24,10 +28,11 @@ async def metrics(off: OffLoop, request: Request) -> Response:
 
 async def stats(off: OffLoop, request: Request) -> Response:
     """``GET /api/stats?since=<unix time>``: this node's rows and the reported ones."""
-    try:
-        since = int(request.query_params.get("since", "0"))
-    except ValueError:
-        return await http_auth.error(off, BadRequestParameter("since must be a Unix time"))
+    text = request.query_params.get("since", "0")
+    since = int(text) if text.isdigit() and len(text) <= 15 else -1
+    if not 0 <= since <= MAX_TIME:
+        problem = BadRequestParameter(f"since must be a Unix time, 0 to {MAX_TIME}")
+        return await http_auth.error(off, problem)
     statistics = off.service.statistics
     totals = await off.read(statistics.totals, since=since)
     reported = await off.read(statistics.reported, since)
