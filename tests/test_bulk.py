@@ -283,3 +283,9 @@ def test_a_bulk_registration_over_http_does_not_stop_its_worker_answering(
 
         asyncio.run(post_and_ask())
     assert finished == ["healthz", "bulk"]
+
+
+def test_a_row_too_large_for_a_handle_answer_is_rejected() -> None:
+    huge = {"handle": "88.1/BIG", "values": [{"index": 1, "type": "NOTE", "data": "x" * 300_000}]}
+    with pytest.raises(InvalidValue, match="a Handle answer carries at most"):
+        builder().build(Row(1, huge))

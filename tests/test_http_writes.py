@@ -9,8 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from idnode.client import HandleClient
 from idnode.config import Config
 from idnode.domain import AuditQuery, HandleRecord
+from idnode.handle.codes import ResponseCode
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.node import open_node
@@ -227,3 +229,29 @@ def test_json_nested_too_deep_is_a_bad_request(http: httpx.Client, path: str) ->
     r = http.put(path, content=nested, headers=basic(USER, SECRET))
     assert r.status_code == 400
     assert "nested too deep" in r.json()["detail"]
+
+
+def test_a_record_too_large_for_a_handle_answer_is_refused(
+    http: httpx.Client, server: RunningNode
+) -> None:
+    """Issue 20 item 5: what HTTP stores, the Handle protocol must be able to serve."""
+    auth = basic(USER, SECRET)
+
+    def note(index: int, size: int) -> dict[str, object]:
+        return {"index": index, "type": "NOTE", "data": "x" * size}
+
+    r = http.put("/api/handles/88.100.1/HUGE", json={"values": [note(1, 1_000_000)]}, headers=auth)
+    assert r.status_code == 400
+    assert "a Handle answer carries at most" in r.json()["detail"]
+    assert http.get("/api/handles/88.100.1/HUGE").status_code == 404
+    # Just under the limit: stored, and served over TCP (too large for UDP).
+    body = {"values": [note(1, 200_000), note(2, 50_000)]}
+    assert http.put("/api/handles/88.100.1/LARGE", json=body, headers=auth).status_code == 201
+    reply = HandleClient("127.0.0.1", server.ports.handle, timeout=10).resolve("88.100.1/LARGE")
+    assert reply.response_code == ResponseCode.SUCCESS
+    # Growing it past the limit value by value is refused too, and leaves it as it was.
+    r = http.put(
+        "/api/handles/88.100.1/LARGE?index=3", json={"values": [note(3, 20_000)]}, headers=auth
+    )
+    assert r.status_code == 400
+    assert len(http.get("/api/handles/88.100.1/LARGE").json()["values"]) == 2

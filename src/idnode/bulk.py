@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
 from idnode.domain import HandleRecord
+from idnode.edits import check_size
 from idnode.errors import IdnodeError, InvalidValue
+from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import ValueReference
 from idnode.jsonformat import record_from_json
 from idnode.names import handle_key, validate_handle, validate_prefix
@@ -184,10 +186,15 @@ class RecordBuilder:
             raw = data.get("values")
             if not isinstance(raw, list) or not raw:
                 raise InvalidValue("the row has neither values nor a template for its fields")
-            return record_from_json({"handle": handle, "values": raw})
+            record = record_from_json({"handle": handle, "values": raw})
+            encoded = EncodedValues.of(record.values)  # encoded once: checked, then stored
+            check_size(encoded, handle)
+            return HandleRecord(record.handle, encoded)
         readers = data.get("readers")
         group = parse_readers(readers) if isinstance(readers, str) else self.options.readers
-        return HandleRecord(handle, template.encoded(fields, group, self.timestamp))
+        values = template.encoded(fields, group, self.timestamp)
+        check_size(values, handle)
+        return HandleRecord(handle, values)
 
     def _handle(self, data: dict[str, Any], fields: dict[str, Any]) -> str:
         prefix = self.options.prefix

@@ -17,10 +17,13 @@ from idnode.errors import (
     ValueAlreadyExists,
     ValuesNotFound,
 )
+from idnode.handle.codec import MAX_MESSAGE_LENGTH
+from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import MAX_VALUES, HandleValue, Permission
 from idnode.handle.valuetypes import AdminPermission, parse_data
 
 __all__ = [
+    "ANSWER_OVERHEAD",
     "add_values",
     "check_new_values",
     "check_size",
@@ -36,6 +39,11 @@ __all__ = [
     "stamped",
     "stamped_if_unset",
 ]
+
+
+#: What a resolution answer holds besides the values: envelope and header, the handle,
+#: a request digest and a signature (CERTIFY; 4,096-bit RSA) with room to spare.
+ANSWER_OVERHEAD = 4096
 
 
 def _is_admin(value: HandleValue) -> bool:
@@ -63,12 +71,12 @@ def _needed(
     return needed
 
 
-def check_new_values(values: Sequence[HandleValue]) -> None:
+def check_new_values(values: Sequence[HandleValue], handle: str = "") -> None:
     """Refuse values no record should hold: duplicate indexes, malformed reserved types,
-    secret keys anyone may read."""
+    secret keys anyone may read, more than one answer can carry."""
     if not values:
         raise InvalidValue("no values given")
-    check_size(values)
+    check_size(values, handle)
     seen: set[int] = set()
     for value in values:
         if value.index in seen:
@@ -82,10 +90,21 @@ def check_new_values(values: Sequence[HandleValue]) -> None:
             raise InvalidValue(f"value {value.index}: a secret key must not be publicly readable")
 
 
-def check_size(values: Sequence[HandleValue]) -> None:
-    """A record must fit one protocol message's value list."""
+def check_size(values: Sequence[HandleValue], handle: str = "") -> None:
+    """A record must fit one protocol message: a resolution answer carries all its
+    values, with the handle, the headers and perhaps a signature. A record that does
+    not is refused when written, on every path, rather than stored and then answered
+    with an error at every resolution."""
     if len(values) > MAX_VALUES:
         raise InvalidValue(f"at most {MAX_VALUES} values per handle")
+    wire = values if isinstance(values, EncodedValues) else EncodedValues.of(values)
+    size = len(wire.wire)
+    limit = MAX_MESSAGE_LENGTH - ANSWER_OVERHEAD - len(handle.encode("utf-8"))
+    if size > limit:
+        raise InvalidValue(
+            f"the record's values take {size:,} bytes; a Handle answer carries at most"
+            f" {limit:,} (keep large data elsewhere and give its URL)"
+        )
 
 
 def stamped(values: Iterable[HandleValue], now: int) -> tuple[HandleValue, ...]:

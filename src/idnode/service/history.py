@@ -107,6 +107,7 @@ class History:
                 core.authorizer.require(caller.identity, needed, governing, f"recreate {handle}")
                 return HandleRecord(handle, edits.stamped(target.values, now))
             result, needed = edits.restore_values(current.values, target.values, now)
+            edits.check_size(result, handle)
             core.require(caller, needed, current, f"restore {handle} to version {number}")
             return HandleRecord(current.handle, result)
 

@@ -64,7 +64,7 @@ class Writes:
             while not core.in_share(handle):
                 handle = start + str(uuid.uuid4())
         core.writable_handle(handle)
-        edits.check_new_values(values)
+        edits.check_new_values(values, handle)
         new_values = edits.stamped(values, core.now())
 
         def change(current: HandleRecord | None) -> HandleRecord:
@@ -135,7 +135,7 @@ class Writes:
             owned = {TEMPLATE_INDEX} | {i for i, f in made_from.indexed() if f.enabled}
             target = (*(v for v in current.values if v.index not in owned), *made)
             result, needed = edits.restore_values(current.values, target, now)
-            edits.check_size(result)
+            edits.check_size(result, handle)
             core.require(caller, needed, current, f"update {handle}")
             return HandleRecord(current.handle, result)
 
@@ -174,7 +174,7 @@ class Writes:
             if reading is not None:
                 values = _readable(values, self._template_of(current), reading)
             result, needed = edits.restore_values(current.values, values, core.now())
-            edits.check_size(result)
+            edits.check_size(result, handle)
             core.require(caller, needed, current, f"grant access to {handle}")
             return HandleRecord(current.handle, result)
 
@@ -257,13 +257,13 @@ class Writes:
     ) -> None:
         core = self._core
         core.writable_handle(handle)
-        edits.check_new_values(values)
+        edits.check_new_values(values, handle)
         new_values = edits.stamped(values, core.now())
 
         def change(current: HandleRecord | None) -> HandleRecord:
             current = core.existing(current, handle)
             result, needed = edit(current.values, new_values)
-            edits.check_size(result)
+            edits.check_size(result, handle)
             core.require(caller, needed, current, f"{operation} on {handle}")
             self._check_template(result)
             return HandleRecord(current.handle, result)
