@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from idnode.client import HandleClient
-from idnode.config import Config
+from idnode.config import PUBLIC_UDP_RATE_LIMIT, Config
+from idnode.errors import ConfigError
 from idnode.handle.codec import decode_message, encode_message
 from idnode.handle.codes import OpCode, ResponseCode
-from idnode.handle.messages import Message, ResolutionRequest
+from idnode.handle.messages import Message, ResolutionRequest, SiteInfoRequest
 from idnode.server.ratelimit import Decision, RateLimiter
 from tests.conftest import running
 
@@ -81,3 +82,46 @@ def test_server_limits_udp_answers_per_source_but_not_tcp(demo_dir: Path) -> Non
             "88.100.1/PUMP-0001", transport="tcp"
         )
         assert tcp.response_code == ResponseCode.SUCCESS
+
+
+@pytest.mark.parametrize(
+    ("host", "setting", "effective"),
+    [
+        ("127.0.0.1", -1.0, 0.0),
+        ("::1", -1.0, 0.0),
+        ("localhost", -1.0, 0.0),
+        ("0.0.0.0", -1.0, PUBLIC_UDP_RATE_LIMIT),
+        ("192.0.2.7", -1.0, PUBLIC_UDP_RATE_LIMIT),
+        ("0.0.0.0", 0.0, 0.0),  # an operator's explicit choice stands
+        ("0.0.0.0", 20.0, 20.0),
+    ],
+)
+def test_a_public_node_limits_udp_answers_by_default(
+    host: str, setting: float, effective: float
+) -> None:
+    assert Config(host=host, udp_rate_limit=setting).effective_udp_rate_limit == effective
+
+
+def test_a_negative_rate_other_than_automatic_is_refused() -> None:
+    with pytest.raises(ConfigError, match="udp_rate_limit"):
+        Config().replace(udp_rate_limit=-2)
+
+
+def test_a_node_on_all_addresses_is_no_amplifier_by_default(demo_dir: Path) -> None:
+    """Issue 20 item 8: bound to every address, with no setting, a flood of requests
+    from one source gets about the rate limit's worth of answers back."""
+    config = Config(data_dir=demo_dir, host="0.0.0.0", handle_port=0, http_port=0)
+    with running(config) as node, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.5)
+        sent = 400
+        for n in range(sent):
+            request = Message(OpCode.GET_SITE_INFO, SiteInfoRequest(), request_id=n + 1)
+            sock.sendto(encode_message(request), ("127.0.0.1", node.ports.handle))
+        answered = 0
+        while True:
+            try:
+                reply = decode_message(sock.recv(4096))
+            except TimeoutError:
+                break
+            answered += not reply.truncated
+        assert 0 < answered <= PUBLIC_UDP_RATE_LIMIT * 1.5

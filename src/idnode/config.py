@@ -8,6 +8,7 @@ variables, then explicit overrides (the CLI's options). Every setting is documen
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -50,7 +51,9 @@ class Config:
     udp_max_response: int = 512
     #: UDP answers per second to one source address (per worker); 0 means no limit.
     #: Over it, requests are dropped, and every second one gets a truncated answer.
-    udp_rate_limit: float = 0.0
+    #: The default (-1) is automatic: PUBLIC_UDP_RATE_LIMIT when ``host`` is not a
+    #: loopback address (a public node must not be usable to amplify floods), else none.
+    udp_rate_limit: float = -1.0
     #: What an anonymous resolution that does not set PUBLIC_ONLY gets, for a record
     #: holding values that are not public: ``public``, its public values (what
     #: China's IDIS SDKs, which never answer such a challenge, need); ``challenge``, a
@@ -142,6 +145,14 @@ class Config:
         return [u.strip() for u in self.database_replicas.split(",") if u.strip()]
 
     @property
+    def effective_udp_rate_limit(self) -> float:
+        """``udp_rate_limit``, the automatic default resolved by the bind address."""
+        if self.udp_rate_limit >= 0:
+            return self.udp_rate_limit
+        loopback = self.host in ("localhost", "") or _is_loopback(self.host)
+        return 0.0 if loopback else PUBLIC_UDP_RATE_LIMIT
+
+    @property
     def advertised_address(self) -> str:
         if self.public_address:
             return self.public_address
@@ -153,6 +164,18 @@ class Config:
 
     def replace(self, **changes: Any) -> Config:
         return _build(dataclasses.asdict(self) | changes)
+
+
+#: Answers per second to one source when ``udp_rate_limit`` is automatic and the
+#: node binds an address other hosts reach.
+PUBLIC_UDP_RATE_LIMIT = 100.0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _coerce(name: str, raw: Any, target: Any) -> Any:
@@ -194,8 +217,8 @@ def _validate(config: Config) -> None:
         port = getattr(config, name)
         if not 0 <= port <= 65535:
             raise ConfigError(f"{name} must be 0..65535, got {port}")
-    if config.udp_rate_limit < 0:
-        raise ConfigError("udp_rate_limit must not be negative")
+    if config.udp_rate_limit < 0 and config.udp_rate_limit != -1:
+        raise ConfigError("udp_rate_limit must be 0 or more (or -1: automatic)")
     for name, choices in _CHOICES.items():
         if getattr(config, name) not in choices:
             raise ConfigError(

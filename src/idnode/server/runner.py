@@ -151,7 +151,8 @@ async def _serve_node(
         session_cipher=config.session_cipher,
     )
     limits = TCPLimits(config.tcp_max_connections, config.tcp_idle_timeout)
-    limiter = RateLimiter(config.udp_rate_limit) if config.udp_rate_limit > 0 else None
+    rate = config.effective_udp_rate_limit
+    limiter = RateLimiter(rate) if rate > 0 else None
     udp_transport, _ = await loop.create_datagram_endpoint(
         lambda: HandleUDPProtocol(dispatcher, limiter), sock=sockets.udp
     )
