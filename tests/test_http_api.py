@@ -169,3 +169,39 @@ def test_openapi_document_is_valid_and_covers_every_route(http: httpx.Client) ->
         assert path in document["paths"], path
         documented = {m.upper() for m in document["paths"][path] if m != "parameters"}
         assert (route.methods or set()) - {"HEAD"} <= documented, path
+
+
+def test_405_names_the_methods_allowed(http: httpx.Client) -> None:
+    r = http.post("/api/prefixes")
+    assert r.status_code == 405
+    assert r.headers["content-type"] == "application/problem+json"
+    assert set(r.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD"}
+
+
+def test_openapi_refuses_what_the_server_refuses(http: httpx.Client) -> None:
+    """Inputs the document admits must be inputs the server takes (issue 20 item 7):
+    schemathesis generates from it."""
+    from jsonschema import Draft202012Validator
+
+    paths = http.get("/api/openapi.json").json()["paths"]
+
+    def schema(path: str, method: str, name: str) -> Draft202012Validator:
+        operation = paths[path][method]
+        params = operation.get("parameters", []) + paths[path].get("parameters", [])
+        return Draft202012Validator(next(p for p in params if p["name"] == name)["schema"])
+
+    listing = schema("/api/handles", "get", "pageSize")
+    assert not listing.is_valid(0)
+    assert listing.is_valid(-1)
+    assert listing.is_valid(10)
+    assert not schema("/api/search", "get", "pageSize").is_valid(0)
+    assert not schema("/api/handles", "get", "page").is_valid(-1)
+    assert not schema("/api/templates/{name}", "get", "version").is_valid(-1)
+    read_index = schema("/api/handles/{handle}", "get", "index")
+    assert not read_index.is_valid([""])
+    assert not read_index.is_valid(["various"])
+    assert read_index.is_valid(["1", "300"])
+    assert schema("/api/handles/{handle}", "delete", "index").is_valid(["various"])
+    # And the server does refuse them.
+    assert http.get("/api/search", params={"pageSize": 0}).status_code == 400
+    assert http.get("/api/handles/88.100.1/PUMP-0001", params={"index": ""}).status_code == 400

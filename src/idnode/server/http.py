@@ -293,7 +293,12 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
-    return problem(MethodNotAllowed(f"{request.method} is not supported on {request.url.path}"))
+    response = problem(MethodNotAllowed(f"{request.method} is not supported on {request.url.path}"))
+    # RFC 9110: a 405 names the methods the resource does support.
+    allow = (getattr(exc, "headers", None) or {}).get("Allow")
+    if allow:
+        response.headers["Allow"] = allow
+    return response
 
 
 def _redirect_target(values: Sequence[HandleValue]) -> str | None:

@@ -40,10 +40,34 @@ _HANDLE = {
 _INDEX = {
     "name": "index",
     "in": "query",
-    "description": "value index (repeatable); for PUT and DELETE also 'various'",
-    "schema": {"type": "array", "items": {"type": "string"}},
+    "description": "value index (repeatable), 1 to 4294967295",
+    "schema": {
+        "type": "array",
+        "items": {"type": "string", "pattern": "^[1-9][0-9]{0,9}$"},
+    },
     "style": "form",
     "explode": True,
+}
+#: For PUT and DELETE, which also take ``index=various``.
+_WRITE_INDEX = _INDEX | {
+    "description": "value index (repeatable), or 'various'",
+    "schema": {
+        "type": "array",
+        "items": {"type": "string", "pattern": "^([1-9][0-9]{0,9}|various)$"},
+    },
+}
+#: What the listings take (see http_admin.list_handles, http_search).
+_PAGE = {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 0}}
+_LISTING_PAGE_SIZE = {
+    "name": "pageSize",
+    "in": "query",
+    "description": "1 to 10000, or -1 for all",
+    "schema": {"type": "integer", "minimum": -1, "maximum": 10_000, "not": {"const": 0}},
+}
+_SEARCH_PAGE_SIZE = {
+    "name": "pageSize",
+    "in": "query",
+    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
 }
 _ERRORS = {
     "400": _problem("malformed handle, value or parameter (responseCode 102, 202, 301)"),
@@ -281,7 +305,7 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Create or replace a handle, or some of its values",
                     "security": _SECURITY,
                     "parameters": [
-                        _INDEX,
+                        _WRITE_INDEX,
                         {"name": "overwrite", "in": "query", "schema": {"type": "boolean"}},
                         {"name": "mintNewSuffix", "in": "query", "schema": {"type": "boolean"}},
                     ],
@@ -299,7 +323,7 @@ def openapi_document() -> dict[str, Any]:
                 "delete": {
                     "summary": "Delete a handle, or the values at index=",
                     "security": _SECURITY,
-                    "parameters": [_INDEX],
+                    "parameters": [_WRITE_INDEX],
                     "responses": {"200": _json(_ref("Written"), "deleted"), **_ERRORS},
                 },
             },
@@ -314,8 +338,8 @@ def openapi_document() -> dict[str, Any]:
                             "required": True,
                             "schema": {"type": "string"},
                         },
-                        {"name": "page", "in": "query", "schema": {"type": "integer"}},
-                        {"name": "pageSize", "in": "query", "schema": {"type": "integer"}},
+                        _PAGE,
+                        _LISTING_PAGE_SIZE,
                     ],
                     "responses": {"200": _json(_ref("Listing"), "one page"), **_ERRORS},
                 }
@@ -404,8 +428,8 @@ def openapi_document() -> dict[str, Any]:
                         "explode": True,
                     },
                     {"name": "q", "in": "query", "schema": {"type": "string"}},
-                    {"name": "page", "in": "query", "schema": {"type": "integer"}},
-                    {"name": "pageSize", "in": "query", "schema": {"type": "integer"}},
+                    _PAGE,
+                    _SEARCH_PAGE_SIZE,
                 ],
                 "get": {
                     "summary": "Identifiers whose public values match",
@@ -421,7 +445,11 @@ def openapi_document() -> dict[str, Any]:
             "/api/templates/{name}": {
                 "parameters": [
                     {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
-                    {"name": "version", "in": "query", "schema": {"type": "integer"}},
+                    {
+                        "name": "version",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1},
+                    },
                 ],
                 "get": {
                     "summary": "One template (its latest version, or ?version=N)",
