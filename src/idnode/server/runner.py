@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import sys
@@ -22,10 +23,11 @@ from typing import Any
 
 import uvicorn
 
-from idnode.config import Config
+from idnode.config import CONFIG_FILE, Config
 from idnode.errors import ConfigError, IdnodeError
 from idnode.node import Node, open_node, server_signer
 from idnode.reporting import REPORT_HOURS, report_rows, send_report
+from idnode.server import lifetime
 from idnode.server.dispatch import Dispatcher
 from idnode.server.http import create_app
 from idnode.server.ratelimit import RateLimiter
@@ -264,9 +266,10 @@ def _configure_logging(config: Config) -> None:
     )
 
 
-def _worker(config: Config, number: int) -> None:
+def _worker(config: Config, number: int, parent: int) -> None:
     _configure_logging(config)
-    with suppress(KeyboardInterrupt):
+    lifetime.die_with_parent(parent)
+    with lifetime.hold_data_dir(config.data_dir), suppress(KeyboardInterrupt):
         _run(config, True, None, report=number == 0)
 
 
@@ -280,6 +283,15 @@ def serve_forever(config: Config, announce: Callable[[str], None] = print) -> No
         )
 
     _configure_logging(config)
+    if not (config.data_dir / CONFIG_FILE).exists():
+        raise ConfigError(
+            f"{config.data_dir} is not an idnode data directory; run `idnode init` first"
+        )
+    with lifetime.claim_data_dir(config.data_dir):
+        _serve_claimed(config, started)
+
+
+def _serve_claimed(config: Config, started: Callable[[BoundPorts], None]) -> None:
     if config.workers == 1:
         _run(config, False, started)
         return
@@ -289,7 +301,8 @@ def serve_forever(config: Config, announce: Callable[[str], None] = print) -> No
     bind_sockets(config, reuse_port=True).close()
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=_worker, args=(config, n), daemon=True) for n in range(config.workers)
+        ctx.Process(target=_worker, args=(config, n, os.getpid()), daemon=True)
+        for n in range(config.workers)
     ]
     for p in procs:
         p.start()

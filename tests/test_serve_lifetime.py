@@ -1,0 +1,140 @@
+"""`idnode serve` as processes: one per data directory, workers that end with their
+parent (issue 20 item 3). Real processes, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import make_node
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc to find the workers"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _serve(data_dir: Path, handle: int, http: int) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "idnode",
+        "serve",
+        "-d",
+        str(data_dir),
+        "--workers",
+        "2",
+        "--handle-port",
+        str(handle),
+        "--http-port",
+        str(http),
+    ]
+    # Output to a file: a pipe nobody reads would fill and stall the server.
+    log = (data_dir / f"serve-{handle}.log").open("wb")
+    with log:
+        return subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")  # a zombie no one has reaped yet is dead
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _wait_until(predicate: object, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    make_node(tmp_path / "node").close()
+    return tmp_path / "node"
+
+
+def test_workers_end_with_a_killed_parent_and_a_second_serve_is_refused(data_dir: Path) -> None:
+    handle, http = _free_port(), _free_port()
+    first = _serve(data_dir, handle, http)
+    workers: list[int] = []
+    try:
+        assert _wait_until(lambda: _healthy(http), 30), _log(data_dir, handle)
+        workers = [c for c in _children(first.pid) if _alive(c)]
+        assert len(workers) >= 2  # (spawn also starts a resource tracker)
+        # A second serve on the same directory is refused while the first runs, even
+        # on other ports.
+        other = _free_port()
+        second = _serve(data_dir, other, _free_port())
+        try:
+            assert second.wait(timeout=30) != 0
+        finally:
+            if second.poll() is None:  # it started beside the first: stop it
+                os.killpg(second.pid, signal.SIGKILL)
+                second.wait(timeout=10)
+        assert "another `idnode serve` is running" in _log(data_dir, other)
+        # kill -9 of the parent: its workers go too, and stop answering.
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        assert _wait_until(lambda: not any(_alive(w) for w in workers), 10), workers
+        assert _wait_until(lambda: not _healthy(http), 5)
+        # Now a new serve starts on that directory.
+        third = _serve(data_dir, handle, http)
+        try:
+            assert _wait_until(lambda: _healthy(http), 30)
+        finally:
+            os.killpg(third.pid, signal.SIGTERM)
+            third.wait(timeout=20)
+    finally:
+        with_children = [first.pid, *workers]
+        for pid in with_children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _log(data_dir: Path, handle: int) -> str:
+    return (data_dir / f"serve-{handle}.log").read_text(errors="replace")
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_serve_on_a_directory_that_is_not_a_node_says_so(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "idnode", "serve", "-d", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "is not an idnode data directory" in result.stderr
+    assert not (tmp_path / "missing").exists()
