@@ -67,6 +67,10 @@ class Config:
     tcp_max_connections: int = 1024
     #: Seconds an idle TCP connection is kept open.
     tcp_idle_timeout: float = 30.0
+    #: TCP connections one address may hold open (per worker).
+    tcp_max_per_address: int = 64
+    #: Seconds a TCP request may take to arrive whole, from its first byte.
+    tcp_request_timeout: float = 10.0
     #: Records each process caches in memory when the database can announce changes
     #: (PostgreSQL); 0 turns the cache off. SQLite nodes never cache.
     cache_entries: int = 10_000
@@ -217,6 +221,8 @@ def _validate(config: Config) -> None:
         port = getattr(config, name)
         if not 0 <= port <= 65535:
             raise ConfigError(f"{name} must be 0..65535, got {port}")
+    if config.tcp_max_per_address < 1 or config.tcp_request_timeout <= 0:
+        raise ConfigError("tcp_max_per_address must be 1 or more, tcp_request_timeout above 0")
     if config.udp_rate_limit < 0 and config.udp_rate_limit != -1:
         raise ConfigError("udp_rate_limit must be 0 or more (or -1: automatic)")
     for name, choices in _CHOICES.items():

@@ -152,7 +152,12 @@ async def _serve_node(
         anonymous_reads=config.anonymous_reads,
         session_cipher=config.session_cipher,
     )
-    limits = TCPLimits(config.tcp_max_connections, config.tcp_idle_timeout)
+    limits = TCPLimits(
+        config.tcp_max_connections,
+        config.tcp_idle_timeout,
+        max_per_address=config.tcp_max_per_address,
+        request_timeout=config.tcp_request_timeout,
+    )
     rate = config.effective_udp_rate_limit
     limiter = RateLimiter(rate) if rate > 0 else None
     udp_transport, _ = await loop.create_datagram_endpoint(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any, Protocol, cast
 
@@ -115,6 +116,9 @@ class HandleTCPProtocol(asyncio.Protocol):
         self._framer = MessageFramer()
         self._transport: asyncio.Transport | None = None
         self._idle: asyncio.TimerHandle | None = None
+        #: Closes the connection if the message begun is not complete by then.
+        self._deadline: asyncio.TimerHandle | None = None
+        self._address = ""
         self._counted = False
         self._writing_paused = False
         self._waiting: asyncio.Task[bytes | None] | None = None
@@ -125,33 +129,43 @@ class HandleTCPProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
         self._peer = transport.get_extra_info("peername")
-        if self._limits.open >= self._limits.max_connections:
-            log.warning("refusing TCP connection: %d already open", self._limits.open)
+        self._address = str(self._peer[0]) if isinstance(self._peer, tuple) else ""
+        refusal = self._limits.admit(self)
+        if refusal:
+            log.warning("refusing TCP connection from %s: %s", self._address, refusal)
             transport.abort()
             return
-        self._limits.open += 1
-        self._limits.transports.add(transport)
         self._counted = True
         self._arm_idle_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._waiting is not None:
             self._waiting.cancel()
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        for timer in (self._idle, self._deadline):
+            if timer is not None:
+                timer.cancel()
+        self._idle = self._deadline = None
         if self._counted:
-            self._limits.open -= 1
-            self._limits.transports.discard(self._transport)
+            self._limits.release(self)
             self._counted = False
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
     def data_received(self, data: bytes) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():
             return
         self._arm_idle_timer()
+        self._limits.active(self)
         self._framer.receive_data(data)
         self._answer_buffered(transport)
+        self._watch_partial(transport)
 
     def pause_writing(self) -> None:
         # The client is not reading its answers: stop reading its requests until it
@@ -213,6 +227,24 @@ class HandleTCPProtocol(asyncio.Protocol):
 
         task.add_done_callback(done)
 
+    def _watch_partial(self, transport: asyncio.Transport) -> None:
+        """A message begun must arrive whole within ``request_timeout``: a byte now
+        and then keeps a connection from being idle, not from being done with."""
+        if not self._framer.buffered:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+        elif self._deadline is None and not transport.is_closing():
+            self._deadline = asyncio.get_running_loop().call_later(
+                self._limits.request_timeout, self._too_slow
+            )
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self._transport is not None and self._framer.buffered:
+            log.info("closing TCP connection from %s: request not complete", self._address)
+            self._transport.close()
+
     def _arm_idle_timer(self) -> None:
         if self._idle is not None:
             self._idle.cancel()
@@ -224,15 +256,67 @@ class HandleTCPProtocol(asyncio.Protocol):
 
 
 class TCPLimits:
-    """Shared by all connections of one server: the connection cap, the idle timeout,
-    and the open connections, so that shutting down can close them."""
+    """Shared by all connections of one server: the connection caps, the timeouts, and
+    the open connections, so that shutting down can close them.
 
-    def __init__(self, max_connections: int, idle_timeout: float) -> None:
+    One address may hold at most ``max_per_address`` connections. When the server is
+    full, a newcomer takes the place of the least recently active connection of the
+    address holding the most, if that is not its own: one client filling the server
+    locks out nobody but itself.
+    """
+
+    def __init__(
+        self,
+        max_connections: int,
+        idle_timeout: float,
+        *,
+        max_per_address: int = 64,
+        request_timeout: float = 10.0,
+    ) -> None:
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
+        self.max_per_address = max_per_address
+        self.request_timeout = request_timeout
+        # address -> its connections, least recently active first
+        self._by_address: dict[str, OrderedDict[HandleTCPProtocol, None]] = {}
         self.open = 0
-        self.transports: set[asyncio.Transport] = set()
+
+    @property
+    def transports(self) -> list[HandleTCPProtocol]:
+        return [c for group in self._by_address.values() for c in group]
+
+    def admit(self, connection: HandleTCPProtocol) -> str:
+        """Count ``connection`` in; or say why not ("" when admitted)."""
+        address = connection.address
+        mine = self._by_address.get(address)
+        if mine is not None and len(mine) >= self.max_per_address:
+            return f"{len(mine)} connections from this address already"
+        if self.open >= self.max_connections:
+            busiest = max(self._by_address, key=lambda a: len(self._by_address[a]))
+            if busiest == address or len(self._by_address[busiest]) <= len(mine or ()) + 1:
+                return f"{self.open} connections open"
+            evicted = next(iter(self._by_address[busiest]))
+            self.release(evicted)
+            evicted.close()
+            log.info("closed a TCP connection of %s to admit %s", busiest, address)
+        self._by_address.setdefault(address, OrderedDict())[connection] = None
+        self.open += 1
+        return ""
+
+    def release(self, connection: HandleTCPProtocol) -> None:
+        group = self._by_address.get(connection.address)
+        if group is None or connection not in group:
+            return
+        del group[connection]
+        if not group:
+            del self._by_address[connection.address]
+        self.open -= 1
+
+    def active(self, connection: HandleTCPProtocol) -> None:
+        group = self._by_address.get(connection.address)
+        if group is not None and connection in group:
+            group.move_to_end(connection)
 
     def close_all(self) -> None:
-        for transport in list(self.transports):
-            transport.close()
+        for connection in self.transports:
+            connection.close()
