@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -56,6 +57,23 @@ from idnode.service import ANONYMOUS, Caller
 from idnode.service.offloop import OffLoop
 
 __all__ = ["FastResolution", "create_app", "resolve_response"]
+
+
+class _Text(Convertor[str]):
+    """A path parameter of any characters, slashes and line breaks included:
+    Starlette's ``path`` stops at a line break, so such a handle found no route and
+    got a bare 404 instead of the error its resource explains."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("text", _Text())
 
 _SAFE_REDIRECT_SCHEMES = frozenset({"http", "https", "ftp"})
 #: What the GS1 resolver endpoints answer (the standard asks for all three).
@@ -239,7 +257,7 @@ def create_app(off: OffLoop, gs1_prefix: str = "") -> FastResolution:
             Route("/healthz", healthz),
             Route("/metrics", bound(http_stats.metrics)),
             Route(
-                "/api/handles/{handle:path}",
+                "/api/handles/{handle:text}",
                 api_handle,
                 methods=["GET", "HEAD", "PUT", "DELETE"],
             ),
@@ -252,13 +270,13 @@ def create_app(off: OffLoop, gs1_prefix: str = "") -> FastResolution:
             ),
             Route("/api/prefixes", api_prefixes),
             Route(
-                "/api/history/{handle:path}", bound(http_history.history), methods=["GET", "POST"]
+                "/api/history/{handle:text}", bound(http_history.history), methods=["GET", "POST"]
             ),
             Route("/api/bulk", bound(http_bulk.register), methods=["POST"]),
             Route("/api/search", bound(http_search.search)),
             Route("/api/templates", bound(http_templates.templates_api)),
             Route(
-                "/api/templates/{name:path}",
+                "/api/templates/{name:text}",
                 bound(http_templates.template_api),
                 methods=["GET", "HEAD", "PUT"],
             ),
@@ -267,15 +285,15 @@ def create_app(off: OffLoop, gs1_prefix: str = "") -> FastResolution:
             # The national system's SNMS and IDHub APIs (before the /api/ catch-all).
             *idis_routes(off),
             Route("/api/openapi.json", openapi),
-            Route("/api/{rest:path}", _api_not_found, methods=["GET", "HEAD"]),
+            Route("/api/{rest:text}", _api_not_found, methods=["GET", "HEAD"]),
             Route("/.well-known/gs1resolver", gs1_description, methods=GS1_METHODS),
             # GS1 Digital Link paths; a handle whose prefix is 01, 00 or 414 is
             # shadowed here (its proxy page stays at /api/handles/...).
-            *(Route(f"/{ai}/{{rest:path}}", gs1_link, methods=GS1_METHODS) for ai in PRIMARY_KEYS),
+            *(Route(f"/{ai}/{{rest:text}}", gs1_link, methods=GS1_METHODS) for ai in PRIMARY_KEYS),
             Route("/templates", bound(http_templates.templates_page)),
-            Route("/templates/{name:path}", bound(http_templates.template_page)),
+            Route("/templates/{name:text}", bound(http_templates.template_page)),
             Route("/", index),
-            Route("/{handle:path}", proxy),
+            Route("/{handle:text}", proxy),
         ],
         exception_handlers={404: _not_found, 405: _not_allowed},
     )

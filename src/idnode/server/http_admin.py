@@ -26,6 +26,9 @@ __all__ = ["delete_handle", "list_handles", "put_handle", "query_flag", "query_n
 
 MAX_BODY = 4 * 1024 * 1024
 MAX_PAGE_SIZE = 10_000
+#: The last page number taken: far past any listing, and its offset still fits the
+#: database's integers.
+MAX_PAGE_NUMBER = 1_000_000_000
 
 
 @overload
@@ -174,8 +177,10 @@ async def list_handles(off: OffLoop, request: Request) -> Response:
             size = int(request.query_params.get("pageSize", "-1"))
         except ValueError as exc:
             raise BadRequestParameter("page and pageSize must be integers") from exc
-        if page < 0 or size == 0 or size < -1 or size > MAX_PAGE_SIZE:
-            raise BadRequestParameter(f"page >= 0 and pageSize 1..{MAX_PAGE_SIZE} (or -1: all)")
+        if not 0 <= page <= MAX_PAGE_NUMBER or size == 0 or size < -1 or size > MAX_PAGE_SIZE:
+            raise BadRequestParameter(
+                f"page 0..{MAX_PAGE_NUMBER} and pageSize 1..{MAX_PAGE_SIZE} (or -1: all)"
+            )
         caller = await caller_of(off, request)
         limit = None if size == -1 else size
         handles, total = await off.read(

@@ -29,6 +29,8 @@ async def search(off: OffLoop, request: Request) -> Response:
         size = http_admin.query_number(params, "pageSize", 100)
         if not 0 < size <= MAX_PAGE:
             raise BadRequestParameter(f"pageSize must be 1 to {MAX_PAGE}")
+        if page > http_admin.MAX_PAGE_NUMBER:
+            raise BadRequestParameter(f"page must be 0 to {http_admin.MAX_PAGE_NUMBER}")
         query = SearchQuery(
             prefix=params.get("prefix") or None,
             template=params.get("template") or None,

@@ -57,7 +57,11 @@ _WRITE_INDEX = _INDEX | {
     },
 }
 #: What the listings take (see http_admin.list_handles, http_search).
-_PAGE = {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 0}}
+_PAGE = {
+    "name": "page",
+    "in": "query",
+    "schema": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000},
+}
 _LISTING_PAGE_SIZE = {
     "name": "pageSize",
     "in": "query",
@@ -228,7 +232,10 @@ def _digital_link(key: str) -> dict[str, Any]:
 #: The GS1 endpoints answer OPTIONS (CORS preflights) for any origin.
 _PREFLIGHT: dict[str, Any] = {
     "summary": "What a client may ask (GET, HEAD, OPTIONS), with CORS headers for any origin",
-    "responses": {"204": {"description": "Allow and Access-Control-Allow-* headers"}},
+    "responses": {
+        "204": {"description": "Allow and Access-Control-Allow-* headers"},
+        "404": {"description": "a path that is no Digital Link (a line break, say)"},
+    },
 }
 
 
@@ -610,7 +617,14 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "an HTML page of the values"},
                         "302": {"description": "redirect to the handle's URL"},
-                        "404": {"description": "an HTML page saying why"},
+                        "4XX": {
+                            "description": "an HTML page saying why: not a handle (400),"
+                            " not found (404), ..."
+                        },
+                        "5XX": {
+                            "description": "an HTML page saying why: a server of the"
+                            " handle's prefix cannot be reached, ..."
+                        },
                     },
                 },
             },
