@@ -71,6 +71,8 @@ class Config:
     tcp_max_per_address: int = 64
     #: Seconds a TCP request may take to arrive whole, from its first byte.
     tcp_request_timeout: float = 10.0
+    #: Seconds an HTTP request's head (request line and headers) may take to arrive.
+    http_header_timeout: float = 10.0
     #: Records each process caches in memory when the database can announce changes
     #: (PostgreSQL); 0 turns the cache off. SQLite nodes never cache.
     cache_entries: int = 10_000
@@ -221,10 +223,7 @@ def _validate(config: Config) -> None:
         port = getattr(config, name)
         if not 0 <= port <= 65535:
             raise ConfigError(f"{name} must be 0..65535, got {port}")
-    if config.tcp_max_per_address < 1 or config.tcp_request_timeout <= 0:
-        raise ConfigError("tcp_max_per_address must be 1 or more, tcp_request_timeout above 0")
-    if config.udp_rate_limit < 0 and config.udp_rate_limit != -1:
-        raise ConfigError("udp_rate_limit must be 0 or more (or -1: automatic)")
+    _validate_limits(config)
     for name, choices in _CHOICES.items():
         if getattr(config, name) not in choices:
             raise ConfigError(
@@ -244,6 +243,15 @@ def _validate(config: Config) -> None:
     _validate_hierarchy(config)
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level must be debug, info, warning or error: {config.log_level}")
+
+
+def _validate_limits(config: Config) -> None:
+    if config.http_header_timeout <= 0 or config.tcp_request_timeout <= 0:
+        raise ConfigError("http_header_timeout and tcp_request_timeout must be above 0")
+    if config.tcp_max_per_address < 1:
+        raise ConfigError("tcp_max_per_address must be 1 or more")
+    if config.udp_rate_limit < 0 and config.udp_rate_limit != -1:
+        raise ConfigError("udp_rate_limit must be 0 or more (or -1: automatic)")
 
 
 def _validate_tls(config: Config) -> None:

@@ -30,6 +30,7 @@ from idnode.reporting import REPORT_HOURS, report_rows, send_report
 from idnode.server import lifetime
 from idnode.server.dispatch import Dispatcher
 from idnode.server.http import create_app
+from idnode.server.http_protocol import with_header_timeout
 from idnode.server.ratelimit import RateLimiter
 from idnode.server.tls import uvicorn_tls_settings
 from idnode.server.transports import HandleTCPProtocol, HandleUDPProtocol, TCPLimits
@@ -170,7 +171,9 @@ async def _serve_node(
     except BaseException:
         udp_transport.close()
         raise
-    uvicorn_settings: dict[str, Any] = {"http": "httptools"} | tls
+    uvicorn_settings: dict[str, Any] = {
+        "http": with_header_timeout(config.http_header_timeout)
+    } | tls
     http_server = _HTTPServer(
         uvicorn.Config(
             create_app(off, config.gs1_prefix),
