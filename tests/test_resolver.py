@@ -130,7 +130,14 @@ def test_root_servers_and_roles_are_checked() -> None:
         ("::1", 2641),
         ("10.0.0.2", 2641),
     ]
-    for bad in ("pumps.example:2641", "10.0.0.1:0", "10.0.0.1:x"):
+    # Bare IPv6 addresses take the default port: "::1" is not "::" on port 1.
+    assert parse_endpoints("::1, 2001:db8::7, [2001:db8::8]:2700, [::2]") == [
+        ("::1", 2641),
+        ("2001:db8::7", 2641),
+        ("2001:db8::8", 2700),
+        ("::2", 2641),
+    ]
+    for bad in ("pumps.example:2641", "10.0.0.1:0", "10.0.0.1:x", "[::1]:x", "[::1"):
         with pytest.raises(ConfigError):
             parse_endpoints(bad)
     with pytest.raises(ConfigError, match="role must be one of"):

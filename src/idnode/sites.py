@@ -168,16 +168,31 @@ def service_handles(values: Iterable[HandleValue]) -> list[str]:
     return found
 
 
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_endpoints(text: str, default_port: int = 2641) -> list[Endpoint]:
-    """``"10.0.0.1:2641, 10.0.0.2"`` as a list of (address, port); ConfigError if malformed."""
+    """``"10.0.0.1:2641, 10.0.0.2, [2001:db8::1]:2641, ::1"`` as a list of (address,
+    port); ConfigError if malformed."""
     found = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
-        host, sep, port = item.rpartition(":")
-        if not sep or item.endswith("]"):
+        if item.startswith("["):  # an IPv6 address with a port: "[::1]:2641"
+            host, close, rest = item[1:].partition("]")
+            if not close or (rest and not rest.startswith(":")):
+                raise ConfigError(f"{item!r} is not [IPv6 address] with an optional :port")
+            port = rest[1:] or str(default_port)
+        elif _is_address(item):
+            # A bare address, IPv6 ones too: "::1" is an address, not "::" port 1.
             host, port = item, str(default_port)
-        host = host.strip("[]")
+        else:
+            host, _, port = item.rpartition(":")
         try:
             ipaddress.ip_address(host)
             number = int(port)
