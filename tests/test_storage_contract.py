@@ -119,6 +119,18 @@ def test_put_many_counts_written_and_skipped(storage: Storage) -> None:
     assert storage.get("88.100.1/0") == rec("88.100.1/0", "new")
 
 
+def test_put_many_takes_a_repeated_handle_as_single_writes_would(storage: Storage) -> None:
+    """Both backends alike (issue 20): skipping existing handles keeps the first of a
+    repeated one, replacing keeps the last, and the search index follows."""
+    twice = [rec("88.100.1/DUP", "first"), rec("88.100.1/DUP", "second")]
+    storage.put_many(twice, replace=False)
+    assert storage.get("88.100.1/DUP") == rec("88.100.1/DUP", "first")
+    storage.put_many([rec("88.100.1/DUP2", "first"), rec("88.100.1/DUP2", "second")], replace=True)
+    assert storage.get("88.100.1/DUP2") == rec("88.100.1/DUP2", "second")
+    assert storage.search(SearchQuery(text="first")) == ["88.100.1/DUP"]
+    assert storage.search(SearchQuery(text="second")) == ["88.100.1/DUP2"]
+
+
 def test_iter_and_count_by_prefix_do_not_leak_into_longer_prefixes(storage: Storage) -> None:
     for handle in ["88.100/A", "88.100.1/B", "88.100.1/A", "88.1000/C", "88.100/Z"]:
         storage.put(rec(handle))

@@ -53,16 +53,19 @@ _BATCH = 20_000
 CHANNEL = "idnode_changes"
 # Sent in the writing transaction, so listeners hear of a change exactly when it commits.
 _NOTIFY = "SELECT pg_notify('idnode_changes', %s)"
-# Within one batch the last record for a key wins, as a loop of put() would.
+# A batch repeating a key is taken as a loop of single writes would take it: when
+# replacing, the last record of the key wins; when skipping existing keys, the first
+# (the later ones find it there), as SQLite does.
 _MERGE = (
     "INSERT INTO handles SELECT DISTINCT ON (key) key, handle, values_wire, updated_at"
-    " FROM idnode_staging ORDER BY key, seq DESC ON CONFLICT (key) "
+    " FROM idnode_staging ORDER BY key, seq {order} ON CONFLICT (key) "
 )
 _MERGE_REPLACE = (
-    _MERGE + "DO UPDATE SET handle = EXCLUDED.handle, values_wire = EXCLUDED.values_wire,"
+    _MERGE.format(order="DESC")
+    + "DO UPDATE SET handle = EXCLUDED.handle, values_wire = EXCLUDED.values_wire,"
     " updated_at = EXCLUDED.updated_at"
 )
-_MERGE_SKIP = _MERGE + "DO NOTHING"
+_MERGE_SKIP = _MERGE.format(order="ASC") + "DO NOTHING"
 _MIGRATION_LOCK = 0x1D40DE  # advisory lock id: "idnode"
 _GET_MANY = "SELECT key, handle, values_wire FROM handles WHERE key = ANY(%s)"
 
@@ -237,7 +240,7 @@ class PostgresStorage(SQLStorage):
                         (keys,),
                     )
                 }
-                fresh = batch if replace else first_new(batch, before, last=True)
+                fresh = batch if replace else first_new(batch, before)
                 if audit is not None:
                     self._audit_batch(conn, audit, fresh, before)
                 conn.execute(

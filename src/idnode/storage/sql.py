@@ -502,13 +502,13 @@ def _audit_entry(
     )
 
 
-def first_new(batch: Sequence[Row], existing: Collection[str], *, last: bool = False) -> list[Row]:
-    """The rows an insert that skips existing keys writes: those of new keys, one per
-    key the batch repeats, the first (SQLite's INSERT OR IGNORE) or with ``last`` the
-    last (the PostgreSQL merge, which keeps the latest row of a key)."""
+def first_new(batch: Sequence[Row], existing: Collection[str]) -> list[Row]:
+    """The rows an insert that skips existing keys writes: those of new keys, the
+    first of each key the batch repeats (the later ones find it there), on both
+    backends."""
     seen = set(existing)
     fresh = []
-    for row in reversed(batch) if last else batch:
+    for row in batch:
         if row[0] not in seen:
             seen.add(row[0])
             fresh.append(row)
