@@ -83,3 +83,38 @@ def _create(url: str, worker: int) -> str:
     finally:
         storage.close()
     return "created"
+
+
+def test_a_bulk_load_keeps_a_record_created_while_it_decides(postgres_url: str) -> None:
+    """PostgreSQL's put_staged reads, chooses and writes in one transaction: a handle
+    another writer creates after the load read (issue 20) is kept, not overwritten,
+    and not counted or indexed as the load's."""
+    from idnode.domain import SearchQuery
+    from idnode.storage.postgres import PostgresStorage
+
+    loader, other = PostgresStorage(postgres_url), PostgresStorage(postgres_url)
+    try:
+        loader.put(HandleRecord("88.1/OLD", (HandleValue(1, "URL", b"stored"),)))
+
+        def choose(existing: dict[str, tuple[HandleRecord, HandleRecord]]) -> list[str]:
+            # Another writer, between this load's read and its write.
+            other.put(HandleRecord("88.1/RACE", (HandleValue(1, "URL", b"theirs"),)))
+            return []
+
+        with loader.staging() as staging:
+            span = staging.add(
+                [
+                    HandleRecord("88.1/OLD", (HandleValue(1, "URL", b"loaded"),)),
+                    HandleRecord("88.1/RACE", (HandleValue(1, "URL", b"loaded"),)),
+                    HandleRecord("88.1/NEW", (HandleValue(1, "URL", b"loaded"),)),
+                ]
+            )
+            assert loader.put_staged(staging, span, choose) == 2
+        race = loader.get("88.1/RACE")
+        assert race is not None
+        assert race.values[0].data == b"theirs"
+        assert loader.search(SearchQuery(text="loaded")) == ["88.1/NEW", "88.1/OLD"]
+        assert loader.search(SearchQuery(text="theirs")) == ["88.1/RACE"]
+    finally:
+        loader.close()
+        other.close()

@@ -36,6 +36,7 @@ from idnode.storage.cache import FLUSH_ALL, CachingStorage
 from idnode.storage.search import reindexed
 from idnode.storage.sql import (
     POSTGRESQL,
+    Row,
     SQLStorage,
     Statements,
     decode_record,
@@ -226,39 +227,62 @@ class PostgresStorage(SQLStorage):
         replace: bool,
         audit: AuditContext | None = None,
     ) -> tuple[int, int]:
-        merge = _MERGE_REPLACE if replace else _MERGE_SKIP
         written = offered = 0
         for batch in row_batches(records, _BATCH):
             offered += len(batch)
             with self._pool.connection() as conn, conn.transaction():
-                keys = [row[0] for row in batch]
-                before = {
-                    key: (handle, bytes(wire))
-                    for key, handle, wire in conn.execute(
-                        "SELECT key, handle, values_wire FROM handles WHERE key = ANY(%s)"
-                        " FOR UPDATE",
-                        (keys,),
-                    )
-                }
-                fresh = batch if replace else first_new(batch, before)
-                if audit is not None:
-                    self._audit_batch(conn, audit, fresh, before)
-                conn.execute(
-                    "CREATE TEMP TABLE IF NOT EXISTS idnode_staging (seq BIGSERIAL,"
-                    ' key TEXT COLLATE "C", handle TEXT, values_wire BYTEA, updated_at BIGINT)'
-                    " ON COMMIT DELETE ROWS"
-                )
-                with conn.cursor() as cur:
-                    with cur.copy(
-                        "COPY idnode_staging (key, handle, values_wire, updated_at) FROM STDIN"
-                    ) as copy:
-                        for key, handle, values, updated in batch:
-                            copy.write_row((key, handle, values.wire, updated))
-                    cur.execute(merge)
-                    written += max(cur.rowcount, 0)
-                    _reindex(conn, [(k, values) for k, _, values, _ in fresh], before.keys())
-                    cur.execute(_NOTIFY, (FLUSH_ALL,))
+                before = self._locked_rows(conn, [row[0] for row in batch])
+                written += self._merge(conn, batch, before, replace=replace, audit=audit)
         return written, offered - written
+
+    @staticmethod
+    def _locked_rows(
+        conn: psycopg.Connection[Any], keys: list[str]
+    ) -> dict[str, tuple[str, bytes]]:
+        """The stored rows of ``keys``, locked until the transaction ends."""
+        return {
+            key: (handle, bytes(wire))
+            for key, handle, wire in conn.execute(
+                "SELECT key, handle, values_wire FROM handles WHERE key = ANY(%s) FOR UPDATE",
+                (keys,),
+            )
+        }
+
+    def _merge(
+        self,
+        conn: psycopg.Connection[Any],
+        batch: list[Row],
+        before: dict[str, tuple[str, bytes]],
+        *,
+        replace: bool,
+        audit: AuditContext | None,
+    ) -> int:
+        """Write ``batch`` in the caller's transaction (``before``: stored rows read
+        there, its keys' among them); returns how many rows were written."""
+        if not batch:
+            return 0
+        before = {row[0]: before[row[0]] for row in batch if row[0] in before}
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS idnode_staging (seq BIGSERIAL,"
+            ' key TEXT COLLATE "C", handle TEXT, values_wire BYTEA, updated_at BIGINT)'
+            " ON COMMIT DELETE ROWS"
+        )
+        with conn.cursor() as cur:
+            cur.execute("TRUNCATE idnode_staging")
+            with cur.copy(
+                "COPY idnode_staging (key, handle, values_wire, updated_at) FROM STDIN"
+            ) as copy:
+                for key, handle, values, updated in batch:
+                    copy.write_row((key, handle, values.wire, updated))
+            cur.execute((_MERGE_REPLACE if replace else _MERGE_SKIP) + " RETURNING key")
+            # What was written: skipping, a key another writer created meanwhile is not.
+            done = {key for (key,) in cur.fetchall()}
+        fresh = [r for r in (batch if replace else first_new(batch, before)) if r[0] in done]
+        if audit is not None:
+            self._audit_batch(conn, audit, fresh, before)
+        _reindex(conn, [(k, values) for k, _, values, _ in fresh], before.keys())
+        conn.execute(_NOTIFY, (FLUSH_ALL,))
+        return len(done)
 
     def staging(self, *, parallel: bool = False) -> Staging:
         return Staging(index=False, parallel=parallel)
@@ -272,16 +296,24 @@ class PostgresStorage(SQLStorage):
         audit: AuditContext | None = None,
         dry_run: bool = False,
     ) -> int:
-        # COPY through put_many is this backend's fast path; it indexes as it writes.
-        # Read back, compared, written: a record created between the reading and the
-        # writing is overwritten, as by put_many with replace.
+        # One transaction: the stored records read, compared and written under row
+        # locks, so no write to them slips in between. A handle created meanwhile by
+        # another writer (no row to lock when read) is kept, as if this load had come
+        # first; it is not counted as written.
         records = [(handle_key(r.handle), r) for r in staging.records(span)]
-        stored = self.get_many([r.handle for _, r in records])
-        leave = set(choose({key: (stored[key], r) for key, r in records if key in stored}))
-        writes = [r for key, r in records if key not in leave]
-        if not dry_run:
-            self.put_many(writes, replace=True, audit=audit)
-        return len(writes)
+        with self._pool.connection() as conn, conn.transaction():
+            before = self._locked_rows(conn, [key for key, _ in records])
+            stored = {key: decode_record(handle, wire) for key, (handle, wire) in before.items()}
+            leave = set(choose({key: (stored[key], r) for key, r in records if key in stored}))
+            writes = [(key, r) for key, r in records if key not in leave]
+            if dry_run:
+                return len(writes)
+            rows = next(row_batches([r for _, r in writes], len(writes) or 1), [])
+            present = [row for row in rows if row[0] in before]
+            new = [row for row in rows if row[0] not in before]
+            return self._merge(conn, present, before, replace=True, audit=audit) + self._merge(
+                conn, new, before, replace=False, audit=audit
+            )
 
     def iter_records(self, prefix: str | None = None) -> Iterator[HandleRecord]:
         # A named (server-side) cursor streams in chunks instead of loading everything.
