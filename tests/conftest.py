@@ -208,6 +208,14 @@ def running(config: Config) -> Iterator[RunningNode]:
 @pytest.fixture(scope="session")
 def running_node(demo_dir: Path) -> Iterator[RunningNode]:
     """The demo node served on real UDP, TCP and HTTP sockets in a background thread."""
-    config = Config(data_dir=demo_dir, handle_port=0, http_port=0, stats_flush_seconds=0.2)
+    # Shared by many tests from one address, some failing to authenticate on purpose
+    # (schemathesis sends made-up credentials): no allowance to run out of.
+    config = Config(
+        data_dir=demo_dir,
+        handle_port=0,
+        http_port=0,
+        stats_flush_seconds=0.2,
+        http_auth_failures=1_000_000,
+    )
     with running(config) as node:
         yield node

@@ -26,7 +26,7 @@ from idnode.domain import AuditQuery, HandleRecord
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.node import ADMIN_KEY_FILE, open_node
-from tests.conftest import RunningNode, make_node, rsa_key, running
+from tests.conftest import RunningNode, add_secret_admin, make_node, rsa_key, running
 
 ADMIN = "300:0.NA/88.100.1"
 SECRET = b"session-s3cret"
@@ -260,3 +260,31 @@ def test_authenticated_reads_show_values_the_identity_may_read(
     assert shown == anonymous | {"CUSTOMER"}
     r = http.get(handle, params={"publicOnly": "true"}, headers=session_header(session_id))
     assert {v["type"] for v in r.json()["values"]} == anonymous
+
+
+def test_failed_authentications_are_limited_per_address(tmp_path: Path) -> None:
+    """Issue 20: an address that keeps failing to authenticate is refused (429) before
+    its credentials are checked, and a 401 offers it no more database sessions."""
+    node = make_node(tmp_path / "node")
+    add_secret_admin(node, ValueReference("88.100.1/LIMITED", 300), "right-secret")
+    node.close()
+    config = Config(data_dir=tmp_path / "node", handle_port=0, http_port=0, http_auth_failures=5)
+    wrong = base64.b64encode(b"300%3A88.100.1/LIMITED:wrong-secret").decode()
+    right = base64.b64encode(b"300%3A88.100.1/LIMITED:right-secret").decode()
+    url = "/api/handles?prefix=88.100.1"
+    with running(config) as served, httpx.Client(base_url=served.http, timeout=10) as http:
+        assert http.get(url, headers={"Authorization": f"Basic {right}"}).status_code == 200
+        statuses = [
+            http.get(url, headers={"Authorization": f"Basic {wrong}"}).status_code for _ in range(7)
+        ]
+        assert statuses[:5] == [403] * 5  # a wrong secret
+        assert statuses[5:] == [429, 429]
+        # Now even the right secret waits, and a 401 opens no session.
+        assert http.get(url, headers={"Authorization": f"Basic {right}"}).status_code == 429
+        anonymous = http.get(url)
+        assert anonymous.status_code == 401
+        assert "sessionId" not in anonymous.headers.get("www-authenticate", "")
+        # The SNMS and IDHub logins and tokens count against the same allowance.
+        login = http.post("/identity/token", json={"username": "x", "password": "y"})
+        assert login.json()["status"] == -2
+        assert "too many failed authentications" in login.json()["message"]

@@ -73,6 +73,9 @@ class Config:
     tcp_request_timeout: float = 10.0
     #: Seconds an HTTP request's head (request line and headers) may take to arrive.
     http_header_timeout: float = 10.0
+    #: Failed authentications one address may make over HTTP per minute (per worker);
+    #: over it, its requests with credentials get 429 until the allowance refills.
+    http_auth_failures: float = 30.0
     #: Records each process caches in memory when the database can announce changes
     #: (PostgreSQL); 0 turns the cache off. SQLite nodes never cache.
     cache_entries: int = 10_000
@@ -248,6 +251,8 @@ def _validate(config: Config) -> None:
 def _validate_limits(config: Config) -> None:
     if config.http_header_timeout <= 0 or config.tcp_request_timeout <= 0:
         raise ConfigError("http_header_timeout and tcp_request_timeout must be above 0")
+    if config.http_auth_failures <= 0:
+        raise ConfigError("http_auth_failures must be above 0")
     if config.tcp_max_per_address < 1:
         raise ConfigError("tcp_max_per_address must be 1 or more")
     if config.udp_rate_limit < 0 and config.udp_rate_limit != -1:

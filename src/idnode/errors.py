@@ -63,6 +63,7 @@ __all__ = [
     "StorageError",
     "TemplateExists",
     "TemplateNotPublished",
+    "TooManyFailures",
     "ValueAlreadyExists",
     "ValuesNotFound",
     "error_for",
@@ -79,6 +80,12 @@ class OperationNotSupported(IdnodeError):
 
 class ServerBusy(IdnodeError):
     response_code = ResponseCode.SERVER_TOO_BUSY
+
+
+class TooManyFailures(ServerBusy):
+    """This address failed to authenticate too often; it may try again later."""
+
+    http_status = 429
 
 
 class ServerError(IdnodeError):
@@ -338,12 +345,14 @@ def http_status(code: ResponseCode) -> int:
 # ``status`` (1 success, -1 not logged in, -2 refused, -3 no permission, -4 internal),
 # IDHub a DOIP ``code``. The most specific class listed first wins.
 _SNMS_STATUS: tuple[tuple[type[IdnodeError], int], ...] = (
+    (TooManyFailures, -2),
     (AuthenticationNeeded, -1),  # a wrong login is -2, as SNMS documents
     (InsufficientPermissions, -3),
     (ServerError, -4),
     (StorageError, -4),
 )
 _IDHUB_CODE: tuple[tuple[type[IdnodeError], int], ...] = (
+    (TooManyFailures, 401),
     (AuthenticationNeeded, 102),
     (AuthenticationFailed, 401),
     (AuthenticationError, 401),

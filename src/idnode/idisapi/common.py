@@ -11,17 +11,21 @@ every error's codes are decided.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from idnode.errors import (
+    AuthenticationFailed,
     AuthenticationNeeded,
     BadRequestParameter,
     IdnodeError,
+    InvalidCredential,
     InvalidValue,
+    TooManyFailures,
     idhub_code_of,
     snms_status_of,
 )
@@ -31,6 +35,7 @@ from idnode.service.offloop import OffLoop
 __all__ = [
     "MAX_BATCH",
     "MAX_BODY",
+    "authenticating",
     "bearer_caller",
     "body",
     "guarded",
@@ -46,6 +51,7 @@ MAX_BODY = 8 * 1024 * 1024
 MAX_BATCH = 2000
 
 Handler = Callable[[OffLoop, Request], Awaitable[Response]]
+_T = TypeVar("_T")
 
 
 def _json(doc: dict[str, Any]) -> Response:
@@ -88,6 +94,26 @@ async def body(request: Request) -> Any:
         raise BadRequestParameter(f"request body is not JSON: {exc}") from exc
 
 
+async def authenticating(
+    request: Request,
+    attempt: Callable[[], Awaitable[_T]],
+    failures: tuple[type[IdnodeError], ...] = (AuthenticationFailed, InvalidCredential),
+) -> _T:
+    """``attempt()``, a login or a token check, counted against the address's allowance
+    of failed authentications (the HTTP server's ``http_auth_failures``): an address
+    that used it up is refused before anything is checked."""
+    limiter = getattr(request.app.state, "auth_failures", None)
+    address = request.client.host if request.client else "unknown"
+    if limiter is not None and limiter.blocked(address, time.monotonic()):
+        raise TooManyFailures("too many failed authentications from this address; try later")
+    try:
+        return await attempt()
+    except failures:
+        if limiter is not None:
+            limiter.failed(address, time.monotonic())
+        raise
+
+
 async def bearer_caller(off: OffLoop, request: Request, *, required: bool = True) -> Caller:
     """The identity the ``Authorization: Bearer`` token stands for."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -95,7 +121,13 @@ async def bearer_caller(off: OffLoop, request: Request, *, required: bool = True
         if required:
             raise AuthenticationNeeded("log in first and send Authorization: Bearer <token>")
         return Caller(None, origin_of(request))
-    return await off.read(off.service.sessions.token_caller, token.strip(), origin_of(request))
+    sessions = off.service.sessions
+
+    def check() -> Awaitable[Caller]:
+        return off.read(sessions.token_caller, token.strip(), origin_of(request))
+
+    # A token presented and not taken is a failed authentication too.
+    return await authenticating(request, check, (AuthenticationNeeded,))
 
 
 def guarded(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Awaitable
 from typing import Any
 
 from starlette.requests import Request
@@ -32,7 +33,7 @@ from idnode.errors import (
     OperationNotSupported,
 )
 from idnode.idisapi import shapes
-from idnode.idisapi.common import bearer_caller, body, idhub_ok, origin_of
+from idnode.idisapi.common import authenticating, bearer_caller, body, idhub_ok, origin_of
 from idnode.names import split_handle
 from idnode.service import Caller
 from idnode.service.offloop import OffLoop
@@ -126,7 +127,11 @@ async def verify_response(off: OffLoop, request: Request) -> Response:
     if not isinstance(handle, str) or not isinstance(signature, str):
         raise BadRequestParameter("handle and signature are required")
     sessions = off.service.sessions
-    caller = await off.write(sessions.idhub_verify, handle, signature, origin_of(request))
+
+    def verify() -> Awaitable[Caller]:
+        return off.write(sessions.idhub_verify, handle, signature, origin_of(request))
+
+    caller = await authenticating(request, verify)
     issued, _ = await off.write(sessions.issue_token, caller)
     return idhub_ok({"token": issued})
 

@@ -18,6 +18,7 @@ own: permissions, template checks and the audit log are those of every other API
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from starlette.requests import Request
@@ -27,6 +28,7 @@ from idnode.errors import BadRequestParameter, IdnodeError, InvalidValue, NoSuch
 from idnode.idisapi import shapes
 from idnode.idisapi.common import (
     MAX_BATCH,
+    authenticating,
     bearer_caller,
     body,
     origin_of,
@@ -72,16 +74,23 @@ async def _issue(off: OffLoop, caller: Caller, account: str) -> Response:
 async def token(off: OffLoop, request: Request) -> Response:
     """``POST /identity/token``: the account's password in clear."""
     name, password = _login(await body(request))
-    caller = await off.read(off.service.accounts.log_in, name, password, origin_of(request))
-    return await _issue(off, caller, name)
+    accounts = off.service.accounts
+
+    def log_in() -> Awaitable[Caller]:
+        return off.read(accounts.log_in, name, password, origin_of(request))
+
+    return await _issue(off, await authenticating(request, log_in), name)
 
 
 async def token_v1(off: OffLoop, request: Request) -> Response:
     """``POST /identity/token/v1``: the password as today's digest."""
     name, digest = _login(await body(request))
     accounts = off.service.accounts
-    caller = await off.read(accounts.log_in_with_date_digest, name, digest, origin_of(request))
-    return await _issue(off, caller, name)
+
+    def log_in() -> Awaitable[Caller]:
+        return off.read(accounts.log_in_with_date_digest, name, digest, origin_of(request))
+
+    return await _issue(off, await authenticating(request, log_in), name)
 
 
 # -- records ---------------------------------------------------------------------------

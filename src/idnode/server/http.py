@@ -28,6 +28,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from idnode import __version__
+from idnode.auth.throttle import FailureLimiter
 from idnode.errors import (
     BadRequestParameter,
     IdnodeError,
@@ -104,6 +105,7 @@ async def resolve_response(
     handle: str,
     params: Sequence[tuple[str, str]],
     caller: Caller = ANONYMOUS,
+    request: Request | None = None,
 ) -> Response:
     """The answer to ``GET /api/handles/{handle}``: Handle.Net's JSON, or a problem.
 
@@ -118,7 +120,7 @@ async def resolve_response(
             handle, indexes=indexes, types=types, caller=caller, public_only=public_only
         )
     except IdnodeError as exc:
-        return await http_auth.error(off, exc, handle)
+        return await http_auth.error(off, exc, handle, request=request)
     return _json(
         {
             "responseCode": int(ResponseCode.SUCCESS),
@@ -173,9 +175,12 @@ def _may_carry_credentials(scope: Scope) -> bool:
 Handler = Callable[[OffLoop, Request], Awaitable[Response]]
 
 
-def create_app(off: OffLoop, gs1_prefix: str = "") -> FastResolution:
+def create_app(
+    off: OffLoop, gs1_prefix: str = "", *, auth_failures_per_minute: float = 30.0
+) -> FastResolution:
     """The HTTP front end over ``off``: every handler reaches the service through it,
-    so nothing that waits runs on the event loop."""
+    so nothing that waits runs on the event loop. ``auth_failures_per_minute``: failed
+    authentications one address may make (see :mod:`idnode.auth.throttle`)."""
 
     def bound(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         """The route endpoint calling ``handler`` with this app's service."""
@@ -196,8 +201,8 @@ def create_app(off: OffLoop, gs1_prefix: str = "") -> FastResolution:
         try:
             caller = await http_auth.caller_of(off, request, required=False)
         except IdnodeError as exc:
-            return await http_auth.error(off, exc, handle)
-        return await resolve_response(off, handle, params, caller)
+            return await http_auth.error(off, exc, handle, request=request)
+        return await resolve_response(off, handle, params, caller, request)
 
     async def api_prefixes(request: Request) -> Response:
         prefixes = await off.read(off.service.reads.homed_prefixes)
@@ -297,6 +302,7 @@ def create_app(off: OffLoop, gs1_prefix: str = "") -> FastResolution:
         ],
         exception_handlers={404: _not_found, 405: _not_allowed},
     )
+    app.state.auth_failures = FailureLimiter(auth_failures_per_minute)
     return FastResolution(off, app)
 
 

@@ -116,7 +116,7 @@ async def put_handle(off: OffLoop, request: Request, handle: str) -> Response:
             mint_suffix=mint,
         )
     except IdnodeError as exc:
-        return await error(off, exc, handle)
+        return await error(off, exc, handle, request=request)
     return _ok({"handle": made}, 200 if existed else 201)
 
 
@@ -163,7 +163,7 @@ async def delete_handle(off: OffLoop, request: Request, handle: str) -> Response
         else:
             await off.write(writes.delete_handle, handle, caller)
     except IdnodeError as exc:
-        return await error(off, exc, handle)
+        return await error(off, exc, handle, request=request)
     return _ok({"handle": handle})
 
 
@@ -187,7 +187,7 @@ async def list_handles(off: OffLoop, request: Request) -> Response:
             off.service.writes.list_handles, prefix, caller, page * max(size, 0), limit
         )
     except IdnodeError as exc:
-        return await error(off, exc)
+        return await error(off, exc, request=request)
     body: dict[str, Any] = {"prefix": prefix, "totalCount": str(total), "handles": handles}
     if size != -1:
         body |= {"page": page, "pageSize": size}

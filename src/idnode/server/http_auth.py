@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from typing import Any
 from urllib.parse import unquote
 
@@ -30,11 +31,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from idnode.auth.handle_header import parse_handle_authorization, parse_identity
+from idnode.auth.throttle import FailureLimiter
 from idnode.domain import StoredSession
 from idnode.errors import (
+    AuthenticationError,
     AuthenticationFailed,
     AuthenticationNeeded,
     IdnodeError,
+    InvalidCredential,
+    TooManyFailures,
     http_status_of,
 )
 from idnode.handle.codes import ResponseCode
@@ -50,11 +55,31 @@ def origin_of(request: Request) -> str:
     return f"http {request.client.host if request.client else 'unknown'}"
 
 
+def _throttle(request: Request) -> tuple[FailureLimiter | None, str]:
+    limiter = getattr(request.app.state, "auth_failures", None)
+    return limiter, request.client.host if request.client else "unknown"
+
+
 async def caller_of(off: OffLoop, request: Request, *, required: bool = True) -> Caller:
     """The caller the request's credentials prove; anonymous only if not ``required``.
 
     Credentials that are present but wrong always raise, never fall back to anonymous.
+    Credentials from an address that failed too often (``http_auth_failures`` a
+    minute) get TooManyFailures before they are checked.
     """
+    limiter, address = _throttle(request)
+    presented = "authorization" in request.headers or client_certificate(request) is not None
+    if presented and limiter is not None and limiter.blocked(address, time.monotonic()):
+        raise TooManyFailures("too many failed authentications from this address; try later")
+    try:
+        return await _caller_of(off, request, required=required)
+    except (AuthenticationFailed, InvalidCredential, AuthenticationError):
+        if limiter is not None:
+            limiter.failed(address, time.monotonic())
+        raise
+
+
+async def _caller_of(off: OffLoop, request: Request, *, required: bool) -> Caller:
     service = off.service
     origin = origin_of(request)
     header = request.headers.get("authorization", "")
@@ -135,11 +160,23 @@ def _basic(credentials: str) -> tuple[ValueReference, bytes]:
     return ValueReference(handle, int(index_text)), password.encode("utf-8")
 
 
-async def error(off: OffLoop, exc: IdnodeError, handle: str | None = None) -> Response:
-    """A problem response; a 401 also offers Basic and a fresh session to answer with."""
+async def error(
+    off: OffLoop, exc: IdnodeError, handle: str | None = None, *, request: Request | None = None
+) -> Response:
+    """A problem response; a 401 also offers Basic and a fresh session to answer with.
+
+    Each session so offered is written to the database and counts, for ``request``'s
+    address, as a failed authentication: a client asking again and again without
+    authenticating is refused sessions, not given one per request.
+    """
     response = problem(exc, handle)
     if http_status_of(exc) == 401:
         response.headers.append("WWW-Authenticate", 'Basic realm="handle"')
+        limiter, address = _throttle(request) if request is not None else (None, "")
+        if limiter is not None:
+            if limiter.blocked(address, time.monotonic()):
+                return response
+            limiter.failed(address, time.monotonic())
         try:
             session = await off.write(off.service.sessions.open_session)
         except IdnodeError:
@@ -169,7 +206,7 @@ async def sessions(off: OffLoop, request: Request) -> Response:
         caller = await caller_of(off, request, required=False)
         session = await off.write(off.service.sessions.open_session, caller)
     except IdnodeError as exc:
-        return await error(off, exc)
+        return await error(off, exc, request=request)
     return JSONResponse(_session_body(session), status_code=201)
 
 
@@ -195,5 +232,5 @@ async def this_session(off: OffLoop, request: Request) -> Response:
             await caller_of(off, request, required=False)  # a full header authenticates
             session = await off.read(sessions.session, session_id)
     except IdnodeError as exc:
-        return await error(off, exc)
+        return await error(off, exc, request=request)
     return JSONResponse(_session_body(session))

@@ -64,7 +64,7 @@ async def register(off: OffLoop, request: Request) -> Response:
             skip_invalid=query_flag(flags, "skipInvalid", default=False),
         )
     except IdnodeError as exc:
-        return await http_auth.error(off, exc)
+        return await http_auth.error(off, exc, request=request)
     body = _summary(report)
     if not report.written:
         refusal = InvalidValue(f"nothing written: {report.rejected_count} row(s) rejected")

@@ -49,7 +49,7 @@ async def history(off: OffLoop, request: Request) -> Response:
         versions = await off.read(versions_of.history, handle, caller)
         return _ok({"handle": handle, "versions": [version_to_json(v) for v in versions]})
     except IdnodeError as exc:
-        return await http_auth.error(off, exc, handle)
+        return await http_auth.error(off, exc, handle, request=request)
 
 
 def _number(params: Mapping[str, str], name: str) -> int:

@@ -41,7 +41,7 @@ async def search(off: OffLoop, request: Request) -> Response:
         )
         found = await off.read(off.service.reads.search, query)
     except IdnodeError as exc:
-        return await http_auth.error(off, exc)
+        return await http_auth.error(off, exc, request=request)
     return JSONResponse(
         {
             "responseCode": int(ResponseCode.SUCCESS),

@@ -32,7 +32,7 @@ async def stats(off: OffLoop, request: Request) -> Response:
     since = int(text) if text.isdigit() and len(text) <= 15 else -1
     if not 0 <= since <= MAX_TIME:
         problem = BadRequestParameter(f"since must be a Unix time, 0 to {MAX_TIME}")
-        return await http_auth.error(off, problem)
+        return await http_auth.error(off, problem, request=request)
     statistics = off.service.statistics
     totals = await off.read(statistics.totals, since=since)
     reported = await off.read(statistics.reported, since)
@@ -53,5 +53,5 @@ async def receive_report(off: OffLoop, request: Request) -> Response:
         rows = report_from_json(await http_admin.json_body(request))
         stored = await off.write(off.service.statistics.accept_report, rows, caller)
     except IdnodeError as exc:
-        return await http_auth.error(off, exc)
+        return await http_auth.error(off, exc, request=request)
     return JSONResponse({"responseCode": int(ResponseCode.SUCCESS), "stored": stored})

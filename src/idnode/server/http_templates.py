@@ -46,7 +46,7 @@ async def template_api(off: OffLoop, request: Request) -> Response:
         version = http_admin.query_number(request.query_params, "version")
         template = await off.read(templates.template, name, version)
     except IdnodeError as exc:
-        return await http_auth.error(off, exc)
+        return await http_auth.error(off, exc, request=request)
     return JSONResponse({"responseCode": int(ResponseCode.SUCCESS), **template.to_json()})
 
 

@@ -80,6 +80,9 @@ _ERRORS = {
     ),
     "403": _problem("authentication failed or not permitted (responseCode 400-406)"),
     "404": _problem("handle not found (responseCode 100)"),
+    "429": _problem(
+        "credentials from an address that failed to authenticate too often (responseCode 3)"
+    ),
 }
 _SESSION_HEADER = {
     "name": "Authorization",

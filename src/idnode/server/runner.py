@@ -176,7 +176,7 @@ async def _serve_node(
     } | tls
     http_server = _HTTPServer(
         uvicorn.Config(
-            create_app(off, config.gs1_prefix),
+            create_app(off, config.gs1_prefix, auth_failures_per_minute=config.http_auth_failures),
             lifespan="off",
             access_log=False,
             log_level=config.log_level.lower(),
