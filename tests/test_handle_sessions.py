@@ -436,3 +436,27 @@ def test_counters_are_accepted_once_within_a_window(
     state: tuple[int, int], counter: int, after: tuple[int, int] | None
 ) -> None:
     assert replay.accept(state, counter) == after
+
+
+def test_session_set_ups_are_limited_per_address(tmp_path: Path) -> None:
+    """Issue 20: each set-up is a key agreement's worth of CPU; an address gets
+    session_setups_per_minute of them, then SERVER_TOO_BUSY, others are not affected."""
+    node = make_node(tmp_path)
+    now = [1000.0]
+    try:
+        worker = Dispatcher(node.service, clock=lambda: now[0], session_setups_per_minute=3)
+        setup = SessionSetupRequest(KeyExchange.DIFFIE_HELLMAN, 60, public_key=b"")
+
+        def from_(host: str) -> ResponseCode:
+            request = encode_message(Message(OpCode.SESSION_SETUP, setup, request_id=3))
+            answer = worker.handle(request, udp=False, peer=(host, 5000))
+            assert answer is not None
+            return decode_message(answer).response_code
+
+        assert set_up(worker).response_code == ResponseCode.SUCCESS  # from 127.0.0.1
+        assert [from_("127.0.0.1") for _ in range(3)][-1] == ResponseCode.SERVER_TOO_BUSY
+        assert from_("192.0.2.9") != ResponseCode.SERVER_TOO_BUSY
+        now[0] += 20.0  # the allowance refills, one a 20 s here
+        assert set_up(worker).response_code == ResponseCode.SUCCESS
+    finally:
+        node.close()

@@ -58,6 +58,7 @@ from idnode.auth.session_ciphers import (
     session_id_of,
     unseal,
 )
+from idnode.auth.throttle import FailureLimiter
 from idnode.errors import (
     AuthenticationFailed,
     AuthenticationNeeded,
@@ -68,6 +69,7 @@ from idnode.errors import (
     OperationNotSupported,
     ProtocolError,
     Referral,
+    ServerBusy,
     SessionFailed,
     SessionTimeout,
 )
@@ -221,6 +223,7 @@ class Dispatcher:
         offloop: OffLoop | None = None,
         anonymous_reads: str = "public",
         session_cipher: str = "sm4",
+        session_setups_per_minute: float = 60.0,
     ) -> None:
         """``signer``: signs answers to requests that set CERTIFY (with the private
         key whose public half is in this server's HS_SITE); without one they go
@@ -230,7 +233,10 @@ class Dispatcher:
         record with values that are not public gets: ``public``, its public values;
         ``challenge``, a challenge (Handle.Net's way). Inside a MACed Handle session,
         whose client can answer one, it is challenged either way.
-        ``session_cipher``: the cipher of IDIS encrypted sessions (``sm4``, ``aes``)."""
+        ``session_cipher``: the cipher of IDIS encrypted sessions (``sm4``, ``aes``).
+        ``session_setups_per_minute``: session set-ups one address may make (each a
+        key agreement or key encryption, tens of milliseconds of CPU); more get
+        SERVER_TOO_BUSY until the allowance refills."""
         self._service = service
         self._signer = signer
         self._udp_max = udp_max_response
@@ -238,6 +244,7 @@ class Dispatcher:
         self._reply_flags: dict[int, OpFlag] = {}
         self._challenges = challenges or ChallengeStore(time.monotonic)
         self._offloop = offloop
+        self._setups = FailureLimiter(session_setups_per_minute)
         if anonymous_reads not in ("public", "challenge"):
             raise ValueError(f"anonymous_reads is public or challenge, not {anonymous_reads!r}")
         self._challenge_anonymous = anonymous_reads == "challenge"
@@ -373,6 +380,7 @@ class Dispatcher:
             if isinstance(request.body, SessionSetupRequest):
                 if udp:  # a stored session per spoofable datagram, a long answer: no
                     return self._reply(request, data, ResponseCode.SUCCESS, Truncated())
+                self._count_setup(peer)
                 return (yield from self._set_up_session(request, request.body, data, connection))
             caller = ANONYMOUS
             if request.session_id or connection is not None:  # not for anonymous UDP
@@ -434,6 +442,13 @@ class Dispatcher:
         if udp and len(reply) > self._udp_max:
             reply = self._reply(request, raw, code, Truncated(), answered=answered, session=session)
         return reply
+
+    def _count_setup(self, peer: object) -> None:
+        """ServerBusy if ``peer``'s address has used up its session set-ups."""
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        if self._setups.blocked(host, self._clock()):
+            raise ServerBusy("too many session set-ups from this address; try later")
+        self._setups.failed(host, self._clock())  # each set-up takes one
 
     def _set_up_session(
         self,

@@ -152,6 +152,7 @@ async def _serve_node(
         offloop=off,
         anonymous_reads=config.anonymous_reads,
         session_cipher=config.session_cipher,
+        session_setups_per_minute=config.session_setups_per_minute,
     )
     limits = TCPLimits(
         config.tcp_max_connections,
