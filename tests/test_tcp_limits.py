@@ -14,8 +14,9 @@ import pytest
 from idnode.config import Config
 from idnode.handle.codec import MessageFramer, decode_message, encode_message
 from idnode.handle.codes import OpCode, ResponseCode
-from idnode.handle.messages import Message, ResolutionRequest
-from tests.conftest import RunningNode, running
+from idnode.handle.messages import Message, PasswordLoginRequest, ResolutionRequest
+from idnode.handle.values import ValueReference
+from tests.conftest import RunningNode, make_node, running
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +134,35 @@ def test_a_full_server_makes_room_from_the_busiest_address(server: RunningNode) 
     finally:
         for s in (*hog, *guests):
             s.close()
+
+
+def test_requests_waiting_behind_a_slow_one_are_not_cut_off(tmp_path: Path) -> None:
+    """The request deadline is for a client's bytes, not for our answers: requests
+    sent together wait, whole, while the first ones are answered (password logins,
+    a slow hash each), however long that takes."""
+    node = make_node(tmp_path / "node")
+    node.service.accounts.add("ops", ValueReference("0.NA/88.100.1", 300), "a long password")
+    node.close()
+    config = Config(data_dir=tmp_path / "node", handle_port=0, http_port=0, tcp_request_timeout=0.3)
+    logins = 30  # about 25 ms of scrypt each: all of them well over 0.3 s
+    with running(config) as node_server:
+        sock = connect(node_server, "127.0.0.7")
+        sock.settimeout(30)
+        try:
+            login = PasswordLoginRequest("ops", "a long password")
+            sock.sendall(
+                b"".join(
+                    encode_message(Message(OpCode.LOGIN, login, request_id=n + 1))
+                    for n in range(logins)
+                )
+            )
+            framer, answers = MessageFramer(), list[ResponseCode]()
+            while len(answers) < logins:
+                data = sock.recv(65536)
+                assert data, f"closed after {len(answers)} answers"
+                framer.receive_data(data)
+                while (frame := framer.next_message()) is not None:
+                    answers.append(decode_message(frame).response_code)
+            assert answers == [ResponseCode.SUCCESS] * logins
+        finally:
+            sock.close()

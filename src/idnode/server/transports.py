@@ -165,7 +165,6 @@ class HandleTCPProtocol(asyncio.Protocol):
         self._limits.active(self)
         self._framer.receive_data(data)
         self._answer_buffered(transport)
-        self._watch_partial(transport)
 
     def pause_writing(self) -> None:
         # The client is not reading its answers: stop reading its requests until it
@@ -186,6 +185,12 @@ class HandleTCPProtocol(asyncio.Protocol):
         return self._transport is not None and self._transport.is_reading()
 
     def _answer_buffered(self, transport: asyncio.Transport) -> None:
+        try:
+            self._serve_buffered(transport)
+        finally:
+            self._watch_partial(transport)
+
+    def _serve_buffered(self, transport: asyncio.Transport) -> None:
         try:
             while not self._writing_paused and self._waiting is None and not transport.is_closing():
                 frame = self._framer.next_message()
@@ -229,8 +234,11 @@ class HandleTCPProtocol(asyncio.Protocol):
 
     def _watch_partial(self, transport: asyncio.Transport) -> None:
         """A message begun must arrive whole within ``request_timeout``: a byte now
-        and then keeps a connection from being idle, not from being done with."""
-        if not self._framer.buffered:
+        and then keeps a connection from being idle, not from being done with. Only
+        while this side reads: bytes held back while an answer is awaited (or the
+        client does not read its answers) are requests sent in time."""
+        reading = self._waiting is None and not self._writing_paused
+        if not self._framer.buffered or not reading:
             if self._deadline is not None:
                 self._deadline.cancel()
                 self._deadline = None
@@ -292,6 +300,8 @@ class TCPLimits:
         if mine is not None and len(mine) >= self.max_per_address:
             return f"{len(mine)} connections from this address already"
         if self.open >= self.max_connections:
+            if not self._by_address:
+                return f"{self.open} connections open"
             busiest = max(self._by_address, key=lambda a: len(self._by_address[a]))
             if busiest == address or len(self._by_address[busiest]) <= len(mine or ()) + 1:
                 return f"{self.open} connections open"
