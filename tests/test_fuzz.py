@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from idnode.handle.codec import decode_message
+from idnode.handle.codec import PacketAssembler, decode_message
 from idnode.handle.errors import ProtocolError
 from idnode.node import Node
 from idnode.server.connection import Connection
@@ -117,3 +117,31 @@ def test_the_dispatcher_answers_every_input_without_an_internal_error(
     assert not errors.records, [r.getMessage() for r in errors.records]
     if reply is not None:
         decode_message(reply)  # what we send is well formed
+
+
+@st.composite
+def packet(draw: st.DrawFn) -> bytes:
+    """One packet of a seed split over several, now and then with a byte changed."""
+    seed = draw(st.sampled_from(CORPUS))
+    step = draw(st.integers(8, 200))
+    n = draw(st.integers(0, max((len(seed) - 20 - 1) // step, 0)))
+    data = bytearray(seed[:20] + seed[20 + n * step : 20 + (n + 1) * step])
+    data[12:16] = n.to_bytes(4, "big")
+    if draw(st.booleans()):
+        data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    return bytes(data)
+
+
+@given(st.lists(st.tuples(st.one_of(inputs, packet()), st.integers(0, 3)), max_size=30))
+@FUZZ
+def test_the_packet_assembler_takes_any_datagrams(datagrams: list[tuple[bytes, int]]) -> None:
+    """Whatever comes in over UDP, from a few sources: a whole message, nothing yet,
+    or a ProtocolError; never more messages in assembly than its bound."""
+    assembler = PacketAssembler(max_pending=4)
+    for n, (data, source) in enumerate(datagrams):
+        with contextlib.suppress(ProtocolError):
+            whole = assembler.receive(data, ("192.0.2.1", source), float(n))
+            if whole is not None:
+                with contextlib.suppress(ProtocolError):
+                    decode_message(whole)
+        assert len(assembler) <= 4

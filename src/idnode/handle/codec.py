@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -64,6 +65,7 @@ __all__ = [
     "MAX_UDP_PACKET",
     "Envelope",
     "MessageFramer",
+    "PacketAssembler",
     "Signer",
     "decode_envelope",
     "decode_message",
@@ -531,3 +533,64 @@ class MessageFramer:
         frame = bytes(self._buffer[:end])
         del self._buffer[:end]
         return frame
+
+
+class PacketAssembler:
+    """Multi-packet UDP messages put together again (RFC 3652 §2.2.1): every packet
+    carries the message's envelope, whose length is the whole message's and whose
+    sequence number orders the packet; its payload is the next slice of the message.
+
+    Sans-I/O: ``receive`` takes one datagram, its source and the time, and gives the
+    whole message once its last packet has come, else None. Bounded: at most
+    ``max_pending`` messages in assembly (the oldest is dropped for a new one), each
+    forgotten ``lifetime`` seconds after its first packet; a message is at most
+    MAX_MESSAGE_LENGTH as ever. A single-packet message passes straight through.
+    """
+
+    def __init__(self, *, max_pending: int = 1024, lifetime: float = 5.0) -> None:
+        self.max_pending = max_pending
+        self.lifetime = lifetime
+        # (source, request id) -> (started, total length, packets by sequence number)
+        self._pending: OrderedDict[tuple[object, int], tuple[float, int, dict[int, bytes]]] = (
+            OrderedDict()
+        )
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def receive(self, data: bytes, source: object, now: float) -> bytes | None:
+        """The whole message ``data`` completes, ``data`` itself if it is whole, or
+        None while packets are missing. RemoteProtocolError for a packet that cannot
+        belong to any message (a short envelope, a length over the limit)."""
+        fields = _unpack_envelope(data)
+        sequence, length = fields[6], fields[7]
+        payload = data[ENVELOPE_SIZE:]
+        if sequence == 0 and len(payload) >= length:
+            return data  # the common case: one packet (decoding judges any excess)
+        if not payload or len(payload) >= length:
+            raise RemoteProtocolError("a packet of a multi-packet message with no fitting payload")
+        self._expire(now)
+        key = (source, fields[5])
+        started, total, packets = self._pending.pop(key, (now, length, {}))
+        if total != length:
+            raise RemoteProtocolError("packets of one message disagree on its length")
+        packets[sequence] = bytes(payload)
+        received = sum(len(p) for p in packets.values())
+        if received < total:
+            self._pending[key] = (started, total, packets)
+            while len(self._pending) > self.max_pending:
+                self._pending.popitem(last=False)
+            return None
+        body = b"".join(packets[n] for n in sorted(packets))
+        if len(body) != total or sorted(packets) != list(range(len(packets))):
+            raise RemoteProtocolError("the packets of a message do not fit together")
+        envelope = bytearray(data[:ENVELOPE_SIZE])
+        envelope[12:16] = b"\x00\x00\x00\x00"  # sequence number of the whole
+        return bytes(envelope) + body
+
+    def _expire(self, now: float) -> None:
+        while self._pending:
+            started = next(iter(self._pending.values()))[0]
+            if now - started < self.lifetime:
+                return
+            self._pending.popitem(last=False)

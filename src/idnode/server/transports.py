@@ -19,8 +19,8 @@ from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any, Protocol, cast
 
-from idnode.errors import MessageTooLarge
-from idnode.handle.codec import MessageFramer
+from idnode.errors import MessageTooLarge, ProtocolError
+from idnode.handle.codec import MessageFramer, PacketAssembler
 from idnode.server.connection import Connection
 from idnode.server.dispatch import Dispatcher
 from idnode.server.ratelimit import Decision, RateLimiter
@@ -49,6 +49,8 @@ class HandleUDPProtocol(asyncio.DatagramProtocol):
         self._limiter = limiter
         self._transport: _DatagramTransport | None = None
         self._pending: set[asyncio.Task[bytes | None]] = set()
+        #: Requests sent in several packets, until their last one comes.
+        self._assembler = PacketAssembler()
         self.dropped = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -64,6 +66,13 @@ class HandleUDPProtocol(asyncio.DatagramProtocol):
             # (its client will retry) rather than let the queue grow without bound.
             self.dropped += 1
             return
+        try:
+            whole = self._assembler.receive(data, addr, time.monotonic())
+        except ProtocolError:
+            whole = data  # not a packet of anything: the dispatcher says what is wrong
+        if whole is None:
+            return  # more packets of this message to come
+        data = whole
         reply: bytes | Coroutine[Any, Any, bytes | None] | None
         decision = (
             Decision.ANSWER
