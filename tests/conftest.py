@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -108,6 +109,24 @@ def idnode(
         env=env,
         stdin=subprocess.DEVNULL,
     )
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for servers that need fixed ports)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_process(
+    data_dir: Path, *options: str, log: Path, new_session: bool = False
+) -> subprocess.Popen[bytes]:
+    """``idnode serve -d DATA_DIR OPTIONS`` as a process of its own, its output
+    appended to ``log`` (a pipe nobody reads would fill and stall the server);
+    ``new_session``: in a process group of its own, to signal with its workers."""
+    command = [sys.executable, "-m", "idnode", "serve", "-d", str(data_dir), *options]
+    with log.open("ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=out, start_new_session=new_session)
 
 
 def rsa_key(path: Path) -> rsa.RSAPrivateKey:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import pytest
 from idnode.config import Config
 from idnode.handle.values import ValueReference
 from idnode.node import open_node
-from tests.conftest import add_secret_admin, make_node
+from tests.conftest import add_secret_admin, free_port, make_node, serve_process
 
 ADMIN = ValueReference("88.100.1/CRASH-ADMIN", 300)
 SECRET = "crash-s3cret"
@@ -34,31 +33,15 @@ WRITERS = 4
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start(data_dir: Path, http: int) -> subprocess.Popen[bytes]:
-    log = (data_dir / "serve.log").open("ab")
-    with log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "idnode",
-                "serve",
-                "-d",
-                str(data_dir),
-                "--handle-port",
-                str(_free_port()),
-                "--http-port",
-                str(http),
-            ],
-            stdout=log,
-            stderr=log,
-        )
+    process = serve_process(
+        data_dir,
+        "--handle-port",
+        str(free_port()),
+        "--http-port",
+        str(http),
+        log=data_dir / "serve.log",
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -81,7 +64,7 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     lock = threading.Lock()
 
     for round_ in range(ROUNDS):
-        http = _free_port()
+        http = free_port()
         process = _start(data_dir, http)
         stop = threading.Event()
 

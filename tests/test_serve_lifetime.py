@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,38 +13,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import make_node
+from tests.conftest import free_port, make_node, serve_process
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads /proc to find the workers"
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _serve(data_dir: Path, handle: int, http: int) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "idnode",
-        "serve",
-        "-d",
-        str(data_dir),
-        "--workers",
-        "2",
-        "--handle-port",
-        str(handle),
-        "--http-port",
-        str(http),
-    ]
-    # Output to a file: a pipe nobody reads would fill and stall the server.
-    log = (data_dir / f"serve-{handle}.log").open("wb")
-    with log:
-        return subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    options = ("--workers", "2", "--handle-port", str(handle), "--http-port", str(http))
+    log = data_dir / f"serve-{handle}.log"
+    return serve_process(data_dir, *options, log=log, new_session=True)
 
 
 def _alive(pid: int) -> bool:
@@ -79,7 +57,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 def test_workers_end_with_a_killed_parent_and_a_second_serve_is_refused(data_dir: Path) -> None:
-    handle, http = _free_port(), _free_port()
+    handle, http = free_port(), free_port()
     first = _serve(data_dir, handle, http)
     workers: list[int] = []
     try:
@@ -88,8 +66,8 @@ def test_workers_end_with_a_killed_parent_and_a_second_serve_is_refused(data_dir
         assert len(workers) >= 2  # (spawn also starts a resource tracker)
         # A second serve on the same directory is refused while the first runs, even
         # on other ports.
-        other = _free_port()
-        second = _serve(data_dir, other, _free_port())
+        other = free_port()
+        second = _serve(data_dir, other, free_port())
         try:
             assert second.wait(timeout=30) != 0
         finally:

@@ -16,9 +16,7 @@ from tests.conftest import RunningNode
 #: A resolution asking for many types: about 1,200 bytes, over the 512 of one packet.
 BIG = Message(
     OpCode.RESOLUTION,
-    ResolutionRequest(
-        "88.100.1/PUMP-0001", (), (*(f"TYPE.{n:04d}" for n in range(120)), "URL")
-    ),
+    ResolutionRequest("88.100.1/PUMP-0001", (), (*(f"TYPE.{n:04d}" for n in range(120)), "URL")),
     request_id=4242,
 )
 
