@@ -300,15 +300,7 @@ def test_a_read_asking_for_non_public_values_is_challenged_then_answered(
     public_types = {v.type for v in public.body.values}
     assert "CUSTOMER" not in public_types
 
-    asking = Message(
-        opcode=OpCode.RESOLUTION, body=ResolutionRequest(handle), request_id=5, op_flags=OpFlag.NONE
-    )
-    with socket.create_connection(("127.0.0.1", server.ports.handle), timeout=5) as sock:
-        sock.sendall(encode_message(asking))
-        framer = MessageFramer()
-        while (frame := framer.next_message()) is None:
-            framer.receive_data(sock.recv(65536))
-    challenge = decode_message(frame)
+    challenge = _anonymous_read_without_public_only(server, handle)
     assert challenge.response_code == ResponseCode.AUTHENTICATION_NEEDED
     assert isinstance(challenge.body, ChallengeResponse)
 

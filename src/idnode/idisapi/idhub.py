@@ -391,9 +391,9 @@ async def meta_page(off: OffLoop, request: Request) -> Response:
     state = _param(request, "metaState", required=False)
     found = []
     for template in await off.read(off.service.templates.templates):
-        info = shapes.idhub_meta_info(template)
         if template.owner.upper() != prefix.upper():
             continue
+        info = shapes.idhub_meta_info(template)
         if classify and info.get("classifyCode") != classify:
             continue
         if only and template.name.upper() != only.upper():

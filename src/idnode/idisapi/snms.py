@@ -18,7 +18,7 @@ own: permissions, template checks and the audit log are those of every other API
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -73,22 +73,23 @@ async def _issue(off: OffLoop, caller: Caller, account: str) -> Response:
 
 async def token(off: OffLoop, request: Request) -> Response:
     """``POST /identity/token``: the account's password in clear."""
-    name, password = _login(await body(request))
-    accounts = off.service.accounts
-
-    def log_in() -> Awaitable[Caller]:
-        return off.read(accounts.log_in, name, password, origin_of(request))
-
-    return await _issue(off, await authenticating(request, log_in), name)
+    return await _log_in(off, request, off.service.accounts.log_in)
 
 
 async def token_v1(off: OffLoop, request: Request) -> Response:
     """``POST /identity/token/v1``: the password as today's digest."""
-    name, digest = _login(await body(request))
-    accounts = off.service.accounts
+    return await _log_in(off, request, off.service.accounts.log_in_with_date_digest)
+
+
+async def _log_in(
+    off: OffLoop, request: Request, check: Callable[[str, str, str], Caller]
+) -> Response:
+    """A token for the account ``check`` finds the body's user name and password
+    (or digest) right for, counted against the address's failed authentications."""
+    name, password = _login(await body(request))
 
     def log_in() -> Awaitable[Caller]:
-        return off.read(accounts.log_in_with_date_digest, name, digest, origin_of(request))
+        return off.read(check, name, password, origin_of(request))
 
     return await _issue(off, await authenticating(request, log_in), name)
 
@@ -101,7 +102,12 @@ async def _template_for(off: OffLoop, handle: str, version: Any) -> Template:
     ``META_<version>``, else the node's template of that name."""
     if not isinstance(version, str) or not version:
         raise InvalidValue("templateVersion is required")
-    prefix = split_handle(handle)[0]
+    return await _named(off, split_handle(handle)[0], version)
+
+
+async def _named(off: OffLoop, prefix: str, version: str) -> Template:
+    """The template SNMS calls ``version`` of ``prefix``: the prefix's own
+    ``META_<version>``, else the node's template of that name."""
     templates = off.service.templates
     try:
         return await off.read(templates.template, shapes.snms_template_name(prefix, version))
@@ -242,11 +248,7 @@ async def _template(off: OffLoop, request: Request, *, v5: bool) -> Response:
     templates = off.service.templates
     if request.method == "GET":
         prefix, version = _prefix_version(dict(request.query_params))
-        name = shapes.snms_template_name(prefix, version)
-        try:
-            template = await off.read(templates.template, name)
-        except NoSuchTemplate:
-            template = await off.read(templates.template, version)
+        template = await _named(off, prefix, version)
         return snms_ok(shapes.snms_template(template, prefix, v5=v5))
     doc = await body(request)
     prefix, version = _prefix_version(doc)

@@ -78,8 +78,9 @@ class Templates:
         published, and usable by ``caller`` (a template restricted by a grant: its
         listed users and its prefix's administrators)."""
         template = self.template(name)
-        # Whether it is published, and to whom, is the latest version's say.
-        latest = self.template(template.name)
+        # Whether it is published, and to whom, is the latest version's say (read
+        # again only when an older version was named).
+        latest = self.template(template.name) if "@" in name else template
         if not latest.published:
             raise TemplateNotPublished(f"template {template.name} is withdrawn; publish it first")
         grant = latest.info.get(GRANT_INFO)
