@@ -226,6 +226,52 @@ def test_a_session_set_up_on_one_worker_serves_on_the_other(
     assert mac_counter(reply, ClientSession(session.number, bytes(KEY_SIZE))) is None
 
 
+def test_a_challenge_issued_by_one_worker_is_answered_on_the_other(
+    workers: tuple[Dispatcher, Dispatcher],
+) -> None:
+    """Issue 20: the answer may come on a new connection, which another worker takes."""
+    first, second = workers
+    body = CreateHandleRequest("88.100.1/ACROSS-1", (url(9, "z"),))
+    challenge = ask(first, encode_message(Message(OpCode.CREATE_HANDLE, body, request_id=3)))
+    assert challenge.response_code == ResponseCode.AUTHENTICATION_NEEDED
+    assert isinstance(challenge.body, ChallengeResponse)
+    answer = ops().answer(challenge.body, challenge.version)
+    plain = Message(
+        OpCode.CHALLENGE_RESPONSE, answer, request_id=4, session_id=challenge.session_id
+    )
+    done = ask(second, encode_message(plain))
+    assert done.response_code == ResponseCode.SUCCESS, done.body
+    # The challenged request is served, its reply addressed to the answer.
+    assert (done.opcode, done.request_id) == (OpCode.CREATE_HANDLE, 4)
+    resolve = Message(OpCode.RESOLUTION, ResolutionRequest("88.100.1/ACROSS-1"), request_id=5)
+    assert ask(first, encode_message(resolve)).response_code == ResponseCode.SUCCESS
+    # Used up in every worker: the same answer again, to either, is refused.
+    for worker in (first, second):
+        again = ask(worker, encode_message(plain))
+        assert again.response_code == ResponseCode.AUTHENTICATION_TIMEOUT
+
+
+def test_a_challenge_in_a_session_answered_on_another_worker_proves_the_session(
+    workers: tuple[Dispatcher, Dispatcher],
+) -> None:
+    first, second = workers
+    session = session_of(first)
+    create = in_session(
+        session, OpCode.CREATE_HANDLE, CreateHandleRequest("88.100.1/ACROSS-2", (url(9, "z"),))
+    )
+    challenge = ask(first, create)
+    assert challenge.response_code == ResponseCode.AUTHENTICATION_NEEDED
+    assert challenge.session_id == session.number
+    assert isinstance(challenge.body, ChallengeResponse)
+    answer = ops().answer(challenge.body, challenge.version)
+    reply = ask(second, in_session(session, OpCode.CHALLENGE_RESPONSE, answer))
+    assert reply.response_code == ResponseCode.SUCCESS
+    add = in_session(
+        session, OpCode.ADD_VALUE, AddValueRequest("88.100.1/ACROSS-2", (url(1, "a"),))
+    )
+    assert ask(first, add).response_code == ResponseCode.SUCCESS
+
+
 def test_an_answer_without_a_mac_proves_the_session_it_was_challenged_in(
     workers: tuple[Dispatcher, Dispatcher],
 ) -> None:

@@ -36,7 +36,8 @@ class Connection:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._logins: OrderedDict[int, Caller] = OrderedDict()
-        #: Challenges of logins under way, by the session id the client chose.
+        #: Challenges of logins under way, by the session id the client chose, and of
+        #: requests sealed in this connection's encrypted sessions.
         self.challenges = ChallengeStore(clock, capacity=self.MAX_LOGINS)
         #: Keys of the encrypted sessions set up on this connection, by session id.
         self._ciphers: OrderedDict[int, SessionCipher] = OrderedDict()

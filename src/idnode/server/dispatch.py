@@ -7,9 +7,10 @@ can match it to its request), and is dropped otherwise; a failure inside the ser
 gets an ERROR reply and is logged. Nothing a client sends stops the server.
 
 Requests that need an identity (the writes and the handle listing) are answered with
-a challenge (402: nonce, request digest, a fresh session id) and remembered; the
-client's answer (opcode 200, same session id) is checked against the identity's key
-and the remembered request is then served as that identity. A resolution that does
+a challenge (402: nonce, request digest, a fresh session id) and remembered in
+storage, so that an answer reaching another worker process finds it; the client's
+answer (opcode 200, same session id) is checked against the identity's key and the
+remembered request is then served as that identity. A resolution that does
 not set PUBLIC_ONLY, for a handle with values that are not public, is challenged the
 same way; with PUBLIC_ONLY (what deployed clients send by default) it is answered
 with the public values at once.
@@ -48,7 +49,6 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, cast
 
-from idnode.auth.challenges import ChallengeStore
 from idnode.auth.session_ciphers import (
     CIPHERS,
     CipherName,
@@ -218,7 +218,6 @@ class Dispatcher:
         *,
         udp_max_response: int = 512,
         clock: Callable[[], float] = time.time,
-        challenges: ChallengeStore | None = None,
         signer: Signer | None = None,
         offloop: OffLoop | None = None,
         anonymous_reads: str = "public",
@@ -242,7 +241,6 @@ class Dispatcher:
         self._udp_max = udp_max_response
         self._clock = clock
         self._reply_flags: dict[int, OpFlag] = {}
-        self._challenges = challenges or ChallengeStore(time.monotonic)
         self._offloop = offloop
         self._setups = FailureLimiter(session_setups_per_minute)
         if anonymous_reads not in ("public", "challenge"):
@@ -391,7 +389,7 @@ class Dispatcher:
                 # A key login proves its own identity, whoever the connection was.
                 not caller.authenticated or type(request.body) is LoginRequest
             ):
-                return self._challenge(request, data, session, connection)
+                return (yield from self._challenge(request, data, session, connection))
             if isinstance(request.body, ChallengeAnswer):
                 original, original_raw, caller = yield from self._answer(
                     request, request.body, udp=udp, peer=peer, connection=connection
@@ -415,7 +413,7 @@ class Dispatcher:
         except AuthenticationNeeded as exc:
             if original is request:
                 # A read that asked for non-public values: prove who you are first.
-                return self._challenge(request, data, session, connection)
+                return (yield from self._challenge(request, data, session, connection))
             code, body = exc.response_code, ErrorResponse(exc.message)
         except IdnodeError as exc:
             code, body = _failure(original, exc)
@@ -516,7 +514,7 @@ class Dispatcher:
         raw: bytes,
         session: _InSession | None,
         connection: Connection | None = None,
-    ) -> bytes:
+    ) -> Generator[Call, Any, bytes]:
         version = min(request.version, PROTOCOL_VERSION)
         digest = digest_request(raw, version)
         if isinstance(request.body, LoginRequest):
@@ -530,14 +528,21 @@ class Dispatcher:
             challenge = connection.challenges.issue(
                 request, raw, digest, session_id=request.session_id
             )
+        elif connection is not None and connection.cipher(request.session_id) is not None:
+            # It came sealed in an IDIS encrypted session, which is the connection's:
+            # so is its challenge, and its clear text stays in memory.
+            challenge = connection.challenges.issue(request, raw, digest)
         else:
-            in_session = session.number if session is not None else None
-            challenge = self._challenges.issue(
-                request,
-                raw,
-                digest,
-                session_id=in_session,
-                binds_session=session is not None and session.maced,
+            # Kept in storage: the answer may reach another worker (a new connection).
+            shared, in_session = self._service.challenges, None
+            binds = False
+            if session is not None:
+                in_session, binds = session.number, session.maced
+            challenge = yield Call(
+                Wait.WRITE,
+                lambda: shared.issue(
+                    request, raw, digest, session_id=in_session, binds_session=binds
+                ),
             )
         return self._encode_reply(
             request,
@@ -561,7 +566,8 @@ class Dispatcher:
         if logins is not None and answer.session_id in logins:
             challenge = logins.take(answer.session_id)
         else:
-            challenge = self._challenges.take(answer.session_id)
+            shared, number = self._service.challenges, answer.session_id
+            challenge = yield Call(Wait.WRITE, lambda: shared.take(number))
         login = challenge.request.body
         if isinstance(login, LoginRequest) and (
             handle_key(login.handle),

@@ -13,6 +13,7 @@ share (who is responsible for a handle, who administers it, what a caller may do
 ``service.auth``                challenge answers, passwords, certificates, opcode 201
 ``service.accounts``            password accounts (user name logins, opcode 2000)
 ``service.sessions``            HTTP API sessions and Handle protocol sessions
+``service.challenges``          Handle protocol challenges, shared by every worker
 ``service.writes``              create, delete, add/modify/remove values, listing, audit
 ``service.templates``           metadata templates
 ``service.history``             a record's versions, restoring one
@@ -36,6 +37,7 @@ from idnode.handle.valuetypes import SiteInfo
 from idnode.service.accounts import Accounts
 from idnode.service.authentication import Authentication
 from idnode.service.bulk import BulkResult, BulkWrites, StagedLoad
+from idnode.service.challenges import HandleChallenges
 from idnode.service.core import ANONYMOUS, Caller, ServiceCore, Upstream
 from idnode.service.history import History
 from idnode.service.prefixes import ADMIN_VALUE_INDEX, Prefixes
@@ -96,6 +98,7 @@ class NodeService:
         self.auth = Authentication(core)
         self.accounts = Accounts(core)
         self.sessions = Sessions(core, token_secret)
+        self.challenges = HandleChallenges(core)
         self.templates = Templates(core)
         self.writes = Writes(core, self.templates)
         self.history = History(core)

@@ -43,16 +43,17 @@ from idnode.errors import (
 from idnode.handle.messages import PROTOCOL_VERSION, KeyExchange, SessionSetupRequest
 from idnode.handle.values import ValueReference
 from idnode.names import handle_key, validate_handle
+from idnode.service.challenges import ID_PREFIX as HANDLE_CHALLENGE
 from idnode.service.core import ANONYMOUS, Caller, ServiceCore
 
 __all__ = ["Sessions"]
 
 # Ids of Handle protocol sessions in the sessions table, of bearer tokens, of IDHub
-# challenges: none of them is an HTTP API session.
+# and Handle challenges: none of them is an HTTP API session.
 _HANDLE_SESSION = "handle:"
 _TOKEN = "token:"  # noqa: S105 - the id prefix of stored tokens, not a secret
 _CHALLENGE = "challenge:"
-_NOT_HTTP_SESSIONS = (_HANDLE_SESSION, _TOKEN, _CHALLENGE)
+_NOT_HTTP_SESSIONS = (_HANDLE_SESSION, _TOKEN, _CHALLENGE, HANDLE_CHALLENGE)
 
 
 def _account_mark(core: ServiceCore, name: str) -> bytes:
