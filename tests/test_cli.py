@@ -138,6 +138,28 @@ def test_import_refuses_a_file_with_bad_lines_unless_told_to_skip_them(tmp_path:
     assert "base64" in result.output
 
 
+def test_import_under_a_prefix_not_homed_is_refused_with_the_fix(tmp_path: Path) -> None:
+    """Issue 21: records nobody could resolve are not imported quietly."""
+    runner.invoke(app, ["init", "-d", str(tmp_path), "--prefix", "88.100.1"])
+    src = tmp_path / "foreign.jsonl"
+    rows = [
+        {"handle": "88.100.1/MINE-1", "values": [{"index": 1, "type": "URL", "data": "a"}]},
+        {"handle": "88.123.45/VALVE-1", "values": [{"index": 1, "type": "URL", "data": "b"}]},
+    ]
+    src.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = runner.invoke(app, ["import", str(src), "-d", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "prefix 88.123.45 is not homed at this node: nothing imported" in result.output
+    assert f"idnode prefix register 88.123.45 -d {tmp_path}" in " ".join(result.output.split())
+    export = runner.invoke(app, ["export", "-d", str(tmp_path), "--prefix", "88.100.1"])
+    assert "MINE-1" not in export.output
+    # Homed, the same file imports.
+    runner.invoke(app, ["prefix", "register", "88.123.45", "-d", str(tmp_path)])
+    result = runner.invoke(app, ["import", str(src), "-d", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "2 created" in result.output
+
+
 def test_import_missing_file(tmp_path: Path) -> None:
     runner.invoke(app, ["init", "-d", str(tmp_path)])
     result = runner.invoke(app, ["import", str(tmp_path / "nope.jsonl"), "-d", str(tmp_path)])
@@ -163,6 +185,25 @@ def test_resolve_not_found_exit_code(running_node: RunningNode) -> None:
     result = idnode("resolve", "88.100.1/NOPE", "--server", server)
     assert result.returncode == 1
     assert "handle not found (100)" in result.stderr
+
+
+def test_resolve_of_a_prefix_the_node_does_not_hold_says_who_and_what_to_try(
+    running_node: RunningNode,
+) -> None:
+    """Issue 21: the handle's prefix, the server asked, and the options that help."""
+    server = f"127.0.0.1:{running_node.ports.handle}"
+    globally = idnode("resolve", "88.123.45/VALVE-1", "--root", server)
+    assert globally.returncode == 1
+    said = " ".join(globally.stderr.split())
+    assert f"{server} does not hold 0.NA/88.123.45" in said
+    assert f"hint: resolution started at --root {server}" in said
+    assert "prefix 88.123.45" in said
+    assert "--server HOST:PORT" in said
+    there = idnode("resolve", "88.123.45/VALVE-1", "--server", server)
+    assert there.returncode == 1
+    said = " ".join(there.stderr.split())
+    assert "prefix 88.123.45 is not homed at this node" in said
+    assert f"hint: {server} does not hold prefix 88.123.45" in said
 
 
 def test_resolve_udp_only_reports_truncation(running_node: RunningNode) -> None:

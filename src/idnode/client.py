@@ -64,6 +64,7 @@ __all__ = [
     "ClientSession",
     "Credentials",
     "HandleClient",
+    "ServerTimedOut",
     "ServerUnreachable",
     "Transport",
     "answer_error",
@@ -74,7 +75,20 @@ Transport = Literal["auto", "udp", "tcp"]
 
 
 class ServerUnreachable(IdnodeError):
-    """The server refused, could not be found, or did not answer in time."""
+    """The server refused, could not be found, or did not answer in time.
+
+    Over HTTP a node that asked another server for its client answers 502 (Bad
+    Gateway), or 504 (Gateway Timeout) when no server it asked answered in time: the
+    fault is upstream, not in the node.
+    """
+
+    http_status = 502
+
+
+class ServerTimedOut(ServerUnreachable):
+    """The server did not answer in time."""
+
+    http_status = 504
 
 
 @dataclass(frozen=True)
@@ -287,7 +301,7 @@ class HandleClient:
             with socket.create_connection(addr, timeout=self.timeout) as sock:
                 yield sock
         except TimeoutError as exc:
-            raise ServerUnreachable(
+            raise ServerTimedOut(
                 f"no TCP answer from {self.host}:{self.port} in {self.timeout}s"
             ) from exc
         except OSError as exc:
@@ -339,7 +353,7 @@ class HandleClient:
                     reply = matching(packet, request_id, key)
                     if reply is not None:
                         return reply
-        raise ServerUnreachable(f"no UDP answer from {self.host}:{self.port} in {self.timeout}s")
+        raise ServerTimedOut(f"no UDP answer from {self.host}:{self.port} in {self.timeout}s")
 
     def _tcp(self, data: bytes, request_id: int, key: bytes | None = None) -> Message:
         with self._tcp_connection() as sock:

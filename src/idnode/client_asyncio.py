@@ -12,7 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from idnode.client import ServerUnreachable, Transport, anonymous_request, matching
+from idnode.client import (
+    ServerTimedOut,
+    ServerUnreachable,
+    Transport,
+    anonymous_request,
+    matching,
+)
 from idnode.errors import RemoteProtocolError
 from idnode.handle.codec import MAX_MESSAGE_LENGTH, MessageFramer, encode_message
 from idnode.handle.codes import OpCode
@@ -90,7 +96,7 @@ async def _udp(
         transport.close()
         if waiter.answer.done() and not waiter.answer.cancelled():
             waiter.answer.exception()  # retrieved, so asyncio does not log it as lost
-    raise ServerUnreachable(f"no UDP answer from {where} in {timeout}s")
+    raise ServerTimedOut(f"no UDP answer from {where} in {timeout}s")
 
 
 async def _tcp(host: str, port: int, data: bytes, request_id: int, timeout: float) -> Message:
@@ -117,6 +123,6 @@ async def _tcp(host: str, port: int, data: bytes, request_id: int, timeout: floa
             finally:
                 writer.close()
     except TimeoutError as exc:
-        raise ServerUnreachable(f"no TCP answer from {where} in {timeout}s") from exc
+        raise ServerTimedOut(f"no TCP answer from {where} in {timeout}s") from exc
     except OSError as exc:
         raise ServerUnreachable(f"{where}/tcp: {exc.strerror or exc}") from exc

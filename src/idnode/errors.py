@@ -119,6 +119,12 @@ class NotResponsible(IdnodeError):
 
     response_code = ResponseCode.SERVER_NOT_RESPONSIBLE
 
+    def __init__(self, message: str, *, prefix: str | None = None) -> None:
+        super().__init__(message)
+        #: The prefix that is not homed, when that is the reason (a front end may
+        #: say how to home it).
+        self.prefix = prefix
+
 
 class Referral(IdnodeError):
     """This node does not hold the handle, but holds the delegation that says who does.

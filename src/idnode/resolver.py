@@ -35,7 +35,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from idnode import client_asyncio
-from idnode.client import HandleClient, ServerUnreachable, Transport, answer_error, verified
+from idnode.client import (
+    HandleClient,
+    ServerTimedOut,
+    ServerUnreachable,
+    Transport,
+    answer_error,
+    verified,
+)
 from idnode.domain import HandleRecord
 from idnode.errors import (
     HandleNotFound,
@@ -376,10 +383,12 @@ class Resolver:
         """Ask the server of each site for ``handle`` in turn (the next is a mirror)
         until one answers; ServerUnreachable naming why none did."""
         failures = []
+        timed_out = True
         for site in sites:
             where = endpoint(server_for(site, handle))
             if where is None:
                 failures.append("a server without a query interface")
+                timed_out = False
                 continue
             trail.ask(where, handle)
             self.queries += 1
@@ -387,9 +396,11 @@ class Resolver:
                 reply = yield Question(where, opcode, body, transport)
             except _UNANSWERED as exc:
                 failures.append(exc.message)
+                timed_out = timed_out and isinstance(exc, ServerTimedOut)
             else:
                 return reply, where
-        raise ServerUnreachable(f"no server answered for {handle}: {'; '.join(failures)}")
+        why = ServerTimedOut if timed_out and failures else ServerUnreachable
+        raise why(f"no server answered for {handle}: {'; '.join(failures)}")
 
     def _answer(
         self,
@@ -407,7 +418,14 @@ class Resolver:
             trail.hop(f"{where[0]}:{where[1]} refers {handle} to {body.handle}")
             referred = yield from self._sites(body.values, trail, f"referral {body.handle}")
             return (yield from self._ask(referred, handle, indexes, types, trail))
+        message = body.message if isinstance(body, ErrorResponse) else code.name
+        if code == ResponseCode.SERVER_NOT_RESPONSIBLE:
+            # Relayed, naming who said so: a person reading it learns where to look.
+            prefix, _, suffix = handle.partition("/")
+            prefix = suffix if handle_key(prefix) == NA_PREFIX else prefix
+            raise NotResponsible(
+                f"{where[0]}:{where[1]} does not hold {handle}: {message}", prefix=prefix
+            )
         if code in _RELAYED:
             raise answer_error(reply)
-        message = body.message if isinstance(body, ErrorResponse) else code.name
         raise ServerError(f"{where[0]}:{where[1]} answered {code.name} for {handle}: {message}")

@@ -79,14 +79,16 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def fail_with(exc: IdnodeError, code: int = 1) -> NoReturn:
+def fail_with(exc: IdnodeError, code: int = 1, *, hint: str = "") -> NoReturn:
     """Report ``exc``, naming its response code unless it is the generic ERROR (a
-    server's refusal reads "handle not found (100): ...")."""
+    server's refusal reads "handle not found (100): ..."), and ``hint``, what to try."""
     response = exc.response_code
-    if response == ResponseCode.ERROR:
-        fail(exc.message, code)
     said = "" if exc.message == response.name else exc.message
-    fail(f"{response.name.lower().replace('_', ' ')} ({int(response)}): {said}".rstrip(": "), code)
+    if response == ResponseCode.ERROR:
+        text = exc.message
+    else:
+        text = f"{response.name.lower().replace('_', ' ')} ({int(response)}): {said}".rstrip(": ")
+    fail(f"{text}\nhint: {hint}" if hint else text, code)
 
 
 def config_of(data_dir: Path, **overrides: Any) -> Config:

@@ -17,7 +17,7 @@ from idnode import bulk
 from idnode.bulk import FORMATS, BulkOptions
 from idnode.cli.common import advancing, err, fail, local_node, out, progress_bars
 from idnode.demo import DEMO_PREFIX, demo_records
-from idnode.errors import ConfigError, IdnodeError
+from idnode.errors import ConfigError, IdnodeError, NotResponsible
 from idnode.jsonformat import record_to_json
 from idnode.node import Node
 from idnode.sites import Share
@@ -80,6 +80,9 @@ def import_(
                     parallel=bulk.worth_parallel(path.stat().st_size),
                     progress=progress,
                 )
+        except NotResponsible as exc:
+            home = f"idnode prefix register {exc.prefix or 'PREFIX'} -d {node.config.data_dir}"
+            fail(f"{exc.message}: nothing imported. Home the prefix first: {home}")
         except (IdnodeError, OSError, UnicodeDecodeError) as exc:
             fail(getattr(exc, "message", str(exc)))
     result = report.result

@@ -18,9 +18,9 @@ from idnode.cli.common import (
     out,
     parse_server,
 )
-from idnode.client import Credentials, HandleClient, Transport, answer_error
+from idnode.client import Credentials, HandleClient, ServerUnreachable, Transport, answer_error
 from idnode.domain import HandleRecord
-from idnode.errors import IdnodeError, Referral, RemoteProtocolError, SessionFailed
+from idnode.errors import IdnodeError, NotResponsible, Referral, RemoteProtocolError, SessionFailed
 from idnode.handle.codes import OpCode, ResponseCode
 from idnode.handle.messages import Message, ReferralResponse, ResolutionRequest, ResolutionResponse
 from idnode.jsonformat import record_to_json, value_to_json
@@ -104,7 +104,7 @@ def resolve(
                     "message": exc.message,
                 }
             )
-        fail_with(exc)
+        fail_with(exc, hint=_hint(exc, handle, server, root))
     if as_json:
         out.print_json(data={"responseCode": 1} | record_to_json(record))
         return
@@ -122,6 +122,26 @@ def resolve(
             value.permissions.bit_string(),
         )
     out.print(table)
+
+
+def _hint(exc: IdnodeError, handle: str, server: str | None, root: str) -> str:
+    """What to try next when ``handle`` could not be resolved as asked."""
+    if isinstance(exc, NotResponsible):
+        prefix = exc.prefix or handle.partition("/")[0]
+        if server is not None:
+            return (
+                f"{server} does not hold prefix {prefix}: ask the node that does with"
+                f" --server HOST:PORT, or resolve globally with --root (without --server)"
+            )
+        return (
+            f"resolution started at --root {root}, which does not lead to prefix {prefix}:"
+            f" give the root servers of the network that holds it with --root HOST:PORT"
+            f" (or $IDNODE_ROOT_SERVERS), or the node that holds it with --server HOST:PORT"
+        )
+    if isinstance(exc, ServerUnreachable):
+        asked = f"--server {server}" if server is not None else f"--root {root}"
+        return f"is a node running at {asked}? Give another with --server or --root"
+    return ""
 
 
 def _options(

@@ -19,7 +19,7 @@ from idnode.domain import HandleRecord
 from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import HandleValue
 from idnode.handle.valuetypes import AdminPermission
-from idnode.names import handle_key, split_handle
+from idnode.names import NA_PREFIX, handle_key, split_handle
 from idnode.service.core import Caller, ServiceCore
 from idnode.storage.staging import Staging
 
@@ -92,8 +92,9 @@ class BulkWrites:
         """Set records aside for :meth:`write_staged`, so that a front end can check
         all of them before any is written, and read its source only once.
 
-        With a ``caller`` (the HTTP API) each record must be under a prefix homed here
-        whose administrators grant the caller ADD_HANDLE (and DELETE_HANDLE to replace);
+        Each record must be under a prefix homed here (NotResponsible stops the load
+        otherwise: nobody could resolve it). With a ``caller`` (the HTTP API) the
+        prefix's administrators must grant it ADD_HANDLE (and DELETE_HANDLE to replace);
         without one it is the node's operator. Records of another server of this site
         are counted, not kept. ``parallel``: a second process stages the records
         while this one goes on reading (for large loads on more than one core).
@@ -186,14 +187,16 @@ class BulkWrites:
         core = self._core
         prefix, _ = split_handle(handle)
         key = handle_key(prefix)
-        if caller is not None and key not in allowed:
-            core.writable_handle(handle)
+        if key in allowed and key != NA_PREFIX:  # a prefix handle's home is by its suffix
+            return key
+        core.writable_handle(handle)
+        if caller is not None:
             needed = AdminPermission.ADD_HANDLE
             if replace:
                 needed |= AdminPermission.DELETE_HANDLE
             what = f"register handles under {prefix}"
             core.authorizer.require(caller.identity, needed, core.prefix_admins(prefix), what)
-            allowed.add(key)
+        allowed.add(key)
         return key
 
 

@@ -144,9 +144,10 @@ class ServiceCore:
         if not self.is_responsible(prefix_key, suffix):
             if prefix_key == NA_PREFIX:
                 raise NotResponsible(
-                    f"neither prefix {suffix} nor a prefix above it is homed at this node"
+                    f"neither prefix {suffix} nor a prefix above it is homed at this node",
+                    prefix=suffix,
                 )
-            raise NotResponsible(f"prefix {prefix} is not homed at this node")
+            raise NotResponsible(f"prefix {prefix} is not homed at this node", prefix=prefix)
         if not self.in_share(handle):
             assert self.share is not None
             raise NotResponsible(
