@@ -63,7 +63,7 @@ def test_resolution(running_node: RunningNode, transport: str) -> None:
 def test_filters_over_the_wire(running_node: RunningNode) -> None:
     reply = client(running_node).resolve("88.100.1/PUMP-0002", indexes=(2,), types=("URL",))
     assert isinstance(reply.body, ResolutionResponse)
-    assert sorted(v.index for v in reply.body.values) == [1, 2]
+    assert sorted(v.index for v in reply.body.values) == [2, 4]  # SERIAL by index, URL by type
 
 
 @pytest.mark.parametrize(

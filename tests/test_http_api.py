@@ -30,26 +30,26 @@ def test_resolution_in_handle_net_shape(http: httpx.Client) -> None:
     body = r.json()
     assert body["responseCode"] == 1
     assert body["handle"] == "88.100.1/PUMP-0001"
-    url = body["values"][0]
-    assert url["index"] == 1
-    assert url["type"] == "URL"
+    assert body["values"][0]["data"]["value"] == "serial-item@1"  # made from a template
+    url = next(v for v in body["values"] if v["type"] == "URL")
+    assert url["index"] == 4
     assert url["data"] == {
         "format": "string",
         "value": "https://pumps.example.com/id/88.100.1/PUMP-0001",
     }
     assert url["ttl"] == 86400
-    assert url["timestamp"] == "2026-01-05T00:00:00Z"
+    assert url["timestamp"] == "2026-07-06T00:00:00Z"
     admin = next(v for v in body["values"] if v["type"] == "HS_ADMIN")
     assert admin["data"] == {
         "format": "admin",
         "value": {"handle": "0.NA/88.100.1", "index": 300, "permissions": "111111111111"},
     }
-    assert all(v["type"] != "CUSTOMER" for v in body["values"])
+    assert all(v["type"] not in ("BATCH", "CUSTOMER") for v in body["values"])
 
 
 def test_index_and_type_parameters(http: httpx.Client) -> None:
     r = http.get("/api/handles/88.100.1/PUMP-0001", params=[("index", "2"), ("type", "URL")])
-    assert sorted(v["index"] for v in r.json()["values"]) == [1, 2]
+    assert sorted(v["index"] for v in r.json()["values"]) == [2, 4]
 
 
 def test_values_not_found_is_200_with_code_200(http: httpx.Client) -> None:

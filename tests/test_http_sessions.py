@@ -257,7 +257,7 @@ def test_authenticated_reads_show_values_the_identity_may_read(
     session_id, nonce = open_session(http)
     header = {"Authorization": signed_header(session_id, nonce, admin_key)}
     shown = {v["type"] for v in http.get(handle, headers=header).json()["values"]}
-    assert shown == anonymous | {"CUSTOMER"}
+    assert shown == anonymous | {"BATCH", "CUSTOMER"}
     r = http.get(handle, params={"publicOnly": "true"}, headers=session_header(session_id))
     assert {v["type"] for v in r.json()["values"]} == anonymous
 

@@ -298,7 +298,8 @@ def test_the_sdk_resolves_globally_through_a_recursive_node(
         found = values_of(
             idis(sdk, "global", "88.100.1/PUMP-0002", f"127.0.0.1:{recursive.ports.handle}")
         )
-    assert found[1] == ("URL", "https://pumps.example.com/id/88.100.1/PUMP-0002")
+    assert found[1] == ("TEMPLATE", "serial-item@1")
+    assert found[4] == ("URL", "https://pumps.example.com/id/88.100.1/PUMP-0002")
 
 
 def test_the_sdk_logs_in_with_an_rsa_key_and_administers_handles(
@@ -665,7 +666,7 @@ def test_an_identity_token_names_the_caller_once_checked(
     public = types_of(resolve_with(server, None))
     assert "CUSTOMER" not in public
     assert types_of(resolve_with(server, b"")) == public  # empty: anonymous
-    assert types_of(resolve_with(server, token(admin_key))) == public | {"CUSTOMER"}
+    assert types_of(resolve_with(server, token(admin_key))) == public | {"BATCH", "CUSTOMER"}
     expired = resolve_with(server, token(admin_key, age=3600))
     assert expired.response_code == ResponseCode.AUTHENTICATION_TIMEOUT
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -224,19 +224,35 @@ def test_existing_records_are_found_after_an_upgrade(tmp_path: Path, version: in
 
 def test_search_over_http_and_the_cli(running_node: RunningNode, demo_dir: Path) -> None:
     api = running_node.http + "/api/search"
-    batches = httpx.get(api, params={"where": "KIND=batch", "pageSize": 10}).json()
+    batches = httpx.get(api, params={"template": "batch", "pageSize": 10}).json()
     assert batches["handles"][0].startswith("88.100.1/BATCH-")
     assert batches["hasMore"] is True
-    second = httpx.get(api, params={"where": "KIND=batch", "pageSize": 10, "page": 1}).json()
+    second = httpx.get(api, params={"template": "batch", "pageSize": 10, "page": 1}).json()
     assert set(second["handles"]).isdisjoint(batches["handles"])
     assert httpx.get(api, params={"where": "nonsense"}).status_code == 400
     assert httpx.get(api, params={"pageSize": 5000}).status_code == 400
     runner = CliRunner()
     result = runner.invoke(
-        app, ["search", "-d", str(demo_dir), "--where", "KIND=batch", "--limit", "3", "--json"]
+        app, ["search", "-d", str(demo_dir), "--template", "batch", "--limit", "3", "--json"]
     )
     assert result.exit_code == 0, result.output
     assert result.output.count("BATCH-") == 3
+    nothing = runner.invoke(app, ["search", "-d", str(demo_dir), "--where", "STATUS=lost"])
+    assert nothing.exit_code == 0
+    assert "no identifier matches" in nothing.output
+
+
+def test_the_documented_searches_find_demo_records(running_node: RunningNode) -> None:
+    """Issue 21: the examples of docs/cli.md and docs/http-api.md, on the demo data."""
+    api = running_node.http + "/api/search"
+    where = ["status=returned", "manufactured>=2026-01-01"]
+    found = httpx.get(api, params={"template": "serial-item", "where": where}).json()
+    assert found["handles"], found
+    for handle in found["handles"][:5]:
+        values = httpx.get(f"{running_node.http}/api/handles/{handle}").json()["values"]
+        by_type = {v["type"]: v["data"]["value"] for v in values}
+        assert by_type["STATUS"] == "returned"
+        assert by_type["MANUFACTURED"] >= "2026-01-01"
 
 
 @pytest.mark.services

@@ -231,7 +231,7 @@ def test_a_session_speaks_only_sealed_and_ends_at_the_first_broken_message(
     [
         ("88.100.1/NO-SUCH-IDENTITY", 300, "not held"),
         ("88.100.1/PUMP-0001", 300, "no value at that index"),
-        ("88.100.1/PUMP-0001", 1, "is a URL value, not a key"),
+        ("88.100.1/PUMP-0001", 4, "is a URL value, not a key"),
         ("88.100.1/TINY-KEY", 300, "cannot encrypt a session key"),
     ],
 )

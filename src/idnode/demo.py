@@ -2,8 +2,10 @@
 
 Deterministic (seeded), so every `make run` shows the same identifiers. It models what
 a real enterprise node holds: product models, serial-numbered pumps, parts, production
-batches and the machines that made them, with public values for anyone and a few
-values readable only by administrators (withheld from anonymous resolution).
+batches and the machines that made them. Every record is made from the built-in
+template of its kind (docs/templates.md), so the documented searches (`--template
+serial-item --where status=returned`) work on it, and its partner and owner fields are
+withheld from anonymous resolution as the template says.
 """
 
 from __future__ import annotations
@@ -13,30 +15,33 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 from idnode.domain import HandleRecord
-from idnode.handle.values import HandleValue, Permission, ValueReference
+from idnode.handle.values import HandleValue, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
+from idnode.templates import BUILTIN
 
 __all__ = ["DEMO_PREFIX", "demo_records"]
 
 DEMO_PREFIX = "88.100.1"
 _BASE_URL = "https://pumps.example.com/id"
-_PRIVATE = Permission.ADMIN_READ | Permission.ADMIN_WRITE
 
+# code, name, motor kW, GTIN (example GS1 company prefix 4012345), list price
 _MODELS = [
-    ("CP-50", "Centrifugal pump 50 m3/h", 7.5),
-    ("CP-100", "Centrifugal pump 100 m3/h", 15.0),
-    ("CP-200", "Centrifugal pump 200 m3/h", 30.0),
-    ("SP-20", "Submersible pump 20 m3/h", 4.0),
-    ("DP-10", "Diaphragm dosing pump 10 l/h", 0.37),
-    ("GP-5", "Gear pump 5 m3/h", 2.2),
+    ("CP-50", "Centrifugal pump 50 m3/h", 7.5, "04012345000016", 2450),
+    ("CP-100", "Centrifugal pump 100 m3/h", 15.0, "04012345000023", 3980),
+    ("CP-200", "Centrifugal pump 200 m3/h", 30.0, "04012345000030", 6720),
+    ("SP-20", "Submersible pump 20 m3/h", 4.0, "04012345000047", 1890),
+    ("DP-10", "Diaphragm dosing pump 10 l/h", 0.37, "04012345000054", 960),
+    ("GP-5", "Gear pump 5 m3/h", 2.2, "04012345000061", 1340),
 ]
+# code, name, material, weight in kg
 _PARTS = [
-    ("IMP", "Impeller, stainless steel 316"),
-    ("SEAL", "Mechanical seal, SiC/SiC"),
-    ("MOT", "IE3 induction motor"),
-    ("CAS", "Volute casing, cast iron"),
-    ("SHAFT", "Drive shaft, 42CrMo4"),
+    ("IMP", "Impeller", "stainless steel 316", 3.2),
+    ("SEAL", "Mechanical seal", "SiC/SiC", 0.4),
+    ("MOT", "IE3 induction motor", "cast iron, copper", 48.0),
+    ("CAS", "Volute casing", "cast iron EN-GJL-250", 21.5),
+    ("SHAFT", "Drive shaft", "42CrMo4", 2.9),
 ]
+_STATUSES = ("in stock", "in service", "returned", "scrapped")
 _MACHINES = [
     ("LATHE", "CNC lathe"),
     ("MILL", "5-axis milling centre"),
@@ -47,89 +52,104 @@ _MACHINES = [
 
 
 def _record(
-    handle: str, kind: str, fields: dict[str, str], private: dict[str, str], ts: int, admin: bytes
+    template: str, handle: str, fields: dict[str, str | int | float], ts: int, admin: bytes
 ) -> HandleRecord:
-    values = [
-        HandleValue(1, "URL", f"{_BASE_URL}/{handle}".encode(), timestamp=ts),
-        HandleValue(2, "KIND", kind.encode(), timestamp=ts),
-    ]
-    for offset, (name, text) in enumerate(fields.items()):
-        values.append(HandleValue(10 + offset, name, text.encode(), timestamp=ts))
-    for offset, (name, text) in enumerate(private.items()):
-        values.append(
-            HandleValue(50 + offset, name, text.encode(), timestamp=ts, permissions=_PRIVATE)
-        )
-    values.append(HandleValue(100, "HS_ADMIN", admin, timestamp=ts))
-    return HandleRecord(handle, tuple(values))
+    """A record made from a built-in template, as `idnode import --template` makes it,
+    with the prefix administrator's HS_ADMIN value."""
+    made = BUILTIN[template].values(fields, timestamp=ts)
+    return HandleRecord(handle, (*made, HandleValue(100, "HS_ADMIN", admin, timestamp=ts)))
 
 
 def demo_records(
     serials: int = 2000, prefix: str = DEMO_PREFIX, seed: int = 42
 ) -> Iterator[HandleRecord]:
-    """Models, then machines, parts, batches and ``serials`` serial-numbered pumps."""
+    """Models, then machines, batches, parts and ``serials`` serial-numbered pumps."""
     rng = random.Random(seed)
     admin = AdminValue(AdminPermission.ALL, ValueReference(f"0.NA/{prefix}", 300)).to_bytes()
-    ts = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp())
-    start = date(2025, 1, 6)
+    ts = int(datetime(2026, 7, 6, tzinfo=UTC).timestamp())
+    start = date(2025, 7, 7)  # a Monday: a year of weekly batches, to 2026-06-29
 
-    for code, name, kw in _MODELS:
+    for code, name, kw, gtin, price in _MODELS:
         yield _record(
-            f"{prefix}/MODEL-{code}",
             "product-model",
-            {"NAME": name, "POWER_KW": str(kw), "DATASHEET": f"{_BASE_URL}/docs/{code}.pdf"},
-            {},
+            f"{prefix}/MODEL-{code}",
+            {
+                "name": name,
+                "gtin": gtin,
+                "url": f"{_BASE_URL}/docs/{code}.pdf",
+                "description": f"{name}, {kw} kW motor",
+                "price": price,
+            },
             ts,
             admin,
         )
     for kind, name in _MACHINES:
         for n in range(1, 5):
+            commissioned = date(2015 + rng.randint(0, 9), rng.randint(1, 12), 1)
             yield _record(
-                f"{prefix}/MACHINE-{kind}-{n:02d}",
                 "machine",
-                {"NAME": f"{name} #{n}", "LOCATION": f"Plant 1, hall {rng.randint(1, 3)}"},
-                {"MAINTENANCE_CONTACT": f"maint-{kind.lower()}{n}@pumps.example.com"},
+                f"{prefix}/MACHINE-{kind}-{n:02d}",
+                {
+                    "name": f"{name} #{n}",
+                    "location": f"Plant 1, hall {rng.randint(1, 3)}",
+                    "commissioned": commissioned.isoformat(),
+                    "maintenance_interval_days": rng.choice((30, 90, 180)),
+                    "controller_address": f"opc.tcp://10.1.{n}.{rng.randint(10, 250)}:4840",
+                    "url": f"{_BASE_URL}/{prefix}/MACHINE-{kind}-{n:02d}",
+                },
                 ts,
                 admin,
             )
-    batches = []
+    batches: list[tuple[str, str, date]] = []
     for week in range(52):
         day = start + timedelta(weeks=week)
-        handle = f"{prefix}/BATCH-{day:%Y}-W{week + 1:02d}"
-        batches.append(handle)
+        year, iso_week, _ = day.isocalendar()
+        handle = f"{prefix}/BATCH-{year}-W{iso_week:02d}"
+        model = rng.choice(_MODELS)[0]
+        batches.append((handle, model, day))
         yield _record(
-            handle,
             "batch",
-            {"PRODUCED": day.isoformat(), "LINE": f"{prefix}/MACHINE-ASSY-0{rng.randint(1, 4)}"},
-            {},
+            handle,
+            {
+                "produced": day.isoformat(),
+                "model": f"{prefix}/MODEL-{model}",
+                "quantity": rng.randint(20, 120),
+                "line": f"{prefix}/MACHINE-ASSY-0{rng.randint(1, 4)}",
+                "quality_report": f"{_BASE_URL}/quality/{year}-W{iso_week:02d}.pdf",
+            },
             ts,
             admin,
         )
-    for code, name in _PARTS:
+    for code, name, material, weight in _PARTS:
         for n in range(1, 101):
             yield _record(
-                f"{prefix}/PART-{code}-{n:05d}",
                 "part",
+                f"{prefix}/PART-{code}-{n:05d}",
                 {
-                    "NAME": name,
-                    "MADE_ON": f"{prefix}/MACHINE-{rng.choice(_MACHINES)[0]}-0{rng.randint(1, 4)}",
+                    "name": name,
+                    "material": material,
+                    "supplier": f"Supplier {rng.randint(1, 12):02d}, lot {rng.randint(1, 999)}",
+                    "weight_kg": weight,
+                    "url": f"{_BASE_URL}/{prefix}/PART-{code}-{n:05d}",
                 },
-                {"SUPPLIER_LOT": f"LOT-{rng.randint(10000, 99999)}"},
                 ts,
                 admin,
             )
     for n in range(1, serials + 1):
-        code, _, _ = rng.choice(_MODELS)
-        batch = rng.choice(batches)
+        batch, model, day = rng.choice(batches)
+        manufactured = day + timedelta(days=rng.randint(0, 4))
         yield _record(
-            f"{prefix}/PUMP-{n:04d}",
             "serial-item",
+            f"{prefix}/PUMP-{n:04d}",
             {
-                "MODEL": f"{prefix}/MODEL-{code}",
-                "SERIAL": f"{code}-{2025000000 + n}",
-                "BATCH": batch,
-                "STATUS": rng.choice(["in stock", "shipped", "installed", "in service"]),
+                "serial": f"{model}-{2025000000 + n}",
+                "model": f"{prefix}/MODEL-{model}",
+                "url": f"{_BASE_URL}/{prefix}/PUMP-{n:04d}",
+                "manufactured": manufactured.isoformat(),
+                "batch": batch,
+                "status": rng.choices(_STATUSES, weights=(30, 55, 10, 5))[0],
+                "customer": f"Customer {rng.randint(1, 400):03d}",
             },
-            {"CUSTOMER": f"Customer {rng.randint(1, 400):03d}"},
             ts,
             admin,
         )

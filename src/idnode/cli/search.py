@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from idnode.cli.common import fail, local_node, out
+from idnode.cli.common import err, fail, local_node, out
 from idnode.domain import Condition, SearchQuery
 from idnode.errors import IdnodeError
 from idnode.node import Node
@@ -41,6 +41,11 @@ def search(
         fail(exc.message)
     if as_json:
         out.print(json.dumps(found), highlight=False, soft_wrap=True)
+        return
+    if not found:
+        # Said on stderr: a script reading the handles from stdout still reads none.
+        past = f" past the first {offset}" if offset else ""
+        err.print(f"no identifier matches{past}", highlight=False)
         return
     for handle in found:
         out.print(handle, highlight=False, soft_wrap=True)
