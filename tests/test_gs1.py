@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jsonschema
 import pytest
 
 from idnode.config import Config
@@ -92,6 +93,9 @@ def resolver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
                 HandleValue(1, "URL", b"https://pumps.example/cp-50"),
                 HandleValue(2, "GS1.sustainabilityInfo", b"https://pumps.example/cp-50/eco"),
                 HandleValue(3, "GS1.pip", b"https://pumps.example/cp-50/details"),
+                # Two links the request cannot tell apart: a choice (300).
+                HandleValue(4, "GS1.certificationInfo", b"https://pumps.example/cp-50/ce"),
+                HandleValue(5, "GS1.certificationInfo", b"https://pumps.example/cp-50/ccc"),
             ),
         )
     )
@@ -169,8 +173,9 @@ def test_a_linkset_on_request(resolver: RunningNode) -> None:
             "https://pumps.example/pump/12345"
         ]
         assert entry[voc + "sustainabilityInfo"][0]["href"] == "https://pumps.example/cp-50/eco"
-        assert all(link["title"] for kind, links in entry.items() if kind != "anchor"
-                   for link in links)  # fmt: skip
+        assert entry["itemDescription"] == "GTIN 09506000134352, serial 12345"
+        assert all(link["title"] for kind, links in entry.items()
+                   if kind not in ("anchor", "itemDescription") for link in links)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -250,14 +255,16 @@ def test_a_linkset_says_each_links_language_and_title(resolver: RunningNode) -> 
         {"href": "https://pumps.example/lot-7", "title": "https://pumps.example/lot-7 (en)",
          "hreflang": ["en"]}
     ]  # fmt: skip
+    # Every default link is a defaultLinkMulti, the first one too (issue 21).
     assert [link["href"] for link in entry[voc + "defaultLinkMulti"]] == [
-        "https://pumps.example/de/lot-7"
+        "https://pumps.example/lot-7",
+        "https://pumps.example/de/lot-7",
     ]
     manuals = entry[voc + "instructions"]
     assert [(m["hreflang"], m.get("context")) for m in manuals] == [
         (["en"], None),
         (["de"], None),
-        (["de"], "AT"),
+        (["de"], ["AT"]),
     ]
 
 
@@ -311,3 +318,125 @@ def test_a_malformed_link_value_spoils_no_other_link() -> None:
         [HandleValue(1, "GS1.pip", b"https://example.com/pip")],
     ]
     assert [link.href for link in links_of(records)] == ["https://example.com/pip"]
+
+
+# -- the GS1 resolver test suite's checks (issue 21) -----------------------------------
+
+#: What the suite's linkset schema demands, as we read it: link types as full URIs or
+#: lower-case IANA names, each link with href and title, hreflang and context arrays of
+#: strings, an anchor and an itemDescription per entry, nothing else.
+LINKSET_SCHEMA = {
+    "type": "object",
+    "required": ["linkset"],
+    "additionalProperties": False,
+    "properties": {
+        "linkset": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["anchor", "itemDescription"],
+                "properties": {
+                    "anchor": {"type": "string", "pattern": "^https?://"},
+                    "itemDescription": {"type": "string"},
+                },
+                "patternProperties": {
+                    "^(?!(anchor|itemDescription)$)(https?://[A-Za-z0-9./]+|[a-z-]+)$": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["href", "title"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "href": {"type": "string", "pattern": "^https?://"},
+                                "title": {"type": "string"},
+                                "hreflang": {
+                                    "type": "array",
+                                    "items": {"type": "string", "pattern": "^\\w{2}(-\\w{2})?$"},
+                                },
+                                "type": {"type": "string"},
+                                "context": {"type": "array", "items": {"type": "string"}},
+                            },
+                        },
+                    }
+                },
+                "additionalProperties": False,
+            },
+        }
+    },
+}
+
+
+@pytest.mark.parametrize("path", [f"/01/{GTIN}", f"/01/{GTIN}/10/LOT-7", f"/01/{GTIN}/21/12345"])
+def test_linksets_fit_the_suites_schema_with_a_json_ld_context(
+    resolver: RunningNode, path: str
+) -> None:
+    reply = _get(resolver, path, accept="application/linkset+json")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"] == "application/linkset+json"
+    jsonschema.validate(reply.json(), LINKSET_SCHEMA)
+    links = reply.headers["link"].split(",")
+    assert any(
+        'rel="http://www.w3.org/ns/json-ld#context"' in link
+        and 'type="application/ld+json"' in link
+        for link in links
+    )
+
+
+def test_options_and_get_say_the_methods_and_the_linkset(resolver: RunningNode) -> None:
+    options = httpx.options(resolver.http + f"/01/{GTIN}/21/12345")
+    assert options.status_code == 204
+    assert options.headers["link"] == (
+        f'<{resolver.http}/01/{GTIN}/21/12345?linkType=linkset>; rel="linkset";'
+        ' type="application/linkset+json"'
+    )
+    get = _get(resolver, f"/01/{GTIN}/21/12345", Origin="https://ref.gs1.org/test-suites/")
+    methods = get.headers["access-control-allow-methods"]
+    assert all(method in methods for method in ("GET", "HEAD", "OPTIONS"))
+
+
+@pytest.mark.parametrize(
+    ("query", "target"),
+    [
+        ("?lang=de", "https://pumps.example/de/lot-7"),
+        ("?lang=en&mediaType=undefined", "https://pumps.example/lot-7"),
+        ("?lang=undefined", "https://pumps.example/lot-7"),
+    ],
+)
+def test_each_default_link_is_reached_by_the_suites_query_parameters(
+    resolver: RunningNode, query: str, target: str
+) -> None:
+    reply = _get(resolver, f"/01/{GTIN}/10/LOT-7{query}")
+    assert reply.status_code == 307
+    assert reply.headers["location"].split("?")[0] == target
+
+
+def test_links_the_request_cannot_tell_apart_are_offered_as_a_choice(
+    resolver: RunningNode,
+) -> None:
+    reply = _get(resolver, f"/01/{GTIN}?linkType=gs1:certificationInfo")
+    assert reply.status_code == 300
+    assert "location" not in reply.headers
+    assert 'rel="linkset"' in reply.headers["link"]
+    jsonschema.validate(reply.json(), LINKSET_SCHEMA)
+    (entry,) = reply.json()["linkset"]
+    assert [link["href"] for link in entry[VOCABULARY + "certificationInfo"]] == [
+        "https://pumps.example/cp-50/ce",
+        "https://pumps.example/cp-50/ccc",
+    ]
+    # Manuals in two languages, asked for with no language: a choice too; with one, it.
+    both = _get(resolver, f"/01/{GTIN}/10/LOT-7?linkType=gs1:instructions")
+    assert both.status_code == 300
+    (entry,) = both.json()["linkset"]
+    assert [m["hreflang"] for m in entry[VOCABULARY + "instructions"]] == [["en"], ["de"]]
+    german = _get(resolver, f"/01/{GTIN}/10/LOT-7?linkType=gs1:instructions&lang=de")
+    assert german.headers["location"].split("?")[0] == "https://pumps.example/m/de"
+    # The default link is never a choice: the first fits when nothing else says.
+    assert _get(resolver, f"/01/{GTIN}/10/LOT-7").status_code == 307
+
+
+def test_a_context_link_is_only_for_its_context() -> None:
+    general = Link(PIP_TYPE, "https://a.example/p")
+    austria = Link(PIP_TYPE, "https://a.example/at", context=("AT", "CH"))
+    assert choose([austria, general]) == general
+    assert choose([austria, general], context="ch") == austria
+    assert choose([austria], context="CN") == austria  # the only one

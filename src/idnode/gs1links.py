@@ -3,20 +3,23 @@ choice among links of one type by the request's language, context and media type
 
 A record says where its code leads with its values: its first ``URL`` value is the
 default link (``gs1:defaultLink``, and the product information page ``gs1:pip``
-unless a ``GS1.pip`` value names another); further ``URL`` values are other default
-links (``gs1:defaultLinkMulti``: the same page in other languages, say); each
-``GS1.<type>`` value is a link of that GS1 link type. A code inherits the links of its
-less specific keys (a serial number those of its batch and product), but its default
-links are those of the most specific level that has any. A value's data is the target
-URL, or a JSON object saying more about it::
+unless a ``GS1.pip`` value names another); when it has several ``URL`` values, every
+one of them, the first included, is also a ``gs1:defaultLinkMulti`` (the same page in
+other languages, say), the one the request's language picks; each ``GS1.<type>``
+value is a link of that GS1 link type. A code inherits the links of its less specific
+keys (a serial number those of its batch and product), but its default links are those
+of the most specific level that has any. A value's data is the target URL, or a JSON
+object saying more about it (``context`` a string or a list of them)::
 
     {"href": "https://pumps.example/de/cp-50", "title": "CP-50 Produktseite",
-     "hreflang": ["de"], "context": "DE", "type": "text/html"}
+     "hreflang": ["de"], "context": ["DE"], "type": "text/html"}
 
 When several links of the asked type remain, the resolver standard's attributes narrow
-them, each only if some link matches it: ``context`` (the query parameter), then the
-first language of ``Accept-Language`` that any link is in, then the media types of
-``Accept``. The first link left is the answer, so the record's order is the fallback.
+them (:func:`narrow`): ``context`` (a link made for a context is for that context only,
+so without a matching one the links made for none are preferred), then the first
+language asked for that any link is in, then the media types asked for. What is left
+may still be several links, which the resolver offers as a choice (300); for the
+default link it takes the first, so the record's order is the fallback.
 Pure: no I/O, no HTTP objects.
 """
 
@@ -31,7 +34,7 @@ from urllib.parse import urlsplit
 
 from idnode.handle.values import HandleValue
 
-__all__ = ["VOCABULARY", "Link", "candidates", "choose", "links_of", "ranked"]
+__all__ = ["DEFAULT", "VOCABULARY", "Link", "candidates", "choose", "links_of", "narrow", "ranked"]
 
 VOCABULARY = "https://ref.gs1.org/voc/"
 DEFAULT = VOCABULARY + "defaultLink"
@@ -46,7 +49,7 @@ class Link:
     href: str
     title: str = ""
     hreflang: tuple[str, ...] = ()
-    context: str = ""
+    context: tuple[str, ...] = ()
     media_type: str = ""
 
 
@@ -64,7 +67,7 @@ def links_of(records: Sequence[Sequence[HandleValue]]) -> list[Link]:
         for value in values:
             kind = value.type.upper()
             if kind == "URL":
-                link = _link(DEFAULT_MULTI if level_defaults else DEFAULT, value.data)
+                link = _link(DEFAULT, value.data)
                 if link is not None:
                     level_defaults.append(link)
             elif kind.startswith("GS1.") and len(kind) > 4:
@@ -75,13 +78,18 @@ def links_of(records: Sequence[Sequence[HandleValue]]) -> list[Link]:
             defaults = level_defaults
     if defaults and not any(link.type == PIP for link in links):
         links.insert(0, dataclasses.replace(defaults[0], type=PIP))
-    return defaults + links
+    multi = [dataclasses.replace(link, type=DEFAULT_MULTI) for link in defaults]
+    return defaults[:1] + (multi if len(multi) > 1 else []) + links
 
 
 def candidates(links: Sequence[Link], link_type: str) -> list[Link]:
-    """The links of ``link_type``; for the default link, every default link."""
-    kinds = (DEFAULT, DEFAULT_MULTI) if link_type == DEFAULT else (link_type,)
-    return [link for link in links if link.type in kinds]
+    """The links of ``link_type``; for the default link, every default link (those of
+    ``gs1:defaultLinkMulti`` when there are several)."""
+    if link_type == DEFAULT:
+        return [link for link in links if link.type == DEFAULT_MULTI] or [
+            link for link in links if link.type == DEFAULT
+        ]
+    return [link for link in links if link.type == link_type]
 
 
 def choose(
@@ -91,10 +99,24 @@ def choose(
     languages: Sequence[str] = (),
     media_types: Sequence[str] = (),
 ) -> Link:
-    """The link of ``links`` (all of one type, not empty) that fits the request best."""
+    """The link of ``links`` (all of one type, not empty) that fits the request best:
+    the first that :func:`narrow` leaves."""
+    return narrow(links, context=context, languages=languages, media_types=media_types)[0]
+
+
+def narrow(
+    links: Sequence[Link],
+    *,
+    context: str | None = None,
+    languages: Sequence[str] = (),
+    media_types: Sequence[str] = (),
+) -> list[Link]:
+    """The links of ``links`` (all of one type, not empty) that fit the request best,
+    in the record's order; more than one when the request cannot tell them apart."""
     pool = list(links)
-    if context:
-        pool = [link for link in pool if link.context.lower() == context.lower()] or pool
+    wanted = (context or "").lower()
+    in_context = [link for link in pool if wanted and wanted in _lowered(link.context)]
+    pool = in_context or [link for link in pool if not link.context] or pool
     for language in languages:
         fits = [link for link in pool if any(_same_language(language, t) for t in link.hreflang)]
         if fits:
@@ -105,7 +127,11 @@ def choose(
         if fits:
             pool = fits
             break
-    return pool[0]
+    return pool
+
+
+def _lowered(texts: Sequence[str]) -> list[str]:
+    return [text.lower() for text in texts]
 
 
 def ranked(header: str) -> list[str]:
@@ -159,13 +185,22 @@ def _described(kind: str, text: str) -> Link | None:
         return None
     if not isinstance(doc, dict) or not isinstance(doc.get("href"), str):
         return None
-    hreflang = doc.get("hreflang", [])
-    if isinstance(hreflang, str):
-        hreflang = [hreflang]
-    if not isinstance(hreflang, list) or not all(isinstance(t, str) for t in hreflang):
+    lists = [doc.get(name, []) for name in ("hreflang", "context")]
+    lists = [[item] if isinstance(item, str) else item for item in lists]
+    if not all(
+        isinstance(items, list) and all(isinstance(t, str) for t in items) for items in lists
+    ):
         return None
-    texts = [doc.get(name, "") for name in ("title", "context", "type")]
+    hreflang, context = lists
+    texts = [doc.get(name, "") for name in ("title", "type")]
     if not all(isinstance(t, str) for t in texts):
         return None
-    title, context, media_type = texts
-    return Link(kind, doc["href"].strip(), title, tuple(hreflang), context, media_type)
+    title, media_type = texts
+    return Link(
+        kind,
+        doc["href"].strip(),
+        title,
+        tuple(hreflang),
+        tuple(t for t in context if t),
+        media_type,
+    )

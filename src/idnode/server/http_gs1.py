@@ -5,17 +5,22 @@ looks up the identifier the path maps to under the configured ``gs1_prefix`` (se
 :mod:`idnode.gs1`), walking up to less specific keys when the exact one has no record,
 and answers as the resolver standard asks:
 
-- no ``linkType``: 307 to the default link;
+- no ``linkType``: 307 to the default link (among several default links, the one that
+  fits the request's language, context and media type);
 - ``linkType=gs1:pip`` (or the full ``https://ref.gs1.org/voc/pip``): 307 to a link of
   that type, 404 if the record has none; among several, the one that fits the
-  request's ``context``, ``Accept-Language`` and ``Accept`` (:mod:`idnode.gs1links`);
+  request's ``context``, language and media type (:mod:`idnode.gs1links`), and when
+  the request cannot tell several apart, 300 Multiple Choices with them as a linkset;
 - ``linkType=linkset`` or ``Accept: application/linkset+json``/``application/json``:
   200 with the links as an RFC 9264 linkset.
 
-Every answer may be read from any origin (CORS), and OPTIONS answers what a client may
-ask. Redirects pass the request's query string on. A malformed path (bad check digit,
-qualifiers out of order) gets 400; a well-formed one nothing is known about, 404.
-Which values are links is :func:`idnode.gs1links.links_of`'s business.
+Language and media type come from ``Accept-Language`` and ``Accept``, or from the
+``lang`` and ``mediaType`` query parameters (which the GS1 test suite sends), which
+come first. Every answer may be read from any origin (CORS), and OPTIONS answers what
+a client may ask, with the linkset's address. Redirects pass the request's query
+string on. A malformed path (bad check digit, qualifiers out of order) gets 400; a
+well-formed one nothing is known about, 404. Which values are links is
+:func:`idnode.gs1links.links_of`'s business.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from idnode.errors import IdnodeError, NoSuchResource
 from idnode.gs1 import PRIMARY_KEYS, GS1Key, from_path
-from idnode.gs1links import VOCABULARY, Link, candidates, choose, links_of, ranked
+from idnode.gs1links import DEFAULT, VOCABULARY, Link, candidates, links_of, narrow, ranked
 from idnode.server.problems import problem
 from idnode.service.offloop import OffLoop
 
@@ -43,13 +48,21 @@ _LINKSET_TYPES = ("application/linkset+json", "application/json")
 
 #: The resolver standard asks for CORS: the links are public, any web page may read them
 #: (and the headers a redirect or linkset carries).
-_CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Link, Location"}
+#: The methods are named on every answer, not only preflights: the GS1 test suite looks
+#: for them on a GET.
+_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+    "Access-Control-Expose-Headers": "Link, Location",
+}
 _PREFLIGHT = {
     "Allow": "GET, HEAD, OPTIONS",
-    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
     "Access-Control-Allow-Headers": "Accept, Accept-Language",
     "Access-Control-Max-Age": "86400",
 }
+#: Query parameter values that state no preference (the test suite sends "undefined"
+#: for a link without a media type).
+_UNSTATED = ("", "undefined", "null")
 
 
 def cors(
@@ -60,7 +73,10 @@ def cors(
 
     async def answered(request: Request) -> Response:
         if request.method == "OPTIONS":
-            return Response(status_code=204, headers=_CORS | _PREFLIGHT)
+            headers = _CORS | _PREFLIGHT
+            if not request.url.path.startswith("/.well-known/"):
+                headers = headers | {"Link": _linkset_link(_root(request) + request.url.path)}
+            return Response(status_code=204, headers=headers)
         response = await answer(request)
         response.headers.update(_CORS)
         return response
@@ -102,25 +118,41 @@ async def digital_link(off: OffLoop, request: Request, gs1_prefix: str) -> Respo
         wanted is None and any(t in accept for t in _LINKSET_TYPES)
     ):
         return _linkset(anchor, key, links)
-    offered = candidates(links, _full(wanted or "defaultLink"))
+    link_type = _full(wanted or "defaultLink")
+    offered = candidates(links, link_type)
     if not offered:
         return problem(NoSuchResource(f"{key.path} has no link of type {wanted or 'default'}"))
-    link = choose(
+    stated = {k: v for k, v in params if v not in _UNSTATED}
+    fitting = narrow(
         offered,
-        context=next((v for k, v in params if k == "context"), None),
-        languages=ranked(request.headers.get("accept-language", "")),
-        media_types=ranked(accept),
+        context=stated.get("context"),
+        languages=[
+            *_asked(stated.get("lang")),
+            *ranked(request.headers.get("accept-language", "")),
+        ],
+        media_types=[*_asked(stated.get("mediaType")), *ranked(accept)],
     )
-    response = RedirectResponse(_with_query(link.href, query), status_code=307)
-    response.headers["Link"] = (
-        f'<{anchor}?linkType=linkset>; rel="linkset"; type="application/linkset+json"'
-    )
+    if len(fitting) > 1 and link_type != DEFAULT:
+        # The request cannot tell these apart: the standard's answer is the choice.
+        response = _linkset(anchor, key, fitting, status_code=300)
+        response.headers["Link"] = f"{_linkset_link(anchor)}, {response.headers['Link']}"
+    else:
+        response = RedirectResponse(_with_query(fitting[0].href, query), status_code=307)
+        response.headers["Link"] = _linkset_link(anchor)
     # The choice depends on these headers: a cache must not give one answer to all.
     response.headers["Vary"] = "Accept, Accept-Language"
     return response
 
 
-def _linkset(anchor: str, key: GS1Key, links: list[Link]) -> Response:
+def _asked(value: str | None) -> list[str]:
+    return [value.lower()] if value else []
+
+
+def _linkset_link(anchor: str) -> str:
+    return f'<{anchor}?linkType=linkset>; rel="linkset"; type="application/linkset+json"'
+
+
+def _linkset(anchor: str, key: GS1Key, links: list[Link], status_code: int = 200) -> Response:
     groups: dict[str, list[dict[str, Any]]] = {}
     for link in links:
         title = link.title or f"{link.type.removeprefix(VOCABULARY)} of {key.path.lstrip('/')}"
@@ -130,12 +162,17 @@ def _linkset(anchor: str, key: GS1Key, links: list[Link]) -> Response:
         if link.media_type:
             item["type"] = link.media_type
         if link.context:
-            item["context"] = link.context
+            item["context"] = list(link.context)
         groups.setdefault(link.type, []).append(item)
+    described = ", ".join(f"{name} {value}" for name, value in key.describe().items())
     return JSONResponse(
-        {"linkset": [{"anchor": anchor, **groups}]},
+        {"linkset": [{"anchor": anchor, "itemDescription": described, **groups}]},
+        status_code=status_code,
         media_type="application/linkset+json",
-        headers={"Link": f'<{LINKSET_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"'},
+        headers={
+            "Link": f'<{LINKSET_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context";'
+            ' type="application/ld+json"'
+        },
     )
 
 
