@@ -440,3 +440,22 @@ def test_a_context_link_is_only_for_its_context() -> None:
     assert choose([austria, general]) == general
     assert choose([austria, general], context="ch") == austria
     assert choose([austria], context="CN") == austria  # the only one
+
+
+def test_compressed_digital_links_resolve_as_the_uncompressed_ones(
+    resolver: RunningNode,
+) -> None:
+    """Issue 21: ``/ARFKk4XBoGCAFQ`` is ``/01/09506000134352?30=0042``."""
+    whole = _get(resolver, "/ARFKk4XBoGCAFQ")
+    assert whole.status_code == 307
+    assert whole.headers["location"] == "https://pumps.example/cp-50?30=0042"
+    assert f"<{resolver.http}/01/{GTIN}?linkType=linkset>" in whole.headers["link"]
+    # Partly compressed: the primary key in the clear, the rest (a lot, a date) not.
+    part = _get(resolver, f"/01/{GTIN}/EEarwSMXPQ9Q?linkType=linkset")
+    assert part.status_code == 200
+    (entry,) = part.json()["linkset"]
+    assert entry["anchor"] == f"{resolver.http}/01/{GTIN}/10/ABC123"
+    # Not a compressed link, nor a handle: a precise 400.
+    broken = _get(resolver, "/sA")
+    assert broken.status_code == 400
+    assert "no meaning for code B0" in broken.json()["detail"]

@@ -37,6 +37,7 @@ from idnode.errors import (
     http_status_of,
 )
 from idnode.gs1 import PRIMARY_KEYS
+from idnode.gs1compressed import COMPRESSED
 from idnode.handle.codes import ResponseCode
 from idnode.handle.values import HandleValue
 from idnode.idisapi import routes as idis_routes
@@ -243,6 +244,8 @@ def create_app(
 
     async def proxy(request: Request) -> Response:
         handle = request.path_params["handle"]
+        if gs1_prefix and "/" not in handle and COMPRESSED.match(handle):
+            return await gs1_link(request)  # no handle: a compressed GS1 Digital Link
         try:
             # The proxy pages answer for any handle: through the resolver, for handles
             # held elsewhere, when the node has one (root_servers is set).

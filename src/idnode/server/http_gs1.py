@@ -34,6 +34,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from idnode.errors import IdnodeError, NoSuchResource
 from idnode.gs1 import PRIMARY_KEYS, GS1Key, from_path
+from idnode.gs1compressed import expand
 from idnode.gs1links import DEFAULT, VOCABULARY, Link, candidates, links_of, narrow, ranked
 from idnode.server.problems import problem
 from idnode.service.offloop import OffLoop
@@ -105,7 +106,11 @@ async def digital_link(off: OffLoop, request: Request, gs1_prefix: str) -> Respo
     try:
         if not gs1_prefix:
             raise NoSuchResource("GS1 resolution is not set up here (gs1_prefix is empty)")
-        key = from_path(raw.decode("latin-1"), query)
+        path = raw.decode("latin-1")
+        expanded = expand(path, query)  # a compressed Digital Link: what it stands for
+        if expanded is not None:
+            path, query = expanded
+        key = from_path(path, query)
         records = await off.read(off.service.reads.resolve_gs1, key, gs1_prefix)
     except IdnodeError as exc:
         return problem(exc)
