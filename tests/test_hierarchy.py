@@ -9,6 +9,8 @@ delegations are the prefix handles ``idnode prefix delegate`` writes.
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,7 @@ from idnode.handle.codes import OpCode, OpFlag, ResponseCode
 from idnode.handle.messages import ReferralResponse, ResolutionRequest, ResolutionResponse
 from idnode.handle.values import HandleValue, ValueReference
 from idnode.node import init_node, open_node
-from idnode.resolver import AnswerCache, Resolver
+from idnode.resolver import AnswerCache, Resolver, ServerHealth
 from idnode.service import Caller
 from idnode.sites import HASH_BY_SUFFIX, Endpoint, site_of, sites_in
 from tests.clock import Clock
@@ -128,6 +130,54 @@ def test_a_handle_resolves_through_the_whole_chain_and_then_from_cache(
     # ...and only from its cache: a handle it has not seen finds nobody upstream.
     unseen = HandleClient(*hierarchy.at("recursive")).resolve("88.100.1/PUMP-0002")
     assert unseen.response_code == ResponseCode.ERROR
+
+
+@pytest.fixture
+def silent() -> Iterator[tuple[Endpoint, socket.socket]]:
+    """A server that neither answers nor refuses (a host gone, a hung process): a UDP
+    socket nobody reads, a TCP listener that never accepts, on one port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        with socket.socket() as tcp:
+            tcp.bind(("127.0.0.1", port))
+            tcp.listen()
+            yield ("127.0.0.1", port), udp
+
+
+def test_a_silent_primary_costs_one_short_try_then_is_asked_last(
+    hierarchy: Hierarchy, silent: tuple[Endpoint, socket.socket]
+) -> None:
+    """Issue 21: failing over took the primary's whole timeout, UDP and then TCP."""
+    where, udp = silent
+    health = ServerHealth()
+    # With a minute of timeout, waiting it out would take two: the test would fail.
+    resolver = Resolver.from_endpoints(
+        [where, hierarchy.at("root")], timeout=60.0, first_try=0.2, health=health
+    )
+    found: list[str] = []
+    done = threading.Thread(
+        target=lambda: found.append(resolver.resolve("88.100.1/PUMP-0001").handle), daemon=True
+    )
+    done.start()
+    done.join(timeout=20)
+    assert found == ["88.100.1/PUMP-0001"]
+    assert health.is_down(where)
+    # Another resolver sharing what this worker learnt asks the silent server last:
+    # the mirror answers, and the silent one hears nothing more.
+    again = Resolver.from_endpoints(
+        [where, hierarchy.at("root")], timeout=60.0, first_try=0.2, health=health
+    )
+    assert again.resolve("88.100.1/PUMP-0002").handle == "88.100.1/PUMP-0002"
+    udp.setblocking(False)
+    heard = 0
+    while True:
+        try:
+            udp.recv(65536)
+        except BlockingIOError:
+            break
+        heard += 1
+    assert heard == 1
 
 
 def test_resolution_fails_over_to_the_mirror_site(hierarchy: Hierarchy) -> None:

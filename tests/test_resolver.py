@@ -11,7 +11,7 @@ from idnode.handle.codec import decode_message, encode_message
 from idnode.handle.codes import OpCode, OpFlag, ResponseCode
 from idnode.handle.messages import Message, ReferralResponse
 from idnode.handle.values import HandleValue, TTLType
-from idnode.resolver import AnswerCache
+from idnode.resolver import AnswerCache, ServerHealth
 from idnode.sites import (
     HASH_BY_HANDLE,
     HASH_BY_PREFIX,
@@ -147,3 +147,30 @@ def test_root_servers_and_roles_are_checked() -> None:
     assert Config().replace(role="recursive", root_servers="10.0.0.1").root_endpoints == [
         ("10.0.0.1", 2641)
     ]
+
+
+def test_a_failed_server_is_down_for_a_while_and_up_once_it_answers() -> None:
+    clock = Clock(1_000.0)
+    health = ServerHealth(down_seconds=30, clock=clock)
+    a, b = ("10.0.0.1", 2641), ("10.0.0.2", 2641)
+    health.failed(a)
+    assert health.is_down(a)
+    assert not health.is_down(b)
+    assert sorted([a, b], key=health.is_down) == [b, a]
+    clock.now += 30
+    assert not health.is_down(a)
+    health.failed(b)
+    health.answered(b)
+    assert not health.is_down(b)
+
+
+def test_the_down_list_is_bounded() -> None:
+    clock = Clock(1_000.0)
+    health = ServerHealth(down_seconds=30, clock=clock)
+    for n in range(ServerHealth.MAX_REMEMBERED + 10):
+        health.failed(("10.0.0.1", n))
+    assert health.is_down(("10.0.0.1", 0))
+    assert not health.is_down(("10.0.0.1", ServerHealth.MAX_REMEMBERED + 5))  # no room
+    clock.now += 31
+    health.failed(("10.0.0.9", 1))  # the expired ones make room
+    assert health.is_down(("10.0.0.9", 1))

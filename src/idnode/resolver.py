@@ -182,14 +182,54 @@ class _Trail:
         self._asked.add(question)
 
 
+class ServerHealth:
+    """The servers that failed to answer lately, so that resolutions ask them last.
+
+    A server is never skipped, only put behind the others for ``down_seconds`` after it
+    failed (until it answers again): a resolution still succeeds when every server is
+    marked down, and a server that came back is used again soon. Thread-safe; one per
+    resolver (so one per worker process).
+    """
+
+    MAX_REMEMBERED = 4096
+
+    def __init__(
+        self, down_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._down_seconds = down_seconds
+        self._clock = clock
+        self._down: dict[Endpoint, float] = {}
+        self._lock = threading.Lock()
+
+    def failed(self, where: Endpoint) -> None:
+        now = self._clock()
+        with self._lock:
+            if len(self._down) >= self.MAX_REMEMBERED:
+                self._down = {w: until for w, until in self._down.items() if until > now}
+            if len(self._down) < self.MAX_REMEMBERED:
+                self._down[where] = now + self._down_seconds
+
+    def answered(self, where: Endpoint) -> None:
+        with self._lock:
+            self._down.pop(where, None)
+
+    def is_down(self, where: Endpoint) -> bool:
+        with self._lock:
+            until = self._down.get(where)
+        return until is not None and until > self._clock()
+
+
 @dataclass(frozen=True, slots=True)
 class Question:
-    """A request a resolution needs put to one server, and how to send it."""
+    """A request a resolution needs put to one server, and how to send it: within
+    ``timeout`` seconds (None: the resolver's), in ``udp_attempts`` datagrams."""
 
     where: Endpoint
     opcode: OpCode
     body: Body
     transport: Transport = "auto"
+    timeout: float | None = None
+    udp_attempts: int = 3
 
 
 #: A resolution step by step: yields questions, is sent their replies, returns ``_T``.
@@ -208,13 +248,20 @@ class Resolver:
         cache: AnswerCache | None = None,
         timeout: float = 2.0,
         max_hops: int = 16,
+        first_try: float = 0.4,
+        health: ServerHealth | None = None,
     ) -> None:
+        """``timeout``: what a server is given to answer (over UDP, then as much again
+        over TCP) once every server has had its ``first_try``: one datagram, answered
+        within that many seconds, before the next server (a mirror) is asked."""
         if not root:
             raise ValueError("a resolver needs at least one root site")
         self._root = list(root)
         self.cache = cache if cache is not None else AnswerCache()
         self._timeout = timeout
         self._max_hops = max_hops
+        self._first_try = min(first_try, timeout)
+        self.health = health if health is not None else ServerHealth()
         #: Requests sent to servers (not answered from the cache), for statistics.
         self.queries = 0
 
@@ -258,7 +305,11 @@ class Resolver:
         try:
             question = next(steps)
             while True:
-                client = HandleClient(*question.where, timeout=self._timeout)
+                client = HandleClient(
+                    *question.where,
+                    timeout=question.timeout or self._timeout,
+                    udp_attempts=question.udp_attempts,
+                )
                 try:
                     reply = client.request(question.opcode, question.body, question.transport)
                 except _UNANSWERED as exc:
@@ -280,7 +331,8 @@ class Resolver:
                         question.opcode,
                         question.body,
                         question.transport,
-                        timeout=self._timeout,
+                        timeout=question.timeout or self._timeout,
+                        udp_attempts=question.udp_attempts,
                     )
                 except _UNANSWERED as exc:
                     question = steps.throw(exc)
@@ -380,27 +432,82 @@ class Resolver:
         body: Body,
         transport: Transport = "auto",
     ) -> Steps[tuple[Message, Endpoint]]:
-        """Ask the server of each site for ``handle`` in turn (the next is a mirror)
-        until one answers; ServerUnreachable naming why none did."""
-        failures = []
-        timed_out = True
+        """Ask the server of each site for ``handle`` (the next is a mirror) until one
+        answers; ServerUnreachable naming why none did.
+
+        Two rounds, so that a server that neither answers nor refuses (a host down, a
+        hung process, a firewall that drops) delays a resolution by ``first_try``, not
+        by its whole timeout: first one datagram to each server in turn, waiting
+        ``first_try`` for it (a refusal moves on at once); then, if none answered,
+        each as usual (UDP, then TCP), which networks that drop UDP need. Servers
+        that failed lately are asked last (:class:`ServerHealth`)."""
+        failures: list[str] = []
+        servers: list[Endpoint] = []
         for site in sites:
             where = endpoint(server_for(site, handle))
             if where is None:
                 failures.append("a server without a query interface")
-                timed_out = False
-                continue
-            trail.ask(where, handle)
+            elif where not in servers:
+                servers.append(where)
+        servers.sort(key=self.health.is_down)  # stable: the others keep their order
+        later = servers
+        if transport != "tcp":
+            later = []
+            for where in servers:
+                trail.ask(where, handle)
+                reply = yield from self._quick(where, opcode, body, transport, failures, later)
+                if reply is not None:
+                    return reply, where
+        else:
+            for where in servers:
+                trail.ask(where, handle)
+        timed_out = not failures
+        for where in later:
             self.queries += 1
             try:
                 reply = yield Question(where, opcode, body, transport)
             except _UNANSWERED as exc:
                 failures.append(exc.message)
                 timed_out = timed_out and isinstance(exc, ServerTimedOut)
+                self.health.failed(where)
             else:
+                self.health.answered(where)
                 return reply, where
         why = ServerTimedOut if timed_out and failures else ServerUnreachable
         raise why(f"no server answered for {handle}: {'; '.join(failures)}")
+
+    def _quick(
+        self,
+        where: Endpoint,
+        opcode: OpCode,
+        body: Body,
+        transport: Transport,
+        failures: list[str],
+        later: list[Endpoint],
+    ) -> Steps[Message | None]:
+        """One datagram to ``where``, waiting ``first_try``: its reply (over TCP if it
+        came truncated), or None, with ``where`` added to ``later`` when it may still
+        answer with more time (or over TCP) and its failure to ``failures`` if not."""
+        self.queries += 1
+        try:
+            reply = yield Question(where, opcode, body, "udp", self._first_try, 1)
+            if reply.truncated and transport == "auto":
+                self.queries += 1
+                reply = yield Question(where, opcode, body, "tcp")
+        except ServerTimedOut:
+            later.append(where)  # slow or gone: asked again, with time, later
+            return None
+        except _UNANSWERED as exc:  # refused, or no Handle server there
+            self.health.failed(where)
+            if transport == "auto" and not isinstance(exc, RemoteProtocolError):
+                later.append(where)  # it may speak TCP only
+            else:
+                failures.append(exc.message)
+            return None
+        self.health.answered(where)
+        for slow in later:
+            self.health.failed(slow)
+        return reply
 
     def _answer(
         self,
