@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -323,3 +324,69 @@ def test_resolve_as_an_identity_shows_the_values_it_may_read(
     no_server = runner.invoke(app, ["resolve", "88.100.1/PUMP-0007", "--auth", "300:0.NA/88.100.1"])
     assert no_server.exit_code == 2
     assert "--auth needs --server" in no_server.output
+
+
+# -- messages a person can act on (issue 21) --------------------------------------------
+
+
+def test_import_messages_name_the_line_and_the_fault(tmp_path: Path) -> None:
+    runner.invoke(app, ["init", "-d", str(tmp_path), "--prefix", "88.100.1"])
+    word = tmp_path / "word.jsonl"
+    word.write_text('{"handle": "88.100.1/A", "values": [{"index": "one", "type": "URL"}]}\n')
+    result = runner.invoke(app, ["import", str(word), "-d", str(tmp_path)])
+    assert result.exit_code == 1
+    assert 'line 1: index must be a whole number, not "one"' in result.output
+    assert "invalid literal" not in result.output
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(
+        b'{"handle": "88.100.1/A", "values": [{"index": 1, "type": "URL", "data": "ok"}]}\n'
+        b'{"handle": "88.100.1/B", "values": [{"index": 1, "type": "URL", "data": "M\xfcller"}]}\n'
+    )
+    result = runner.invoke(app, ["import", str(latin1), "-d", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "line 2: not UTF-8 text: byte 0xfc at column 75" in result.output
+    rows = tmp_path / "rows.csv"
+    rows.write_text("serial,model\n1,88.100.1/M\n2,88.100.1/M\n3,88.100.1/M\n")
+    options = ["--prefix", "88.100.1", "--mint", "P-{serial}", "-d", str(tmp_path)]
+    result = runner.invoke(app, ["import", str(rows), "--template", "nosuch", *options])
+    assert result.exit_code == 2
+    assert result.output.count("no template nosuch") == 1
+
+
+def test_serving_a_missing_node_says_so(tmp_path: Path) -> None:
+    result = idnode("serve", "-d", str(tmp_path / "nowhere"))
+    assert result.returncode == 1
+    assert "is not an idnode data directory; run `idnode init` first" in result.stderr
+    assert "port" not in result.stderr
+
+
+def test_a_timeout_must_be_above_zero_and_a_refusal_is_no_traceback() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    zero = runner.invoke(app, ["resolve", "88.100.1/A", "--server", f"127.0.0.1:{port}",
+                               "--timeout", "0"])  # fmt: skip
+    assert zero.exit_code == 2
+    assert "must be above 0" in zero.output
+    refused = idnode("resolve", "88.100.1/A", "--server", f"127.0.0.1:{port}",
+                     "--timeout", "0.001", "--transport", "udp")  # fmt: skip
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr
+    assert f"127.0.0.1:{port}" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["--help"], ["prefix", "delegate", "--help"], ["import", "--help"]]
+)
+def test_help_screens_show_whole_texts_at_80_columns(command: list[str]) -> None:
+    result = runner.invoke(app, command, terminal_width=80, env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output
+    # Nothing cut off where the line ends ("...server key and an..." was).
+    assert not any(re.search(r"\w\.\.\.$", line) for line in result.output.splitlines())
+    assert "…" not in result.output
+    assert all(len(line) <= 80 for line in result.output.splitlines())
+    if "delegate" in command:
+        assert "address:port[,address:port...]" in result.output
+        # A docstring's paragraph is one paragraph, not broken where the source was.
+        assert "how a prefix moves to new servers" in " ".join(result.output.split())

@@ -194,6 +194,8 @@ def test_errors_have_the_standards_status_codes(
     assert reply.status_code == status
     assert reply.headers["content-type"] == "application/problem+json"
     assert message in reply.json()["message"]
+    if status == 400:  # one word for the acronym, not "invalid-g-s1"
+        assert reply.json()["type"] == "https://idnode.dev/problems/invalid-gs1"
 
 
 def test_the_resolver_describes_itself(resolver: RunningNode) -> None:

@@ -73,7 +73,8 @@ class Rejection:
 
 
 def read_rows(stream: TextIO, fmt: Format) -> Iterator[Row | Rejection]:
-    """The rows of a CSV (with a header row) or JSONL file, or why one is unusable."""
+    """The rows of a CSV (with a header row) or JSONL file, or why one is unusable;
+    ``stream`` read with errors="surrogateescape", a line that is not UTF-8 is one."""
     if fmt == "csv":
         yield from _csv_rows(stream)
     else:
@@ -104,6 +105,10 @@ def _csv_rows(stream: TextIO) -> Iterator[Row | Rejection]:
             return
         if not cells:
             continue
+        undecodable = _undecodable(",".join(cells))
+        if undecodable is not None:
+            yield Rejection(reader.line_num, undecodable.replace(" at column", ", column"))
+            continue
         if len(cells) != len(names):
             yield Rejection(
                 reader.line_num, f"{len(cells)} cells where the header has {len(names)}"
@@ -113,9 +118,22 @@ def _csv_rows(stream: TextIO) -> Iterator[Row | Rejection]:
         yield Row(reader.line_num, data)
 
 
+def _undecodable(text: str) -> str | None:
+    """Why ``text`` (read with errors="surrogateescape") is not UTF-8, if it is not."""
+    for column, char in enumerate(text, 1):
+        if "\udc80" <= char <= "\udcff":
+            byte = ord(char) - 0xDC00
+            return f"not UTF-8 text: byte 0x{byte:02x} at column {column}; save the file as UTF-8"
+    return None
+
+
 def _jsonl_rows(stream: TextIO) -> Iterator[Row | Rejection]:
     for line, text in enumerate(stream, 1):
         if not text.strip():
+            continue
+        undecodable = _undecodable(text)
+        if undecodable is not None:
+            yield Rejection(line, undecodable)
             continue
         try:
             data = json.loads(text)

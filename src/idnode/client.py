@@ -338,7 +338,10 @@ class HandleClient:
             sock.connect(addr)
             per_try = self.timeout / self.udp_attempts
             for _ in range(self.udp_attempts):
-                sock.send(data)
+                try:
+                    sock.send(data)
+                except OSError as exc:  # the refusal of the last datagram, reported now
+                    raise ServerUnreachable(f"{self.host}:{self.port}/udp: {exc.strerror}") from exc
                 deadline = time.monotonic() + per_try
                 while (left := deadline - time.monotonic()) > 0:
                     sock.settimeout(left)

@@ -13,6 +13,7 @@ import base64
 import binascii
 import functools
 import ipaddress
+import json
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -267,23 +268,36 @@ def value_to_json(value: HandleValue) -> JSON:
     return out
 
 
+def whole_number(given: Any, what: str) -> int:
+    """``given`` as an int (a JSON number or its text); InvalidValue naming ``what``
+    otherwise, rather than Python's "invalid literal for int()"."""
+    if isinstance(given, int) and not isinstance(given, bool):
+        return given
+    if isinstance(given, float) and given.is_integer():
+        return int(given)
+    if isinstance(given, str) and given.strip().lstrip("+-").isdigit():
+        return int(given)
+    raise InvalidValue(f"{what} must be a whole number, not {json.dumps(given)}")
+
+
 def value_from_json(obj: Any, *, default_timestamp: int = 0) -> HandleValue:
     if not isinstance(obj, Mapping):
         raise InvalidValue("a value must be a JSON object")
     try:
-        index = int(obj["index"])
+        index = whole_number(obj["index"], "index")
         vtype = str(obj["type"])
         timestamp = obj.get("timestamp")
         return HandleValue(
             index=index,
             type=vtype,
             data=_data_from_json(obj.get("data", "")),
-            ttl=int(obj.get("ttl", DEFAULT_TTL)),
-            ttl_type=TTLType(int(obj.get("ttlType", 0))),
+            ttl=whole_number(obj.get("ttl", DEFAULT_TTL), "ttl"),
+            ttl_type=TTLType(whole_number(obj.get("ttlType", 0), "ttlType")),
             permissions=Permission.from_bit_string(str(obj.get("permissions", "1110"))),
             timestamp=_from_iso(timestamp) if timestamp else default_timestamp,
             references=tuple(
-                ValueReference(str(r["handle"]), int(r["index"])) for r in obj.get("refs", ())
+                ValueReference(str(r["handle"]), whole_number(r["index"], "a reference's index"))
+                for r in obj.get("refs", ())
             ),
         )
     except InvalidValue:

@@ -33,7 +33,7 @@ from idnode.cli import (
     stats,
     template,
 )
-from idnode.cli.common import out
+from idnode.cli.common import HELP_MARKUP, Commands, out
 
 __all__ = ["app", "main"]
 
@@ -42,6 +42,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=HELP_MARKUP,
+    cls=Commands,
 )
 
 

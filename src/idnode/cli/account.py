@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from idnode.cli.common import fail, local_node, out
+from idnode.cli.common import HELP_MARKUP, Commands, fail, local_node, out
 from idnode.errors import IdnodeError
 from idnode.handle.values import ValueReference
 from idnode.node import Node
@@ -25,6 +25,8 @@ from idnode.node import Node
 account_app = typer.Typer(
     help="Password accounts (user name logins: CAICT's ID-SDK, opcode 2000; SNMS API).",
     no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
+    cls=Commands,
 )
 
 

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from idnode.cli.common import Target, err, fail, out, target_options
+from idnode.cli.common import HELP_MARKUP, Commands, Target, err, fail, out, target_options
 from idnode.client import listed
 from idnode.errors import IdnodeError
 from idnode.handle.codes import OpCode, OpFlag
@@ -189,7 +189,11 @@ def keygen(
     out.print(json.dumps(value_to_json(value)), highlight=False)
 
 
-admin_app = typer.Typer(help="Grant or revoke administrators of a handle (HS_ADMIN values).")
+admin_app = typer.Typer(
+    help="Grant or revoke administrators of a handle (HS_ADMIN values).",
+    rich_markup_mode=HELP_MARKUP,
+    cls=Commands,
+)
 
 
 @admin_app.command("grant")

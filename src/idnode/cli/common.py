@@ -24,6 +24,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from typer.core import TyperGroup
 
 from idnode.client import Credentials, HandleClient
 from idnode.config import Config, load_config
@@ -56,6 +57,26 @@ __all__ = [
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 # soft_wrap: messages are not broken at the terminal width, so they stay greppable.
+#: Help screens in click's plain layout: rich's panels showed flags as "<bool>", cut
+#: long option values off with "...", and kept a docstring's line breaks mid-sentence.
+HELP_MARKUP = None
+
+
+class Commands(TyperGroup):
+    """A command group whose help lists each command with its whole summary, wrapped
+    to the terminal, where click cuts it off with "..." at the first line's end."""
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -241,6 +262,13 @@ class Target:
             out.print(text, highlight=False)
 
 
+def positive(value: float) -> float:
+    """A number of seconds given on the command line, refused unless above 0."""
+    if value <= 0:
+        raise typer.BadParameter(f"must be above 0, not {value}")
+    return value
+
+
 def target_options(timeout: float = 10.0, parameter: str = "target") -> Callable[[_F], _F]:
     """``--server``, ``--auth`` with ``--key``/``--secret-file``/``--hashed-secret``,
     ``--timeout`` and ``--json``: the command gets a :class:`Target`."""
@@ -291,7 +319,10 @@ def target_options(timeout: float = 10.0, parameter: str = "target") -> Callable
         ),
         _keyword(
             "timeout",
-            Annotated[float, typer.Option(help="Seconds to wait for an answer.")],
+            Annotated[
+                float,
+                typer.Option(help="Seconds to wait for an answer (above 0).", callback=positive),
+            ],
             timeout,
         ),
         _keyword(

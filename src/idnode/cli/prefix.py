@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from idnode.cli.common import fail, local_node, out
+from idnode.cli.common import HELP_MARKUP, Commands, fail, local_node, out
 from idnode.errors import ConfigError, IdnodeError
 from idnode.handle.values import DEFAULT_TTL
 from idnode.handle.valuetypes import SiteInfo
@@ -31,6 +31,8 @@ from idnode.sites import (
 prefix_app = typer.Typer(
     help="Prefixes: home them here, delegate them to other nodes, list, unhome.",
     no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
+    cls=Commands,
 )
 
 

@@ -60,6 +60,8 @@ def import_(
     try:
         group = parse_readers(readers) if readers else None
         options = BulkOptions(prefix, template, mint, group)
+        if template is not None:
+            node.service.templates.template(template)  # said once, not once per row
     except IdnodeError as exc:
         fail(exc.message, 2)
     with _readable(source) as path:
@@ -72,7 +74,8 @@ def import_(
 
                 report = bulk.register(
                     node.service,
-                    lambda: path.open(encoding="utf-8", newline=""),
+                    # Bytes that are not UTF-8 are kept, to be refused with their line.
+                    lambda: path.open(encoding="utf-8", errors="surrogateescape", newline=""),
                     "csv" if fmt == "csv" else "jsonl",
                     options,
                     replace=replace,

@@ -17,6 +17,7 @@ from idnode.cli.common import (
     fail_with,
     out,
     parse_server,
+    positive,
 )
 from idnode.client import Credentials, HandleClient, ServerUnreachable, Transport, answer_error
 from idnode.domain import HandleRecord
@@ -52,7 +53,9 @@ def resolve(
     transport: Annotated[
         str, typer.Option(help="auto (UDP, TCP if truncated), udp or tcp.")
     ] = "auto",
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 3.0,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for an answer (above 0).", callback=positive)
+    ] = 3.0,
     auth: Annotated[
         str | None,
         typer.Option(

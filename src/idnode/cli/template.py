@@ -13,13 +13,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from idnode.cli.common import AsJson, fail, local_node, out
+from idnode.cli.common import HELP_MARKUP, AsJson, Commands, fail, local_node, out
 from idnode.errors import IdnodeError
 from idnode.handle.values import ValueReference
 from idnode.node import Node
 from idnode.service import Caller
 
-template_app = typer.Typer(help="Metadata templates: list, show, define.", no_args_is_help=True)
+template_app = typer.Typer(
+    help="Metadata templates: list, show, define.",
+    no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
+    cls=Commands,
+)
 
 
 @template_app.command("list")

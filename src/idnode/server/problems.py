@@ -6,6 +6,7 @@ clients read RFC 9457's ``type``, ``title``, ``status`` and ``detail``. Both are
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -45,4 +46,11 @@ def problem(
 
 
 def _slug(class_name: str) -> str:
-    return "".join(f"-{c.lower()}" if c.isupper() else c for c in class_name).lstrip("-")
+    """``HandleNotFound`` → ``handle-not-found``; an acronym stays one word
+    (``InvalidGS1`` → ``invalid-gs1``)."""
+    return _WORD_START.sub("-", class_name).lower()
+
+
+# Where a word starts: a capital after a lower-case letter or digit, or the last
+# capital of an acronym that a capitalised word follows (``HTTPError``).
+_WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
