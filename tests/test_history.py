@@ -208,6 +208,20 @@ def test_history_over_http_and_the_cli(node_dir: Path) -> None:
     assert [line["operation"] for line in lines] == ["create", "create", "restore-version-1"]
     changed = runner.invoke(app, ["history", HANDLE, "-d", str(node_dir), "--from", "2"])
     assert "version 2 -> 3: 1 change(s)" in changed.output
+    # Text, not Python's bytes: "- https://two/" then "+ https://one/" (issue 21).
+    assert changed.output.splitlines()[1:] == [
+        "  changed 1 URL",
+        "      - https://two/",
+        "      + https://one/",
+    ]
+    # At 80 columns every column is whole: folded, not cut.
+    listed = runner.invoke(app, ["history", HANDLE, "-d", str(node_dir)], terminal_width=80,
+                           env={"COLUMNS": "80"})  # fmt: skip
+    lines = listed.output.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    assert lines[0].startswith("   1  20")
+    assert lines[0].endswith(" UTC  create  (1 value)")
+    assert lines[1] == "      by 300:88.100.1/OWNER from http 127.0.0.1"
     back = runner.invoke(app, ["history", HANDLE, "-d", str(node_dir), "--restore", "2"])
     assert back.exit_code == 0, back.output
     assert "as version 4" in back.output

@@ -12,12 +12,11 @@ import time
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from idnode.cli.common import fail, local_node, out
 from idnode.domain import AuditQuery
 from idnode.errors import IdnodeError
-from idnode.handle.values import ValueReference
+from idnode.handle.values import HandleValue, ValueReference
 from idnode.history import Change, Version, diff
 from idnode.jsonformat import change_to_json, record_to_json, value_to_json, version_to_json
 from idnode.node import Node
@@ -70,7 +69,7 @@ def _pick(versions: list[Version], number: int) -> Version:
 def _when(version: Version) -> str:
     if version.at is None:
         return "(not recorded)"
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(version.at))
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(version.at))
 
 
 def _show_versions(versions: list[Version], as_json: bool) -> None:
@@ -78,26 +77,25 @@ def _show_versions(versions: list[Version], as_json: bool) -> None:
         for v in versions:
             out.print(json.dumps(version_to_json(v)), highlight=False, soft_wrap=True)
         return
-    table = Table(title_justify="left")
-    for column in ("version", "at (UTC)", "who", "from", "operation", "values"):
-        table.add_column(column)
+    # Two short lines a version rather than a table: at 80 columns a table's six
+    # columns cut or fold the identity and the address, which are what one looks for.
     for v in versions:
-        shown = "deleted" if v.values is None else str(len(v.values))
-        table.add_row(str(v.number), _when(v), v.actor, v.origin, v.operation, shown)
-    out.print(table)
+        count = len(v.values) if v.values is not None else 0
+        held = "deleted" if v.values is None else f"{count} value{'' if count == 1 else 's'}"
+        out.print(f"{v.number:>4}  {_when(v)}  {v.operation}  ({held})", highlight=False)
+        if v.actor or v.origin:
+            out.print(f"      by {v.actor or '?'} from {v.origin or '?'}", highlight=False)
 
 
 def _show_version(version: Version, as_json: bool) -> None:
     if as_json:
         out.print(json.dumps(version_to_json(version, values=True)), soft_wrap=True)
         return
-    values = None if version.values is None else [value_to_json(v) for v in version.values]
     out.print(f"version {version.number}, {_when(version)}, {version.operation}", highlight=False)
-    if values is None:
+    if version.values is None:
         out.print("(the handle was deleted)")
-    for value in values or ():
-        out.print(f"  {value['index']:>5}  {value['type']}  {json.dumps(value['data']['value'])}",
-                  highlight=False, soft_wrap=True)  # fmt: skip
+    for value in version.values or ():
+        out.print(f"  {value.index:>5}  {value.type}  {_text(value)}", highlight=False)
 
 
 def _show_diff(a: Version, b: Version, changes: list[Change], as_json: bool) -> None:
@@ -106,12 +104,28 @@ def _show_diff(a: Version, b: Version, changes: list[Change], as_json: bool) -> 
             out.print(json.dumps(change_to_json(c)), highlight=False, soft_wrap=True)
         return
     out.print(f"version {a.number} -> {b.number}: {len(changes)} change(s)", highlight=False)
+    # A line per value, before then after, as text: long values fold at the terminal's
+    # edge instead of running off it.
     for c in changes:
-        before = "" if c.before is None else f"{c.before.type} {c.before.data!r}"
-        after = "" if c.after is None else f"{c.after.type} {c.after.data!r}"
-        sign = {"added": "+", "removed": "-", "changed": "~"}[c.kind]
-        out.print(f"  {sign} {c.index:>5}  {before}{' -> ' if before and after else ''}{after}",
-                  highlight=False, soft_wrap=True)  # fmt: skip
+        shown = c.after or c.before
+        assert shown is not None
+        out.print(f"  {c.kind} {c.index} {shown.type}", highlight=False)
+        typed = c.before is not None and c.after is not None and c.before.type != c.after.type
+        for sign, value in (("-", c.before), ("+", c.after)):
+            if value is not None:
+                kind = f"{value.type}: " if typed else ""
+                out.print(f"      {sign} {kind}{_text(value)}", highlight=False)
+
+
+def _text(value: HandleValue) -> str:
+    """A value's data as a person reads it: its text, or the JSON of its structure
+    (an HS_ADMIN's permissions and identity), or base64 for bytes that are neither."""
+    data = value_to_json(value)["data"]
+    if data["format"] == "string":
+        return str(data["value"])
+    if isinstance(data["value"], str):
+        return f"({data['format']}) {data['value']}"
+    return json.dumps(data["value"], ensure_ascii=False)
 
 
 @local_node()
