@@ -105,3 +105,46 @@ def test_cli_refuses_missing_credentials(node: tuple[RunningNode, Path]) -> None
     assert "--key, --secret-file or IDNODE_SECRET" in result.stderr
     bad = idnode("delete", "88.100.1/X", "--auth", "nonsense", "--key", "k.pem")
     assert bad.returncode == 2
+
+
+def test_one_command_makes_an_identity_and_grants_it_named_permissions(
+    node: tuple[RunningNode, Path], tmp_path: Path
+) -> None:
+    """Issue 21: no hex copied from keygen into create, no twelve-bit string."""
+    server, data_dir = node
+    where = ["--server", f"127.0.0.1:{server.ports.handle}"]
+    admin = ["--auth", "300:0.NA/88.100.1", "--key", str(data_dir / "admin_key.pem"), *where]
+    secret_file = tmp_path / "writer.secret"
+    made = idnode(
+        "identity", "create", "88.100.1/WRITER", str(secret_file), "--secret",
+        "--grant", "0.NA/88.100.1", "--permissions", "add_handle,add_value,read_value",
+        *admin,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "granted add_handle, add_value, read_value on 0.NA/88.100.1" in made.stderr
+    assert f"--auth 300:88.100.1/WRITER --secret-file {secret_file} --hashed-secret" in (
+        " ".join(made.stdout.split())
+    )
+    assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
+    writer = ["--auth", "300:88.100.1/WRITER", "--secret-file", str(secret_file),
+              "--hashed-secret", *where]  # fmt: skip
+    created = idnode("create", "88.100.1/BY-WRITER", "-v", "1:URL:https://e.com/w", *writer)
+    assert created.returncode == 0, created.stderr
+    # What was not granted is refused.
+    refused = idnode("delete", "88.100.1/BY-WRITER", *writer)
+    assert refused.returncode == 1
+    assert "insufficient permissions (401)" in refused.stderr
+
+    # A key pair the same way; a name that is no permission is refused before anything.
+    bad = idnode("identity", "create", "88.100.1/READER", str(tmp_path / "r.pem"),
+                 "--grant", "0.NA/88.100.1", "--permissions", "read", *admin)  # fmt: skip
+    assert bad.returncode == 2
+    assert "no permission 'read'" in bad.stderr
+    assert "read_value" in bad.stderr
+    assert not (tmp_path / "r.pem").exists()
+    pair = idnode("identity", "create", "88.100.1/READER", str(tmp_path / "r.pem"), *admin)
+    assert pair.returncode == 0, pair.stderr
+    again = idnode("identity", "create", "88.100.1/READER", str(tmp_path / "r2.pem"), *admin)
+    assert again.returncode == 1
+    assert "handle already exists" in again.stderr
+    assert not (tmp_path / "r2.pem").exists()  # no key left for an identity never made

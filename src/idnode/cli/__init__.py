@@ -79,6 +79,7 @@ for command, name in (
 ):
     app.command(name)(command)
 app.add_typer(admin.admin_app, name="admin")
+app.add_typer(admin.identity_app, name="identity")
 app.add_typer(prefix.prefix_app, name="prefix")
 app.add_typer(template.template_app, name="template")
 app.add_typer(account.account_app, name="account")

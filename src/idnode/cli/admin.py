@@ -18,8 +18,17 @@ from typing import Annotated
 
 import typer
 
-from idnode.cli.common import HELP_MARKUP, Commands, Target, err, fail, out, target_options
-from idnode.client import listed
+from idnode.cli.common import (
+    HELP_MARKUP,
+    Commands,
+    Target,
+    err,
+    fail,
+    out,
+    parse_server,
+    target_options,
+)
+from idnode.client import HandleClient, listed
 from idnode.errors import IdnodeError
 from idnode.handle.codes import OpCode, OpFlag
 from idnode.handle.messages import (
@@ -41,6 +50,7 @@ __all__ = [
     "admin_app",
     "create",
     "delete",
+    "identity_app",
     "keygen",
     "list_",
     "modify",
@@ -165,6 +175,18 @@ def keygen(
     index: Annotated[int, typer.Option(help="Index for the printed value.")] = 300,
 ) -> None:
     """Make a key for an identity and print the value to store in its handle."""
+    value, use = _new_key(path, secret=secret, sm2=sm2, hashed=hashed, index=index)
+    if secret:
+        err.print(f"prove the identity with {use}", highlight=False)
+    err.print(f"wrote {path}; add this value to the identity's handle:", highlight=False)
+    out.print(json.dumps(value_to_json(value)), highlight=False)
+
+
+def _new_key(
+    path: Path, *, secret: bool, sm2: bool, hashed: bool, index: int
+) -> tuple[HandleValue, str]:
+    """Write a new key to ``path`` (never over an existing file): the value for the
+    identity's handle, and the options that prove the identity with it."""
     if path.exists():
         fail(f"{path} exists; not overwriting a key", 1)
     if secret and sm2:
@@ -180,13 +202,33 @@ def keygen(
             hashed_secret(text.encode()) if hashed else text.encode(),
             permissions=Permission.ADMIN_READ | Permission.ADMIN_WRITE,
         )
-        use = f"--secret-file {path}" + (" --hashed-secret" if hashed else "")
-        err.print(f"prove the identity with {use}", highlight=False)
-    else:
-        key = generate_key(path, "sm2" if sm2 else "rsa")
-        value = HandleValue(index, "HS_PUBKEY", handle_public_key(key).to_bytes())
-    err.print(f"wrote {path}; add this value to the identity's handle:", highlight=False)
-    out.print(json.dumps(value_to_json(value)), highlight=False)
+        return value, f"--secret-file {path}" + (" --hashed-secret" if hashed else "")
+    key = generate_key(path, "sm2" if sm2 else "rsa")
+    return HandleValue(index, "HS_PUBKEY", handle_public_key(key).to_bytes()), f"--key {path}"
+
+
+def parse_permissions(text: str) -> AdminPermission:
+    """``all``, Handle.Net's twelve 0/1 characters, or permission names separated by
+    commas (``add_handle,read_value``); ValueError naming the names there are."""
+    if text.strip().lower() == "all":
+        return AdminPermission.ALL
+    if len(text) == 12 and set(text) <= {"0", "1"}:
+        return AdminPermission.from_bit_string(text)
+    granted = AdminPermission.NONE
+    for name in (part.strip() for part in text.split(",")):
+        member = AdminPermission.__members__.get(name.upper().replace("-", "_"))
+        if member is None or member in (AdminPermission.NONE, AdminPermission.ALL) or not name:
+            raise ValueError(
+                f"no permission {name!r}; permissions are 'all', twelve 0/1 characters, or"
+                f" names separated by commas: {', '.join(PERMISSION_NAMES)}"
+            )
+        granted |= member
+    return granted
+
+
+PERMISSION_NAMES = [
+    name.lower() for name, flag in AdminPermission.__members__.items() if flag.bit_count() == 1
+]
 
 
 admin_app = typer.Typer(
@@ -204,7 +246,11 @@ def admin_grant(
     target: Target,
     index: Annotated[int, typer.Option(help="Index of the new HS_ADMIN value.")] = 100,
     permissions: Annotated[
-        str, typer.Option(help="Twelve 0/1 characters (Handle.Net order) or 'all'.")
+        str,
+        typer.Option(
+            help="Names separated by commas (add_handle,read_value,...), twelve 0/1"
+            " characters (Handle.Net order), or 'all'."
+        ),
     ] = "all",
 ) -> None:
     """Add an HS_ADMIN value granting permissions over a handle."""
@@ -212,11 +258,7 @@ def admin_grant(
     if not sep or not who_index.isdigit():
         fail(f"the administrator is INDEX:HANDLE, got {admin!r}", 2)
     try:
-        perms = (
-            AdminPermission.ALL
-            if permissions == "all"
-            else AdminPermission.from_bit_string(permissions)
-        )
+        perms = parse_permissions(permissions)
     except ValueError as exc:
         fail(str(exc), 2)
     data = AdminValue(perms, ValueReference(who, int(who_index))).to_bytes()
@@ -234,3 +276,75 @@ def admin_revoke(
     """Remove an HS_ADMIN value."""
     target.send(OpCode.REMOVE_VALUE, RemoveValueRequest(handle, (index,)))
     target.done(handle, f"revoked HS_ADMIN {index} of {handle}")
+
+
+identity_app = typer.Typer(
+    help="Identities: a handle with a key that proves it, and what it may do.",
+    no_args_is_help=True,
+    rich_markup_mode=HELP_MARKUP,
+    cls=Commands,
+)
+
+
+@identity_app.command("create")
+@target_options()
+def identity_create(
+    handle: Annotated[str, typer.Argument(help="The identity's handle, e.g. 88.100.1/WRITER.")],
+    path: Annotated[Path, typer.Argument(help="Where to write its private key or secret (0600).")],
+    target: Target,
+    secret: Annotated[
+        bool, typer.Option(help="A random secret key (stored hashed) instead of a key pair.")
+    ] = False,
+    sm2: Annotated[bool, typer.Option("--sm2", help="An SM2 key pair instead of RSA.")] = False,
+    index: Annotated[int, typer.Option(help="Index of the key value.", min=1)] = 300,
+    grant: Annotated[
+        str | None,
+        typer.Option(help="A handle it may administer, e.g. 0.NA/88.100.1 for its prefix."),
+    ] = None,
+    permissions: Annotated[
+        str | None,
+        typer.Option(
+            help="With --grant: what it may do, names separated by commas"
+            " (add_handle,add_value,modify_value,...) or 'all'."
+        ),
+    ] = None,
+) -> None:
+    """Create an identity: make its key, create its handle holding the key and,
+    with --grant, give it the named permissions over another handle."""
+    if (grant is None) != (permissions is None):
+        fail(
+            "--grant and --permissions go together: name the handle and what the identity"
+            f" may do with it ({', '.join(PERMISSION_NAMES)}, or all)",
+            2,
+        )
+    try:
+        granted = None if permissions is None else parse_permissions(permissions)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    value, use = _new_key(path, secret=secret, sm2=sm2, hashed=True, index=index)
+    try:
+        target.send(OpCode.CREATE_HANDLE, CreateHandleRequest(handle, (value,)))
+    except typer.Exit:
+        path.unlink()  # the identity does not exist: its key would only confuse
+        raise
+    who = f"{index}:{handle}"
+    err.print(f"created {handle} with its {value.type} at {index}", highlight=False)
+    if grant is not None and granted is not None:
+        at = _free_admin_index(target, grant)
+        data = AdminValue(granted, ValueReference(handle, index)).to_bytes()
+        target.send(OpCode.ADD_VALUE, AddValueRequest(grant, (HandleValue(at, "HS_ADMIN", data),)))
+        names = [n for n in PERMISSION_NAMES if AdminPermission[n.upper()] in granted]
+        err.print(f"granted {', '.join(names)} on {grant} (HS_ADMIN {at})", highlight=False)
+    target.done(handle, f"act as it with --auth {who} {use}")
+
+
+def _free_admin_index(target: Target, handle: str) -> int:
+    """The first index from 101 among ``handle``'s public values that none uses (an
+    index held by a value nobody may read is refused by the server as taken)."""
+    host, port = parse_server(target.server)
+    try:
+        reply = HandleClient(host, port, timeout=target.timeout).resolve(handle)
+    except IdnodeError as exc:
+        fail(f"cannot read {handle} to find a free index: {exc.message}")
+    used = {v.index for v in getattr(reply.body, "values", ())}
+    return next(n for n in range(101, 2**31) if n not in used)
