@@ -314,7 +314,9 @@ def target_options(timeout: float = 10.0, parameter: str = "target") -> Callable
         _keyword("hashed_secret", HashedSecret, False),
         _keyword(
             "server",
-            Annotated[str, typer.Option(help="Handle server, host[:port].")],
+            Annotated[
+                str, typer.Option(envvar="IDNODE_SERVER", help="Handle server, host[:port].")
+            ],
             "127.0.0.1:2641",
         ),
         _keyword(
