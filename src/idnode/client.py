@@ -18,10 +18,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from idnode.auth.session_keys import client_key, client_session_key
-from idnode.auth.signatures import answer_with_private_key, answer_with_secret, signed_by
 from idnode.errors import (
     AuthenticationError,
     IdnodeError,
@@ -58,7 +56,9 @@ from idnode.handle.messages import (
     VerifyChallengeResponse,
 )
 from idnode.handle.values import ValueReference
-from idnode.keys import PrivateKey
+
+if TYPE_CHECKING:
+    from idnode.keys import PrivateKey
 
 __all__ = [
     "ClientSession",
@@ -100,6 +100,9 @@ class Credentials:
     private_key: PrivateKey | None = None
 
     def answer(self, challenge: ChallengeResponse, version: tuple[int, int]) -> ChallengeAnswer:
+        # Signing (cryptography, GmSSL) is imported when an identity answers a challenge.
+        from idnode.auth.signatures import answer_with_private_key, answer_with_secret
+
         nonce, digest = challenge.nonce, challenge.request_digest.digest
         if self.private_key is not None:
             signed = answer_with_private_key(
@@ -142,6 +145,8 @@ class HandleClient:
         """Set up a session with the server, lasting ``seconds`` at most; later
         :meth:`authenticated` requests are sent in it. SessionFailed if the server
         does not offer one."""
+        from idnode.auth.session_keys import client_key, client_session_key
+
         mine = client_key()
         setup = SessionSetupRequest(
             KeyExchange.DIFFIE_HELLMAN, seconds, public_key=mine.public_bytes()
@@ -468,8 +473,14 @@ def matching(
         raise RemoteProtocolError(
             f"the answer is not MACed with the key of session {session.number}"
         )
-    if key is not None and not signed_by(packet, reply, key):
+    if key is not None and not _signed_by(packet, reply, key):
         raise RemoteProtocolError(
             "the answer is not signed by the server's key (asked for with CERTIFY)"
         )
     return reply
+
+
+def _signed_by(packet: bytes, reply: Message, key: bytes) -> bool:
+    from idnode.auth.signatures import signed_by
+
+    return signed_by(packet, reply, key)

@@ -17,7 +17,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from idnode.cli.common import HELP_MARKUP, Commands, fail, local_node, out
+from idnode.cli.common import fail, local_node, out
+from idnode.cli.help import HELP_MARKUP, Commands
 from idnode.errors import IdnodeError
 from idnode.handle.values import ValueReference
 from idnode.node import Node

@@ -19,8 +19,6 @@ from typing import Annotated
 import typer
 
 from idnode.cli.common import (
-    HELP_MARKUP,
-    Commands,
     Target,
     err,
     fail,
@@ -28,6 +26,7 @@ from idnode.cli.common import (
     parse_server,
     target_options,
 )
+from idnode.cli.help import HELP_MARKUP, Commands
 from idnode.client import HandleClient, listed
 from idnode.errors import IdnodeError
 from idnode.handle.codes import OpCode, OpFlag

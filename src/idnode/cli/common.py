@@ -19,22 +19,24 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from typer.core import TyperGroup
 
-from idnode.client import Credentials, HandleClient
-from idnode.config import Config, load_config
-from idnode.domain import HandleRecord
 from idnode.errors import IdnodeError
 from idnode.handle.codes import OpCode, OpFlag, ResponseCode
-from idnode.handle.messages import Body, Message
-from idnode.handle.values import ValueReference
-from idnode.keys import hashed_secret, load_private_key
-from idnode.node import Node, open_node
+
+if TYPE_CHECKING:
+    # Imported where they are used, not here: every command imports this module, and
+    # `idnode resolve` should not pay for the node, its storage and its service.
+    from rich.progress import Progress
+
+    from idnode.client import Credentials
+    from idnode.config import Config
+    from idnode.domain import HandleRecord
+    from idnode.handle.messages import Body, Message
+    from idnode.node import Node
 
 __all__ = [
     "AsJson",
@@ -57,26 +59,6 @@ __all__ = [
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 # soft_wrap: messages are not broken at the terminal width, so they stay greppable.
-#: Help screens in click's plain layout: rich's panels showed flags as "<bool>", cut
-#: long option values off with "...", and kept a docstring's line breaks mid-sentence.
-HELP_MARKUP = None
-
-
-class Commands(TyperGroup):
-    """A command group whose help lists each command with its whole summary, wrapped
-    to the terminal, where click cuts it off with "..." at the first line's end."""
-
-    def format_commands(self, ctx: Any, formatter: Any) -> None:
-        rows = []
-        for name in self.list_commands(ctx):
-            command = self.get_command(ctx, name)
-            if command is not None and not command.hidden:
-                rows.append((name, command.get_short_help_str(limit=1_000)))
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
-
-
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -113,6 +95,8 @@ def fail_with(exc: IdnodeError, code: int = 1, *, hint: str = "") -> NoReturn:
 
 
 def config_of(data_dir: Path, **overrides: Any) -> Config:
+    from idnode.config import load_config
+
     try:
         return load_config(data_dir, overrides)
     except IdnodeError as exc:
@@ -136,6 +120,10 @@ def credentials_from(
     key), ``--secret-file``, or the IDNODE_SECRET variable (never the command line,
     where other users could read it). With ``hashed`` the secret is a passphrase whose
     hash the identity's HS_SECKEY value holds (see :func:`idnode.keys.hashed_secret`)."""
+    from idnode.client import Credentials
+    from idnode.handle.values import ValueReference
+    from idnode.keys import hashed_secret, load_private_key
+
     index, sep, handle = auth.partition(":")
     if not sep or not index.isdigit() or not handle:
         fail(f"--auth must be INDEX:HANDLE, got {auth!r}", 2)
@@ -159,6 +147,8 @@ def credentials_from(
 
 
 def progress_bars() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -218,6 +208,8 @@ def local_node(parameter: str = "node") -> Callable[[_F], _F]:
     a directory that is not a node's exits with its reason)."""
 
     def open_at(data_dir: Path) -> Iterator[Node]:
+        from idnode.node import open_node
+
         try:
             node = open_node(config_of(data_dir))
         except IdnodeError as exc:
@@ -242,7 +234,7 @@ class Target:
     def send(self, opcode: OpCode, body: Body, flags: OpFlag = OpFlag.NONE) -> list[Message]:
         """The server's replies to an authenticated request; a refusal exits 1 with
         the server's response code and message."""
-        from idnode.client import answer_error
+        from idnode.client import HandleClient, answer_error
 
         host, port = parse_server(self.server)
         try:

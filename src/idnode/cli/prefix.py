@@ -14,7 +14,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from idnode.cli.common import HELP_MARKUP, Commands, fail, local_node, out
+from idnode.cli.common import fail, local_node, out
+from idnode.cli.help import HELP_MARKUP, Commands
 from idnode.errors import ConfigError, IdnodeError
 from idnode.handle.values import DEFAULT_TTL
 from idnode.handle.valuetypes import SiteInfo

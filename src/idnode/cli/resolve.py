@@ -5,10 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from idnode.cli.common import (
     HashedSecret,
@@ -19,14 +18,15 @@ from idnode.cli.common import (
     parse_server,
     positive,
 )
-from idnode.client import Credentials, HandleClient, ServerUnreachable, Transport, answer_error
-from idnode.domain import HandleRecord
 from idnode.errors import IdnodeError, NotResponsible, Referral, RemoteProtocolError, SessionFailed
 from idnode.handle.codes import OpCode, ResponseCode
-from idnode.handle.messages import Message, ReferralResponse, ResolutionRequest, ResolutionResponse
-from idnode.jsonformat import record_to_json, value_to_json
-from idnode.resolver import Resolver
-from idnode.sites import addresses, parse_endpoints, sites_in
+
+if TYPE_CHECKING:
+    # The client, the resolver and the codec are imported where they are used: a
+    # resolution asked of one --server needs no resolver, a failed one no table.
+    from idnode.client import Credentials, Transport
+    from idnode.domain import HandleRecord
+    from idnode.handle.messages import Message
 
 __all__ = ["resolve"]
 
@@ -94,6 +94,9 @@ def resolve(
             assert server is not None
             record = _resolve_as(server, handle, indexes, types, credentials, timeout)
         elif server is None:
+            from idnode.resolver import Resolver
+            from idnode.sites import parse_endpoints
+
             resolver = Resolver.from_endpoints(parse_endpoints(root), timeout=timeout)
             record = resolver.resolve(handle, indexes, types)
         else:
@@ -108,6 +111,10 @@ def resolve(
                 }
             )
         fail_with(exc, hint=_hint(exc, handle, server, root))
+    from rich.table import Table
+
+    from idnode.jsonformat import record_to_json, value_to_json
+
     if as_json:
         out.print_json(data={"responseCode": 1} | record_to_json(record))
         return
@@ -129,6 +136,8 @@ def resolve(
 
 def _hint(exc: IdnodeError, handle: str, server: str | None, root: str) -> str:
     """What to try next when ``handle`` could not be resolved as asked."""
+    from idnode.client import ServerUnreachable
+
     if isinstance(exc, NotResponsible):
         prefix = exc.prefix or handle.partition("/")[0]
         if server is not None:
@@ -177,6 +186,8 @@ def _resolve_at(
     timeout: float,
     certify: bool = False,
 ) -> HandleRecord:
+    from idnode.client import HandleClient
+
     host, port = parse_server(server)
     client = HandleClient(host, port, timeout=timeout)
     key = client.server_key() if certify else None
@@ -197,6 +208,9 @@ def _resolve_as(
     """Resolution without PUBLIC_ONLY, answering the server's challenge as
     ``credentials``: in a session, where a server that answers anonymous reads with
     the public values (idnode's default, for IDIS clients) challenges such a read."""
+    from idnode.client import HandleClient
+    from idnode.handle.messages import ResolutionRequest
+
     host, port = parse_server(server)
     client = HandleClient(host, port, timeout=timeout)
     request = ResolutionRequest(handle, indexes, types)
@@ -211,6 +225,11 @@ def _resolve_as(
 
 
 def _record_of(reply: Message) -> HandleRecord:
+    from idnode.client import answer_error
+    from idnode.domain import HandleRecord
+    from idnode.handle.messages import ReferralResponse, ResolutionResponse
+    from idnode.sites import addresses, sites_in
+
     body = reply.body
     if isinstance(body, ResolutionResponse) and reply.response_code == ResponseCode.SUCCESS:
         return HandleRecord(body.handle, body.values)
