@@ -111,6 +111,20 @@ def idnode(
     )
 
 
+@pytest.fixture
+def silent() -> Iterator[tuple[tuple[str, int], socket.socket]]:
+    """A server that neither answers nor refuses (a host gone, a hung process, a
+    firewall that drops): a UDP socket nobody reads and a TCP listener that never
+    accepts, on one port; its address and the UDP socket (to see what reached it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        with socket.socket() as tcp:
+            tcp.bind(("127.0.0.1", port))
+            tcp.listen()
+            yield ("127.0.0.1", port), udp
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now (for servers that need fixed ports)."""
     with socket.socket() as sock:

@@ -336,6 +336,9 @@ def test_import_messages_name_the_line_and_the_fault(tmp_path: Path) -> None:
     result = runner.invoke(app, ["import", str(word), "-d", str(tmp_path)])
     assert result.exit_code == 1
     assert 'line 1: index must be a whole number, not "one"' in result.output
+    word.write_text('{"handle": "88.100.1/A", "values": [{"index": "+-5", "type": "URL"}]}\n')
+    result = runner.invoke(app, ["import", str(word), "-d", str(tmp_path)])
+    assert 'index must be a whole number, not "+-5"' in result.output
     assert "invalid literal" not in result.output
     latin1 = tmp_path / "latin1.jsonl"
     latin1.write_bytes(
@@ -390,3 +393,16 @@ def test_help_screens_show_whole_texts_at_80_columns(command: list[str]) -> None
         assert "address:port[,address:port...]" in result.output
         # A docstring's paragraph is one paragraph, not broken where the source was.
         assert "how a prefix moves to new servers" in " ".join(result.output.split())
+
+
+def test_printed_values_are_text_not_markup(tmp_path: Path) -> None:
+    """A value holding "[/]" (rich's closing tag) printed a traceback."""
+    runner.invoke(app, ["init", "-d", str(tmp_path), "--prefix", "88.100.1"])
+    rows = tmp_path / "rows.jsonl"
+    value = {"index": 1, "type": "NOTE", "data": "[bold]x[/] and [/]"}
+    rows.write_text(json.dumps({"handle": "88.100.1/BRACKETS", "values": [value]}) + "\n")
+    assert runner.invoke(app, ["import", str(rows), "-d", str(tmp_path)]).exit_code == 0
+    shown = runner.invoke(app, ["history", "88.100.1/BRACKETS", "-d", str(tmp_path),
+                                "--version", "1"])  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    assert "[bold]x[/] and [/]" in shown.output

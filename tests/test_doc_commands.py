@@ -138,7 +138,10 @@ PLAN: dict[tuple[str, str], Run | Skip] = {
         may_fail=("--server 127.0.0.1:2700",)  # "the root alone: a referral", exit code 1
     ),
     ("docs/hierarchy.md", "idnode report-stats -d $H/ent"): Run(
-        before="sleep 11\n"  # "The enterprise's counts reach its database every ... 10 s"
+        # "The enterprise's counts reach its database every stats_flush_seconds, 10 s":
+        # until they have, there is nothing to report.
+        before="for _ in $(seq 150); do idnode stats -d $H/ent --json | grep -q 88.100.1"
+        " && break; sleep 0.2; done\n"
     ),
     ("docs/hierarchy.md", "kill $(cat $H/sec-a.pid)"): Run(after="kill $(cat $H/*.pid) || true\n"),
     ("docs/http-api.md", "curl 'localhost:8000/api/handles"): Run(),
@@ -325,7 +328,7 @@ def test_the_examples_of_a_page_run_as_written(file: str, tmp_path: Path, venv_b
     )  # fmt: skip
     try:
         script, notes = _script(file, ports, sandbox)
-        script = PRELUDE + f"wait_healthy {ports['8000']}\n" + script
+        script = script.replace(f"cd {sandbox}\n", f"cd {sandbox}\nwait_healthy {ports['8000']}\n")
         done = subprocess.run(
             ["bash", "-c", script], cwd=sandbox, env=env, capture_output=True, text=True,
             timeout=600, check=False,

@@ -184,6 +184,7 @@ def test_a_linkset_on_request(resolver: RunningNode) -> None:
         ("/01/09506000134353", 400, "check digit"),
         (f"/01/{GTIN}/21/S1/10/L1", 400, "qualifier"),
         ("/01/00000000000017", 404, "nothing is known here"),
+        (f"/01/{GTIN}/10", 400, "every application identifier needs a value"),
         (f"/01/{GTIN}?linkType=gs1:recallStatus", 404, "no link of type gs1:recallStatus"),
     ],
 )
@@ -461,3 +462,15 @@ def test_compressed_digital_links_resolve_as_the_uncompressed_ones(
     broken = _get(resolver, "/sA")
     assert broken.status_code == 400
     assert "no meaning for code B0" in broken.json()["detail"]
+
+
+def test_the_options_link_keeps_the_path_encoded(resolver: RunningNode) -> None:
+    """A path that decodes to '>; rel="x"' must not end the link or add parameters."""
+    path = f"/01/{GTIN}/21/A%3E%3B%20rel%3D%22x%22"
+    options = httpx.options(resolver.http + path)
+    assert options.headers["link"] == (
+        f'<{resolver.http}{path}?linkType=linkset>; rel="linkset"; type="application/linkset+json"'
+    )
+    non_latin = httpx.options(resolver.http + f"/01/{GTIN}/21/%E5%85%A4")
+    assert non_latin.status_code == 204
+    assert non_latin.headers["link"].startswith(f"<{resolver.http}/01/{GTIN}/21/%E5%85%A4?")

@@ -132,19 +132,6 @@ def test_a_handle_resolves_through_the_whole_chain_and_then_from_cache(
     assert unseen.response_code == ResponseCode.ERROR
 
 
-@pytest.fixture
-def silent() -> Iterator[tuple[Endpoint, socket.socket]]:
-    """A server that neither answers nor refuses (a host gone, a hung process): a UDP
-    socket nobody reads, a TCP listener that never accepts, on one port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        port = udp.getsockname()[1]
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", port))
-            tcp.listen()
-            yield ("127.0.0.1", port), udp
-
-
 def test_a_silent_primary_costs_one_short_try_then_is_asked_last(
     hierarchy: Hierarchy, silent: tuple[Endpoint, socket.socket]
 ) -> None:

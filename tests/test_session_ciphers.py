@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from idnode import sm2
 from idnode.auth.session_ciphers import SessionCipher, is_encrypted, seal, unseal, wrap_key
 from idnode.auth.signatures import answer_with_private_key
+from idnode.client import Credentials
 from idnode.config import Config
 from idnode.demo import demo_records
 from idnode.domain import HandleRecord
@@ -301,3 +302,35 @@ def test_a_session_pushed_out_of_a_connection_takes_its_login_with_it() -> None:
         state.encrypt_session(number, SessionCipher.generate("sm4"))
     assert state.cipher(1) is None
     assert state.caller(1) is None
+
+
+def test_a_request_challenged_in_a_session_is_answered_and_served_sealed(
+    server: RunningNode, node_dir: Path
+) -> None:
+    """Its challenge stays on its connection, under the session's id: the answer comes
+    sealed in the session, and so does the reply holding what was asked."""
+    key = rsa_key(node_dir / ADMIN_KEY_FILE)
+    conn = Connection(server)
+    try:
+        cipher = set_up(conn, key)
+        handle = f"88.100.1/CHALLENGED-{server.config.session_cipher}"
+        body = CreateHandleRequest(handle, (HandleValue(1, "URL", b"https://e/s"),))
+        create = encode_message(Message(OpCode.CREATE_HANDLE, body, session_id=10001))
+        reply = conn.send(seal(create, cipher))
+        assert is_encrypted(reply)
+        challenge = decode_message(unseal(reply, cipher))
+        assert challenge.response_code == ResponseCode.AUTHENTICATION_NEEDED
+        assert challenge.session_id == 10001
+        assert isinstance(challenge.body, ChallengeResponse)
+        who = Credentials(ValueReference("0.NA/88.100.1", 300), private_key=key)
+        answer = Message(
+            OpCode.CHALLENGE_RESPONSE, who.answer(challenge.body, challenge.version),
+            session_id=10001,
+        )  # fmt: skip
+        done = conn.send(seal(encode_message(answer), cipher))
+        assert is_encrypted(done)  # nothing of it in the clear
+        served = decode_message(unseal(done, cipher))
+        assert served.response_code == ResponseCode.SUCCESS, served.body
+        assert served.opcode == OpCode.CREATE_HANDLE
+    finally:
+        conn.close()

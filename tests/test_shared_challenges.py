@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from idnode.client import Credentials
+from idnode.domain import HandleRecord
 from idnode.errors import AuthenticationNeeded, AuthenticationTimeout
 from idnode.handle.codec import MessageFramer, decode_message, digest_request, encode_message
 from idnode.handle.codes import OpCode, ResponseCode
@@ -24,9 +26,11 @@ from idnode.handle.messages import (
     CreateHandleRequest,
     DeleteHandleRequest,
     Message,
+    ResolutionRequest,
 )
-from idnode.handle.values import HandleValue, ValueReference
+from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.node import Node
+from idnode.server.dispatch import Dispatcher
 from idnode.service.challenges import ID_PREFIX, HandleChallenges
 from tests.conftest import add_secret_admin, free_port, make_node, serve_process
 
@@ -152,3 +156,65 @@ def test_answers_on_new_connections_are_served_by_whichever_worker_takes_them(
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_a_challenge_issued_again_meanwhile_is_not_taken_in_its_place(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers read one challenge; the slower one's delete must not remove a new
+    challenge issued under the same session id since, and must not serve the old one."""
+    here, there = HandleChallenges(node.service.core), HandleChallenges(node.service.core)
+    _issue(here, 1, session_id=77)
+    storage = node.storage
+    stale = storage.get_session(f"{ID_PREFIX}77")
+    newer, _ = _issue(here, 2, session_id=77)
+    fresh = storage.get_session(f"{ID_PREFIX}77")
+    assert fresh is not None
+    monkeypatch.setattr(storage, "get_session", lambda key: stale)
+    with pytest.raises(AuthenticationTimeout):
+        there.take(77)  # what it read is gone: nothing is served
+    monkeypatch.undo()
+    assert there.take(newer).nonce == fresh.nonce[:16]
+
+
+def test_ending_an_http_session_cannot_end_a_challenge(node: Node) -> None:
+    number, _ = _issue(node.service.challenges, 1)
+    node.service.sessions.close_session(f"{ID_PREFIX}{number}")
+    assert node.service.challenges.take(number).request == _request(1)[0]
+
+
+def test_a_challenge_that_cannot_be_stored_is_answered_with_an_error(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write that keeps a challenge may fail: the client gets an ERROR reply, the
+    server goes on (it used to escape the dispatcher and stall the connection)."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(node.service.challenges, "issue", broken)
+    reads = Dispatcher(node.service, anonymous_reads="challenge")
+    owner_only = HandleValue(2, "EMAIL", b"o@e.com", permissions=Permission.ADMIN_WRITE)
+    node.service.prefixes.put_record(
+        HandleRecord("88.100.1/SECRETIVE", (HandleValue(1, "URL", b"https://e/"), owner_only))
+    )
+    for request in (
+        Message(OpCode.DELETE_HANDLE, DeleteHandleRequest("88.100.1/X"), request_id=1),
+        Message(OpCode.RESOLUTION, ResolutionRequest("88.100.1/SECRETIVE"), request_id=2),
+    ):
+        reply = reads.handle(encode_message(request), udp=False, peer=("127.0.0.1", 1))
+        assert reply is not None
+        assert decode_message(reply).response_code == ResponseCode.ERROR
+
+
+def test_challenges_per_address_are_limited(node: Node) -> None:
+    """Each is a write anyone may cause: past the allowance, SERVER_TOO_BUSY."""
+    worker = Dispatcher(node.service, challenges_per_minute=2)
+    delete = encode_message(Message(OpCode.DELETE_HANDLE, DeleteHandleRequest("88.100.1/X")))
+    codes = [
+        decode_message(worker.handle(delete, udp=False, peer=("127.0.0.9", 5)) or b"").response_code
+        for _ in range(3)
+    ]
+    assert codes == [ResponseCode.AUTHENTICATION_NEEDED] * 2 + [ResponseCode.SERVER_TOO_BUSY]
+    other = worker.handle(delete, udp=False, peer=("127.0.0.10", 5)) or b""
+    assert decode_message(other).response_code == ResponseCode.AUTHENTICATION_NEEDED

@@ -308,6 +308,13 @@ def test_sessions_round_trip_update_delete_and_purge(storage: Storage) -> None:
     assert storage.delete_session("s1") is False
     assert storage.get_session("s1") is None
 
+    # Deleted only if it still holds the nonce read: one of two takers wins.
+    storage.put_session(StoredSession("c1", b"first", None, 100.0))
+    assert storage.delete_session_if("c1", b"other") is False
+    assert storage.get_session("c1") is not None
+    assert storage.delete_session_if("c1", b"first") is True
+    assert storage.delete_session_if("c1", b"first") is False
+
 
 def test_accounts_round_trip_replace_and_delete(storage: Storage) -> None:
     assert storage.accounts() == []

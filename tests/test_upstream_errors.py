@@ -5,27 +5,13 @@ sockets: one port nobody listens on, one that listens and never answers."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from idnode.config import Config
 from idnode.node import init_node
 from tests.conftest import free_port, running
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A UDP socket and a TCP listener on one port that read nothing and answer nothing."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        port = udp.getsockname()[1]
-        with socket.socket() as tcp:
-            tcp.bind(("127.0.0.1", port))
-            tcp.listen()
-            yield port
 
 
 def _recursive(tmp_path: Path, root: str) -> Config:
@@ -51,7 +37,10 @@ def test_upstream_refusing_gives_502_naming_the_server(tmp_path: Path) -> None:
     assert f"127.0.0.1:{closed}" in problem["detail"]
 
 
-def test_upstream_silent_gives_504_naming_the_server(tmp_path: Path, silent_port: int) -> None:
+def test_upstream_silent_gives_504_naming_the_server(
+    tmp_path: Path, silent: tuple[tuple[str, int], socket.socket]
+) -> None:
+    silent_port = silent[0][1]
     with running(_recursive(tmp_path, f"127.0.0.1:{silent_port}")) as node:
         reply = httpx.get(f"{node.http}/api/handles/88.999/NOWHERE", timeout=30)
     assert reply.status_code == 504

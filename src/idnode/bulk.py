@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import string
 import time
 from collections.abc import Callable, Iterator
@@ -91,6 +92,10 @@ def _csv_rows(stream: TextIO) -> Iterator[Row | Rejection]:
     if not header:
         yield Rejection(1, "the file is empty; a CSV needs a header row")
         return
+    undecodable = _undecodable(",".join(header))
+    if undecodable is not None:
+        yield Rejection(1, re.sub(r" at column \d+", "", undecodable))
+        return
     names = [h.strip() for h in header]
     if len(set(names)) != len(names) or "" in names or len(names) > MAX_CELLS:
         yield Rejection(1, f"the header needs distinct, non-empty column names: {header}")
@@ -106,8 +111,8 @@ def _csv_rows(stream: TextIO) -> Iterator[Row | Rejection]:
         if not cells:
             continue
         undecodable = _undecodable(",".join(cells))
-        if undecodable is not None:
-            yield Rejection(reader.line_num, undecodable.replace(" at column", ", column"))
+        if undecodable is not None:  # (columns of a CSV row are not its cells')
+            yield Rejection(reader.line_num, re.sub(r" at column \d+", "", undecodable))
             continue
         if len(cells) != len(names):
             yield Rejection(

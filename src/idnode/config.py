@@ -79,6 +79,9 @@ class Config:
     #: Handle session set-ups (a key agreement each) one address may make per minute
     #: (per worker); more are answered SERVER_TOO_BUSY.
     session_setups_per_minute: float = 60.0
+    #: Handle challenges (a database write each: the answer may reach another worker)
+    #: one address may cause per minute (per worker); more are answered SERVER_TOO_BUSY.
+    challenges_per_minute: float = 600.0
     #: Records each process caches in memory when the database can announce changes
     #: (PostgreSQL); 0 turns the cache off. SQLite nodes never cache.
     cache_entries: int = 10_000
@@ -254,8 +257,10 @@ def _validate(config: Config) -> None:
 def _validate_limits(config: Config) -> None:
     if config.http_header_timeout <= 0 or config.tcp_request_timeout <= 0:
         raise ConfigError("http_header_timeout and tcp_request_timeout must be above 0")
-    if config.http_auth_failures <= 0 or config.session_setups_per_minute <= 0:
+    if min(config.http_auth_failures, config.session_setups_per_minute) <= 0:
         raise ConfigError("http_auth_failures and session_setups_per_minute must be above 0")
+    if config.challenges_per_minute <= 0:
+        raise ConfigError("challenges_per_minute must be above 0")
     if config.tcp_max_per_address < 1:
         raise ConfigError("tcp_max_per_address must be 1 or more")
     if config.udp_rate_limit < 0 and config.udp_rate_limit != -1:

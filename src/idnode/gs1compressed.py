@@ -114,8 +114,8 @@ def expand(path: str, query: str = "") -> tuple[str, str] | None:
     last = segments[-1]
     if len(segments) % 2 == 0 or not COMPRESSED.match(last):
         return None
-    if len(segments) > 1 and segments[0] not in PRIMARY_KEYS:
-        return None
+    if len(segments) > 1 and (segments[0] not in PRIMARY_KEYS or last.isdigit()):
+        return None  # digits after the key's value: an AI missing its value, not bits
     pairs = list(zip(segments[:-1:2], segments[1:-1:2], strict=True)) + decompress(last)
     found = dict(pairs)
     if len(found) < len(pairs):

@@ -14,6 +14,7 @@ import binascii
 import functools
 import ipaddress
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -275,7 +276,7 @@ def whole_number(given: Any, what: str) -> int:
         return given
     if isinstance(given, float) and given.is_integer():
         return int(given)
-    if isinstance(given, str) and given.strip().lstrip("+-").isdigit():
+    if isinstance(given, str) and re.fullmatch(r"[+-]?[0-9]+", given.strip()):
         return int(given)
     raise InvalidValue(f"{what} must be a whole number, not {json.dumps(given)}")
 

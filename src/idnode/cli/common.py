@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from idnode.errors import IdnodeError
 from idnode.handle.codes import OpCode, OpFlag, ResponseCode
@@ -59,8 +60,10 @@ __all__ = [
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 # soft_wrap: messages are not broken at the terminal width, so they stay greppable.
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# No markup: what is printed holds values, handles and messages a user wrote, and a
+# "[/]" in one would be read as a style tag (or fail to be: a traceback).
+out = Console(soft_wrap=True, markup=False)
+err = Console(stderr=True, soft_wrap=True, markup=False)
 
 DataDir = Annotated[
     Path,
@@ -78,7 +81,7 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(Text.assemble(("error:", "bold red"), f" {message}"), highlight=False)
     raise typer.Exit(code)
 
 

@@ -63,7 +63,7 @@ def init(
         out.print(f"initialised {data_dir}: {role} node resolving from {root_servers}")
         return
     homed = node.config.admin_handle.partition("/")[2]
-    out.print(f"initialised {data_dir}: {role} node serving prefix [bold]{homed}[/]")
+    out.print(f"initialised {data_dir}: {role} node serving prefix {homed}")
     out.print(
         f"admin identity: {node.config.admin_index}:{node.config.admin_handle}"
         f" (private key {data_dir / 'admin_key.pem'})"

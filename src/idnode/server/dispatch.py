@@ -223,6 +223,7 @@ class Dispatcher:
         anonymous_reads: str = "public",
         session_cipher: str = "sm4",
         session_setups_per_minute: float = 60.0,
+        challenges_per_minute: float = 600.0,
     ) -> None:
         """``signer``: signs answers to requests that set CERTIFY (with the private
         key whose public half is in this server's HS_SITE); without one they go
@@ -235,7 +236,8 @@ class Dispatcher:
         ``session_cipher``: the cipher of IDIS encrypted sessions (``sm4``, ``aes``).
         ``session_setups_per_minute``: session set-ups one address may make (each a
         key agreement or key encryption, tens of milliseconds of CPU); more get
-        SERVER_TOO_BUSY until the allowance refills."""
+        SERVER_TOO_BUSY until the allowance refills. ``challenges_per_minute``: the
+        same for challenges kept in storage (a write each)."""
         self._service = service
         self._signer = signer
         self._udp_max = udp_max_response
@@ -243,6 +245,7 @@ class Dispatcher:
         self._reply_flags: dict[int, OpFlag] = {}
         self._offloop = offloop
         self._setups = FailureLimiter(session_setups_per_minute)
+        self._challenges_issued = FailureLimiter(challenges_per_minute)
         if anonymous_reads not in ("public", "challenge"):
             raise ValueError(f"anonymous_reads is public or challenge, not {anonymous_reads!r}")
         self._challenge_anonymous = anonymous_reads == "challenge"
@@ -378,7 +381,7 @@ class Dispatcher:
             if isinstance(request.body, SessionSetupRequest):
                 if udp:  # a stored session per spoofable datagram, a long answer: no
                     return self._reply(request, data, ResponseCode.SUCCESS, Truncated())
-                self._count_setup(peer)
+                self._count(self._setups, peer, "session set-ups")
                 return (yield from self._set_up_session(request, request.body, data, connection))
             caller = ANONYMOUS
             if request.session_id or connection is not None:  # not for anonymous UDP
@@ -389,7 +392,7 @@ class Dispatcher:
                 # A key login proves its own identity, whoever the connection was.
                 not caller.authenticated or type(request.body) is LoginRequest
             ):
-                return (yield from self._challenge(request, data, session, connection))
+                return (yield from self._challenge(request, data, session, connection, peer))
             if isinstance(request.body, ChallengeAnswer):
                 original, original_raw, caller = yield from self._answer(
                     request, request.body, udp=udp, peer=peer, connection=connection
@@ -411,16 +414,36 @@ class Dispatcher:
                 )
             code = ResponseCode.SUCCESS
         except AuthenticationNeeded as exc:
-            if original is request:
-                # A read that asked for non-public values: prove who you are first.
-                return (yield from self._challenge(request, data, session, connection))
             code, body = exc.response_code, ErrorResponse(exc.message)
         except IdnodeError as exc:
             code, body = _failure(original, exc)
         except Exception:
             log.exception("internal error serving opcode %s", int(request.opcode))
             code, body = ResponseCode.ERROR, ErrorResponse("internal server error")
+        if code == ResponseCode.AUTHENTICATION_NEEDED and original is request:
+            # A read that asked for non-public values: prove who you are first. Made
+            # here, not in the handler above, as issuing it is a write that may fail too.
+            return (yield from self._challenged(request, data, session, connection, peer, udp))
         return self._answered(original, original_raw, request, code, body, session, udp)
+
+    def _challenged(
+        self,
+        request: Message,
+        raw: bytes,
+        session: _InSession | None,
+        connection: Connection | None,
+        peer: object,
+        udp: bool,
+    ) -> Generator[Call, Any, bytes]:
+        """The challenge to ``request``, or the reply saying why none was made."""
+        try:
+            return (yield from self._challenge(request, raw, session, connection, peer))
+        except IdnodeError as exc:
+            code, body = _failure(request, exc)
+        except Exception:
+            log.exception("internal error challenging opcode %s", int(request.opcode))
+            code, body = ResponseCode.ERROR, ErrorResponse("internal server error")
+        return self._answered(request, raw, request, code, body, session, udp)
 
     def _answered(
         self,
@@ -441,12 +464,13 @@ class Dispatcher:
             reply = self._reply(request, raw, code, Truncated(), answered=answered, session=session)
         return reply
 
-    def _count_setup(self, peer: object) -> None:
-        """ServerBusy if ``peer``'s address has used up its session set-ups."""
+    def _count(self, allowance: FailureLimiter, peer: object, what: str) -> None:
+        """ServerBusy if ``peer``'s address has used up its ``allowance`` of ``what``;
+        else this one is taken from it."""
         host = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
-        if self._setups.blocked(host, self._clock()):
-            raise ServerBusy("too many session set-ups from this address; try later")
-        self._setups.failed(host, self._clock())  # each set-up takes one
+        if allowance.blocked(host, self._clock()):
+            raise ServerBusy(f"too many {what} from this address; try later")
+        allowance.failed(host, self._clock())
 
     def _set_up_session(
         self,
@@ -514,6 +538,7 @@ class Dispatcher:
         raw: bytes,
         session: _InSession | None,
         connection: Connection | None = None,
+        peer: object = None,
     ) -> Generator[Call, Any, bytes]:
         version = min(request.version, PROTOCOL_VERSION)
         digest = digest_request(raw, version)
@@ -530,10 +555,15 @@ class Dispatcher:
             )
         elif connection is not None and connection.cipher(request.session_id) is not None:
             # It came sealed in an IDIS encrypted session, which is the connection's:
-            # so is its challenge, and its clear text stays in memory.
-            challenge = connection.challenges.issue(request, raw, digest)
+            # so is its challenge, under the session's id, so that the answer comes
+            # sealed in it and so does the reply; its clear text stays in memory.
+            challenge = connection.challenges.issue(
+                request, raw, digest, session_id=request.session_id
+            )
         else:
             # Kept in storage: the answer may reach another worker (a new connection).
+            # Each is a write, which anyone may cause: so many per address, no more.
+            self._count(self._challenges_issued, peer, "challenges")
             shared, in_session = self._service.challenges, None
             binds = False
             if session is not None:

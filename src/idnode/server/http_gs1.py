@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -61,6 +61,8 @@ _PREFLIGHT = {
     "Access-Control-Allow-Headers": "Accept, Accept-Language",
     "Access-Control-Max-Age": "86400",
 }
+#: What a path keeps unencoded in a Link header: not <, >, ", spaces or controls.
+_SAFE = "/%-._~!$&'()*+,;=:@"
 #: Query parameter values that state no preference (the test suite sends "undefined"
 #: for a link without a media type).
 _UNSTATED = ("", "undefined", "null")
@@ -76,7 +78,10 @@ def cors(
         if request.method == "OPTIONS":
             headers = _CORS | _PREFLIGHT
             if not request.url.path.startswith("/.well-known/"):
-                headers = headers | {"Link": _linkset_link(_root(request) + request.url.path)}
+                # The path as sent, still percent-encoded: decoded, it could end the
+                # link's <...> and add parameters of its own.
+                raw = (request.scope.get("raw_path") or b"").decode("latin-1")
+                headers = headers | {"Link": _linkset_link(_root(request) + quote(raw, _SAFE))}
             return Response(status_code=204, headers=headers)
         response = await answer(request)
         response.headers.update(_CORS)

@@ -153,6 +153,7 @@ async def _serve_node(
         anonymous_reads=config.anonymous_reads,
         session_cipher=config.session_cipher,
         session_setups_per_minute=config.session_setups_per_minute,
+        challenges_per_minute=config.challenges_per_minute,
     )
     limits = TCPLimits(
         config.tcp_max_connections,

@@ -3,9 +3,11 @@
 A client may answer a challenge (opcode 200) on a new TCP connection or from a new
 UDP socket, and SO_REUSEPORT may hand that to another worker than the one that
 challenged. The challenge is therefore kept in storage, in the sessions table under
-``handle-challenge:<session id>``, not in one worker's memory. Taking it deletes the
-row, and only the worker whose delete removed it serves the answer: an answer is
-used once, across all workers (and all nodes on one PostgreSQL database).
+``handle-challenge:<session id>``, not in one worker's memory. Taking it reads the row
+(an answer to nothing costs no write) and deletes it only if it still holds what was
+read: the worker whose delete removed it serves the answer, so an answer is used
+once across all workers (and all nodes on one PostgreSQL database), and a challenge
+issued again under the same session id meanwhile is not taken in its place.
 
 The row holds the nonce, whether answering proves a Handle session, and the
 challenged request's bytes; the request and its digest are decoded again from those
@@ -94,7 +96,7 @@ class HandleChallenges:
         storage = self._core.storage
         key = _key(session_id)
         stored = storage.get_session(key)
-        if stored is None or not storage.delete_session(key):
+        if stored is None or not storage.delete_session_if(key, stored.nonce):
             raise AuthenticationTimeout(
                 f"no open challenge for session {session_id}: unknown, answered, or expired"
             )
@@ -119,6 +121,7 @@ class HandleChallenges:
         """Delete the challenges this worker issued past its capacity (oldest first);
         purge expired ones in one statement once any of its own has expired."""
         over: list[int] = []
+        until: dict[int, float] = {}
         expired = False
         with self._lock:
             while self._issued:
@@ -129,9 +132,14 @@ class HandleChallenges:
                     break
                 else:
                     over.append(session_id)
+                    until[session_id] = expires
                 self._issued.popitem(last=False)
         storage = self._core.storage
         if expired:
             storage.purge_sessions(now)
         for session_id in over:
-            storage.delete_session(_key(session_id))
+            # Only the challenge this worker issued: another may have issued one since
+            # under the same session id (a Handle session's).
+            stored = storage.get_session(_key(session_id))
+            if stored is not None and stored.expires == until[session_id]:
+                storage.delete_session_if(_key(session_id), stored.nonce)

@@ -146,7 +146,10 @@ class Sessions:
         return session
 
     def close_session(self, session_id: str) -> None:
-        self._core.storage.delete_session(session_id)
+        """End an HTTP API session; an id naming anything else (a Handle session, a
+        token, a challenge) ends nothing, as :meth:`session` finds nothing there."""
+        if not session_id.startswith(_NOT_HTTP_SESSIONS):
+            self._core.storage.delete_session(session_id)
 
     # -- bearer tokens of the SNMS and IDHub APIs -------------------------------------
 

@@ -165,6 +165,11 @@ class Storage(Protocol):
 
     def delete_session(self, session_id: str) -> bool: ...
 
+    def delete_session_if(self, session_id: str, nonce: bytes) -> bool:
+        """Delete the session only if it still holds ``nonce``; whether it did (so that
+        of two workers that read one challenge, one takes it, and a challenge issued
+        again under the same id meanwhile is not taken in its place)."""
+
     def purge_sessions(self, now: float) -> int:
         """Forget sessions that have expired by ``now``; how many there were."""
 

@@ -245,6 +245,9 @@ class CachingStorage:
     def delete_session(self, session_id: str) -> bool:
         return self._inner.delete_session(session_id)
 
+    def delete_session_if(self, session_id: str, nonce: bytes) -> bool:
+        return self._inner.delete_session_if(session_id, nonce)
+
     def purge_sessions(self, now: float) -> int:
         return self._inner.purge_sessions(now)
 

@@ -100,6 +100,7 @@ class Statements:
     put_session: str
     get_session: str
     delete_session: str
+    delete_session_if: str
     purge_sessions: str
     advance_session: str
     put_account: str
@@ -159,6 +160,7 @@ _TEMPLATES = {
     "get_session": "SELECT id, nonce, identity, expires, counter, seen FROM sessions"
     " WHERE id = {p}",
     "delete_session": "DELETE FROM sessions WHERE id = {p}",
+    "delete_session_if": "DELETE FROM sessions WHERE id = {p} AND nonce = {p}",
     "purge_sessions": "DELETE FROM sessions WHERE expires <= {p}",
     # A compare-and-swap: two workers cannot both accept one message.
     "advance_session": "UPDATE sessions SET counter = {p}, seen = {p}"
@@ -402,6 +404,11 @@ class SQLStorage(ABC):
     def delete_session(self, session_id: str) -> bool:
         with self._writing() as conn:
             return bool(conn.execute(self.sql.delete_session, (session_id,)).rowcount > 0)
+
+    def delete_session_if(self, session_id: str, nonce: bytes) -> bool:
+        with self._writing() as conn:
+            done = conn.execute(self.sql.delete_session_if, (session_id, nonce))
+            return bool(done.rowcount > 0)
 
     def purge_sessions(self, now: float) -> int:
         with self._writing() as conn:
