@@ -92,6 +92,17 @@ PLAN: dict[tuple[str, str], Run | Skip] = {
         "needs a PostgreSQL server of its own; tests/test_transfer.py runs `idnode migrate`"
         " to PostgreSQL and back"
     ),
+    ("docs/cli.md", "idnode backup -d .idnode-demo"): Run(),
+    ("docs/operations.md", "idnode backup -d .idnode-demo --to nightly.tar.gz"): Run(),
+    ("docs/operations.md", "idnode restore --from nightly.tar.gz -d drill"): Run(
+        # The drill's server runs beside the commands that use it, as in a second
+        # terminal; stopped with the session.
+        replace={
+            "idnode serve -d drill --handle-port 2741 --http-port 8100": "command idnode serve"
+            " -d drill --handle-port 2741 --http-port 8100 --log-level warning &\n"
+            "wait_healthy 8100"
+        }
+    ),
     ("docs/cli.md", "idnode prefix delegate 88.100 -d top"): Run(
         before="idnode init -d top --role top-level --prefix 88 >/dev/null\n"
     ),
@@ -162,7 +173,7 @@ PLAN: dict[tuple[str, str], Run | Skip] = {
 
 # The documented addresses, and what each becomes in a sandbox.
 _DEMO_PORTS = {"2641": "handle", "8000": "http"}
-_WALK_PORTS = [str(p) for p in (*range(2700, 2706), *range(8700, 8706))]
+_WALK_PORTS = [str(p) for p in (*range(2700, 2706), *range(8700, 8706), 2741, 8100)]
 
 PRELUDE = r"""
 set -eo pipefail

@@ -75,6 +75,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "migrate",
         "Copy the node's database to another (SQLite <-> PostgreSQL), verified by checksum.",
     ),
+    "backup": (
+        "setup",
+        "backup",
+        "Back up the node while it serves: database, keys and configuration, checksummed.",
+    ),
+    "restore": (
+        "setup",
+        "restore",
+        "Restore a backup into a new or empty data directory, verified by checksum.",
+    ),
     "create": ("admin", "create", "Create a handle with the given values."),
     "add": ("admin", "add", "Add values to a handle at unused indexes."),
     "modify": ("admin", "modify", "Replace values of a handle, matched by index."),

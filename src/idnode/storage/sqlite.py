@@ -99,6 +99,19 @@ class SQLiteStorage(SQLStorage):
     def describe(self) -> str:
         return f"database {self.path}"
 
+    def copy_to(self, path: Path) -> None:
+        """A consistent copy of the whole database, every table, at ``path``: SQLite's
+        online backup in one step, one read snapshot while writers go on (WAL)."""
+        source = self._connect()
+        target = sqlite3.connect(path)
+        try:
+            source.backup(target)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot copy {self.path} to {path}: {exc}") from exc
+        finally:
+            target.close()
+            source.close()
+
     def _fetch(
         self,
         sql: str,
