@@ -93,6 +93,17 @@ PLAN: dict[tuple[str, str], Run | Skip] = {
         " to PostgreSQL and back"
     ),
     ("docs/cli.md", "idnode backup -d .idnode-demo"): Run(),
+    ("docs/operations.md", "python -m build"): Skip(
+        "builds from a checkout and installs system-wide; tests/test_packaging.py builds"
+        " the wheel and sdist, installs the wheel in a fresh environment and runs it"
+    ),
+    ("docs/operations.md", "useradd --system"): Skip(
+        "needs root and systemd; tests/test_deploy_files.py verifies the unit with systemd-analyze"
+    ),
+    ("docs/operations.md", "docker build -t idnode ."): Skip(
+        "needs a Docker daemon; tests/test_deploy_files.py builds the image where one runs"
+        " and lints the Dockerfile"
+    ),
     ("docs/operations.md", "idnode backup -d .idnode-demo --to nightly.tar.gz"): Run(),
     ("docs/operations.md", "idnode restore --from nightly.tar.gz -d drill"): Run(
         # The drill's server runs beside the commands that use it, as in a second
