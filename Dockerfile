@@ -9,10 +9,16 @@ RUN pip install --no-cache-dir build==1.2.2 setuptools==80.9.0 \
 
 FROM python:3.11-slim
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl \
+# pg_dump and pg_restore, for `idnode backup` of a node on PostgreSQL.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/* \
+    && pip install --no-cache-dir /wheels/*.whl \
     && rm -rf /wheels \
-    && useradd --system --uid 10001 --user-group --home-dir /var/lib/idnode --create-home \
-       --shell /usr/sbin/nologin idnode
+    && useradd --system --uid 10001 --user-group --home-dir /var/lib/idnode \
+       --no-create-home --shell /usr/sbin/nologin idnode \
+    && install -d -o 10001 -g 10001 -m 0700 /var/lib/idnode
 # By number, so that hosts without the name agree on who owns the volume.
 USER 10001:10001
 WORKDIR /var/lib/idnode

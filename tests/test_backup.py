@@ -28,7 +28,7 @@ from tests.conftest import POSTGRES_URL, _postgres_admin, idnode, make_node, req
 ADMIN = ValueReference("0.NA/88.100.1", 300)
 
 
-def _writing(data_dir: Path, stop: threading.Event, per_second: float = 20.0) -> threading.Thread:
+def _writing(data_dir: Path, stop: threading.Event, per_second: float = 100.0) -> threading.Thread:
     """A writer making ``per_second`` audited writes until ``stop`` is set."""
 
     def run() -> None:
@@ -53,7 +53,7 @@ def _writing(data_dir: Path, stop: threading.Event, per_second: float = 20.0) ->
 @pytest.fixture
 def node_dir(tmp_path: Path) -> Path:
     node = make_node(tmp_path / "node")
-    node.service.bulk.register_many(demo_records(200), replace=True)
+    node.service.bulk.register_many(demo_records(2000), replace=True)
     node.close()
     return tmp_path / "node"
 
@@ -77,6 +77,9 @@ def test_a_backup_under_writes_restores_to_what_it_recorded(node_dir: Path, tmp_
         manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
     assert {"manifest.json", "idnode.toml", "idnode.db", "admin_key.pem", "server_key.pem"} <= names
     recorded = manifest["fingerprint"]
+    assert archive.stat().st_mode & 0o777 == 0o600  # it holds the private keys
+    assert not list(tmp_path.glob("*.partial"))
+    assert not list(tmp_path.glob("idnode-backup-*"))
 
     restored_dir = tmp_path / "restored"
     done = idnode("restore", "--from", str(archive), "-d", str(restored_dir))
@@ -89,10 +92,15 @@ def test_a_backup_under_writes_restores_to_what_it_recorded(node_dir: Path, tmp_
         assert fingerprint(restored.storage).sha256 == recorded["sha256"]
         assert fingerprint(restored.storage).records == recorded["records"]
         assert restored.service.reads.resolve("88.100.1/PUMP-0007").handle == "88.100.1/PUMP-0007"
-        # Everything, not only records: the audit log of the writes made before it.
-        audited = restored.service.writes.audit_log(AuditQuery(None, None, 0.0, 10_000))
+        # Everything, not only records: the audit log of the writes made before it,
+        # from the same moment: each audited write's record is there, and no record
+        # written without its audit entry (they are one transaction).
+        audited = restored.service.writes.audit_log(AuditQuery(None, None, 0.0, 100_000))
         assert audited
-        assert all(e.handle.startswith("88.100.1/W-") for e in audited)
+        written = {e.handle for e in audited}
+        assert all(h.startswith("88.100.1/W-") for h in written)
+        stored = {h for h in restored.storage.list_handles("88.100.1") if "/W-" in h}
+        assert stored == written
         assert (restored_dir / "admin_key.pem").stat().st_mode & 0o777 == 0o600
     finally:
         restored.close()
@@ -140,19 +148,27 @@ def test_damaged_archives_and_occupied_directories_are_refused(
     forged_out = idnode("restore", "--from", str(forged), "-d", str(tmp_path / "r2"))
     assert forged_out.returncode == 1
     assert "idnode.toml does not match its checksum" in forged_out.stderr
+    # Nothing is left that looks like a node, nor the half-restored directory.
+    assert not (tmp_path / "r2").exists()
+    assert not list(tmp_path.glob(".r2.restoring-*"))
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    cut = idnode("restore", "--from", str(truncated), "-d", str(tmp_path / "r3"))
+    assert cut.returncode == 1
+    assert "cannot be read as an idnode backup" in cut.stderr
 
 
 @pytest.fixture
-def postgres_databases() -> Iterator[tuple[str, str]]:
+def postgres_databases() -> Iterator[tuple[str, str, str]]:
     if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
         require_service("pg_dump", "the PostgreSQL client tools are not installed")
     stamp = str(time.time_ns())[-9:]
-    names = (f"idnode_backup_a_{stamp}", f"idnode_backup_b_{stamp}")
+    names = (f"idnode_backup_a_{stamp}", f"idnode_backup_b_{stamp}", f"idnode_backup_c_{stamp}")
     for name in names:
         _postgres_admin(f'CREATE DATABASE "{name}"')
     base = POSTGRES_URL.rsplit("/", 1)[0]
     try:
-        yield f"{base}/{names[0]}", f"{base}/{names[1]}"
+        yield f"{base}/{names[0]}", f"{base}/{names[1]}", f"{base}/{names[2]}"
     finally:
         for name in names:
             _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -160,9 +176,9 @@ def postgres_databases() -> Iterator[tuple[str, str]]:
 
 @pytest.mark.services
 def test_a_postgresql_node_backs_up_with_pg_dump_and_restores_into_another_database(
-    tmp_path: Path, postgres_databases: tuple[str, str]
+    tmp_path: Path, postgres_databases: tuple[str, str, str]
 ) -> None:
-    source_url, target_url = postgres_databases
+    source_url, target_url, _ = postgres_databases
     node = make_node(tmp_path / "pg", database=source_url)
     node.service.bulk.register_many(demo_records(50), replace=True)
     node.service.prefixes.put_record(
@@ -186,3 +202,29 @@ def test_a_postgresql_node_backs_up_with_pg_dump_and_restores_into_another_datab
         source.close()
         target.close()
     assert target_url in (tmp_path / "r" / "idnode.toml").read_text()
+    # Into a database that is not empty: refused, nothing left.
+    again = idnode(
+        "restore", "--from", str(archive), "-d", str(tmp_path / "r4"), "--database", target_url
+    )
+    assert again.returncode == 1
+    assert "not empty" in again.stderr
+    assert not (tmp_path / "r4").exists()
+
+
+@pytest.mark.services
+def test_an_sqlite_backup_restores_into_postgresql(
+    node_dir: Path, tmp_path: Path, postgres_databases: tuple[str, str, str]
+) -> None:
+    _, _, url = postgres_databases
+    archive = tmp_path / "node.tar.gz"
+    assert idnode("backup", "-d", str(node_dir), "--to", str(archive)).returncode == 0
+    done = idnode("restore", "--from", str(archive), "-d", str(tmp_path / "r"), "--database", url)
+    assert done.returncode == 0, done.stderr
+    source, target = open_storage(f"sqlite:///{node_dir / 'idnode.db'}"), open_storage(url)
+    try:
+        assert fingerprint(target) == fingerprint(source)
+    finally:
+        source.close()
+        target.close()
+    # The SQLite copy stays beside, with what a copy into PostgreSQL does not carry.
+    assert (tmp_path / "r" / "restored-from-backup.db").is_file()

@@ -57,7 +57,7 @@ def test_the_systemd_unit_verifies_and_is_sandboxed(tmp_path: Path) -> None:
     unit = (ROOT / "deploy" / "idnode.service").read_text()
     # Verified as installed, with the command where this test finds it.
     here = tmp_path / "idnode.service"
-    here.write_text(unit.replace("/usr/local/bin/idnode", str(BIN / "idnode")))
+    here.write_text(unit.replace("/opt/idnode/bin/idnode", str(BIN / "idnode")))
     verify = subprocess.run(
         [analyze, "verify", str(here)], capture_output=True, text=True, check=False
     )

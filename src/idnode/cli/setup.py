@@ -185,6 +185,12 @@ def restore(
         found = restore_backup(source, data_dir, database)
     except (IdnodeError, OSError) as exc:
         fail(getattr(exc, "message", str(exc)))
+    if found is None:
+        out.print(
+            f"restored into {data_dir}; every file matches its checksum (the backup"
+            " recorded no fingerprint of its data to check it against)"
+        )
+        return
     out.print(
         f"restored {found.records} records and {found.prefixes} homed prefixes into"
         f" {data_dir}; checksums match (sha256 {found.sha256[:16]}...)"

@@ -33,7 +33,7 @@ from idnode.storage.sql import (
 )
 from idnode.storage.staging import Staging
 
-__all__ = ["SQLiteStorage"]
+__all__ = ["SQLiteStorage", "copy_sqlite"]
 
 _BATCH = 5000
 _MMAP_BYTES = 1 << 30
@@ -98,19 +98,6 @@ class SQLiteStorage(SQLStorage):
 
     def describe(self) -> str:
         return f"database {self.path}"
-
-    def copy_to(self, path: Path) -> None:
-        """A consistent copy of the whole database, every table, at ``path``: SQLite's
-        online backup in one step, one read snapshot while writers go on (WAL)."""
-        source = self._connect()
-        target = sqlite3.connect(path)
-        try:
-            source.backup(target)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot copy {self.path} to {path}: {exc}") from exc
-        finally:
-            target.close()
-            source.close()
 
     def _fetch(
         self,
@@ -355,3 +342,23 @@ _STAGED_TEXT = (
     " FROM staged.docs d JOIN staged.records s ON s.n = d.n"
     " WHERE d.n >= :first AND d.n < :stop AND s.key NOT IN (SELECT key FROM temp.staged_leave)"
 )
+
+
+def copy_sqlite(source: Path, target: Path) -> None:
+    """A consistent copy of the whole database at ``source``, every table, at
+    ``target``: SQLite's online backup in one step, one read snapshot while writers
+    go on (WAL). Opened read-only and not as a node's: nothing is migrated."""
+    if not source.is_file():
+        raise StorageError(f"no database at {source}")
+    try:
+        reader = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open {source}: {exc}") from exc
+    writer = sqlite3.connect(target)
+    try:
+        reader.backup(writer)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot copy {source} to {target}: {exc}") from exc
+    finally:
+        writer.close()
+        reader.close()
