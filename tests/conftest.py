@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -141,6 +142,22 @@ def serve_process(
     command = [sys.executable, "-m", "idnode", "serve", "-d", str(data_dir), *options]
     with log.open("ab") as out:
         return subprocess.Popen(command, stdout=out, stderr=out, start_new_session=new_session)
+
+
+def wait_healthy(http_port: int, log: Path, seconds: float = 30.0) -> None:
+    """Until a node started as a process answers ``/healthz``; fails with its ``log``
+    when it has not within ``seconds``."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=1).is_success:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, log.read_text(errors="replace")
+        time.sleep(0.1)
 
 
 def rsa_key(path: Path) -> rsa.RSAPrivateKey:

@@ -23,7 +23,7 @@ import pytest
 from idnode.config import Config
 from idnode.handle.values import ValueReference
 from idnode.node import open_node
-from tests.conftest import add_secret_admin, free_port, make_node, serve_process
+from tests.conftest import add_secret_admin, free_port, make_node, serve_process, wait_healthy
 
 ADMIN = ValueReference("88.100.1/CRASH-ADMIN", 300)
 SECRET = "crash-s3cret"
@@ -42,15 +42,12 @@ def _start(data_dir: Path, http: int) -> subprocess.Popen[bytes]:
         str(http),
         log=data_dir / "serve.log",
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{http}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError((data_dir / "serve.log").read_text(errors="replace"))
+    try:
+        wait_healthy(http, data_dir / "serve.log")
+    except AssertionError:
+        process.kill()
+        raise
+    return process
 
 
 def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:

@@ -14,14 +14,11 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
-import time
 import venv
 import zipfile
 from pathlib import Path
 
-import httpx
-
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,15 +74,7 @@ def test_the_wheel_installs_into_a_fresh_environment_and_runs_a_node(tmp_path: P
         stdout=log, stderr=log, env=env,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{http}/healthz", timeout=1).is_success:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.1)
+        wait_healthy(http, tmp_path / "serve.log")
         resolved = _run("idnode", "resolve", "0.NA/88.100.1", "--server",
                         f"127.0.0.1:{handle}", "--json", env=env)  # fmt: skip
         assert '"handle": "0.NA/88.100.1"' in resolved

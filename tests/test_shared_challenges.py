@@ -8,11 +8,9 @@ import os
 import signal
 import socket
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from idnode.client import Credentials
@@ -32,7 +30,7 @@ from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.node import Node
 from idnode.server.dispatch import Dispatcher
 from idnode.service.challenges import ID_PREFIX, HandleChallenges
-from tests.conftest import add_secret_admin, free_port, make_node, serve_process
+from tests.conftest import add_secret_admin, free_port, make_node, serve_process, wait_healthy
 
 OPS = ValueReference("88.100.1/OPS", 300)
 SECRET = "shared-secret"
@@ -128,15 +126,7 @@ def test_answers_on_new_connections_are_served_by_whichever_worker_takes_them(
     log = tmp_path / "serve.log"
     server = serve_process(tmp_path / "node", *options, log=log, new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{http}/healthz", timeout=1).is_success:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        wait_healthy(http, log)
         who = Credentials(OPS, secret=SECRET.encode())
         # Eight rounds: with challenges per worker, each would fail half the time.
         for n in range(8):

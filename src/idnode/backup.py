@@ -38,7 +38,7 @@ from pathlib import Path
 from idnode import __version__
 from idnode.config import CONFIG_FILE, Config, dump_toml
 from idnode.errors import ConfigError, StorageError
-from idnode.storage import open_storage
+from idnode.storage import open_storage, sqlite_path
 from idnode.storage.sqlite import copy_sqlite
 from idnode.storage.transfer import Fingerprint, fingerprint
 
@@ -85,7 +85,7 @@ def back_up(config: Config, archive: Path) -> BackupResult:
             copy = scratch / SQLITE_COPY
             # Read-only, never migrated: a newer idnode backing up an older node's
             # database must not change it under the server that runs it.
-            copy_sqlite(_sqlite_file(url), copy)
+            copy_sqlite(sqlite_path(url), copy)
             copied = _fingerprint_of(f"sqlite:///{copy.resolve()}")
             members[SQLITE_COPY] = copy
         else:
@@ -351,12 +351,6 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
     tar.addfile(info, io.BytesIO(data))
-
-
-def _sqlite_file(url: str) -> Path:
-    """The file of an ``sqlite:`` URL (``sqlite:////abs`` and ``sqlite:///abs`` alike)."""
-    rest = url.removeprefix("sqlite:")
-    return Path("/" + rest.lstrip("/")) if rest.startswith("/") else Path(rest)
 
 
 def _fsync_file(path: Path) -> None:

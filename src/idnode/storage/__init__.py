@@ -9,13 +9,21 @@ from idnode.errors import ConfigError
 from idnode.storage.base import Storage
 from idnode.storage.sqlite import SQLiteStorage
 
-__all__ = ["BACKENDS", "SQLiteStorage", "Storage", "open_storage"]
+__all__ = ["BACKENDS", "SQLiteStorage", "Storage", "open_storage", "sqlite_path"]
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of an ``sqlite:`` URL or bare path: ``sqlite:///abs`` and ``sqlite:////abs``
+    (what ``Config.database_url`` writes for an absolute directory) alike name ``/abs``,
+    ``sqlite:rel/path.db`` a relative path."""
+    rest = url.removeprefix("sqlite:")
+    return Path("/" + rest.lstrip("/")) if rest.startswith("/") else Path(rest)
 
 
 def _open_sqlite(url: str, replicas: Sequence[str]) -> Storage:
     if replicas:
         raise ConfigError("read replicas need a PostgreSQL database; SQLite has none")
-    return SQLiteStorage(Path(url.removeprefix("sqlite:").removeprefix("//")))
+    return SQLiteStorage(sqlite_path(url))
 
 
 def _open_postgresql(url: str, replicas: Sequence[str]) -> Storage:
