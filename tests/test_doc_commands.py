@@ -104,6 +104,10 @@ PLAN: dict[tuple[str, str], Run | Skip] = {
         "needs a Docker daemon; tests/test_deploy_files.py builds the image where one runs"
         " and lints the Dockerfile"
     ),
+    ("docs/operations.md", "/opt/idnode/bin/pip install --upgrade"): Skip(
+        "needs the systemd service installed; tests/test_rolling_restart.py sends the"
+        " same SIGHUP to `idnode serve --workers 2` under load"
+    ),
     ("docs/operations.md", "idnode backup -d .idnode-demo --to nightly.tar.gz"): Run(),
     ("docs/operations.md", "idnode restore --from nightly.tar.gz -d drill"): Run(
         # The drill's server runs beside the commands that use it, as in a second

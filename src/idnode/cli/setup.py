@@ -91,22 +91,28 @@ def serve(
 ) -> None:
     """Serve the node over Handle UDP/TCP and HTTP until interrupted."""
     # Imported here: the servers (uvicorn, Starlette) are not loaded for other commands.
+    from idnode.config import load_config
     from idnode.server.runner import serve_forever
 
-    config = config_of(
-        data_dir,
-        database=database,
-        host=host,
-        handle_port=handle_port,
-        http_port=http_port,
-        workers=workers,
-        log_level=log_level,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        tls_client_ca=tls_client_ca,
-    )
+    overrides = {
+        "database": database,
+        "host": host,
+        "handle_port": handle_port,
+        "http_port": http_port,
+        "workers": workers,
+        "log_level": log_level,
+        "tls_cert": tls_cert,
+        "tls_key": tls_key,
+        "tls_client_ca": tls_client_ca,
+    }
+    config = config_of(data_dir, **overrides)
     try:
-        serve_forever(config, announce=lambda line: out.print(line, highlight=False))
+        serve_forever(
+            config,
+            announce=lambda line: out.print(line, highlight=False),
+            # SIGHUP: the file read again, under the same command-line settings.
+            reload=lambda: load_config(data_dir, overrides),
+        )
     except IdnodeError as exc:
         fail(exc.message)
     except KeyboardInterrupt:

@@ -10,11 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
-import os
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Callable, Generator
 from contextlib import suppress
@@ -36,9 +33,22 @@ from idnode.server.tls import uvicorn_tls_settings
 from idnode.server.transports import HandleTCPProtocol, HandleUDPProtocol, TCPLimits
 from idnode.service.offloop import OffLoop
 
-__all__ = ["BoundPorts", "bind_sockets", "serve", "serve_forever"]
+__all__ = [
+    "DRAIN_SECONDS",
+    "BoundPorts",
+    "Sockets",
+    "bind_sockets",
+    "configure_logging",
+    "run_worker",
+    "serve",
+    "serve_forever",
+]
 
 log = logging.getLogger("idnode.server")
+
+#: How long a stopping worker goes on answering what it has read (systemd's
+#: TimeoutStopSec in deploy/idnode.service leaves room for it).
+DRAIN_SECONDS = 10.0
 
 
 class _HTTPServer(uvicorn.Server):
@@ -56,7 +66,10 @@ class BoundPorts:
 
 
 @dataclass
-class _Sockets:
+class Sockets:
+    """A worker's three sockets. Bound by the supervisor of several workers, they
+    outlive any one worker: see :mod:`idnode.server.supervisor`."""
+
     udp: socket.socket
     tcp: socket.socket
     http: socket.socket
@@ -83,7 +96,7 @@ def _socket(host: str, port: int, kind: socket.SocketKind, reuse_port: bool) -> 
     return sock
 
 
-def bind_sockets(config: Config, *, reuse_port: bool) -> _Sockets:
+def bind_sockets(config: Config, *, reuse_port: bool) -> Sockets:
     """Bind the three sockets; a Handle port of 0 picks one port free for TCP and UDP."""
     tcp = _socket(config.host, config.handle_port, socket.SOCK_STREAM, reuse_port)
     try:
@@ -98,24 +111,28 @@ def bind_sockets(config: Config, *, reuse_port: bool) -> _Sockets:
         raise
     tcp.listen(1024)
     http.listen(1024)
-    return _Sockets(udp, tcp, http)
+    return Sockets(udp, tcp, http)
 
 
 async def serve(
     config: Config,
     *,
     reuse_port: bool = False,
+    sockets: Sockets | None = None,
     started: Callable[[BoundPorts], None] | None = None,
     stop: asyncio.Event | None = None,
     report: bool = True,
 ) -> None:
-    """Serve until ``stop`` is set or SIGINT/SIGTERM arrives.
+    """Serve until ``stop`` is set or SIGINT/SIGTERM arrives, then drain: read no
+    more requests, answer those read (for at most ``DRAIN_SECONDS``), and return.
 
-    ``report``: send statistics to the parent node (when ``parent_url`` is set); of
-    several workers, one does.
+    ``sockets``: bound ones to serve on (a worker's, from its supervisor), else bound
+    here. ``report``: send statistics to the parent node (when ``parent_url`` is set);
+    of several workers, one does.
     """
     tls = uvicorn_tls_settings(config)  # refuse missing files before binding anything
-    sockets = bind_sockets(config, reuse_port=reuse_port)
+    if sockets is None:
+        sockets = bind_sockets(config, reuse_port=reuse_port)
     # With port 0 the kernel chose; the published HS_SITE must name the real port.
     try:
         node = open_node(config.replace(handle_port=sockets.tcp.getsockname()[1]))
@@ -137,7 +154,7 @@ async def serve(
 async def _serve_node(
     node: Node,
     off: OffLoop,
-    sockets: _Sockets,
+    sockets: Sockets,
     config: Config,
     tls: dict[str, Any],
     started: Callable[[BoundPorts], None] | None,
@@ -163,15 +180,22 @@ async def _serve_node(
     )
     rate = config.effective_udp_rate_limit
     limiter = RateLimiter(rate) if rate > 0 else None
-    udp_transport, _ = await loop.create_datagram_endpoint(
-        lambda: HandleUDPProtocol(dispatcher, limiter), sock=sockets.udp
-    )
+    # Replies to datagrams read before a drain go out through this one: the
+    # transport's own is closed then, so that it reads nothing more.
+    spare = sockets.udp.dup()
+    udp = HandleUDPProtocol(dispatcher, limiter)
+    try:
+        udp_transport, _ = await loop.create_datagram_endpoint(lambda: udp, sock=sockets.udp)
+    except BaseException:
+        spare.close()
+        raise
     try:
         tcp_server = await loop.create_server(
             lambda: HandleTCPProtocol(dispatcher, limits), sock=sockets.tcp
         )
     except BaseException:
         udp_transport.close()
+        spare.close()
         raise
     uvicorn_settings: dict[str, Any] = {
         "http": with_header_timeout(config.http_header_timeout)
@@ -185,6 +209,7 @@ async def _serve_node(
             server_header=False,
             # X-Forwarded-* from anyone would let clients forge their address.
             proxy_headers=False,
+            timeout_graceful_shutdown=int(DRAIN_SECONDS),
             **uvicorn_settings,
         )
     )
@@ -211,23 +236,50 @@ async def _serve_node(
     finally:
         for task in background:
             task.cancel()
-        http_server.should_exit = True
+        await _drain(http_server, http_task, tcp_server, limits, udp, spare)
+
+
+async def _drain(
+    http_server: _HTTPServer,
+    http_task: asyncio.Task[None],
+    tcp_server: asyncio.Server,
+    limits: TCPLimits,
+    udp: HandleUDPProtocol,
+    spare: socket.socket,
+) -> None:
+    """Stop reading requests and answer those read, for at most ``DRAIN_SECONDS``.
+
+    Closing this process's sockets closes none of them for the kernel when a
+    supervisor holds them too: what arrives meanwhile waits for the other worker of
+    the slot (see :mod:`idnode.server.supervisor`)."""
+    http_server.should_exit = True  # uvicorn drains its own connections
+    tcp_server.close()
+    limits.drain()
+    udp.stop_reading(spare)
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            await asyncio.gather(udp.drained(), limits.drained())
+    except TimeoutError:
+        log.warning("stopping with requests unanswered after %.0f s", DRAIN_SECONDS)
+    finally:
+        limits.close_all()
+        # From Python 3.12 wait_closed() also waits for every connection to end.
+        await tcp_server.wait_closed()
         with suppress(Exception):
             await http_task
-        tcp_server.close()
-        # From Python 3.12 wait_closed() also waits for every connection to end.
-        limits.close_all()
-        udp_transport.close()
-        await tcp_server.wait_closed()
+        spare.close()
 
 
-def _run(
+def run_worker(
     config: Config,
-    reuse_port: bool,
-    started: Callable[[BoundPorts], None] | None,
+    *,
+    sockets: Sockets | None = None,
+    reuse_port: bool = False,
+    started: Callable[[BoundPorts], None] | None = None,
     report: bool = True,
 ) -> None:
-    main = serve(config, reuse_port=reuse_port, started=started, report=report)
+    """Serve on an event loop of its own (uvloop's where installed) until stopped."""
+    main = serve(config, sockets=sockets, reuse_port=reuse_port, started=started, report=report)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
@@ -270,21 +322,19 @@ async def _report_stats_every(node: Node, off: OffLoop) -> None:
             log.info("reported %d statistics rows to %s", stored, node.config.parent_url)
 
 
-def _configure_logging(config: Config) -> None:
+def configure_logging(config: Config) -> None:
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
 
 
-def _worker(config: Config, number: int, parent: int) -> None:
-    _configure_logging(config)
-    lifetime.die_with_parent(parent)
-    with lifetime.hold_data_dir(config.data_dir), suppress(KeyboardInterrupt):
-        _run(config, True, None, report=number == 0)
-
-
-def serve_forever(config: Config, announce: Callable[[str], None] = print) -> None:
-    """Entry point of ``idnode serve``: one process, or ``workers`` processes."""
+def serve_forever(
+    config: Config,
+    announce: Callable[[str], None] = print,
+    reload: Callable[[], Config] | None = None,
+) -> None:
+    """Entry point of ``idnode serve``: one process, or a supervisor of ``workers``
+    processes. ``reload``: the configuration read again (SIGHUP; several workers)."""
 
     def started(ports: BoundPorts) -> None:
         announce(
@@ -292,45 +342,24 @@ def serve_forever(config: Config, announce: Callable[[str], None] = print) -> No
             f"HTTP http://{config.host}:{ports.http}/ (workers: {config.workers})"
         )
 
-    _configure_logging(config)
+    configure_logging(config)
     if not (config.data_dir / CONFIG_FILE).exists():
         raise ConfigError(
             f"{config.data_dir} is not an idnode data directory; run `idnode init` first"
         )
     with lifetime.claim_data_dir(config.data_dir):
-        _serve_claimed(config, started)
+        if config.workers == 1:
+            signal.signal(signal.SIGHUP, _no_rolling_restart)
+            run_worker(config, started=started)
+            return
+        # Imported here: a single process needs none of it.
+        from idnode.server.supervisor import Supervisor
+
+        Supervisor(config, reload or (lambda: config), started).run()
 
 
-def _serve_claimed(config: Config, started: Callable[[BoundPorts], None]) -> None:
-    if config.workers == 1:
-        _run(config, False, started)
-        return
-    if config.handle_port == 0 or config.http_port == 0:
-        raise ConfigError("several workers need fixed ports; port 0 picks a different one each")
-    # Bind once in the parent to report a busy port as a clear error before forking.
-    bind_sockets(config, reuse_port=True).close()
-    ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_worker, args=(config, n, os.getpid()), daemon=True)
-        for n in range(config.workers)
-    ]
-    for p in procs:
-        p.start()
-    started(BoundPorts(config.handle_port, config.http_port))
-
-    def stop_all(signum: int, frame: object) -> None:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-
-    signal.signal(signal.SIGTERM, stop_all)
-    try:
-        for p in procs:
-            p.join()
-    except KeyboardInterrupt:
-        stop_all(signal.SIGINT, None)
-        for p in procs:
-            p.join(timeout=10)
-    failed = [p.exitcode for p in procs if p.exitcode not in (0, -signal.SIGTERM, None)]
-    if failed:
-        sys.exit(f"worker(s) exited with {failed}")
+def _no_rolling_restart(signum: int, frame: object) -> None:
+    log.warning(
+        "SIGHUP ignored: a rolling restart needs --workers 2 or more (one process"
+        " cannot replace itself without a gap); restart the service instead"
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Coroutine
@@ -51,6 +52,8 @@ class HandleUDPProtocol(asyncio.DatagramProtocol):
         self._pending: set[asyncio.Task[bytes | None]] = set()
         #: Requests sent in several packets, until their last one comes.
         self._assembler = PacketAssembler()
+        #: Where replies go once the transport is closed (see :meth:`stop_reading`).
+        self._spare: socket.socket | None = None
         self.dropped = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -106,10 +109,32 @@ class HandleUDPProtocol(asyncio.DatagramProtocol):
             if done.cancelled() or self._transport is None:
                 return
             data = done.result()
-            if data is not None:
+            if data is None:
+                return
+            if self._spare is None:
                 self._transport.sendto(data, addr)
+                return
+            try:
+                self._spare.sendto(data, addr)
+            except OSError as exc:  # the kernel's buffer is full: as a lost datagram
+                self.dropped += 1
+                log.debug("UDP reply not sent while draining: %s", exc)
 
         task.add_done_callback(send)
+
+    def stop_reading(self, spare: socket.socket) -> None:
+        """Read no more datagrams; the answers still pending go out through ``spare``,
+        a duplicate of the transport's socket (neither asyncio's nor uvloop's UDP
+        transports can pause reading, and a closed one sends nothing)."""
+        self._spare = spare
+        transport = self._transport
+        if transport is not None:
+            cast(asyncio.BaseTransport, transport).close()
+
+    async def drained(self) -> None:
+        """Return once every datagram read has been answered."""
+        while self._pending:
+            await asyncio.wait(set(self._pending))
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a client that went away; nothing to do.
@@ -134,6 +159,7 @@ class HandleTCPProtocol(asyncio.Protocol):
         self._peer: Any = None
         #: What this connection remembers between requests (IDIS logins).
         self._connection = Connection()
+        self._answered = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
@@ -161,6 +187,20 @@ class HandleTCPProtocol(asyncio.Protocol):
     @property
     def address(self) -> str:
         return self._address
+
+    @property
+    def waiting(self) -> bool:
+        """Whether an answer to a request of this connection is being made."""
+        return self._waiting is not None
+
+    @property
+    def answered(self) -> bool:
+        """Whether a request of this connection was answered (or is being)."""
+        return self._answered
+
+    def close_if_idle(self) -> None:
+        if not self.waiting:
+            self.close()
 
     def close(self) -> None:
         if self._transport is not None:
@@ -205,11 +245,14 @@ class HandleTCPProtocol(asyncio.Protocol):
                 frame = self._framer.next_message()
                 if frame is None:
                     break
+                self._answered = True
                 reply = self._dispatcher.receive(
                     frame, udp=False, peer=self._peer, connection=self._connection
                 )
                 if isinstance(reply, bytes):
                     transport.write(reply)
+                    if self._limits.draining:
+                        transport.close()  # after what is written: the answer goes out
                 elif reply is not None:
                     self._wait_for(reply, transport)
         except MessageTooLarge as exc:
@@ -235,7 +278,9 @@ class HandleTCPProtocol(asyncio.Protocol):
             data = task.result()
             if data is not None:
                 transport.write(data)
-            if not self._writing_paused:
+            if self._limits.draining:
+                transport.close()  # after what is written: the answer goes out
+            elif not self._writing_paused:
                 transport.resume_reading()
                 self._answer_buffered(transport)
 
@@ -282,6 +327,10 @@ class TCPLimits:
     locks out nobody but itself.
     """
 
+    #: How long a stopping server waits for the first request of a connection it
+    #: accepted just before it stopped.
+    FIRST_REQUEST_GRACE = 1.0
+
     def __init__(
         self,
         max_connections: int,
@@ -297,6 +346,8 @@ class TCPLimits:
         # address -> its connections, least recently active first
         self._by_address: dict[str, OrderedDict[HandleTCPProtocol, None]] = {}
         self.open = 0
+        #: Set when the server stops: connections end once their answer is out.
+        self.draining = False
 
     @property
     def transports(self) -> list[HandleTCPProtocol]:
@@ -339,3 +390,21 @@ class TCPLimits:
     def close_all(self) -> None:
         for connection in self.transports:
             connection.close()
+
+    def drain(self) -> None:
+        """End the connections not waiting for an answer now, the others once theirs
+        is written (requests a client pipelined behind it go unanswered: a client
+        retries them on a new connection, as after any close)."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        for connection in self.transports:
+            if connection.waiting:
+                continue
+            if connection.answered:
+                connection.close()
+            else:  # just accepted: its request is likely on the way
+                loop.call_later(self.FIRST_REQUEST_GRACE, connection.close_if_idle)
+
+    async def drained(self) -> None:
+        while self.open:
+            await asyncio.sleep(0.05)
