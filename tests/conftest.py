@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -269,3 +270,18 @@ def running_node(demo_dir: Path) -> Iterator[RunningNode]:
     )
     with running(config) as node:
         yield node
+
+
+def metric_sample(text: str, name: str, **labels: str) -> float:
+    """The value of the sample ``name`` with exactly ``labels`` in a Prometheus text
+    exposition; 0 if there is none."""
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        found = re.fullmatch(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)", line)
+        if found is None or found[1] != name:
+            continue
+        got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', found[2] or ""))
+        if got == labels:
+            return float(found[3])
+    return 0.0

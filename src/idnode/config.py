@@ -101,8 +101,11 @@ class Config:
     #: The name this node's rows carry in reports; empty means
     #: ``<public address>:<handle port>``.
     node_name: str = ""
-    #: Log level for the servers: debug, info, warning, error.
+    #: Log level for the servers: debug (a line per request), info (a line per
+    #: write), warning, error.
     log_level: str = "info"
+    #: text, or json: one JSON object per line, for a log collector.
+    log_format: str = "text"
     #: PEM certificate (chain) and private key for HTTPS; empty: plain HTTP.
     tls_cert: str = ""
     tls_key: str = ""
@@ -252,6 +255,8 @@ def _validate(config: Config) -> None:
     _validate_hierarchy(config)
     if config.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"log_level must be debug, info, warning or error: {config.log_level}")
+    if config.log_format not in ("text", "json"):
+        raise ConfigError(f"log_format must be text or json, got {config.log_format!r}")
 
 
 def _validate_limits(config: Config) -> None:

@@ -77,6 +77,9 @@ def serve(
     http_port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (SO_REUSEPORT).")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="text, or json: a JSON object per line.")
+    ] = None,
     database: Annotated[
         str | None, typer.Option(help="Database URL, overriding the config.")
     ] = None,
@@ -101,6 +104,7 @@ def serve(
         "http_port": http_port,
         "workers": workers,
         "log_level": log_level,
+        "log_format": log_format,
         "tls_cert": tls_cert,
         "tls_key": tls_key,
         "tls_client_ca": tls_client_ca,

@@ -72,6 +72,7 @@ __all__ = [
     "digest_request",
     "encode_message",
     "header_and_body",
+    "peek_codes",
     "session_counter_of",
     "vouched",
 ]
@@ -238,6 +239,16 @@ def session_counter_of(data: bytes, msg: Message, key: bytes) -> int | None:
     return found[0].session_counter
 
 
+def peek_codes(data: bytes) -> tuple[int, int] | None:
+    """The raw opcode and response code of a message, read without decoding it (what
+    a server records of each answer it sends); None when its header is not in clear
+    (compressed or encrypted) or not all there."""
+    if len(data) < ENVELOPE_SIZE + HEADER_SIZE or data[2] & _COMPRESSED_OR_ENCRYPTED:
+        return None
+    opcode, code = _CODES.unpack_from(data, ENVELOPE_SIZE)
+    return opcode, code
+
+
 def decode_message(data: bytes | memoryview) -> Message:
     """Decode exactly one whole message (one UDP datagram or one TCP frame)."""
     size = len(data)
@@ -298,6 +309,7 @@ _COMPRESSED_OR_ENCRYPTED = int(EnvelopeFlag.COMPRESSED | EnvelopeFlag.ENCRYPTED)
 _TRUNCATED = int(EnvelopeFlag.TRUNCATED)
 _RETURN_DIGEST = int(OpFlag.RETURN_REQUEST_DIGEST)
 _CACHE_BOUND = 256
+_CODES = struct.Struct(">II")
 
 
 _E = TypeVar("_E", OpCode, ResponseCode, OpFlag, EnvelopeFlag)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -25,7 +26,7 @@ from starlette.responses import (
     Response,
 )
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from idnode import __version__
 from idnode.auth.throttle import FailureLimiter
@@ -52,6 +53,7 @@ from idnode.server import (
     http_stats,
     http_templates,
 )
+from idnode.server.measure import http_answered
 from idnode.server.openapi import openapi_document
 from idnode.server.pages import page
 from idnode.server.problems import problem
@@ -144,25 +146,51 @@ class FastResolution:
     """
 
     PREFIX = "/api/handles/"
+    ROUTE = "/api/handles/{handle:text}"
 
     def __init__(self, off: OffLoop, app: Starlette) -> None:
         self._off = off
         self._app = app
+        #: Each endpoint's route template, to measure requests by route, not by path;
+        #: an endpoint serving several routes (the GS1 keys) is named by the first.
+        self._routes: dict[object, str] = {}
+        for route in app.routes:
+            if isinstance(route, Route):
+                self._routes.setdefault(route.endpoint, route.path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if (
-            scope["type"] == "http"
-            and scope["method"] == "GET"
-            and path.startswith(self.PREFIX)
-            and len(path) > len(self.PREFIX)
-            and not _may_carry_credentials(scope)
-        ):
-            params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-            response = await resolve_response(self._off, path[len(self.PREFIX) :], params)
-            await response(scope, receive, send)
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
             return
-        await self._app(scope, receive, send)
+        began = time.perf_counter()
+        status = 500  # unless a response starts: the server fails the request
+
+        async def measured(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        path = scope.get("path", "")
+        route = self.ROUTE
+        try:
+            if (
+                scope["method"] == "GET"
+                and path.startswith(self.PREFIX)
+                and len(path) > len(self.PREFIX)
+                and not _may_carry_credentials(scope)
+            ):
+                params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+                response = await resolve_response(self._off, path[len(self.PREFIX) :], params)
+                await response(scope, receive, measured)
+                return
+            try:
+                await self._app(scope, receive, measured)
+            finally:
+                # Starlette's router notes the endpoint it chose in the scope.
+                route = self._routes.get(scope.get("endpoint"), "unmatched")
+        finally:
+            http_answered(scope["method"], route, path, status, began, scope.get("client"))
 
 
 def _may_carry_credentials(scope: Scope) -> bool:

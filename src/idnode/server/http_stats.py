@@ -4,11 +4,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 
 from idnode.errors import BadRequestParameter, IdnodeError
 from idnode.handle.codes import ResponseCode
+from idnode.metrics import CONTENT_TYPE, exposition
 from idnode.server import http_admin, http_auth
 from idnode.service.offloop import OffLoop
 from idnode.stats import prometheus_text, report_from_json, report_to_json, row_to_json
@@ -21,9 +24,13 @@ MAX_TIME = 253_402_300_799
 
 
 async def metrics(off: OffLoop, request: Request) -> Response:
+    """The node's per-prefix counts (from the database, every process's) and the
+    process metrics of every worker (:mod:`idnode.metrics`)."""
     statistics = off.service.statistics
     text = prometheus_text(await off.read(statistics.totals), await off.read(statistics.reported))
-    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+    # Reading every worker's files: off the loop too.
+    process = await asyncio.to_thread(exposition)
+    return Response(text.encode() + process, media_type=CONTENT_TYPE)
 
 
 async def stats(off: OffLoop, request: Request) -> Response:

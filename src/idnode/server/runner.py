@@ -20,8 +20,10 @@ from typing import Any
 
 import uvicorn
 
+from idnode import __version__, logs
 from idnode.config import CONFIG_FILE, Config
 from idnode.errors import ConfigError, IdnodeError
+from idnode.metrics import save_snapshot, set_queue_depth, worker_started
 from idnode.node import Node, open_node, server_signer
 from idnode.reporting import REPORT_HOURS, report_rows, send_report
 from idnode.server import lifetime
@@ -206,6 +208,8 @@ async def _serve_node(
             lifespan="off",
             access_log=False,
             log_level=config.log_level.lower(),
+            # Its loggers go to ours (idnode.logs): one format, text or JSON lines.
+            log_config=None,
             server_header=False,
             # X-Forwarded-* from anyone would let clients forge their address.
             proxy_headers=False,
@@ -221,9 +225,11 @@ async def _serve_node(
     background = [
         asyncio.create_task(_flush_stats_every(off, config.stats_flush_seconds)),
         asyncio.create_task(_refresh_homed_every(off)),
+        asyncio.create_task(_sample_queues_every_second(off, udp, limits)),
     ]
     if report and config.parent_url:
         background.append(asyncio.create_task(_report_stats_every(node, off)))
+    worker_started(__version__)
     ports = BoundPorts(sockets.tcp.getsockname()[1], sockets.http.getsockname()[1])
     if started is not None:
         while not http_server.started and not http_task.done():
@@ -237,6 +243,8 @@ async def _serve_node(
         for task in background:
             task.cancel()
         await _drain(http_server, http_task, tcp_server, limits, udp, spare)
+        with suppress(OSError):
+            save_snapshot()  # what this worker counted to the end
 
 
 async def _drain(
@@ -297,6 +305,23 @@ async def _flush_stats_every(off: OffLoop, seconds: float) -> None:
             log.warning("could not flush statistics: %s", exc.message)
 
 
+async def _sample_queues_every_second(
+    off: OffLoop, udp: HandleUDPProtocol, limits: TCPLimits
+) -> None:
+    """``idnode_queue_depth``, sampled: cheaper than a gauge moved on every request;
+    and this worker's values saved for the others to add up (:mod:`idnode.metrics`)."""
+    while True:
+        set_queue_depth("database_reads", off.reads_in_progress)
+        set_queue_depth("database_writes", off.writes_in_progress)
+        set_queue_depth("udp_pending", udp.pending)
+        set_queue_depth("tcp_connections", limits.open)
+        try:
+            await asyncio.to_thread(save_snapshot)
+        except OSError as exc:
+            log.warning("could not save this worker's metrics: %s", exc)
+        await asyncio.sleep(1.0)
+
+
 async def _refresh_homed_every(off: OffLoop) -> None:
     """Read the homed prefixes off the loop, before they go stale, so that the loop's
     own question "is this handle held here?" never has to (it would otherwise read
@@ -323,9 +348,7 @@ async def _report_stats_every(node: Node, off: OffLoop) -> None:
 
 
 def configure_logging(config: Config) -> None:
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    logs.configure_logging(config.log_level, config.log_format)
 
 
 def serve_forever(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
 import time
@@ -33,10 +34,12 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 
 from idnode.config import Config
 from idnode.errors import ConfigError, IdnodeError, ServerError
+from idnode.metrics import forget_process, share_through
 from idnode.server import lifetime
 from idnode.server.runner import (
     DRAIN_SECONDS,
@@ -47,7 +50,7 @@ from idnode.server.runner import (
     run_worker,
 )
 
-__all__ = ["FAILURE_WINDOW", "MAX_FAILURES", "READY_SECONDS", "Supervisor"]
+__all__ = ["FAILURE_WINDOW", "MAX_FAILURES", "METRICS_DIRECTORY", "READY_SECONDS", "Supervisor"]
 
 log = logging.getLogger("idnode.server")
 
@@ -56,6 +59,8 @@ READY_SECONDS = 60.0
 #: A slot whose workers die this often within FAILURE_WINDOW seconds stops the node.
 MAX_FAILURES = 3
 FAILURE_WINDOW = 60.0
+#: In the data directory: the workers' metrics files.
+METRICS_DIRECTORY = "metrics"
 #: Settings a reload cannot change: the sockets are bound once.
 _BOUND = ("host", "handle_port", "http_port", "workers")
 
@@ -64,6 +69,9 @@ _BOUND = ("host", "handle_port", "http_port", "workers")
 class _Slot:
     number: int
     sockets: Sockets
+    #: What its worker runs with (a rolling restart that stopped half-way leaves
+    #: slots on either configuration; a worker that dies is replaced like for like).
+    config: Config
     process: BaseProcess | None = None
     failures: list[float] = field(default_factory=list)
 
@@ -96,9 +104,9 @@ class Supervisor:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in _HANDLED}
         try:
             self._bind()
+            _metrics_directory(self._config.data_dir)
             try:
-                for slot in self._slots:
-                    self._start(slot)
+                self._start_all()
                 self._started(BoundPorts(self._config.handle_port, self._config.http_port))
                 self._watch()
             finally:
@@ -122,6 +130,9 @@ class Supervisor:
         while True:
             sentinels = {slot.process.sentinel: slot for slot in self._slots if slot.process}
             wait([self._wakeup_read, *sentinels], timeout=5.0)
+            # Before reading the signals: a wake-up written after this is for one
+            # still to be read, and wakes the next wait.
+            self._drain_wakeups()
             while self._signals:
                 signum = self._signals.pop(0)
                 if signum == signal.SIGHUP:
@@ -129,7 +140,6 @@ class Supervisor:
                 else:
                     log.info("stopping the workers (%s)", signal.Signals(signum).name)
                     return
-            self._drain_wakeups()
             for slot in self._slots:
                 if slot.process is not None and not slot.process.is_alive():
                     self._replace_dead(slot)
@@ -150,7 +160,8 @@ class Supervisor:
         """Every slot's sockets, or ConfigError naming the port that is taken."""
         try:
             for number in range(self._config.workers):
-                self._slots.append(_Slot(number, bind_sockets(self._config, reuse_port=True)))
+                sockets = bind_sockets(self._config, reuse_port=True)
+                self._slots.append(_Slot(number, sockets, self._config))
         except BaseException:
             for slot in self._slots:
                 slot.sockets.close()
@@ -159,6 +170,10 @@ class Supervisor:
     def _spawn(self, slot: _Slot, config: Config) -> BaseProcess:
         """A new worker for ``slot``, once it says it serves; _WorkerFailed if it does
         not within READY_SECONDS (it is stopped then)."""
+        return self._ready(*self._launch(slot, config))
+
+    def _launch(self, slot: _Slot, config: Config) -> tuple[BaseProcess, Connection]:
+        """A new worker for ``slot``, and where it will say it is ready."""
         reader, writer = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_worker,
@@ -168,6 +183,9 @@ class Supervisor:
         )
         process.start()
         writer.close()
+        return process, reader
+
+    def _ready(self, process: BaseProcess, reader: Connection) -> BaseProcess:
         try:
             self._await_ready(process, reader)
         except _WorkerFailed:
@@ -194,9 +212,20 @@ class Supervisor:
             if process.sentinel in ready:
                 raise _WorkerFailed(f"exited with {process.exitcode}")
 
+    def _start_all(self) -> None:
+        """Every slot's worker, started together (each opens the node at once)."""
+        launched = [(slot, *self._launch(slot, slot.config)) for slot in self._slots]
+        for slot, process, _ in launched:
+            slot.process = process  # so that all are stopped if one fails
+        for slot, process, reader in launched:
+            try:
+                self._ready(process, reader)
+            except _WorkerFailed as exc:
+                raise ServerError(f"worker {slot.number} did not start: {exc}") from None
+
     def _start(self, slot: _Slot) -> None:
         try:
-            slot.process = self._spawn(slot, self._config)
+            slot.process = self._spawn(slot, slot.config)
         except _WorkerFailed as exc:
             raise ServerError(f"worker {slot.number} did not start: {exc}") from None
 
@@ -210,6 +239,7 @@ class Supervisor:
             slot.process.pid,
             slot.process.exitcode,
         )
+        _forget(slot.process, self._config)
         slot.process = None
         if len(slot.failures) >= MAX_FAILURES:
             raise ServerError(
@@ -240,7 +270,11 @@ class Supervisor:
             fresh = fresh.replace(**{name: getattr(self._config, name) for name in changed})
         began = time.monotonic()
         log.info("rolling restart of %d workers", len(self._slots))
+        configure_logging(fresh)  # the supervisor's own lines as the new workers'
         for slot in self._slots:
+            if any(sig != signal.SIGHUP for sig in self._signals):
+                log.warning("rolling restart stopped before worker %d: stopping", slot.number)
+                return
             try:
                 replacement = self._spawn(slot, fresh)
             except _WorkerFailed as exc:
@@ -249,14 +283,18 @@ class Supervisor:
                 failure = ""
             if failure:
                 log.error(
-                    "rolling restart stopped: a new worker %d %s; the running workers go on",
+                    "rolling restart stopped: a new worker %d %s; the running workers go on"
+                    " (%d of %d on the new configuration)",
                     slot.number,
                     failure,
+                    slot.number,
+                    len(self._slots),
                 )
                 return
-            old, slot.process = slot.process, replacement
+            old, slot.process, slot.config = slot.process, replacement, fresh
             if old is not None:
                 _stop(old, timeout=DRAIN_SECONDS + 5)
+                _forget(old, self._config)
                 log.info(
                     "worker %d: pid %s replaced by pid %s", slot.number, old.pid, replacement.pid
                 )
@@ -289,6 +327,20 @@ def _stop(process: BaseProcess, *, timeout: float) -> None:
         process.join()
 
 
+def _forget(process: BaseProcess, config: Config) -> None:
+    if process.pid is not None:
+        forget_process(config.data_dir / METRICS_DIRECTORY, process.pid)
+
+
+def _metrics_directory(data_dir: Path) -> None:
+    """Where the workers keep their metrics (see :mod:`idnode.metrics`): emptied
+    first, as a new serve starts counting afresh (this serve holds the data
+    directory's lock, so no other one writes there)."""
+    directory = data_dir / METRICS_DIRECTORY
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o700)
+
+
 def _worker(config: Config, number: int, parent: int, sockets: Sockets, ready: Connection) -> None:
     """A worker process: serve on ``sockets``, say so on ``ready``."""
     configure_logging(config)
@@ -299,6 +351,7 @@ def _worker(config: Config, number: int, parent: int, sockets: Sockets, ready: C
         ready.send(os.getpid())
         ready.close()
 
+    share_through(config.data_dir / METRICS_DIRECTORY)
     try:
         with lifetime.hold_data_dir(config.data_dir):
             run_worker(config, sockets=sockets, started=started, report=number == 0)

@@ -22,8 +22,10 @@ from typing import Any, Protocol, cast
 
 from idnode.errors import MessageTooLarge, ProtocolError
 from idnode.handle.codec import MessageFramer, PacketAssembler
+from idnode.metrics import record_dropped
 from idnode.server.connection import Connection
 from idnode.server.dispatch import Dispatcher
+from idnode.server.measure import handle_answered
 from idnode.server.ratelimit import Decision, RateLimiter
 
 __all__ = ["HandleTCPProtocol", "HandleUDPProtocol"]
@@ -61,13 +63,14 @@ class HandleUDPProtocol(asyncio.DatagramProtocol):
         self._transport = cast(_DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        began = time.perf_counter()
         transport = self._transport
         if transport is None:
             return
         if transport.get_write_buffer_size() > UDP_SEND_BACKLOG:
             # Replies are queuing faster than the kernel takes them: drop this request
             # (its client will retry) rather than let the queue grow without bound.
-            self.dropped += 1
+            self._drop("overloaded")
             return
         try:
             whole = self._assembler.receive(data, addr, time.monotonic())
@@ -87,19 +90,30 @@ class HandleUDPProtocol(asyncio.DatagramProtocol):
         elif decision is Decision.TRUNCATE:
             reply = self._dispatcher.truncated(data)
         else:
-            self.dropped += 1
+            self._drop("rate_limited")
             return
         if isinstance(reply, bytes):
             transport.sendto(reply, addr)
+            handle_answered("udp", data, reply, began, addr)
         elif reply is not None:
-            self._later(reply, addr)
+            self._later(reply, data, addr, began)
 
-    def _later(self, reply: Coroutine[Any, Any, bytes | None], addr: tuple[str | Any, int]) -> None:
+    def _drop(self, reason: str) -> None:
+        self.dropped += 1
+        record_dropped(reason)
+
+    def _later(
+        self,
+        reply: Coroutine[Any, Any, bytes | None],
+        request: bytes,
+        addr: tuple[str | Any, int],
+        began: float,
+    ) -> None:
         if len(self._pending) >= MAX_PENDING:
             # As many requests wait as this worker allows: this one is dropped (its
             # client will retry), not queued without bound.
             reply.close()
-            self.dropped += 1
+            self._drop("overloaded")
             return
         task = asyncio.ensure_future(reply)
         self._pending.add(task)
@@ -113,14 +127,21 @@ class HandleUDPProtocol(asyncio.DatagramProtocol):
                 return
             if self._spare is None:
                 self._transport.sendto(data, addr)
-                return
-            try:
-                self._spare.sendto(data, addr)
-            except OSError as exc:  # the kernel's buffer is full: as a lost datagram
-                self.dropped += 1
-                log.debug("UDP reply not sent while draining: %s", exc)
+            else:
+                try:
+                    self._spare.sendto(data, addr)
+                except OSError as exc:  # the kernel's buffer is full: as a lost datagram
+                    self._drop("overloaded")
+                    log.debug("UDP reply not sent while draining: %s", exc)
+                    return
+            handle_answered("udp", request, data, began, addr)
 
         task.add_done_callback(send)
+
+    @property
+    def pending(self) -> int:
+        """Requests read and waiting on a write or another server."""
+        return len(self._pending)
 
     def stop_reading(self, spare: socket.socket) -> None:
         """Read no more datagrams; the answers still pending go out through ``spare``,
@@ -246,26 +267,35 @@ class HandleTCPProtocol(asyncio.Protocol):
                 if frame is None:
                     break
                 self._answered = True
+                began = time.perf_counter()
                 reply = self._dispatcher.receive(
                     frame, udp=False, peer=self._peer, connection=self._connection
                 )
                 if isinstance(reply, bytes):
                     transport.write(reply)
+                    handle_answered("tcp", frame, reply, began, self._peer)
                     if self._limits.draining:
                         transport.close()  # after what is written: the answer goes out
                 elif reply is not None:
-                    self._wait_for(reply, transport)
+                    self._wait_for(reply, transport, frame, began)
         except MessageTooLarge as exc:
             # Answer from the envelope and header alone, then stop reading this stream:
             # its framing can no longer be trusted.
-            reply = self._dispatcher.handle(self._framer.head(), udp=False)
+            began = time.perf_counter()
+            head = self._framer.head()
+            reply = self._dispatcher.handle(head, udp=False)
             if reply is not None:
                 transport.write(reply)
+                handle_answered("tcp", head, reply, began, self._peer)
             log.info("closing TCP connection: %s", exc.message)
             transport.close()
 
     def _wait_for(
-        self, reply: Coroutine[Any, Any, bytes | None], transport: asyncio.Transport
+        self,
+        reply: Coroutine[Any, Any, bytes | None],
+        transport: asyncio.Transport,
+        request: bytes,
+        began: float,
     ) -> None:
         """Read nothing more until ``reply`` is ready, then write it and go on."""
         transport.pause_reading()
@@ -278,6 +308,7 @@ class HandleTCPProtocol(asyncio.Protocol):
             data = task.result()
             if data is not None:
                 transport.write(data)
+                handle_answered("tcp", request, data, began, self._peer)
             if self._limits.draining:
                 transport.close()  # after what is written: the answer goes out
             elif not self._writing_paused:

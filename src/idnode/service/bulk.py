@@ -10,6 +10,7 @@ again after a crash.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,9 +20,12 @@ from idnode.domain import HandleRecord
 from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import HandleValue
 from idnode.handle.valuetypes import AdminPermission
+from idnode.metrics import record_write
 from idnode.names import NA_PREFIX, handle_key, split_handle
 from idnode.service.core import Caller, ServiceCore
 from idnode.storage.staging import Staging
+
+log = logging.getLogger("idnode.writes")
 
 __all__ = ["BulkResult", "BulkWrites", "StagedLoad"]
 
@@ -39,6 +43,9 @@ class BulkResult:
     @property
     def total(self) -> int:
         return self.created + self.updated + self.unchanged + self.skipped + self.elsewhere
+
+
+_RESULT_COUNTS = ("created", "updated", "unchanged", "skipped", "elsewhere")
 
 
 @dataclass
@@ -180,6 +187,23 @@ class BulkWrites:
                         core.stats.registered(prefix_key, count)
             if progress is not None:
                 progress(len(span))
+        if not dry_run:
+            # One line per bulk registration, not per record: a million rows would
+            # drown the log.
+            record_write("bulk", "ok")
+            fields = {"event": "write", "operation": "bulk", "outcome": "ok"}
+            if caller is not None:
+                fields |= {"actor": caller.actor, "origin": caller.origin}
+            fields |= {name: getattr(result, name) for name in _RESULT_COUNTS}
+            log.info(
+                "bulk write by %s: %d created, %d updated, %d unchanged, %d skipped",
+                "the operator" if caller is None else caller.actor,
+                result.created,
+                result.updated,
+                result.unchanged,
+                result.skipped,
+                extra={"fields": fields},
+            )
         return result
 
     def _allowed(self, handle: str, caller: Caller | None, replace: bool, allowed: set[str]) -> str:

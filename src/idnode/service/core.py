@@ -10,6 +10,8 @@ write checks permissions against the same HS_ADMIN values.
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,17 +19,22 @@ from typing import Protocol
 
 from idnode.auth.permissions import Authorizer, admin_values
 from idnode.domain import AuditContext, HandleRecord
-from idnode.errors import HandleNotFound, NotResponsible
+from idnode.errors import HandleNotFound, IdnodeError, NotResponsible
 from idnode.handle.values import HandleValue, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue, SiteInfo
+from idnode.metrics import record_write
 from idnode.names import NA_PREFIX, handle_key, prefix_chain, split_handle, validate_handle
 from idnode.sites import HASH_OPTIONS, Share
 from idnode.stats import StatsRecorder
-from idnode.storage.base import Storage
+from idnode.storage.base import RecordChange, Storage
 
 __all__ = ["ANONYMOUS", "Caller", "ServiceCore", "Upstream"]
 
 _HASH_NAMES = {option: name for name, option in HASH_OPTIONS.items()}
+
+log = logging.getLogger("idnode.writes")
+#: ``restore-version-12`` counts as ``restore-version``: one series per kind of write.
+_NUMBERED = re.compile(r"-\d+$")
 
 
 class Upstream(Protocol):
@@ -216,5 +223,44 @@ class ServiceCore:
     def audit(self, caller: Caller, operation: str) -> AuditContext:
         return AuditContext(caller.actor, caller.origin, operation)
 
+    def update(
+        self, handle: str, change: RecordChange, caller: Caller, operation: str
+    ) -> HandleRecord | None:
+        """One audited write of one record (see :meth:`Storage.update`), counted and
+        logged: a line at info per write, refused ones included, naming the handle,
+        the identity, where it came from and the value indexes written; never a
+        value (a secret key is a value)."""
+        kind = _NUMBERED.sub("", operation)
+        try:
+            written = self.storage.update(handle, change, self.audit(caller, operation))
+        except IdnodeError as exc:
+            outcome = exc.response_code.name.lower()
+            record_write(kind, outcome)
+            log.info(
+                "write %s %s by %s refused: %s",
+                operation,
+                handle,
+                caller.actor,
+                outcome,
+                extra={"fields": _write_fields(operation, handle, caller, outcome)},
+            )
+            raise
+        record_write(kind, "ok")
+        fields = _write_fields(operation, handle, caller, "ok")
+        fields["indexes"] = [] if written is None else [v.index for v in written.values]
+        log.info("write %s %s by %s", operation, handle, caller.actor, extra={"fields": fields})
+        return written
+
     def now(self) -> int:
         return int(self.wall_clock())
+
+
+def _write_fields(operation: str, handle: str, caller: Caller, outcome: str) -> dict[str, object]:
+    return {
+        "event": "write",
+        "operation": operation,
+        "handle": handle,
+        "actor": caller.actor,
+        "origin": caller.origin,
+        "outcome": outcome,
+    }

@@ -111,5 +111,5 @@ class History:
             core.require(caller, needed, current, f"restore {handle} to version {number}")
             return HandleRecord(current.handle, result)
 
-        core.storage.update(handle, change, core.audit(caller, f"restore-version-{number}"))
+        core.update(handle, change, caller, f"restore-version-{number}")
         return len(self.history(handle))

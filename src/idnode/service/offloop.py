@@ -57,16 +57,28 @@ class OffLoop:
             if storage.single_writer
             else self._readers
         )
+        #: Calls handed to the threads and not returned yet, running or queued (both
+        #: counted on the loop's thread: plain integers suffice).
+        self.reads_in_progress = 0
+        self.writes_in_progress = 0
 
     async def read(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         """``fn(*args, **kwargs)`` on a reader thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, functools.partial(fn, *args, **kwargs))
+        self.reads_in_progress += 1
+        try:
+            return await loop.run_in_executor(self._readers, functools.partial(fn, *args, **kwargs))
+        finally:
+            self.reads_in_progress -= 1
 
     async def write(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         """``fn(*args, **kwargs)`` on the writer."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writers, functools.partial(fn, *args, **kwargs))
+        self.writes_in_progress += 1
+        try:
+            return await loop.run_in_executor(self._writers, functools.partial(fn, *args, **kwargs))
+        finally:
+            self.writes_in_progress -= 1
 
     def resolves_at_once(self, handle: str, *, public_only: bool = True) -> bool:
         """Whether :meth:`resolve` of ``handle`` would answer without waiting: the

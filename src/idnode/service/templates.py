@@ -127,7 +127,7 @@ class Templates:
             added = HandleValue(template.version, TEMPLATE_DEFINITION, data, timestamp=core.now())
             return HandleRecord(handle, (*values, added))
 
-        core.storage.update(handle, change, core.audit(caller, "define-template"))
+        core.update(handle, change, caller, "define-template")
         self._serve_identifier(result[-1], caller)
         return result[-1]
 
@@ -144,9 +144,7 @@ class Templates:
             if current is None:
                 raise NoSuchTemplate(f"no template {name}")
 
-        core.storage.update(
-            f"{TEMPLATE_PREFIX}/{template.name}", change, core.audit(caller, "delete-template")
-        )
+        core.update(f"{TEMPLATE_PREFIX}/{template.name}", change, caller, "delete-template")
         self._serve_identifier(None, caller, template.name)
 
     def _require_author(self, caller: Caller, owner: str, what: str) -> None:
@@ -179,7 +177,7 @@ class Templates:
             _check_identifier_free(current)
             return HandleRecord(name, tuple(values)) if values else None
 
-        core.storage.update(name, change, core.audit(caller, "serve-template"))
+        core.update(name, change, caller, "serve-template")
 
 
 def _check_identifier_free(record: HandleRecord | None) -> None:

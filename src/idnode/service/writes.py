@@ -76,7 +76,7 @@ class Writes:
             core.authorizer.require(caller.identity, needed, governing, f"create {handle}")
             return HandleRecord(handle, new_values)
 
-        core.storage.update(handle, change, core.audit(caller, "create"))
+        core.update(handle, change, caller, "create")
         core.stats.registered(handle_key(split_handle(handle)[0]))
         return handle
 
@@ -139,7 +139,7 @@ class Writes:
             core.require(caller, needed, current, f"update {handle}")
             return HandleRecord(current.handle, result)
 
-        core.storage.update(handle, change, core.audit(caller, "update-fields"))
+        core.update(handle, change, caller, "update-fields")
 
     def change_access(
         self,
@@ -178,7 +178,7 @@ class Writes:
             core.require(caller, needed, current, f"grant access to {handle}")
             return HandleRecord(current.handle, result)
 
-        core.storage.update(handle, change, core.audit(caller, "change-access"))
+        core.update(handle, change, caller, "change-access")
 
     def _template_of(self, record: HandleRecord) -> Template:
         named = next(
@@ -202,7 +202,7 @@ class Writes:
             )
             core.require(caller, needed, current, f"delete {handle}")
 
-        core.storage.update(handle, change, core.audit(caller, "delete"))
+        core.update(handle, change, caller, "delete")
 
     def add_values(self, handle: str, values: Sequence[HandleValue], caller: Caller) -> None:
         self._edit(handle, caller, "add-value", values, edits.add_values)
@@ -225,7 +225,7 @@ class Writes:
             self._check_template(kept)
             return HandleRecord(current.handle, kept)
 
-        core.storage.update(handle, change, core.audit(caller, "remove-value"))
+        core.update(handle, change, caller, "remove-value")
 
     def list_handles(
         self, prefix: str, caller: Caller, offset: int = 0, limit: int | None = None
@@ -268,7 +268,7 @@ class Writes:
             self._check_template(result)
             return HandleRecord(current.handle, result)
 
-        core.storage.update(handle, change, core.audit(caller, operation))
+        core.update(handle, change, caller, operation)
 
     def _check_template(self, values: Sequence[HandleValue]) -> None:
         """A record made from a template must still fit it after an edit of its

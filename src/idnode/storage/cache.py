@@ -31,6 +31,7 @@ from idnode.domain import (
     SearchQuery,
     StoredSession,
 )
+from idnode.metrics import record_cache
 from idnode.names import handle_key
 from idnode.stats import ReportedRow, StatsRow
 from idnode.storage.base import RecordChange, StagedChoice, Storage
@@ -123,14 +124,19 @@ class CachingStorage:
     def _lookup(self, key: str, now: float) -> tuple[bool, HandleRecord | None, int | None]:
         """(hit, record, None) from the cache, or (False, None, epoch) for a miss: the
         epoch to pass to :meth:`_keep` (None while nothing may be cached)."""
+        epoch = None
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and now - entry[0] <= self._max_age:
                 self._entries.move_to_end(key)
                 self.hits += 1
-                return True, entry[1], None
-            epoch = self._epoch if self._listening else None
-        self.misses += 1
+            else:
+                entry = None
+                self.misses += 1
+                epoch = self._epoch if self._listening else None
+        record_cache(entry is not None)
+        if entry is not None:
+            return True, entry[1], None
         return False, None, epoch
 
     def _keep(self, key: str, now: float, record: HandleRecord | None, epoch: int | None) -> None:

@@ -29,6 +29,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from idnode.domain import AuditContext, HandleRecord
 from idnode.errors import StorageError
 from idnode.handle.values import HandleValue
+from idnode.metrics import observe_database
 from idnode.names import handle_key
 from idnode.storage.base import StagedChoice
 from idnode.storage.batch import KeyBatcher
@@ -123,13 +124,20 @@ class PostgresStorage(SQLStorage):
         primary: bool = False,
     ) -> list[Any]:
         pool = self._pool if primary else self._read_pool(key)
+        began = time.perf_counter()
         with pool.connection() as conn:
-            return conn.execute(sql, params).fetchall()
+            rows = conn.execute(sql, params).fetchall()
+        observe_database("read", began)
+        return rows
 
     @contextmanager
     def _writing(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._pool.connection() as conn, conn.transaction():
-            yield conn
+        began = time.perf_counter()
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        finally:  # a refused write took its time too
+            observe_database("write", began)
 
     def _lock_key(self, conn: psycopg.Connection[Any], key: str) -> None:
         # A lock on the key, not on a row: it also serialises updates that create the
@@ -398,9 +406,12 @@ def _pool(url: str, min_size: int, max_size: int) -> ConnectionPool:
 
 async def _rows(pool: AsyncConnectionPool, keys: list[str]) -> dict[str, tuple[str, bytes]]:
     """(handle, values) of those of ``keys`` that exist, by key."""
+    began = time.perf_counter()
     async with pool.connection() as conn:
         cursor = await conn.execute(_GET_MANY, (keys,))
-        return {key: (handle, wire) for key, handle, wire in await cursor.fetchall()}
+        rows = {key: (handle, wire) for key, handle, wire in await cursor.fetchall()}
+    observe_database("read", began)
+    return rows
 
 
 async def _async_pool(url: str, max_size: int) -> AsyncConnectionPool:

@@ -19,6 +19,7 @@ from typing import Any
 from idnode.domain import AuditContext, HandleRecord
 from idnode.errors import StorageError
 from idnode.handle.values import HandleValue
+from idnode.metrics import observe_database
 from idnode.names import handle_key
 from idnode.storage.base import StagedChoice
 from idnode.storage.search import reindexed
@@ -86,15 +87,19 @@ class SQLiteStorage(SQLStorage):
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._write_lock:
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        began = time.perf_counter()
+        try:
+            with self._write_lock:
+                conn = self._writer
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+        finally:  # a refused write took its time too
+            observe_database("write", began)
 
     def describe(self) -> str:
         return f"database {self.path}"
@@ -108,7 +113,10 @@ class SQLiteStorage(SQLStorage):
         primary: bool = False,
     ) -> list[Any]:
         # Every reader sees the last commit (WAL), so key and primary change nothing.
-        return self._reader.execute(sql, params).fetchall()
+        began = time.perf_counter()
+        rows = self._reader.execute(sql, params).fetchall()
+        observe_database("read", began)
+        return rows
 
     def _writing(self) -> Any:
         return self._transaction()
@@ -128,7 +136,9 @@ class SQLiteStorage(SQLStorage):
 
     def get(self, handle: str) -> HandleRecord | None:
         # The hot path of every resolution: one statement on this thread's reader.
+        began = time.perf_counter()
         row = self._reader.execute(self.sql.get, (handle_key(handle),)).fetchone()
+        observe_database("read", began)
         return None if row is None else decode_record(row[0], row[1])
 
     def reads_at_once(self, handle: str) -> bool:
