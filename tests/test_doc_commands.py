@@ -109,6 +109,7 @@ PLAN: dict[tuple[str, str], Run | Skip] = {
         " same SIGHUP to `idnode serve --workers 2` under load"
     ),
     ("docs/operations.md", "idnode backup -d .idnode-demo --to nightly.tar.gz"): Run(),
+    ("docs/operations.md", "curl -s localhost:8000/metrics | grep '^idnode_request"): Run(),
     ("docs/operations.md", "idnode restore --from nightly.tar.gz -d drill"): Run(
         # The drill's server runs beside the commands that use it, as in a second
         # terminal; stopped with the session.
