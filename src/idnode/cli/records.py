@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,8 +115,11 @@ def _readable(source: Path) -> Iterator[Path]:
             fail(f"{source}: no such file")
         yield source
         return
-    with tempfile.TemporaryDirectory(prefix="idnode-import-") as tmp:
-        path = Path(tmp) / "stdin"
+    from idnode.scratch import ScratchDirectory
+
+    # A killed import leaves it behind; the next import removes it.
+    with ScratchDirectory("idnode-import-") as scratch:
+        path = scratch.path / "stdin"
         with path.open("w", encoding="utf-8", newline="") as spool:
             shutil.copyfileobj(sys.stdin, spool)
         yield path

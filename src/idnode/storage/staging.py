@@ -20,7 +20,6 @@ import sqlite3
 import struct
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +30,7 @@ from idnode.domain import HandleRecord
 from idnode.errors import StorageError
 from idnode.handle.encoded import EncodedValues
 from idnode.names import handle_key
+from idnode.scratch import ScratchDirectory
 from idnode.storage.search import indexed
 
 __all__ = ["Staging"]
@@ -65,15 +65,17 @@ class Staging:
     ``index``: also keep each record's search-index rows (field rows and document), for
     a backend that copies them into its own index. ``directory``: where the scratch file
     goes (default: the system's temporary directory); it takes about as much room as
-    the records will in the database.
+    the records will in the database. A staging killed with its process is removed by
+    the next one made (:mod:`idnode.scratch`).
     """
 
     def __init__(
         self, *, index: bool, parallel: bool = False, directory: str | Path | None = None
     ) -> None:
         self.index = index
-        self._dir = tempfile.TemporaryDirectory(prefix="idnode-staging-", dir=directory)
-        self.path = Path(self._dir.name) / "staged.db"
+        # Removed on close; if this process is killed, by the next staging instead.
+        self._dir = ScratchDirectory("idnode-staging-", directory)
+        self.path = self._dir.path / "staged.db"
         self._next = 1
         self._finished = False
         self._child: subprocess.Popen[bytes] | None = None
