@@ -85,6 +85,9 @@ class Config:
     #: Records each process caches in memory when the database can announce changes
     #: (PostgreSQL); 0 turns the cache off. SQLite nodes never cache.
     cache_entries: int = 10_000
+    #: Megabytes of encoded answers each worker keeps to send again to anonymous
+    #: resolutions asked more than once (see idnode.server.answers); 0: none.
+    answer_cache_mb: int = 64
     #: Seconds a cached record may be served at most, even if no change was announced.
     cache_max_age: float = 300.0
     #: Seconds between each worker's additions of its counts to the shared statistics.
@@ -247,6 +250,8 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"parent_url must be an http:// or https:// URL: {config.parent_url}")
     if config.cache_entries < 0 or config.cache_max_age < 0:
         raise ConfigError("cache_entries and cache_max_age must not be negative")
+    if not 0 <= config.answer_cache_mb <= 65536:
+        raise ConfigError(f"answer_cache_mb must be 0 to 65536, got {config.answer_cache_mb}")
     if config.workers < 1:
         raise ConfigError(f"workers must be at least 1, got {config.workers}")
     if not 64 <= config.udp_max_response <= 65507:

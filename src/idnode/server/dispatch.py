@@ -118,6 +118,7 @@ from idnode.handle.messages import (
 )
 from idnode.handle.values import ValueReference
 from idnode.names import NA_PREFIX, as_handle, handle_key, split_handle
+from idnode.server.answers import AnswerCache
 from idnode.server.connection import Connection
 from idnode.service import ANONYMOUS, Caller, NodeService
 from idnode.service.offloop import OffLoop
@@ -224,6 +225,7 @@ class Dispatcher:
         session_cipher: str = "sm4",
         session_setups_per_minute: float = 60.0,
         challenges_per_minute: float = 600.0,
+        answer_cache_bytes: int = 0,
     ) -> None:
         """``signer``: signs answers to requests that set CERTIFY (with the private
         key whose public half is in this server's HS_SITE); without one they go
@@ -237,7 +239,9 @@ class Dispatcher:
         ``session_setups_per_minute``: session set-ups one address may make (each a
         key agreement or key encryption, tens of milliseconds of CPU); more get
         SERVER_TOO_BUSY until the allowance refills. ``challenges_per_minute``: the
-        same for challenges kept in storage (a write each)."""
+        same for challenges kept in storage (a write each). ``answer_cache_bytes``:
+        room for answers kept to be sent again (:mod:`idnode.server.answers`), used
+        by :meth:`receive` where it has an ``offloop``; 0 keeps none."""
         self._service = service
         self._signer = signer
         self._udp_max = udp_max_response
@@ -252,6 +256,17 @@ class Dispatcher:
         if session_cipher not in CIPHERS:
             raise ValueError(f"no session cipher {session_cipher!r}; one of {sorted(CIPHERS)}")
         self._session_cipher: CipherName = session_cipher
+        self.answers = (
+            AnswerCache(
+                service.reads,
+                max_bytes=answer_cache_bytes,
+                lifetime=_RESPONSE_LIFETIME,
+                clock=clock,
+                reads_at_once=offloop.resolves_at_once,
+            )
+            if answer_cache_bytes > 0 and offloop is not None
+            else None
+        )
 
     # -- the two drivers -----------------------------------------------------------
 
@@ -296,6 +311,23 @@ class Dispatcher:
     ) -> bytes | Coroutine[Any, Any, bytes | None] | None:
         """:meth:`handle` for a server on an event loop: the reply when it needed only
         local reads, else a coroutine that makes the rest of it off the loop."""
+        answers = self.answers
+        if answers is not None and (connection is None or connection.caller(0) is None):
+            key = answers.key(data, udp)
+            if key is not None:
+                kept = answers.answer(key, data)
+                if kept is not None:
+                    return kept
+                asked = answers.basis(key, data)
+                reply = self._receive(data, udp, peer, connection)
+                if asked is not None and type(reply) is bytes:
+                    answers.keep(key, asked, reply)
+                return reply
+        return self._receive(data, udp, peer, connection)
+
+    def _receive(
+        self, data: bytes, udp: bool, peer: object, connection: Connection | None
+    ) -> bytes | Coroutine[Any, Any, bytes | None] | None:
         given = self._steps(data, udp, peer, connection)
         if given is None or type(given) is bytes:
             return given

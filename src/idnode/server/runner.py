@@ -173,6 +173,7 @@ async def _serve_node(
         session_cipher=config.session_cipher,
         session_setups_per_minute=config.session_setups_per_minute,
         challenges_per_minute=config.challenges_per_minute,
+        answer_cache_bytes=config.answer_cache_mb << 20,
     )
     limits = TCPLimits(
         config.tcp_max_connections,

@@ -144,6 +144,25 @@ class Reads:
             return False
         return not self.held_here(handle)
 
+    def answer_basis(self, handle: str) -> tuple[str, str, bytes] | None:
+        """What an anonymous resolution of ``handle`` held here is made from, read
+        without decoding any value: (the responsible prefix's key, the handle as
+        registered, its values in wire layout); None when it is not held here or not
+        stored. The servers' answer cache compares it with what an answer was made
+        from (call it only where the storage reads ``handle`` at once)."""
+        core = self._core
+        try:
+            prefix_key = core.responsible_prefix(handle)
+        except (NotResponsible, InvalidHandle):
+            return None
+        stored = core.storage.stored(handle)
+        return None if stored is None else (prefix_key, stored[0], stored[1])
+
+    def answered_again(self, prefix_key: str) -> None:
+        """Count a resolution answered from the servers' answer cache, as
+        :meth:`resolve` counts its own."""
+        self._core.stats.resolved(prefix_key)
+
     def held_here(self, handle: str) -> bool:
         """Whether this node answers for ``handle`` itself: its prefix is homed here
         and it is in this server's share. Known in memory, without a read; False for

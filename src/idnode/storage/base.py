@@ -55,6 +55,11 @@ class Storage(Protocol):
         """Whether :meth:`get` of ``handle`` answers without waiting: a local read,
         or a record held in memory (a cache hit)."""
 
+    def stored(self, handle: str) -> tuple[str, bytes] | None:
+        """The record for ``handle`` as stored: its handle as registered and its
+        values in wire layout, none decoded; or None. What the servers' answer cache
+        compares with what it answered from (only where :meth:`reads_at_once`)."""
+
     async def get_async(self, handle: str) -> HandleRecord | None:
         """:meth:`get` on an event loop, without blocking it: asynchronous I/O where
         the backend reads over the network, the plain read where it reads locally."""

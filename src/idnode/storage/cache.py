@@ -31,6 +31,7 @@ from idnode.domain import (
     SearchQuery,
     StoredSession,
 )
+from idnode.handle.encoded import EncodedValues
 from idnode.metrics import record_cache
 from idnode.names import handle_key
 from idnode.stats import ReportedRow, StatsRow
@@ -102,6 +103,15 @@ class CachingStorage:
         record = self._inner.get(handle)
         self._keep(key, now, record, epoch)
         return record
+
+    def stored(self, handle: str) -> tuple[str, bytes] | None:
+        key, now = handle_key(handle), self._clock()
+        hit, record, _ = self._lookup(key, now)
+        if not hit:
+            return self._inner.stored(handle)
+        if record is None:
+            return None
+        return record.handle, EncodedValues.of(record.values).wire
 
     def reads_at_once(self, handle: str) -> bool:
         entry = self._entries.get(handle_key(handle))

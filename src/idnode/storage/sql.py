@@ -269,6 +269,11 @@ class SQLStorage(ABC):
         rows = self._fetch(self.sql.get, (key,), key=key)
         return decode_record(*rows[0]) if rows else None
 
+    def stored(self, handle: str) -> tuple[str, bytes] | None:
+        key = handle_key(handle)
+        rows = self._fetch(self.sql.get, (key,), key=key)
+        return (rows[0][0], bytes(rows[0][1])) if rows else None
+
     def put(self, record: HandleRecord) -> None:
         key = handle_key(record.handle)
         with self._writing() as conn:

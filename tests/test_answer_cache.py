@@ -1,0 +1,221 @@
+"""The servers' answer cache (issue 19): answers sent again are byte for byte what
+the ordinary way makes, and never older than it, after writes made through another
+node (another process's connection) on SQLite and on PostgreSQL, after a delete and
+after a prefix stops being homed; answers from it are counted in the statistics.
+
+Every reply of the caching dispatcher is compared with the reply a dispatcher
+without a cache makes of the same request bytes at the same moment, on the same node,
+with the same clock."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from idnode.domain import HandleRecord
+from idnode.handle.codec import encode_message
+from idnode.handle.codes import OpCode, OpFlag, ResponseCode
+from idnode.handle.messages import Message, ResolutionRequest
+from idnode.handle.values import HandleValue, Permission
+from idnode.node import Node, open_node
+from idnode.server.dispatch import Dispatcher
+from idnode.service.offloop import OffLoop
+from tests.conftest import make_node
+
+NOW = 1_790_000_000.0
+PUBLIC = Permission.ADMIN_READ | Permission.ADMIN_WRITE | Permission.PUBLIC_READ
+PRIVATE = Permission.ADMIN_READ | Permission.ADMIN_WRITE
+PEER = ("192.0.2.7", 40000)
+
+
+def _record(name: str, url: str) -> HandleRecord:
+    return HandleRecord(
+        f"88.100.1/{name}",
+        (
+            HandleValue(1, "URL", url.encode(), permissions=PUBLIC),
+            HandleValue(2, "EMAIL", b"quality@example.com", permissions=PUBLIC),
+            HandleValue(3, "COST", b"1200", permissions=PRIVATE),
+        ),
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def nodes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Node, Node]]:
+    """Two nodes on one database, each with connections of its own, as two worker
+    processes have; PostgreSQL's keep a record cache, as they do when serving."""
+    settings: dict[str, Any] = {}
+    if request.param == "postgresql":
+        settings = {"database": request.getfixturevalue("postgres_url"), "cache_entries": 1000}
+    first = make_node(tmp_path / "node", **settings)
+    for n in range(1, 6):
+        first.service.prefixes.put_record(_record(f"PUMP-{n:04d}", f"https://e.com/{n}"))
+    first.close()
+    one, two = open_node(first.config), open_node(first.config)
+    yield one, two
+    two.close()
+    one.close()
+
+
+class Asker:
+    """One node's caching dispatcher beside an uncached one, on one event loop."""
+
+    def __init__(self, node: Node, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.off = OffLoop(node.service)
+        clock = lambda: NOW  # noqa: E731 - the same second for both
+        self.cached = Dispatcher(
+            node.service, clock=clock, offloop=self.off, answer_cache_bytes=1 << 20
+        )
+        self.plain = Dispatcher(node.service, clock=clock, offloop=self.off)
+        assert self.cached.answers is not None
+
+    def _receive(self, dispatcher: Dispatcher, data: bytes, udp: bool) -> bytes | None:
+        reply = dispatcher.receive(data, udp=udp, peer=PEER)
+        if reply is None or isinstance(reply, bytes):
+            return reply
+        return self.loop.run_until_complete(reply)
+
+    def ask(self, data: bytes, udp: bool = True) -> bytes | None:
+        """The caching dispatcher's reply, checked against the uncached one's."""
+        got = self._receive(self.cached, data, udp)
+        assert got == self._receive(self.plain, data, udp), Message
+        return got
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.off.aclose())
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def _request(
+    handle: str,
+    request_id: int,
+    *,
+    flags: OpFlag = OpFlag.NONE,
+    indexes: tuple[int, ...] = (),
+    types: tuple[str, ...] = (),
+    token: bytes | None = None,
+) -> bytes:
+    body = ResolutionRequest(handle, indexes, types, token)
+    return encode_message(Message(OpCode.RESOLUTION, body, op_flags=flags, request_id=request_id))
+
+
+def _code(reply: bytes | None) -> ResponseCode:
+    assert reply is not None
+    return ResponseCode(int.from_bytes(reply[24:28], "big"))
+
+
+def test_kept_answers_are_the_ordinary_answers_byte_for_byte(
+    nodes: tuple[Node, Node], loop: asyncio.AbstractEventLoop
+) -> None:
+    asker = Asker(nodes[0], loop)
+    try:
+        ids = itertools.count(1)
+        handles = ["88.100.1/PUMP-0001", "88.100.1/pump-0002", "88.100.1/NONE", "88.100.1"]
+        flags = [OpFlag.NONE, OpFlag.PUBLIC_ONLY, OpFlag.PUBLIC_ONLY | OpFlag.AUTHORITATIVE]
+        filters: list[dict[str, Any]] = [
+            {},
+            {"indexes": (1,)},
+            {"types": ("URL",)},
+            {"indexes": (3,)},  # not public: not found, or a challenge
+            {"token": b""},  # an IDIS SDK's empty token
+            {"token": b"not-a-jwt"},  # a token: never kept
+            {"flags_extra": OpFlag.RETURN_REQUEST_DIGEST},  # never kept
+        ]
+        for handle, flag, chosen, udp in itertools.product(handles, flags, filters, (True, False)):
+            options = dict(chosen)
+            extra = options.pop("flags_extra", OpFlag.NONE)
+            for _ in range(4):  # asked once, kept the second time, sent again after
+                asker.ask(_request(handle, next(ids), flags=flag | extra, **options), udp)
+        answers = asker.cached.answers
+        assert answers is not None
+        # Kept: successful answers without a token or a digest, per handle spelling,
+        # flags, filter and transport; each then sent again twice.
+        assert len(answers) > 0
+        assert answers.hits == 2 * len(answers)
+    finally:
+        asker.close()
+
+
+def test_a_write_through_another_node_shows_in_the_next_answer(
+    nodes: tuple[Node, Node], loop: asyncio.AbstractEventLoop
+) -> None:
+    one, two = nodes
+    asker = Asker(one, loop)
+    try:
+        ids = itertools.count(1)
+        handle = "88.100.1/PUMP-0001"
+        for _ in range(3):
+            first = asker.ask(_request(handle, next(ids), flags=OpFlag.PUBLIC_ONLY))
+        assert asker.cached.answers is not None
+        assert asker.cached.answers.hits == 1
+        assert b"https://e.com/1" in (first or b"")
+        # Another process changes the record: the next answer is the new one, on
+        # SQLite at once; on PostgreSQL once the change notification has cleared the
+        # record cache (until then the ordinary way answers from it too, and ask()
+        # checks that both agree at every step).
+        two.service.prefixes.put_record(_record("PUMP-0001", "https://e.com/changed"))
+        deadline = time.monotonic() + 10
+        while True:
+            reply = asker.ask(_request(handle, next(ids), flags=OpFlag.PUBLIC_ONLY))
+            if b"https://e.com/changed" in (reply or b""):
+                break
+            assert time.monotonic() < deadline, "the change never showed"
+            time.sleep(0.02)
+        # Deleted elsewhere: not found, not the kept answer.
+        two.storage.update(handle, lambda current: None)
+        deadline = time.monotonic() + 10
+        while _code(asker.ask(_request(handle, next(ids), flags=OpFlag.PUBLIC_ONLY))) != (
+            ResponseCode.HANDLE_NOT_FOUND
+        ):
+            assert time.monotonic() < deadline, "the delete never showed"
+            time.sleep(0.02)
+    finally:
+        asker.close()
+
+
+def test_a_prefix_no_longer_homed_is_not_answered_from_the_cache(
+    nodes: tuple[Node, Node], loop: asyncio.AbstractEventLoop
+) -> None:
+    one, _ = nodes
+    asker = Asker(one, loop)
+    try:
+        handle = "88.100.1/PUMP-0002"
+        for n in range(3):
+            assert _code(asker.ask(_request(handle, n))) == ResponseCode.SUCCESS
+        one.service.prefixes.unhome_prefix("88.100.1")
+        assert _code(asker.ask(_request(handle, 9))) != ResponseCode.SUCCESS
+    finally:
+        asker.close()
+
+
+def test_answers_from_the_cache_are_counted(
+    nodes: tuple[Node, Node], loop: asyncio.AbstractEventLoop
+) -> None:
+    one, _ = nodes
+    asker = Asker(one, loop)
+    try:
+        statistics = one.service.statistics
+        statistics.flush()
+        before = sum(r.resolutions for r in statistics.totals("88.100.1"))
+        for n in range(10):
+            asker.ask(_request("88.100.1/PUMP-0003", n, flags=OpFlag.PUBLIC_ONLY))
+        assert asker.cached.answers is not None
+        assert asker.cached.answers.hits == 8
+        statistics.flush()
+        after = sum(r.resolutions for r in statistics.totals("88.100.1"))
+        # Each ask() resolves twice (cached and plain dispatchers): 20 in all.
+        assert after - before == 20
+    finally:
+        asker.close()
