@@ -29,17 +29,19 @@ ordinary way counts them.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Generic, TypeVar
 
+from idnode.errors import IdnodeError
 from idnode.handle.codec import ENVELOPE_SIZE, HEADER_SIZE
 from idnode.handle.codes import OpCode, OpFlag, ResponseCode
 from idnode.names import as_handle
 from idnode.service.reads import Reads
 
-__all__ = ["AnswerCache"]
+__all__ = ["AnswerCache", "Basis", "KeptAnswers"]
 
 _BODY = ENVELOPE_SIZE + HEADER_SIZE
 _RESOLUTION: Final = int(OpCode.RESOLUTION).to_bytes(4, "big") + bytes(4)  # opcode, code 0
@@ -51,23 +53,101 @@ _FLAGS = struct.Struct(">I")
 _EXPIRATION = struct.Struct(">I")
 _EXPIRATION_AT: Final = ENVELOPE_SIZE + 16  # after opcode, code, flags, serial, recursion
 _NO_SESSION: Final = bytes(4)
-#: Requests remembered as asked once (see :meth:`AnswerCache.basis`).
+#: Requests remembered as asked once (see :meth:`KeptAnswers.basis`).
 _SEEN: Final = 65536
 _U32 = struct.Struct(">I")
 
 
+Basis = tuple[str, str, bytes]  #: (prefix key, handle as stored, values wire)
+_T = TypeVar("_T")
+
+
 @dataclass(slots=True)
-class _Answer:
+class _Kept(Generic[_T]):
     handle: str  #: as asked
     prefix_key: str
     stored_handle: str
     wire: bytes
-    reply: bytes
+    answer: _T
+    size: int
+
+
+class KeptAnswers(Generic[_T]):
+    """Answers of one front end of one worker, whatever their form, each with what it
+    was made from; at most ``max_bytes`` of them (the oldest kept go first). Used on
+    the event loop's thread only."""
+
+    def __init__(
+        self, reads: Reads, *, max_bytes: int, reads_at_once: Callable[[str], bool]
+    ) -> None:
+        self._reads = reads
+        self._max_bytes = max_bytes
+        self._at_once = reads_at_once
+        self._answers: dict[bytes, _Kept[_T]] = {}
+        #: Digests of the keys asked once lately.
+        self._seen: dict[bytes, None] = {}
+        self._bytes = 0
+        self.hits = self.misses = 0
+
+    def get(self, key: bytes) -> _T | None:
+        """The answer kept for ``key``, if what it was made from is still stored."""
+        kept = self._answers.get(key)
+        if kept is None:
+            self.misses += 1
+            return None
+        basis = self._reads.answer_basis(kept.handle) if self._at_once(kept.handle) else None
+        if basis is None or basis[2] != kept.wire or basis[1] != kept.stored_handle:
+            self._drop(key)
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._reads.answered_again(kept.prefix_key)
+        return kept.answer
+
+    def basis(self, key: bytes, handle: str | None) -> Basis | None:
+        """What an answer about to be made the ordinary way will be made from, read
+        before it is (so that a write between the two makes the kept answer look
+        outdated, never the reverse); None when it is not to be kept.
+
+        A request is kept the second time it is asked within the last ``_SEEN`` new
+        ones: asked once (a scan, a random load over many identifiers), it costs a
+        set insertion, not a read. ``handle``: None when the request is not to be kept
+        whatever is stored (a token in it, say)."""
+        # A digest: a hostile client's 256 KiB requests must not fill memory here.
+        seen = hashlib.blake2b(key, digest_size=16).digest()
+        if seen not in self._seen:
+            self._seen[seen] = None
+            if len(self._seen) > _SEEN:
+                del self._seen[next(iter(self._seen))]
+            return None
+        if handle is None or not self._at_once(handle):
+            return None
+        return self._reads.answer_basis(handle)
+
+    def keep(self, key: bytes, handle: str, basis: Basis, answer: _T, size: int) -> None:
+        """Keep ``answer`` (``size`` bytes), made from ``basis`` for ``handle``."""
+        prefix_key, stored_handle, wire = basis
+        size += len(key) + len(wire) + 200  # and the objects around them
+        if size > self._max_bytes // 16:
+            return  # one answer may not push out most of the others
+        self._drop(key)
+        self._answers[key] = _Kept(handle, prefix_key, stored_handle, wire, answer, size)
+        self._bytes += size
+        while self._bytes > self._max_bytes:
+            self._drop(next(iter(self._answers)))
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def _drop(self, key: bytes) -> None:
+        kept = self._answers.pop(key, None)
+        if kept is not None:
+            self._bytes -= kept.size
 
 
 class AnswerCache:
-    """Kept answers of one worker, at most ``max_bytes`` of them (the oldest kept go
-    first). Used on the event loop's thread only."""
+    """Handle protocol answers kept (see the module): the request's key, the reply
+    addressed to a new request."""
 
     def __init__(
         self,
@@ -78,15 +158,11 @@ class AnswerCache:
         clock: Callable[[], float],
         reads_at_once: Callable[[str], bool],
     ) -> None:
-        self._reads = reads
-        self._max_bytes = max_bytes
+        self.kept: KeptAnswers[bytes] = KeptAnswers(
+            reads, max_bytes=max_bytes, reads_at_once=reads_at_once
+        )
         self._lifetime = lifetime
         self._clock = clock
-        self._at_once = reads_at_once
-        self._answers: dict[bytes, _Answer] = {}
-        self._seen: dict[bytes, None] = {}
-        self._bytes = 0
-        self.hits = self.misses = 0
 
     @staticmethod
     def key(data: bytes, udp: bool) -> bytes | None:
@@ -106,62 +182,32 @@ class AnswerCache:
 
     def answer(self, key: bytes, data: bytes) -> bytes | None:
         """The kept answer for ``key``, addressed to ``data``, if it is still true."""
-        kept = self._answers.get(key)
+        kept = self.kept.get(key)
         if kept is None:
-            self.misses += 1
             return None
-        basis = self._reads.answer_basis(kept.handle) if self._at_once(kept.handle) else None
-        if basis is None or basis[2] != kept.wire or basis[1] != kept.stored_handle:
-            self._drop(key)
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._reads.answered_again(kept.prefix_key)
-        reply = bytearray(kept.reply)
+        reply = bytearray(kept)
         reply[8:12] = data[8:12]  # the request id
         _EXPIRATION.pack_into(reply, _EXPIRATION_AT, int(self._clock()) + self._lifetime)
         return bytes(reply)
 
-    def basis(self, key: bytes, data: bytes) -> tuple[str, tuple[str, str, bytes]] | None:
-        """What an answer about to be made the ordinary way will be made from, read
-        before it is (so that a write between the two makes the kept answer look
-        outdated, never the reverse); None when it is not to be kept.
-
-        A request is kept the second time it is asked within the last
-        ``_SEEN`` new ones: asked once (a scan, a random load over many
-        identifiers), it costs a set insertion, not a read."""
-        if key not in self._seen:
-            self._seen[key] = None
-            if len(self._seen) > _SEEN:
-                del self._seen[next(iter(self._seen))]
-            return None
+    def basis(self, key: bytes, data: bytes) -> tuple[str, Basis] | None:
+        """:meth:`KeptAnswers.basis` of the request ``data``, with its handle."""
         handle = _asked_handle(data)
-        if handle is None or not self._at_once(handle):
-            return None
-        basis = self._reads.answer_basis(handle)
-        return None if basis is None else (handle, basis)
+        basis = self.kept.basis(key, handle)
+        return None if basis is None or handle is None else (handle, basis)
 
-    def keep(self, key: bytes, asked: tuple[str, tuple[str, str, bytes]], reply: bytes) -> None:
+    def keep(self, key: bytes, asked: tuple[str, Basis], reply: bytes) -> None:
         """Keep ``reply``, made the ordinary way from ``asked`` (see :meth:`basis`),
         if it is an answer the same for anyone asking."""
         if reply[20:24] != _RESOLUTION[:4] or reply[24:28] != _SUCCESS:
             return
-        if reply[4:8] != _NO_SESSION or len(reply) > self._max_bytes // 16:
+        if reply[4:8] != _NO_SESSION:
             return
-        handle, (prefix_key, stored_handle, wire) = asked
-        self._drop(key)
-        self._answers[key] = _Answer(handle, prefix_key, stored_handle, wire, reply)
-        self._bytes += _size(key, self._answers[key])
-        while self._bytes > self._max_bytes:
-            self._drop(next(iter(self._answers)))
+        handle, basis = asked
+        self.kept.keep(key, handle, basis, reply, len(reply))
 
     def __len__(self) -> int:
-        return len(self._answers)
-
-    def _drop(self, key: bytes) -> None:
-        kept = self._answers.pop(key, None)
-        if kept is not None:
-            self._bytes -= _size(key, kept)
+        return len(self.kept)
 
 
 def _asked_handle(data: bytes) -> str | None:
@@ -184,10 +230,6 @@ def _asked_handle(data: bytes) -> str | None:
             return None  # an identity token
         if data[end:] not in (b"", bytes(4)):
             return None  # a credential
-    except (struct.error, UnicodeDecodeError):
-        return None
-    return as_handle(handle)
-
-
-def _size(key: bytes, kept: _Answer) -> int:
-    return len(key) + len(kept.reply) + len(kept.wire) + 200  # and the objects around them
+        return as_handle(handle)
+    except (struct.error, UnicodeDecodeError, IdnodeError):
+        return None  # the ordinary way says what is wrong with it

@@ -315,10 +315,14 @@ class Dispatcher:
         if answers is not None and (connection is None or connection.caller(0) is None):
             key = answers.key(data, udp)
             if key is not None:
-                kept = answers.answer(key, data)
+                try:
+                    kept = answers.answer(key, data)
+                    asked = None if kept is not None else answers.basis(key, data)
+                except Exception:  # storage failing, say: the ordinary way answers that
+                    log.debug("answer cache skipped", exc_info=True)
+                    return self._receive(data, udp, peer, connection)
                 if kept is not None:
                     return kept
-                asked = answers.basis(key, data)
                 reply = self._receive(data, udp, peer, connection)
                 if asked is not None and type(reply) is bytes:
                     answers.keep(key, asked, reply)

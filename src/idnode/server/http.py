@@ -53,6 +53,7 @@ from idnode.server import (
     http_stats,
     http_templates,
 )
+from idnode.server.answers import KeptAnswers
 from idnode.server.measure import http_answered
 from idnode.server.openapi import openapi_document
 from idnode.server.pages import page
@@ -148,9 +149,18 @@ class FastResolution:
     PREFIX = "/api/handles/"
     ROUTE = "/api/handles/{handle:text}"
 
-    def __init__(self, off: OffLoop, app: Starlette) -> None:
+    def __init__(self, off: OffLoop, app: Starlette, *, answer_cache_bytes: int = 0) -> None:
         self._off = off
         self._app = app
+        #: Answers kept to be sent again: (headers, body) of 200s, by path and query
+        #: (see :mod:`idnode.server.answers`).
+        self._kept: KeptAnswers[tuple[list[tuple[bytes, bytes]], bytes]] | None = (
+            KeptAnswers(
+                off.service.reads, max_bytes=answer_cache_bytes, reads_at_once=off.resolves_at_once
+            )
+            if answer_cache_bytes > 0
+            else None
+        )
         #: Each endpoint's route template, to measure requests by route, not by path;
         #: an endpoint serving several routes (the GS1 keys) is named by the first.
         self._routes: dict[object, str] = {}
@@ -180,9 +190,7 @@ class FastResolution:
                 and len(path) > len(self.PREFIX)
                 and not _may_carry_credentials(scope)
             ):
-                params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-                response = await resolve_response(self._off, path[len(self.PREFIX) :], params)
-                await response(scope, receive, measured)
+                await self._resolve(scope, receive, measured, path[len(self.PREFIX) :])
                 return
             try:
                 await self._app(scope, receive, measured)
@@ -191,6 +199,27 @@ class FastResolution:
                 route = self._routes.get(scope.get("endpoint"), "unmatched")
         finally:
             http_answered(scope["method"], route, path, status, began, scope.get("client"))
+
+    async def _resolve(self, scope: Scope, receive: Receive, send: Send, handle: str) -> None:
+        """An anonymous resolution: a kept answer if it is still true, else made (and
+        kept if it is asked again; see :class:`~idnode.server.answers.KeptAnswers`)."""
+        kept, key, basis = self._kept, b"", None
+        if kept is not None:
+            key = scope["path"].encode("utf-8", "surrogateescape") + b"?" + scope["query_string"]
+            answer = kept.get(key)
+            if answer is not None:
+                headers, body = answer
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+            basis = kept.basis(key, handle)
+        params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        response = await resolve_response(self._off, handle, params)
+        if kept is not None and basis is not None and response.status_code == 200:
+            headers = list(response.raw_headers)
+            body = bytes(response.body)
+            kept.keep(key, handle, basis, (headers, body), len(body))
+        await response(scope, receive, send)
 
 
 def _may_carry_credentials(scope: Scope) -> bool:
@@ -205,7 +234,11 @@ Handler = Callable[[OffLoop, Request], Awaitable[Response]]
 
 
 def create_app(
-    off: OffLoop, gs1_prefix: str = "", *, auth_failures_per_minute: float = 30.0
+    off: OffLoop,
+    gs1_prefix: str = "",
+    *,
+    auth_failures_per_minute: float = 30.0,
+    answer_cache_bytes: int = 0,
 ) -> FastResolution:
     """The HTTP front end over ``off``: every handler reaches the service through it,
     so nothing that waits runs on the event loop. ``auth_failures_per_minute``: failed
@@ -334,7 +367,7 @@ def create_app(
         exception_handlers={404: _not_found, 405: _not_allowed},
     )
     app.state.auth_failures = FailureLimiter(auth_failures_per_minute)
-    return FastResolution(off, app)
+    return FastResolution(off, app, answer_cache_bytes=answer_cache_bytes)
 
 
 async def _api_not_found(request: Request) -> Response:

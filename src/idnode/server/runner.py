@@ -205,7 +205,12 @@ async def _serve_node(
     } | tls
     http_server = _HTTPServer(
         uvicorn.Config(
-            create_app(off, config.gs1_prefix, auth_failures_per_minute=config.http_auth_failures),
+            create_app(
+                off,
+                config.gs1_prefix,
+                auth_failures_per_minute=config.http_auth_failures,
+                answer_cache_bytes=config.answer_cache_mb << 20,
+            ),
             lifespan="off",
             access_log=False,
             log_level=config.log_level.lower(),
