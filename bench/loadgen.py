@@ -47,7 +47,6 @@ _RID = struct.Struct(">I")
 _SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("@qq")
 _ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
-_POOL = 4096
 _UDP_SOCKETS = 64
 _TCP_CONNECTIONS = 16
 
@@ -64,6 +63,10 @@ class Job:
     rate: float = 0.0  # requests per second (open mode)
     seed: int = 0
     tick: float = 0.0005  # seconds between rounds of sending and reading
+    #: Distinct requests each generator cycles through: the default keeps a server's
+    #: answer cache warm within seconds; one larger than the run's requests keeps it
+    #: cold (most identifiers asked once or twice).
+    pool: int = 4096
 
 
 @dataclass
@@ -89,7 +92,7 @@ def _handle_requests(job: Job) -> list[bytearray]:
                 )
             )
         )
-        for _ in range(_POOL)
+        for _ in range(job.pool)
     ]
 
 
@@ -100,7 +103,7 @@ def _http_requests(job: Job) -> list[bytes]:
             f"GET /api/handles/{handle_for(rng.randrange(job.handle_count))} HTTP/1.1\r\n"
             f"Host: {job.host}\r\n\r\n"
         ).encode()
-        for _ in range(_POOL)
+        for _ in range(job.pool)
     ]
 
 
@@ -174,7 +177,7 @@ def _run_udp(job: Job) -> Result:
             break
         while len(sent_at) < job.window and (at := schedule.due(now)) is not None:
             rid += 1
-            msg = pool[rid % _POOL]
+            msg = pool[rid % len(pool)]
             _RID.pack_into(msg, 8, rid)
             socks[rid % _UDP_SOCKETS].send(msg)
             sent_at[rid] = at
@@ -259,7 +262,7 @@ def _run_tcp(job: Job) -> Result:
         out: list[list[bytes]] = [[] for _ in streams]
         while len(sent_at) < job.window and (at := schedule.due(now)) is not None:
             rid += 1
-            msg = pool[rid % _POOL]
+            msg = pool[rid % len(pool)]
             _RID.pack_into(msg, 8, rid)
             out[rid % _TCP_CONNECTIONS].append(bytes(msg))
             sent_at[rid] = at
@@ -338,7 +341,7 @@ def _run_http(job: Job) -> Result:
         while idle and (at := schedule.due(now)) is not None:
             conn = idle.popleft()
             n += 1
-            conn.sock.send(pool[n % _POOL])
+            conn.sock.send(pool[n % len(pool)])
             conn.sent_at = at
         time.sleep(job.tick)
         read_at, offset = time.perf_counter(), _clock_offset()

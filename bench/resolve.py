@@ -29,6 +29,7 @@ from pathlib import Path
 from bench.dataset import ensure_dataset
 from bench.loadgen import Job, Result, run
 from bench.processes import spawned_workers, start_server
+from bench.writer import Writer
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "performance.md"
@@ -76,6 +77,7 @@ def measure(transport: str, port: int, args: argparse.Namespace) -> Row:
                 rate=rate / args.clients,
                 seed=i,
                 tick=args.tick / 1000,
+                pool=args.pool,
             )
             for i in range(args.clients)
         ]
@@ -119,12 +121,21 @@ def machine() -> str:
     )
 
 
-def _table(rows: list[Row], rss: list[tuple[float, float]], args: argparse.Namespace) -> str:
+def _table(
+    rows: list[Row], rss: list[tuple[float, float]], args: argparse.Namespace, writes: float
+) -> str:
+    written = (
+        f"; meanwhile another process changed {writes:,.0f} records/s (asked for"
+        f" {args.writes:,.0f})"
+        if args.writes
+        else ""
+    )
     lines = [
         f"Machine: {machine()}.  ",
         f"Node: {args.count:,} identifiers in SQLite, `idnode serve --workers {args.workers}`; "
         f"load: {args.clients} generator processes on the same machine "
-        f"({args.tick:g} ms tick), {args.duration:.0f} s per run.",
+        f"({args.tick:g} ms tick), each cycling through {args.pool:,} requests, "
+        f"{args.duration:.0f} s per run{written}.",
         "",
         "| transport | peak (resolutions/s) | half load (req/s) | p50 at half load | "
         f"p99 at half load (median of {args.repeat} runs) | p99 of each run | errors | lost |",
@@ -172,12 +183,27 @@ def main() -> None:
         "--tick", type=float, default=0.5, help="generator clock tick in ms (see bench/loadgen.py)"
     )
     parser.add_argument("--transports", default="udp,tcp,http")
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=4096,
+        help="distinct requests per generator (large: a cold answer cache)",
+    )
+    parser.add_argument(
+        "--writes",
+        type=float,
+        default=0.0,
+        help="records another process changes per second during the runs (bench/writer.py)",
+    )
     parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
 
     data_dir, _ = ensure_dataset(args.count)
     proc, handle_port, http_port = start_server(data_dir, args.workers)
     rows = []
+    writer = Writer(data_dir, args.count, args.writes) if args.writes > 0 else None
+    if writer is not None:
+        writer.start()
     try:
         for transport in args.transports.split(","):
             port = http_port if transport == "http" else handle_port
@@ -185,9 +211,11 @@ def main() -> None:
             rows.append(measure(transport, port, args))
         rss = [_rss_mb(pid) for pid in spawned_workers(proc.pid) or [proc.pid]]
     finally:
+        if writer is not None:
+            writer.stop()
         proc.terminate()
         proc.wait(30)
-    table = _table(rows, rss, args)
+    table = _table(rows, rss, args, writer.rate if writer is not None else 0.0)
     print(table)
     if args.write_docs:
         write_docs_section("resolve", table)
