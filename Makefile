@@ -31,7 +31,7 @@ lint: venv
 	$(BIN)/lint-imports --no-cache
 
 bench: venv
-	$(BIN)/python -m bench.resolve
+	$(BIN)/python -m bench.resolve --matrix --duration 5 --repeat 2
 
 bench-bulk: venv
 	$(BIN)/python -m bench.bulk --write-docs

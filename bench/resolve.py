@@ -195,10 +195,37 @@ def main() -> None:
         default=0.0,
         help="records another process changes per second during the runs (bench/writer.py)",
     )
+    parser.add_argument(
+        "--matrix",
+        action="store_true",
+        help="1 and 2 workers, a warm and a cold cache, with and without writes",
+    )
+    parser.add_argument(
+        "--matrix-writes",
+        type=float,
+        default=1000.0,
+        help="records changed per second in the matrix's runs with writes",
+    )
     parser.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
 
     data_dir, _ = ensure_dataset(args.count)
+    if args.matrix:
+        _matrix(data_dir, args)
+        return
+    rows, rss, writes = _run_config(data_dir, args)
+    table = _table(rows, rss, args, writes)
+    print(table)
+    if args.write_docs:
+        write_docs_section("resolve", table)
+        print(f"\nwritten to {DOCS.relative_to(ROOT)}", file=sys.stderr)
+
+
+def _run_config(
+    data_dir: Path, args: argparse.Namespace
+) -> tuple[list[Row], list[tuple[float, float]], float]:
+    """Serve with ``args.workers``, writer alongside if ``args.writes``; measure each
+    transport. Returns the rows, each worker's memory, the writes achieved per second."""
     proc, handle_port, http_port = start_server(data_dir, args.workers)
     rows = []
     writer = Writer(data_dir, args.count, args.writes) if args.writes > 0 else None
@@ -215,10 +242,44 @@ def main() -> None:
             writer.stop()
         proc.terminate()
         proc.wait(30)
-    table = _table(rows, rss, args, writer.rate if writer is not None else 0.0)
+    return rows, rss, writer.rate if writer is not None else 0.0
+
+
+#: Generators cycling through this many requests each keep the answer cache cold.
+COLD_POOL = 200_000
+
+
+def _matrix(data_dir: Path, args: argparse.Namespace) -> None:
+    """Every transport with 1 and 2 workers, a warm and a cold answer cache, with and
+    without ``--matrix-writes`` records changed per second by another process."""
+    lines = [
+        f"Machine: {machine()}.  ",
+        f"Node: {args.count:,} identifiers in SQLite; load: {args.clients} generator "
+        f"processes on the same machine ({args.tick:g} ms tick), {args.duration:.0f} s per "
+        f"run, {args.repeat} half-load run(s). Warm: each generator cycles through "
+        f"{args.pool:,} requests; cold: through {COLD_POOL:,}.",
+        "",
+        "| workers | cache | writes/s | transport | peak (req/s) | half load (req/s) | "
+        "p50 at half load | p99 at half load | errors | lost |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for workers in (1, 2):
+        for cache, pool in (("warm", args.pool), ("cold", COLD_POOL)):
+            for asked in (0.0, args.matrix_writes):
+                config = argparse.Namespace(**vars(args))
+                config.workers, config.pool, config.writes = workers, pool, asked
+                print(f"workers {workers}, {cache}, writes {asked:g}/s", file=sys.stderr)
+                rows, _, writes = _run_config(data_dir, config)
+                for r in rows:
+                    lines.append(
+                        f"| {workers} | {cache} | {writes:,.0f} | {r.transport} | "
+                        f"{r.peak:,.0f} | {r.half_rate:,.0f} | {r.p50_ms:.2f} ms | "
+                        f"{r.p99_ms:.2f} ms | {r.errors} | {r.lost} |"
+                    )
+    table = "\n".join(lines)
     print(table)
     if args.write_docs:
-        write_docs_section("resolve", table)
+        write_docs_section("matrix", table)
         print(f"\nwritten to {DOCS.relative_to(ROOT)}", file=sys.stderr)
 
 

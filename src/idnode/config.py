@@ -86,7 +86,7 @@ class Config:
     #: (PostgreSQL); 0 turns the cache off. SQLite nodes never cache.
     cache_entries: int = 10_000
     #: Megabytes of encoded answers each worker keeps to send again to anonymous
-    #: resolutions asked more than once, over the Handle protocol and as much again
+    #: resolutions asked three times or more, over the Handle protocol and as much again
     #: over HTTP (see idnode.server.answers); 0: none.
     answer_cache_mb: int = 64
     #: Seconds a cached record may be served at most, even if no change was announced.

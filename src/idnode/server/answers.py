@@ -53,8 +53,9 @@ _FLAGS = struct.Struct(">I")
 _EXPIRATION = struct.Struct(">I")
 _EXPIRATION_AT: Final = ENVELOPE_SIZE + 16  # after opcode, code, flags, serial, recursion
 _NO_SESSION: Final = bytes(4)
-#: Requests remembered as asked once (see :meth:`KeptAnswers.basis`).
+#: Requests remembered as asked before (see :meth:`KeptAnswers.admit`).
 _SEEN: Final = 65536
+_ASKED_BEFORE_KEPT: Final = 2
 _U32 = struct.Struct(">I")
 
 
@@ -84,8 +85,8 @@ class KeptAnswers(Generic[_T]):
         self._max_bytes = max_bytes
         self._at_once = reads_at_once
         self._answers: dict[bytes, _Kept[_T]] = {}
-        #: Digests of the keys asked once lately.
-        self._seen: dict[bytes, None] = {}
+        #: Digests of the keys asked lately, and how often.
+        self._seen: dict[bytes, int] = {}
         self._bytes = 0
         self.hits = self.misses = 0
 
@@ -104,23 +105,27 @@ class KeptAnswers(Generic[_T]):
         self._reads.answered_again(kept.prefix_key)
         return kept.answer
 
-    def basis(self, key: bytes, handle: str | None) -> Basis | None:
-        """What an answer about to be made the ordinary way will be made from, read
-        before it is (so that a write between the two makes the kept answer look
-        outdated, never the reverse); None when it is not to be kept.
-
-        A request is kept the second time it is asked within the last ``_SEEN`` new
-        ones: asked once (a scan, a random load over many identifiers), it costs a
-        set insertion, not a read. ``handle``: None when the request is not to be kept
-        whatever is stored (a token in it, say)."""
+    def admit(self, key: bytes) -> bool:
+        """Whether an answer about to be made for ``key`` is to be kept: the third
+        time it is asked among the last ``_SEEN`` different requests. Keeping costs a
+        second read of the record (see :meth:`basis`), about half an ordinary answer
+        again; a request asked once or twice (a scan, a load spread over many
+        identifiers) costs a digest and a dictionary entry instead."""
         # A digest: a hostile client's 256 KiB requests must not fill memory here.
         seen = hashlib.blake2b(key, digest_size=16).digest()
-        if seen not in self._seen:
-            self._seen[seen] = None
-            if len(self._seen) > _SEEN:
-                del self._seen[next(iter(self._seen))]
-            return None
-        if handle is None or not self._at_once(handle):
+        asked = self._seen.get(seen, 0)
+        if asked >= _ASKED_BEFORE_KEPT:
+            return True
+        self._seen[seen] = asked + 1
+        if len(self._seen) > _SEEN:
+            del self._seen[next(iter(self._seen))]
+        return False
+
+    def basis(self, handle: str) -> Basis | None:
+        """What an answer about to be made the ordinary way for ``handle`` will be
+        made from, read before it is (so that a write between the two makes the kept
+        answer look outdated, never the reverse); None when it is not to be kept."""
+        if not self._at_once(handle):
             return None
         return self._reads.answer_basis(handle)
 
@@ -191,9 +196,12 @@ class AnswerCache:
         return bytes(reply)
 
     def basis(self, key: bytes, data: bytes) -> tuple[str, Basis] | None:
-        """:meth:`KeptAnswers.basis` of the request ``data``, with its handle."""
+        """:meth:`KeptAnswers.basis` of the request ``data``, with its handle, if it
+        is to be kept (:meth:`KeptAnswers.admit`)."""
+        if not self.kept.admit(key):
+            return None
         handle = _asked_handle(data)
-        basis = self.kept.basis(key, handle)
+        basis = None if handle is None else self.kept.basis(handle)
         return None if basis is None or handle is None else (handle, basis)
 
     def keep(self, key: bytes, asked: tuple[str, Basis], reply: bytes) -> None:

@@ -212,7 +212,7 @@ class FastResolution:
                 await send({"type": "http.response.start", "status": 200, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
                 return
-            basis = kept.basis(key, handle)
+            basis = kept.basis(handle) if kept.admit(key) else None
         params = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
         response = await resolve_response(self._off, handle, params)
         if kept is not None and basis is not None and response.status_code == 200:
