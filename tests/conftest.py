@@ -118,13 +118,25 @@ def silent() -> Iterator[tuple[tuple[str, int], socket.socket]]:
     """A server that neither answers nor refuses (a host gone, a hung process, a
     firewall that drops): a UDP socket nobody reads and a TCP listener that never
     accepts, on one port; its address and the UDP socket (to see what reached it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        port = udp.getsockname()[1]
-        with socket.socket() as tcp:
+    # The UDP port the kernel picks may be taken for TCP (a connection of an earlier
+    # test in TIME_WAIT, say): pick again until one is free for both.
+    for _ in range(50):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tcp = socket.socket()
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
             tcp.bind(("127.0.0.1", port))
+        except OSError:
+            udp.close()
+            tcp.close()
+            continue
+        with udp, tcp:
             tcp.listen()
             yield ("127.0.0.1", port), udp
+        return
+    raise RuntimeError("no port free for both UDP and TCP in 50 tries")
 
 
 def free_port() -> int:
