@@ -140,10 +140,18 @@ def silent() -> Iterator[tuple[tuple[str, int], socket.socket]]:
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now (for servers that need fixed ports)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free on 127.0.0.1 now for both TCP and UDP (for servers that need fixed
+    ports: a Handle server binds both on its port)."""
+    for _ in range(50):
+        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port free for both TCP and UDP in 50 tries")
 
 
 def serve_process(
