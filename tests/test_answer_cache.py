@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -172,26 +172,22 @@ def test_a_write_through_another_node_shows_in_the_next_answer(
         assert asker.cached.answers is not None
         assert asker.cached.answers.kept.hits == 1
         assert b"https://e.com/1" in (first or b"")
+
         # Another process changes the record: the next answer is the new one, on
         # SQLite at once; on PostgreSQL once the change notification has cleared the
         # record cache (until then the ordinary way answers from it too, and ask()
         # checks that both agree at every step).
+        def ask_until(shows: Callable[[bytes | None], bool], what: str) -> None:
+            deadline = time.monotonic() + 10
+            while not shows(asker.ask(_request(handle, next(ids), flags=OpFlag.PUBLIC_ONLY))):
+                assert time.monotonic() < deadline, f"the {what} never showed"
+                time.sleep(0.02)
+
         two.service.prefixes.put_record(_record("PUMP-0001", "https://e.com/changed"))
-        deadline = time.monotonic() + 10
-        while True:
-            reply = asker.ask(_request(handle, next(ids), flags=OpFlag.PUBLIC_ONLY))
-            if b"https://e.com/changed" in (reply or b""):
-                break
-            assert time.monotonic() < deadline, "the change never showed"
-            time.sleep(0.02)
+        ask_until(lambda reply: b"https://e.com/changed" in (reply or b""), "change")
         # Deleted elsewhere: not found, not the kept answer.
         two.storage.update(handle, lambda current: None)
-        deadline = time.monotonic() + 10
-        while _code(asker.ask(_request(handle, next(ids), flags=OpFlag.PUBLIC_ONLY))) != (
-            ResponseCode.HANDLE_NOT_FOUND
-        ):
-            assert time.monotonic() < deadline, "the delete never showed"
-            time.sleep(0.02)
+        ask_until(lambda reply: _code(reply) == ResponseCode.HANDLE_NOT_FOUND, "delete")
     finally:
         asker.close()
 

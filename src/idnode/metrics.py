@@ -279,20 +279,22 @@ def forget_process(directory: Path, pid: int) -> None:
             if metric.kind == "gauge":
                 continue
             rows = retired["metrics"].setdefault(metric.name, [])
-            rows[:] = _merged_rows(metric, [rows, data["metrics"].get(metric.name, [])])
+            merged = _merged(metric, [rows, data["metrics"].get(metric.name, [])])
+            rows[:] = [[*key, value] for key, value in merged.items()]
         folded.append(path.name)
     retired["folded"] = folded
     _write_whole(directory / RETIRED, retired)
 
 
-def _merged_rows(metric: _Metric, sources: list[list[list[Any]]]) -> list[list[Any]]:
+def _merged(metric: _Metric, sources: list[list[list[Any]]]) -> dict[tuple[str, ...], Any]:
+    """``metric``'s rows of several snapshots, summed by label values."""
     width = len(metric.labels)
     merged: dict[tuple[str, ...], Any] = {}
     for rows in sources:
         for row in rows:
             key = tuple(row[:width])
             merged[key] = _add(merged.get(key), row[width])
-    return [[*key, value] for key, value in merged.items()]
+    return merged
 
 
 def _write_whole(path: Path, data: dict[str, Any]) -> None:
@@ -379,13 +381,8 @@ class _Collector:
 
     def collect(self) -> Iterator[Metric]:
         for metric in _ALL:
-            merged: dict[tuple[str, ...], Any] = {}
-            width = len(metric.labels)
-            for source in self._sources:
-                for row in source.get(metric.name, []):
-                    key, value = tuple(row[:width]), row[width]
-                    merged[key] = _add(merged.get(key), value)
-            yield _family(metric, merged)
+            rows = [source.get(metric.name, []) for source in self._sources]
+            yield _family(metric, _merged(metric, rows))
 
 
 def _add(total: Any, value: Any) -> Any:

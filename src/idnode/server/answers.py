@@ -96,7 +96,7 @@ class KeptAnswers(Generic[_T]):
         if kept is None:
             self.misses += 1
             return None
-        basis = self._reads.answer_basis(kept.handle) if self._at_once(kept.handle) else None
+        basis = self.basis(kept.handle)
         if basis is None or basis[2] != kept.wire or basis[1] != kept.stored_handle:
             self._drop(key)
             self.misses += 1
@@ -122,9 +122,10 @@ class KeptAnswers(Generic[_T]):
         return False
 
     def basis(self, handle: str) -> Basis | None:
-        """What an answer about to be made the ordinary way for ``handle`` will be
-        made from, read before it is (so that a write between the two makes the kept
-        answer look outdated, never the reverse); None when it is not to be kept."""
+        """What an answer for ``handle`` is made from, as stored now; None where it
+        cannot be read at once or is not held here. Read before an answer to keep is
+        made the ordinary way (so that a write between the two makes the kept answer
+        look outdated, never the reverse), and before a kept one is sent again."""
         if not self._at_once(handle):
             return None
         return self._reads.answer_basis(handle)
@@ -201,8 +202,10 @@ class AnswerCache:
         if not self.kept.admit(key):
             return None
         handle = _asked_handle(data)
-        basis = None if handle is None else self.kept.basis(handle)
-        return None if basis is None or handle is None else (handle, basis)
+        if handle is None:
+            return None
+        basis = self.kept.basis(handle)
+        return None if basis is None else (handle, basis)
 
     def keep(self, key: bytes, asked: tuple[str, Basis], reply: bytes) -> None:
         """Keep ``reply``, made the ordinary way from ``asked`` (see :meth:`basis`),
