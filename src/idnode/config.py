@@ -89,6 +89,8 @@ class Config:
     #: resolutions asked three times or more, over the Handle protocol and as much again
     #: over HTTP (see idnode.server.answers); 0: none.
     answer_cache_mb: int = 64
+    #: Minutes after its last request that a web console session ends.
+    console_idle_minutes: int = 30
     #: Seconds a cached record may be served at most, even if no change was announced.
     cache_max_age: float = 300.0
     #: Seconds between each worker's additions of its counts to the shared statistics.
@@ -253,6 +255,10 @@ def _validate(config: Config) -> None:
         raise ConfigError("cache_entries and cache_max_age must not be negative")
     if not 0 <= config.answer_cache_mb <= 65536:
         raise ConfigError(f"answer_cache_mb must be 0 to 65536, got {config.answer_cache_mb}")
+    if not 1 <= config.console_idle_minutes <= 24 * 60:
+        raise ConfigError(
+            f"console_idle_minutes must be 1 to 1440, got {config.console_idle_minutes}"
+        )
     if config.workers < 1:
         raise ConfigError(f"workers must be at least 1, got {config.workers}")
     if not 64 <= config.udp_max_response <= 65507:

@@ -25,11 +25,12 @@ from starlette.responses import (
     RedirectResponse,
     Response,
 )
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from idnode import __version__
 from idnode.auth.throttle import FailureLimiter
+from idnode.console import console_app
 from idnode.errors import (
     BadRequestParameter,
     IdnodeError,
@@ -239,6 +240,9 @@ def create_app(
     *,
     auth_failures_per_minute: float = 30.0,
     answer_cache_bytes: int = 0,
+    console_idle_seconds: float = 1800.0,
+    role: str = "enterprise",
+    parent_url: str = "",
 ) -> FastResolution:
     """The HTTP front end over ``off``: every handler reaches the service through it,
     so nothing that waits runs on the event loop. ``auth_failures_per_minute``: failed
@@ -359,6 +363,17 @@ def create_app(
             # GS1 Digital Link paths; a handle whose prefix is 01, 00 or 414 is
             # shadowed here (its proxy page stays at /api/handles/...).
             *(Route(f"/{ai}/{{rest:text}}", gs1_link, methods=GS1_METHODS) for ai in PRIMARY_KEYS),
+            Mount(
+                "/console",
+                app=console_app(
+                    off,
+                    idle_seconds=console_idle_seconds,
+                    role=role,
+                    parent_url=parent_url,
+                    auth_failures_per_minute=auth_failures_per_minute,
+                ),
+            ),
+            Route("/console", _to_console),
             Route("/templates", bound(http_templates.templates_page)),
             Route("/templates/{name:text}", bound(http_templates.template_page)),
             Route("/", index),
@@ -368,6 +383,10 @@ def create_app(
     )
     app.state.auth_failures = FailureLimiter(auth_failures_per_minute)
     return FastResolution(off, app, answer_cache_bytes=answer_cache_bytes)
+
+
+async def _to_console(request: Request) -> Response:
+    return RedirectResponse("/console/", status_code=308)
 
 
 async def _api_not_found(request: Request) -> Response:

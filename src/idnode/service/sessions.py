@@ -53,7 +53,9 @@ __all__ = ["Sessions"]
 _HANDLE_SESSION = "handle:"
 _TOKEN = "token:"  # noqa: S105 - the id prefix of stored tokens, not a secret
 _CHALLENGE = "challenge:"
-_NOT_HTTP_SESSIONS = (_HANDLE_SESSION, _TOKEN, _CHALLENGE, HANDLE_CHALLENGE)
+#: Web console sessions: carried by a cookie, never an Authorization header.
+CONSOLE_SESSION = "console:"
+_NOT_HTTP_SESSIONS = (_HANDLE_SESSION, _TOKEN, _CHALLENGE, HANDLE_CHALLENGE, CONSOLE_SESSION)
 
 
 def _account_mark(core: ServiceCore, name: str) -> bytes:
@@ -149,6 +151,53 @@ class Sessions:
         """End an HTTP API session; an id naming anything else (a Handle session, a
         token, a challenge) ends nothing, as :meth:`session` finds nothing there."""
         if not session_id.startswith(_NOT_HTTP_SESSIONS):
+            self._core.storage.delete_session(session_id)
+
+    # -- web console sessions -----------------------------------------------------------
+
+    #: A console session ends this long after its last request, however long it was
+    #: used before; a refresh is written at most once a minute.
+    CONSOLE_REFRESH_SECONDS = 60.0
+
+    def open_console_session(self, caller: Caller, idle_seconds: float) -> str:
+        """A console session signed in as ``caller``, ending after ``idle_seconds``
+        without a request; its id is the cookie's value (and so a secret)."""
+        if caller.identity is None:
+            raise AuthenticationNeeded("a console session needs a signed-in identity")
+        now = self._core.wall_clock()
+        self._core.storage.purge_sessions(now)
+        session_id = CONSOLE_SESSION + secrets.token_urlsafe(32)
+        session = StoredSession(session_id, b"", caller.identity, now + idle_seconds)
+        self._core.storage.put_session(session)
+        return session_id
+
+    def console_caller(
+        self, session_id: str, idle_seconds: float, origin: str
+    ) -> tuple[Caller, bool]:
+        """Who the console session ``session_id`` is signed in as, and whether it is
+        due a :meth:`refresh_console_session` (a write, so the caller makes it on the
+        writer); AuthenticationNeeded once the session has ended."""
+        session = None
+        if session_id.startswith(CONSOLE_SESSION):
+            session = self._core.storage.get_session(session_id)
+        now = self._core.wall_clock()
+        if session is None or session.expires <= now or session.identity is None:
+            raise AuthenticationNeeded("the console session has ended; sign in again")
+        due = session.expires - now < idle_seconds - self.CONSOLE_REFRESH_SECONDS
+        return Caller(session.identity, origin), due
+
+    def refresh_console_session(self, session_id: str, idle_seconds: float) -> None:
+        """Keep a console session open for ``idle_seconds`` from now (if still open)."""
+        storage = self._core.storage
+        session = None
+        if session_id.startswith(CONSOLE_SESSION):
+            session = storage.get_session(session_id)
+        now = self._core.wall_clock()
+        if session is not None and session.expires > now:
+            storage.put_session(dataclasses.replace(session, expires=now + idle_seconds))
+
+    def close_console_session(self, session_id: str) -> None:
+        if session_id.startswith(CONSOLE_SESSION):
             self._core.storage.delete_session(session_id)
 
     # -- bearer tokens of the SNMS and IDHub APIs -------------------------------------

@@ -17,6 +17,7 @@ from typing import Literal
 from idnode import edits
 from idnode.domain import ALL_WRITES, AuditEntry, AuditQuery, HandleRecord
 from idnode.errors import (
+    AuthenticationNeeded,
     HandleAlreadyExists,
     InvalidValue,
     NoSuchResource,
@@ -246,6 +247,40 @@ class Writes:
 
     def audit_log(self, query: AuditQuery = ALL_WRITES) -> list[AuditEntry]:
         return self._core.storage.audit_log(query)
+
+    def granted(self, handle: str, caller: Caller) -> AdminPermission:
+        """What ``caller`` may do to ``handle`` (to create it, if it does not exist):
+        what a front end offers, before the write itself checks again."""
+        core = self._core
+        if caller.identity is None:
+            return AdminPermission.NONE
+        record = core.storage.get(handle)
+        governing = (
+            core.governing(record) if record is not None else core.creation_rights(handle)[1]
+        )
+        return core.authorizer.permissions(caller.identity, governing)
+
+    def audit_visible(self, caller: Caller, query: AuditQuery = ALL_WRITES) -> list[AuditEntry]:
+        """The audit entries ``caller`` may see: those of the prefixes it may list
+        (LIST_HANDLES), newest first. The entries' records are left out: a record's
+        values are read through its history, which applies read permissions."""
+        core = self._core
+        if caller.identity is None:
+            raise AuthenticationNeeded("the audit log needs an authenticated identity")
+        identity = caller.identity
+        allowed: dict[str, bool] = {}
+
+        def visible(handle: str) -> bool:
+            prefix = split_handle(handle)[0]
+            if handle_key(prefix) == NA_PREFIX:  # a prefix handle: its own prefix's admins
+                prefix = split_handle(handle)[1]
+            if prefix not in allowed:
+                granted = core.authorizer.permissions(identity, core.prefix_admins(prefix))
+                allowed[prefix] = AdminPermission.LIST_HANDLES in granted
+            return allowed[prefix]
+
+        entries = [e for e in core.storage.audit_log(query) if visible(e.handle)]
+        return [dataclasses.replace(e, before=None, after=None) for e in reversed(entries)]
 
     def _edit(
         self,
