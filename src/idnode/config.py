@@ -234,13 +234,15 @@ def _build(values: Mapping[str, Any]) -> Config:
 
 #: Settings that take one of a few words.
 _CHOICES = {"anonymous_reads": ("public", "challenge"), "session_cipher": ("sm4", "aes")}
+_RANGES = {
+    "handle_port": (0, 65535),
+    "http_port": (0, 65535),
+    "answer_cache_mb": (0, 65536),
+    "console_idle_minutes": (1, 24 * 60),
+}
 
 
 def _validate(config: Config) -> None:
-    for name in ("handle_port", "http_port"):
-        port = getattr(config, name)
-        if not 0 <= port <= 65535:
-            raise ConfigError(f"{name} must be 0..65535, got {port}")
     _validate_limits(config)
     for name, choices in _CHOICES.items():
         if getattr(config, name) not in choices:
@@ -253,12 +255,9 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"parent_url must be an http:// or https:// URL: {config.parent_url}")
     if config.cache_entries < 0 or config.cache_max_age < 0:
         raise ConfigError("cache_entries and cache_max_age must not be negative")
-    if not 0 <= config.answer_cache_mb <= 65536:
-        raise ConfigError(f"answer_cache_mb must be 0 to 65536, got {config.answer_cache_mb}")
-    if not 1 <= config.console_idle_minutes <= 24 * 60:
-        raise ConfigError(
-            f"console_idle_minutes must be 1 to 1440, got {config.console_idle_minutes}"
-        )
+    for name, (low, high) in _RANGES.items():
+        if not low <= getattr(config, name) <= high:
+            raise ConfigError(f"{name} must be {low} to {high}, got {getattr(config, name)}")
     if config.workers < 1:
         raise ConfigError(f"workers must be at least 1, got {config.workers}")
     if not 64 <= config.udp_max_response <= 65507:

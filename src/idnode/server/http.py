@@ -31,6 +31,7 @@ from starlette.types import Message, Receive, Scope, Send
 from idnode import __version__
 from idnode.auth.throttle import FailureLimiter
 from idnode.console import console_app
+from idnode.console.values import shown_values
 from idnode.errors import (
     BadRequestParameter,
     IdnodeError,
@@ -323,7 +324,8 @@ def create_app(
             target = _redirect_target(record.values)
             if target is not None:
                 return RedirectResponse(target, status_code=302)
-        return HTMLResponse(page(record.handle, _values_table(record.values)))
+        console = "/console/record/" + quote(record.handle, safe="/")
+        return HTMLResponse(page(record.handle, _values_table(record.values), console_link=console))
 
     app = Starlette(
         routes=[
@@ -423,18 +425,21 @@ def _redirect_target(values: Sequence[HandleValue]) -> str | None:
 
 
 def _values_table(values: Sequence[HandleValue]) -> str:
+    """The values as the console shows them (links for URLs and identifiers), with the
+    Handle proxy's columns."""
+    stamps = {v.index: value_to_json(v)["timestamp"] for v in values}
+    ttls = {v.index: v.ttl for v in values}
     rows = []
-    for value in values:
-        shown_json = value_to_json(value)
-        data = shown_json["data"]["value"]
-        shown = data if isinstance(data, str) else json.dumps(data)
+    for shown in shown_values(values, None):
+        text = html.escape(shown.text)
+        data = f'<a href="{html.escape(shown.href)}">{text}</a>' if shown.href else text
         rows.append(
-            f"<tr><td>{value.index}</td><td>{html.escape(value.type)}</td>"
-            f"<td>{html.escape(shown_json['timestamp'])}</td>"
-            f"<td>{value.ttl}</td><td><code>{html.escape(shown)}</code></td></tr>"
+            f"<tr><td>{shown.index}</td><td>{html.escape(shown.type)}</td>"
+            f"<td>{html.escape(stamps[shown.index])}</td><td>{ttls[shown.index]}</td>"
+            f"<td class='data'><code>{data}</code></td></tr>"
         )
     return (
-        "<table><tr><th>Index</th><th>Type</th><th>Timestamp</th><th>TTL</th><th>Data</th></tr>"
-        + "".join(rows)
-        + "</table>"
+        "<div class='table-wrap'><table><thead><tr><th scope='col'>Index</th>"
+        "<th scope='col'>Type</th><th scope='col'>Timestamp</th><th scope='col'>TTL</th>"
+        "<th scope='col'>Data</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"
     )
