@@ -403,3 +403,52 @@ def test_a_console_session_ends_after_its_idle_time_and_each_use_extends_it(
         sessions.console_caller(api.session_id, 600, "test")
     with pytest.raises(AuthenticationNeeded):
         sessions.open_console_session(Caller(), 600)
+
+
+# -- identities, audit -----------------------------------------------------------------
+
+
+def test_the_hs_admin_editor_grants_permissions_by_name(
+    operator: httpx.Client, server: RunningNode
+) -> None:
+    page = operator.get("/console/identities", headers={"Accept-Language": "en"}).text
+    assert "List handles" in page and 'value="300:0.NA/88.100.1"' in page
+    form = {"csrf": console_node.csrf_of(page), "handle": "0.NA/88.100.1", "index": "150",
+            "admin": "300:88.100.1/EDITOR", "perm": ["Modify value", "Read value"]}  # fmt: skip
+    assert operator.post("/console/identities/admin", data=form).status_code == 303
+    stored = httpx.get(f"{server.http}/api/handles/0.NA/88.100.1?index=150").json()
+    admin = stored["values"][0]["data"]["value"]
+    assert admin["handle"] == "88.100.1/EDITOR" and admin["index"] == 300
+    assert admin["permissions"] == "010000010000"  # read value, modify value
+    listed = operator.get("/console/identities").text
+    assert re.search(r'value="Modify value" checked', listed)
+    bad = {**form, "admin": "nobody"}
+    assert operator.post("/console/identities/admin", data=bad).status_code == 400
+
+
+def test_the_hs_admin_editor_is_closed_to_who_may_not_modify_admins(server: RunningNode) -> None:
+    with httpx.Client(base_url=server.http, timeout=30) as viewer:
+        console_node.sign_in(
+            viewer, method="secret", identity=console_node.VIEWER, secret=console_node.VIEWER_SECRET
+        )
+        page = viewer.get("/console/identities").text
+        assert "<fieldset disabled>" in page.replace(" >", ">")
+        assert "Password accounts" not in page and "operator" not in page
+        form = {"csrf": console_node.csrf_of(page), "handle": "0.NA/88.100.1", "index": "151",
+                "admin": "300:88.100.1/VIEWER", "perm": "Add admin"}  # fmt: skip
+        assert viewer.post("/console/identities/admin", data=form).status_code == 403
+    stored = httpx.get(f"{server.http}/api/handles/0.NA/88.100.1?index=151").json()
+    assert stored["responseCode"] == 200  # Handle.Net's "values not found"
+
+
+def test_the_audit_log_lists_the_writes_by_filter(operator: httpx.Client) -> None:
+    csrf = console_node.csrf_of(operator.get("/console/edit/88.100.1/PUMP-0011").text)
+    saved = operator.post(
+        "/console/edit/88.100.1/PUMP-0011", data={"csrf": csrf, "field.status": "in stock"}
+    )
+    assert saved.status_code == 303
+    page = operator.get("/console/audit", params={"handle": "88.100.1/PUMP-0011"}).text
+    assert "update-fields" in page and "console 127.0.0.1" in page
+    assert "PUMP-0012" not in page
+    other = operator.get("/console/audit", params={"operation": "no-such-operation"}).text
+    assert "88.100.1/PUMP-0011" not in other
