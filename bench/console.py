@@ -29,7 +29,7 @@ from idnode.handle.values import ValueReference
 from idnode.node import init_node, open_node
 
 DATA_ROOT = Path(__file__).parent / ".data"
-PASSWORD = "bench-console-password"
+PASSWORD = "bench-console-password"  # noqa: S105 - a throwaway node\'s account
 DOCS = Path(__file__).parent.parent / "docs" / "performance.md"
 MARK = "<!-- bench.console -->"
 
@@ -122,7 +122,8 @@ def machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+    python = platform.python_version()
+    return f"{os.cpu_count()} cores ({cpu}), Python {python}, {platform.system()}"
 
 
 def main() -> None:

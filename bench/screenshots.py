@@ -25,7 +25,7 @@ from idnode.node import init_node
 from idnode.server.runner import BoundPorts, serve
 
 OUT = Path(__file__).parent.parent / "docs" / "console"
-PASSWORD = "screenshot-password"
+PASSWORD = "screenshot-password"  # noqa: S105 - a throwaway node\'s account
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 SHOTS = {
@@ -53,7 +53,12 @@ def _serve(data_dir: Path) -> tuple[str, threading.Event]:
             stop.set()
 
         watcher = asyncio.ensure_future(watch())
-        await serve(config, started=lambda p: (ports.append(p), ready.set()), stop=stop)
+
+        def started(bound: BoundPorts) -> None:
+            ports.append(bound)
+            ready.set()
+
+        await serve(config, started=started, stop=stop)
         await watcher
 
     threading.Thread(target=lambda: asyncio.run(run()), daemon=True).start()

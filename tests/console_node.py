@@ -66,3 +66,17 @@ def operator(base: str) -> httpx.Client:
     answer = sign_in(client, method="account", name="operator", password=PASSWORD)
     assert answer.status_code == 303, answer.text
     return client
+
+
+def edit_form(client: httpx.Client, handle: str, **changes: str) -> dict[str, str]:
+    """The edit form of ``handle`` as a browser would send it (every field, its CSRF
+    token), with ``changes`` (``status="returned"``) made."""
+    page = client.get(f"/console/edit/{handle}").text
+    form = dict(re.findall(r'name="(field\.\w+)" value="([^"]*)"', page))
+    for name, options in re.findall(
+        r'<select[^>]*name="(field\.\w+)"[^>]*>(.*?)</select>', page, re.S
+    ):
+        chosen = re.search(r"<option selected>([^<]*)</option>", options)
+        form[name] = chosen.group(1) if chosen else ""
+    form |= {f"field.{name}": value for name, value in changes.items()}
+    return {"csrf": csrf_of(page), **form}

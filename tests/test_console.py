@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from idnode.config import ROLES, Config
 from idnode.console.catalog import ZH_CN
+from idnode.console.codes import codes_for
 from idnode.console.i18n import _PROBLEMS, Translator, field_problem, negotiate
 from idnode.console.values import PERMISSION_NAMES
 from idnode.errors import AuthenticationNeeded
@@ -228,10 +229,12 @@ def test_an_edit_with_a_bad_date_names_the_field_and_changes_nothing(
     operator: httpx.Client,
 ) -> None:
     before = operator.get("/console/record/88.100.1/PUMP-0004").text
-    csrf = console_node.csrf_of(operator.get("/console/edit/88.100.1/PUMP-0004").text)
+    form = console_node.edit_form(
+        operator, "88.100.1/PUMP-0004", manufactured="2026-02-30", status="returned"
+    )
     answer = operator.post(
         "/console/edit/88.100.1/PUMP-0004",
-        data={"csrf": csrf, "field.manufactured": "2026-02-30", "field.status": "returned"},
+        data=form,
         headers={"Accept-Language": "en"},
     )
     assert answer.status_code == 400
@@ -256,10 +259,9 @@ def test_the_field_check_escapes_what_it_repeats(operator: httpx.Client) -> None
 
 def test_edit_then_restore_through_history(operator: httpx.Client) -> None:
     handle = "88.100.1/PUMP-0006"
-    csrf = console_node.csrf_of(operator.get(f"/console/edit/{handle}").text)
-    saved = operator.post(
-        f"/console/edit/{handle}", data={"csrf": csrf, "field.status": "scrapped"}
-    )
+    form = console_node.edit_form(operator, handle, status="scrapped")
+    csrf = form["csrf"]
+    saved = operator.post(f"/console/edit/{handle}", data=form)
     assert saved.status_code == 303
     history = operator.get(f"/console/history/{handle}").text
     assert "scrapped" in history  # the side-by-side diff of the last two versions
@@ -412,13 +414,15 @@ def test_the_hs_admin_editor_grants_permissions_by_name(
     operator: httpx.Client, server: RunningNode
 ) -> None:
     page = operator.get("/console/identities", headers={"Accept-Language": "en"}).text
-    assert "List handles" in page and 'value="300:0.NA/88.100.1"' in page
+    assert "List handles" in page
+    assert 'value="300:0.NA/88.100.1"' in page
     form = {"csrf": console_node.csrf_of(page), "handle": "0.NA/88.100.1", "index": "150",
             "admin": "300:88.100.1/EDITOR", "perm": ["Modify value", "Read value"]}  # fmt: skip
     assert operator.post("/console/identities/admin", data=form).status_code == 303
     stored = httpx.get(f"{server.http}/api/handles/0.NA/88.100.1?index=150").json()
     admin = stored["values"][0]["data"]["value"]
-    assert admin["handle"] == "88.100.1/EDITOR" and admin["index"] == 300
+    assert admin["handle"] == "88.100.1/EDITOR"
+    assert admin["index"] == 300
     assert admin["permissions"] == "010000010000"  # read value, modify value
     listed = operator.get("/console/identities").text
     assert re.search(r'value="Modify value" checked', listed)
@@ -433,7 +437,8 @@ def test_the_hs_admin_editor_is_closed_to_who_may_not_modify_admins(server: Runn
         )
         page = viewer.get("/console/identities").text
         assert "<fieldset disabled>" in page.replace(" >", ">")
-        assert "Password accounts" not in page and "operator" not in page
+        assert "Password accounts" not in page
+        assert "operator" not in page
         form = {"csrf": console_node.csrf_of(page), "handle": "0.NA/88.100.1", "index": "151",
                 "admin": "300:88.100.1/VIEWER", "perm": "Add admin"}  # fmt: skip
         assert viewer.post("/console/identities/admin", data=form).status_code == 403
@@ -442,13 +447,64 @@ def test_the_hs_admin_editor_is_closed_to_who_may_not_modify_admins(server: Runn
 
 
 def test_the_audit_log_lists_the_writes_by_filter(operator: httpx.Client) -> None:
-    csrf = console_node.csrf_of(operator.get("/console/edit/88.100.1/PUMP-0011").text)
-    saved = operator.post(
-        "/console/edit/88.100.1/PUMP-0011", data={"csrf": csrf, "field.status": "in stock"}
-    )
+    form = console_node.edit_form(operator, "88.100.1/PUMP-0011", status="in stock")
+    saved = operator.post("/console/edit/88.100.1/PUMP-0011", data=form)
     assert saved.status_code == 303
     page = operator.get("/console/audit", params={"handle": "88.100.1/PUMP-0011"}).text
-    assert "update-fields" in page and "console 127.0.0.1" in page
+    assert "update-fields" in page
+    assert "console 127.0.0.1" in page
     assert "PUMP-0012" not in page
     other = operator.get("/console/audit", params={"operation": "no-such-operation"}).text
     assert "88.100.1/PUMP-0011" not in other
+
+
+def test_the_audit_log_shows_only_what_the_caller_may_read(server: RunningNode) -> None:
+    with httpx.Client(base_url=server.http, timeout=30) as viewer:
+        console_node.sign_in(
+            viewer, method="secret", identity=console_node.VIEWER, secret=console_node.VIEWER_SECRET
+        )
+        page = viewer.get(
+            "/console/audit", params={"days": "3650"}, headers={"Accept-Language": "en"}
+        ).text
+        # The viewer may list handles, but not read their values (nor so their history).
+        assert "<td>update-fields</td>" not in page
+        assert "88.100.1/PUMP-" not in page
+        assert "No entries." in page
+
+
+def test_a_prefix_count_is_for_those_who_may_list_it(
+    anonymous: httpx.Client, operator: httpx.Client
+) -> None:
+    assert anonymous.get("/console/fragments/count?prefix=88.100.1").text == "—"
+    count = operator.get("/console/fragments/count?prefix=88.100.1").text
+    assert int(count.replace(",", "")) > console_node.PUMPS
+
+
+def test_a_sign_in_from_an_opaque_page_is_refused(server: RunningNode) -> None:
+    with httpx.Client(base_url=server.http, timeout=30) as client:
+        answer = client.post(
+            "/console/signin",
+            data={"method": "account", "name": "operator", "password": console_node.PASSWORD},
+            headers={"Origin": "null"},
+        )
+        assert answer.status_code == 401
+        assert "idnode_console" not in client.cookies
+
+
+def test_a_field_emptied_in_the_form_is_removed(operator: httpx.Client) -> None:
+    handle = "88.100.1/PUMP-0012"
+    assert re.search(r"Customer \d{3}", operator.get(f"/console/record/{handle}").text)
+    answer = operator.post(
+        f"/console/edit/{handle}", data=console_node.edit_form(operator, handle, customer="")
+    )
+    assert answer.status_code == 303, answer.text
+    page = operator.get(f"/console/record/{handle}").text
+    assert not re.search(r"Customer \d{3}", page)
+    assert "88.100.1/MODEL-" in page  # the other fields stay
+
+
+def test_codes_are_made_for_an_identifiers_url_and_left_out_when_too_long() -> None:
+    codes = codes_for("http://node.example/88.100.1/PUMP-0001", "QR", "DM")
+    assert codes is not None
+    assert all(svg.startswith("<svg") and 'role="img"' in svg for svg in codes)
+    assert codes_for("http://node.example/" + "x" * 1200, "QR", "DM") is None

@@ -55,12 +55,14 @@ class AuditContext:
 
 @dataclass(frozen=True, slots=True)
 class AuditQuery:
-    """Which audit entries to read: by handle, by actor, from a time on, how many."""
+    """Which audit entries to read: by handle, by actor, from a time on, how many;
+    the oldest first, or with ``newest_first`` the newest."""
 
     handle: str | None = None
     actor: str | None = None
     since: float = 0.0
     limit: int = 1000
+    newest_first: bool = False
 
 
 ALL_WRITES = AuditQuery()

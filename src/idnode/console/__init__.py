@@ -49,9 +49,10 @@ def console_app(
     idle_seconds: float = 1800.0,
     role: str = "enterprise",
     parent_url: str = "",
-    auth_failures_per_minute: float = 30.0,
+    auth_failures: FailureLimiter | None = None,
 ) -> Starlette:
-    """The console, to be mounted at ``/console``."""
+    """The console, to be mounted at ``/console``. ``auth_failures``: the HTTP API's
+    count of failed authentications per address, which failed sign-ins add to."""
 
     def bound(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -97,5 +98,5 @@ def console_app(
     app.state.idle_seconds = idle_seconds
     app.state.role = role
     app.state.parent_url = parent_url
-    app.state.auth_failures = FailureLimiter(auth_failures_per_minute)
+    app.state.auth_failures = auth_failures or FailureLimiter(30.0)
     return app

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 
@@ -25,6 +26,8 @@ from idnode.service.offloop import OffLoop
 from idnode.templates import parse_readers
 
 __all__ = ["MAX_UPLOAD", "bulk_page", "upload"]
+
+_log = logging.getLogger(__name__)
 
 #: The API's limit too; larger files go through ``idnode import`` on the node.
 MAX_UPLOAD = 64 * 1024 * 1024
@@ -85,7 +88,7 @@ async def _registration(
 ) -> AsyncIterator[bytes]:
     off = page.off
     _ = page._
-    total = _rows_in(text, fmt)
+    total = await asyncio.to_thread(_rows_in, text, fmt)
     loop = asyncio.get_running_loop()
     updates: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
 
@@ -139,6 +142,13 @@ async def _registration(
     except IdnodeError as exc:
         yield line(percent=100, status=_("Failed"), html=_html(page, None, exc.message))
         return
+    except Exception:
+        # The stream has begun (200 was sent): the browser learns of it in a line.
+        _log.exception("bulk upload from the console failed")
+        # Uploading again writes only what is missing (a registration is idempotent).
+        failure = _("The registration failed on the server; upload the file again.")
+        yield line(percent=100, status=_("Failed"), html=_html(page, None, failure))
+        return
     status = _("Done") if report.written else _("Nothing was written")
     yield line(percent=100, status=status, html=_html(page, report, ""))
 
@@ -155,6 +165,10 @@ async def _body(request: Request) -> str:
         if size > MAX_UPLOAD:
             raise InvalidValue(f"the file is over {MAX_UPLOAD >> 20} MB; use idnode import")
         chunks.append(chunk)
+    return await asyncio.to_thread(_decoded, chunks)  # up to 64 MB: off the loop
+
+
+def _decoded(chunks: list[bytes]) -> str:
     try:
         return b"".join(chunks).decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -86,7 +86,7 @@ ZH_CN: dict[str, str] = {
     "Search": "搜索",
     "Page {n}": "第 {n} 页",
     "Identifier": "标识",
-    "Public values": "公开数据",
+    "Values": "数据",
     "Pages": "分页",
     "Previous page": "上一页",
     "Next page": "下一页",
@@ -115,7 +115,7 @@ ZH_CN: dict[str, str] = {
     # Forms
     "Not saved: correct the fields marked below.": "未保存：请更正下方标出的字段。",
     "Not created: correct the fields marked below.": "未创建：请更正下方标出的字段。",
-    "Fields left empty keep their value.": "留空的字段保持原值。",
+    "A field left empty is removed from the record.": "留空的字段将从记录中删除。",
     "Save": "保存",
     "Cancel": "取消",
     "Next": "下一步",
@@ -167,6 +167,9 @@ ZH_CN: dict[str, str] = {
     "Checking: {n} of {total} rows": "检查中：{n} / {total} 行",
     "Writing: {n} of {total} rows": "写入中：{n} / {total} 行",
     "Failed": "失败",
+    "The registration failed on the server; upload the file again.": (
+        "服务器端注册失败，请重新上传该文件。"
+    ),
     "Done": "完成",
     "Nothing was written": "未写入任何数据",
     "Created {a}, updated {b}, unchanged {c}, rejected {d}.": (

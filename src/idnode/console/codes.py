@@ -9,15 +9,19 @@ module matrix, so they look alike and carry an accessible name.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from html import escape
 
 import segno
 from ppf.datamatrix import DataMatrix
 
-__all__ = ["datamatrix_svg", "qr_svg"]
+__all__ = ["MAX_DATA", "codes_for", "datamatrix_svg", "qr_svg"]
 
 _MODULE_PX = 4
+#: Longer data fits neither symbol well (a QR code takes 2,331 bytes at level M, a
+#: Data Matrix 1,556): such an identifier's page goes without codes.
+MAX_DATA = 1000
 
 
 def _svg(matrix: Sequence[Sequence[int]], quiet: int, label: str) -> str:
@@ -54,3 +58,15 @@ def qr_svg(data: str, label: str) -> str:
 def datamatrix_svg(data: str, label: str) -> str:
     """An ECC 200 Data Matrix of ``data`` with its 1-module quiet zone."""
     return _svg(DataMatrix(data).matrix, 1, label)
+
+
+@functools.lru_cache(maxsize=4096)
+def codes_for(data: str, qr_label: str, datamatrix_label: str) -> tuple[str, str] | None:
+    """Both symbols of ``data``, kept for the pages asked for again (a few ms each to
+    make); None when ``data`` is too long for them."""
+    if len(data.encode("utf-8")) > MAX_DATA:
+        return None
+    try:
+        return qr_svg(data, qr_label), datamatrix_svg(data, datamatrix_label)
+    except Exception:
+        return None

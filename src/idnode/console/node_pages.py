@@ -106,7 +106,7 @@ async def dashboard(off: OffLoop, request: Request) -> Response:
         role=request.app.state.role,
         parent=request.app.state.parent_url,
         prefixes=prefixes,
-        chart=json.dumps(chart, ensure_ascii=False),
+        chart=chart,
         top=by_prefix.most_common(10),
         resolved=resolved,
         registered=sum(hourly["series"]["registrations"]),
@@ -118,12 +118,14 @@ async def dashboard(off: OffLoop, request: Request) -> Response:
 
 
 async def prefix_count(off: OffLoop, request: Request) -> Response:
-    """A fragment: how many identifiers a prefix holds (a range count, loaded late)."""
+    """A fragment: how many identifiers a prefix holds (a range count, loaded late), for
+    those who may list them, as ``GET /api/handles?prefix=`` answers its total."""
+    page = await page_of(off, request)
     prefix = request.query_params.get("prefix", "")
     try:
-        count = await off.read(off.service.reads.count, prefix or None)
+        _, count = await off.read(off.service.writes.list_handles, prefix, page.caller, 0, 1)
     except IdnodeError:
-        return HTMLResponse("?")
+        return HTMLResponse("—")
     return HTMLResponse(f"{count:,}")
 
 
@@ -211,16 +213,9 @@ async def prefixes_page(off: OffLoop, request: Request) -> Response:
         off.read(off.service.reads.homed_prefixes), off.read(off.service.prefixes.delegations)
     )
     names = dict.fromkeys(homed, "homed")
-    targets: dict[str, list[str]] = {}
     for record in delegations:
-        prefix = split_handle(record.handle)[1]
-        names.setdefault(prefix, "delegated")
-        targets[prefix] = [
-            v.data.decode("utf-8", "replace")[:200]
-            for v in record.values
-            if v.type in ("HS_SITE", "HS_SITE.PREFIX", "HS_SERV")
-        ]
-    return render(page, "prefixes.html", tree=_tree(names), targets=targets)
+        names.setdefault(split_handle(record.handle)[1], "delegated")
+    return render(page, "prefixes.html", tree=_tree(names))
 
 
 def _tree(names: dict[str, str]) -> list[dict[str, Any]]:
@@ -261,7 +256,7 @@ async def identities_page(off: OffLoop, request: Request) -> Response:
                 "may_edit": bool(granted & AdminPermission.MODIFY_ADMIN),
             }
         )
-    accounts = await off.read(service.accounts.all) if _operator(page.caller, prefixes) else []
+    accounts = await off.read(service.accounts.administered_by, page.caller)
     return render(
         page,
         "identities.html",
@@ -269,10 +264,6 @@ async def identities_page(off: OffLoop, request: Request) -> Response:
         accounts=accounts,
         permissions=PERMISSION_NAMES,
     )
-
-
-def _operator(caller: object, prefixes: list[dict[str, Any]]) -> bool:
-    return any(p["may_edit"] for p in prefixes)
 
 
 def _admins(record: HandleRecord) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from idnode.console.codes import datamatrix_svg, qr_svg
+from idnode.console.codes import codes_for
 from idnode.console.i18n import field_problem
 from idnode.console.values import record_link, shown_values, template_reference
 from idnode.console.web import Page, check_csrf, error_page, form_of, page_of, redirect, render
@@ -37,12 +37,14 @@ __all__ = [
 ]
 
 PAGE_SIZE = 25
+#: As the search API's page numbers.
+MAX_PAGE = 10**9
 
 
 async def search_page(off: OffLoop, request: Request) -> Response:
     page = await page_of(off, request)
     params = request.query_params
-    number = _number(params.get("page"), 0)
+    number = min(_number(params.get("page"), 0), MAX_PAGE)
     where = [w.strip() for w in params.get("where", "").split(";") if w.strip()]
     form = {k: params.get(k, "") for k in ("q", "template", "prefix", "where")}
     templates = await off.read(off.service.templates.templates)
@@ -119,6 +121,8 @@ async def record_page(off: OffLoop, request: Request) -> Response:
     granted = await off.read(off.service.writes.granted, record.handle, page.caller)
     url = f"{request.url.scheme}://{request.url.netloc}/{quote(record.handle, safe='/')}"
     _ = page._
+    labels = _("QR code of {url}", url=url), _("Data Matrix of {url}", url=url)
+    codes = await off.read(codes_for, url, *labels)  # a few ms each: off the loop
     return render(
         page,
         "record.html",
@@ -126,8 +130,7 @@ async def record_page(off: OffLoop, request: Request) -> Response:
         template=template,
         values=shown_values(record.values, template),
         url=url,
-        qr=qr_svg(url, _("QR code of {url}", url=url)),
-        datamatrix=datamatrix_svg(url, _("Data Matrix of {url}", url=url)),
+        codes=codes,
         may_edit=bool(granted & AdminPermission.MODIFY_VALUE) and template is not None,
         quoted=quote(record.handle, safe="/"),
         request_saved=request.query_params.get("saved") == "1",
@@ -165,8 +168,18 @@ async def edit_record(off: OffLoop, request: Request) -> Response:
             check_csrf(page, form)
             given = _given_from_form(template, form)
             values = {k: form.get(f"field.{k}", "") for k in (f.name for f in template.fields)}
+            # A caller who read every field (READ_VALUE) saw them all in the form: one
+            # left empty is removed (the API's merge=false). Without READ_VALUE the form
+            # lacked the fields it may not read, and those must stay as they are.
+            granted = await off.read(off.service.writes.granted, record.handle, page.caller)
             try:
-                await off.write(off.service.writes.update_fields, record.handle, given, page.caller)
+                await off.write(
+                    off.service.writes.update_fields,
+                    record.handle,
+                    given,
+                    page.caller,
+                    merge=AdminPermission.READ_VALUE not in granted,
+                )
             except TemplateViolation as exc:
                 problems = _problems(page, exc)
             else:

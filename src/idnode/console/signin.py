@@ -16,7 +16,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from idnode.auth.handle_header import parse_handle_authorization, parse_identity
+from idnode.auth.handle_header import HandleAuthorization, parse_identity
 from idnode.console.i18n import LANGUAGES
 from idnode.console.web import (
     LANG_COOKIE,
@@ -100,13 +100,18 @@ async def _proven(off: OffLoop, page: Page, form: dict[str, str]) -> Caller:
         secret = form.get("secret", "").encode("utf-8")
         return await off.read(service.auth.authenticate_password, identity, secret, origin)
     if method == "key":
-        # What a Handle.Net client sends as Authorization: Handle, checked the same way.
-        credentials = (
-            f'sessionId="{form.get("session", "")}", id="{identity.index}:{identity.handle}", '
-            f'type="HS_PUBKEY", cnonce="{form.get("cnonce", "")}", alg="SHA256", '
-            f'signature="{form.get("signature", "")}"'
+        # The fields Authorization: Handle would carry, checked the same way; built
+        # field by field, so nothing typed into one can set another.
+        auth = HandleAuthorization(
+            {
+                "sessionid": form.get("session", ""),
+                "id": f"{identity.index}:{identity.handle}",
+                "type": "HS_PUBKEY",
+                "cnonce": form.get("cnonce", ""),
+                "alg": "SHA256",
+                "signature": form.get("signature", ""),
+            }
         )
-        auth = parse_handle_authorization(credentials)
         session_id = auth.session_id or ""
         try:
             return await off.write(

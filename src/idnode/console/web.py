@@ -120,9 +120,11 @@ def check_csrf(page: Page, form: Mapping[str, str] | None = None) -> None:
     or that comes from another site's page (Origin), signed in or not."""
     request = page.request
     origin = request.headers.get("origin")
-    if origin is not None and origin != "null":
+    # A browser names the page a POST comes from; "null" is a sandboxed or opaque one,
+    # which is no page of this console either. (No Origin: not a browser's form.)
+    if origin is not None:
         host = request.headers.get("host", "")
-        if urlsplit(origin).netloc != host:
+        if origin == "null" or urlsplit(origin).netloc != host:
             raise AuthenticationNeeded("this request came from another site's page")
     if not page.session_id:
         return

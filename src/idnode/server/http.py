@@ -327,6 +327,7 @@ def create_app(
         console = "/console/record/" + quote(record.handle, safe="/")
         return HTMLResponse(page(record.handle, _values_table(record.values), console_link=console))
 
+    auth_failures = FailureLimiter(auth_failures_per_minute)
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -372,7 +373,7 @@ def create_app(
                     idle_seconds=console_idle_seconds,
                     role=role,
                     parent_url=parent_url,
-                    auth_failures_per_minute=auth_failures_per_minute,
+                    auth_failures=auth_failures,
                 ),
             ),
             Route("/console", _to_console),
@@ -383,7 +384,7 @@ def create_app(
         ],
         exception_handlers={404: _not_found, 405: _not_allowed},
     )
-    app.state.auth_failures = FailureLimiter(auth_failures_per_minute)
+    app.state.auth_failures = auth_failures
     return FastResolution(off, app, answer_cache_bytes=answer_cache_bytes)
 
 

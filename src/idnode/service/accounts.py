@@ -16,7 +16,8 @@ from idnode.auth.passwords import check_date_digest, check_password, hash_passwo
 from idnode.domain import Account
 from idnode.errors import AuthenticationFailed, InvalidValue, NoSuchResource
 from idnode.handle.values import ValueReference
-from idnode.names import validate_handle
+from idnode.handle.valuetypes import AdminPermission
+from idnode.names import NA_PREFIX, handle_key, split_handle, validate_handle
 from idnode.service.core import Caller, ServiceCore
 
 __all__ = ["MIN_PASSWORD_LENGTH", "Accounts"]
@@ -56,6 +57,23 @@ class Accounts:
 
     def all(self) -> list[Account]:
         return self._core.storage.accounts()
+
+    def administered_by(self, caller: Caller) -> list[Account]:
+        """The accounts acting as identities under prefixes whose administrators
+        ``caller`` may modify (MODIFY_ADMIN there): what a console shows it."""
+        core = self._core
+        if caller.identity is None:
+            return []
+        identity = caller.identity
+        shown = []
+        for account in core.storage.accounts():
+            prefix, suffix = split_handle(account.identity.handle)
+            if handle_key(prefix) == NA_PREFIX:
+                prefix = suffix  # 0.NA/88.100.1 is administered under 88.100.1
+            granted = core.authorizer.permissions(identity, core.prefix_admins(prefix))
+            if AdminPermission.MODIFY_ADMIN in granted:
+                shown.append(account)
+        return shown
 
     def log_in(self, name: str, password: str, origin: str) -> Caller:
         """The caller an account's name and password make; AuthenticationFailed, the

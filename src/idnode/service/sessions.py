@@ -155,8 +155,8 @@ class Sessions:
 
     # -- web console sessions -----------------------------------------------------------
 
-    #: A console session ends this long after its last request, however long it was
-    #: used before; a refresh is written at most once a minute.
+    #: A console session is refreshed (a write) at most once a minute, or twice in its
+    #: idle time when that is shorter.
     CONSOLE_REFRESH_SECONDS = 60.0
 
     def open_console_session(self, caller: Caller, idle_seconds: float) -> str:
@@ -183,7 +183,9 @@ class Sessions:
         now = self._core.wall_clock()
         if session is None or session.expires <= now or session.identity is None:
             raise AuthenticationNeeded("the console session has ended; sign in again")
-        due = session.expires - now < idle_seconds - self.CONSOLE_REFRESH_SECONDS
+        due = session.expires - now < idle_seconds - min(
+            self.CONSOLE_REFRESH_SECONDS, idle_seconds / 2
+        )
         return Caller(session.identity, origin), due
 
     def refresh_console_session(self, session_id: str, idle_seconds: float) -> None:

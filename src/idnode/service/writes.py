@@ -261,26 +261,34 @@ class Writes:
         return core.authorizer.permissions(caller.identity, governing)
 
     def audit_visible(self, caller: Caller, query: AuditQuery = ALL_WRITES) -> list[AuditEntry]:
-        """The audit entries ``caller`` may see: those of the prefixes it may list
-        (LIST_HANDLES), newest first. The entries' records are left out: a record's
-        values are read through its history, which applies read permissions."""
+        """The audit entries ``caller`` may see, newest first, without their records:
+        those of identifiers whose history it may read (READ_VALUE from the record's
+        administrators, or its prefix's once deleted: as :meth:`History.history`).
+        A record's values are read through its history, which filters them."""
         core = self._core
-        if caller.identity is None:
-            raise AuthenticationNeeded("the audit log needs an authenticated identity")
         identity = caller.identity
+        if identity is None:
+            raise AuthenticationNeeded("the audit log needs an authenticated identity")
         allowed: dict[str, bool] = {}
 
         def visible(handle: str) -> bool:
-            prefix = split_handle(handle)[0]
-            if handle_key(prefix) == NA_PREFIX:  # a prefix handle: its own prefix's admins
-                prefix = split_handle(handle)[1]
-            if prefix not in allowed:
-                granted = core.authorizer.permissions(identity, core.prefix_admins(prefix))
-                allowed[prefix] = AdminPermission.LIST_HANDLES in granted
-            return allowed[prefix]
+            if handle not in allowed:
+                current = core.storage.get(handle)
+                governing = (
+                    core.governing(current)
+                    if current is not None
+                    else core.prefix_admins(split_handle(handle)[0])
+                )
+                granted = core.authorizer.permissions(identity, governing)
+                allowed[handle] = AdminPermission.READ_VALUE in granted
+            return allowed[handle]
 
-        entries = [e for e in core.storage.audit_log(query) if visible(e.handle)]
-        return [dataclasses.replace(e, before=None, after=None) for e in reversed(entries)]
+        newest = dataclasses.replace(query, newest_first=True)
+        return [
+            dataclasses.replace(e, before=None, after=None)
+            for e in core.storage.audit_log(newest)
+            if visible(e.handle)
+        ]
 
     def _edit(
         self,

@@ -97,6 +97,7 @@ class Statements:
     select_reported: str
     insert_audit: str
     select_audit: str
+    select_audit_newest: str
     put_session: str
     get_session: str
     delete_session: str
@@ -153,6 +154,9 @@ _TEMPLATES = {
     "select_audit": "SELECT id, at, actor, origin, operation, handle, before, after FROM audit"
     " WHERE at >= {p} AND (CAST({p} AS TEXT) IS NULL OR key = {p})"
     " AND (CAST({p} AS TEXT) IS NULL OR actor = {p}) ORDER BY id LIMIT {p}",
+    "select_audit_newest": "SELECT id, at, actor, origin, operation, handle, before, after"
+    " FROM audit WHERE at >= {p} AND (CAST({p} AS TEXT) IS NULL OR key = {p})"
+    " AND (CAST({p} AS TEXT) IS NULL OR actor = {p}) ORDER BY id DESC LIMIT {p}",
     # Storing a session again (to authenticate it) keeps its message counters.
     "put_session": "INSERT INTO sessions (id, nonce, identity, expires) VALUES ({p}, {p}, {p}, {p})"
     " ON CONFLICT (id) DO UPDATE SET nonce = excluded.nonce,"
@@ -323,7 +327,12 @@ class SQLStorage(ABC):
         key = None if query.handle is None else handle_key(query.handle)
         params = (query.since, key, key, query.actor, query.actor, query.limit)
         return [
-            _audit_entry(row) for row in self._fetch(self.sql.select_audit, params, primary=True)
+            _audit_entry(row)
+            for row in self._fetch(
+                self.sql.select_audit_newest if query.newest_first else self.sql.select_audit,
+                params,
+                primary=True,
+            )
         ]
 
     # -- prefixes --------------------------------------------------------------------------
