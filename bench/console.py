@@ -70,7 +70,8 @@ def pages(pumps: int, run: int) -> dict[str, str]:
         "search: template + status=returned": (
             "/console/ids?template=serial-item&where=status%3Dreturned"
         ),
-        "search: words": f"/console/ids?q=Customer+{run % 400:03d}",
+        "search: words, one match": f"/console/ids?q={2025000000 + 1 + (run * 104729) % pumps}",
+        "search: words, 1 in 10 match": "/console/ids?q=returned",
         "record (with QR and Data Matrix)": f"/console/record/{pump}",
         "edit form": f"/console/edit/{pump}",
         "history": f"/console/history/{pump}",

@@ -116,6 +116,8 @@ def main() -> None:
                 page.locator("#field-serial").focus()
                 page.wait_for_timeout(500)
                 page.screenshot(path=str(out / "edit-invalid.png"), full_page=True)
+                page.set_viewport_size({"width": 390, "height": 844})  # a phone
+                _shoot(page, "record-phone", SHOTS["record"], out)
                 context.close()
             browser.close()
         stop.set()
