@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from idnode.handle.values import Permission, ValueReference
 from idnode.handle.valuetypes import SiteInfo
 from idnode.node import open_node
 from idnode.service import Caller, NodeService
+from idnode.stats import ReportedRow, StatsRow
 from idnode.storage import Storage
 from idnode.templates import FIELD_TYPES
 from tests import console_node
@@ -508,3 +510,23 @@ def test_codes_are_made_for_an_identifiers_url_and_left_out_when_too_long() -> N
     assert codes is not None
     assert all(svg.startswith("<svg") and 'role="img"' in svg for svg in codes)
     assert codes_for("http://node.example/" + "x" * 1200, "QR", "DM") is None
+
+
+def test_the_statistics_page_shows_what_child_nodes_reported(
+    operator: httpx.Client, node_dir: Path
+) -> None:
+    hour = int(time.time() // 3600 - 2) * 3600
+    node = open_node(Config(data_dir=node_dir))
+    try:
+        reporter = Caller(ValueReference("0.NA/88.100.1", 300))
+        rows = [
+            ReportedRow("plant-7", StatsRow("88.100.1.7", hour, resolutions=1234, not_found=5)),
+            ReportedRow("plant-7", StatsRow("88.100.1.7", hour + 3600, resolutions=766)),
+        ]
+        assert node.service.statistics.accept_report(rows, reporter) == 2
+    finally:
+        node.close()
+    page = operator.get("/console/stats", headers={"Accept-Language": "en"}).text
+    row = re.search(r"<tr><td>plant-7</td><td>88\.100\.1\.7</td>(.*?)</tr>", page)
+    assert row, page
+    assert re.findall(r"<td>([\d,]+)</td>", row.group(1)) == ["2,000", "5", "0"]
