@@ -3,10 +3,12 @@ says, after creates, updates, deletes and bulk writes; over HTTP and the CLI too
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +19,7 @@ from idnode.domain import Condition, HandleRecord, SearchQuery
 from idnode.errors import InvalidValue
 from idnode.handle.encoded import EncodedValues
 from idnode.handle.values import HandleValue, Permission
-from idnode.storage import SQLiteStorage, Storage
+from idnode.storage import SQLiteStorage, Storage, search
 from idnode.storage import sqlite as sqlite_storage
 from idnode.storage.migrations import MIGRATIONS, SEARCH_INDEX_VERSION
 from tests.conftest import RunningNode
@@ -167,6 +169,62 @@ def test_search_agrees_with_a_brute_force_scan(storage: Storage) -> None:
     storage.put_many(changed.values(), replace=True)
     storage.put_many([record(rng, h) for h in changed], replace=False)  # skipped: no change
     check_all(storage, records, rng)
+
+
+def test_pages_agree_with_a_brute_force_scan_walked_or_driven(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the walk in key order taken for queries that many records meet (here: 3
+    or more), and its stretch short enough to come back short as often as full, every
+    page is still the brute-force scan's, whichever way it was found."""
+    rng = random.Random(11)
+    records = {
+        f"88.{1 + n % 2}/W{n:04d}": record(rng, f"88.{1 + n % 2}/W{n:04d}") for n in range(240)
+    }
+    storage.put_many(records.values(), replace=False)
+    monkeypatch.setattr(search, "ESTIMATE_CAP", 3)
+    monkeypatch.setattr(search, "WALK_FACTOR", 3)
+    walks: list[int] = []
+    real_walk = search.walk
+
+    def counted(*args: Any, **kwargs: Any) -> tuple[str, list[object]]:
+        walks.append(1)
+        return real_walk(*args, **kwargs)
+
+    monkeypatch.setattr(search, "walk", counted)
+    for q in queries(rng):
+        expected = sorted((h for h, r in records.items() if matches(r, q)), key=str.upper)
+        for offset, limit in ((0, 5), (0, 1), (5, 5), (12, 7), (0, 40)):
+            page = dataclasses.replace(q, offset=offset, limit=limit)
+            assert storage.search(page) == expected[offset : offset + limit], page
+    assert len(walks) > 100
+
+
+def test_an_unselective_first_page_is_found_by_the_walk_alone(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every record says "pump": the first page comes from the walk, without the
+    driven statement (which would read every match) being made at all."""
+    storage.put_many(
+        (
+            HandleRecord(f"88.1/U{n:04d}", (HandleValue(1, "NOTE", b"pump seal"),))
+            for n in range(1500)
+        ),
+        replace=False,
+    )
+
+    def refused(*args: Any, **kwargs: Any) -> tuple[str, list[object]]:
+        raise AssertionError("the driven statement was made")
+
+    monkeypatch.setattr(search, "statement", refused)
+    first = storage.search(SearchQuery(text="pump", limit=26))
+    assert first == [f"88.1/U{n:04d}" for n in range(26)]
+    found = storage.search(
+        SearchQuery(
+            prefix="88.1", conditions=(Condition("NOTE", "=", "pump seal"),), limit=10, offset=30
+        )
+    )
+    assert found == [f"88.1/U{n:04d}" for n in range(30, 40)]
 
 
 def test_paging_and_malformed_queries(storage: Storage) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "parts",
     "run",
     "statement",
+    "walk",
 ]
 
 MAX_TEXT = 512  #: longer texts are found by words only
@@ -102,6 +103,13 @@ class Part:
 
 #: How many index entries a part is counted up to when choosing which drives a query.
 ESTIMATE_CAP = 1000
+#: A query that every requirement lets many records through (each estimate reached
+#: the cap) first walks the handles in key order, testing each, over at most this many
+#: handles per one asked for (offset + limit), and at most WALK_MAX in all. Driving it
+#: by a requirement instead would read and sort every key that meets it: 100,000 for a
+#: word one record in ten holds, at a million records.
+WALK_FACTOR = 40
+WALK_MAX = 20_000
 
 
 # The statements are assembled from fixed pieces: placeholders, column names and
@@ -198,16 +206,43 @@ def statement(
 Fetch = Callable[[str, Sequence[object]], Sequence[Sequence[Any]]]
 
 
+def walk(
+    query: SearchQuery, found: Sequence[Part], rows: int, dialect: Dialect
+) -> tuple[str, list[object]]:
+    """The query over the first ``rows`` handles in key order (of the prefix), each
+    tested for every part: the right page whenever it comes back full, since then the
+    first offset + limit matches all lie in that stretch."""
+    p = dialect.placeholder
+    scope = ""
+    bounds: list[object] = []
+    if query.prefix:
+        key = handle_key(query.prefix)
+        scope = f" WHERE key >= {p} AND key < {p}"
+        bounds = [key + "/", key + "0"]
+    text = (
+        f"SELECT h.handle FROM (SELECT key, handle FROM handles{scope}"  # noqa: S608
+        + f" ORDER BY key LIMIT {p}) h WHERE "
+        + " AND ".join(part.test for part in found)
+        + f" ORDER BY h.key LIMIT {p} OFFSET {p}"
+    )
+    tests = [param for part in found for param in part.params]
+    return text, [*bounds, rows, *tests, query.limit, query.offset]
+
+
 def run(query: SearchQuery, dialect: Dialect, fetch: Fetch) -> list[str]:
     """The handles ``query`` finds, with ``fetch`` running a statement on the backend's
-    connection. With several requirements, a capped count of each picks the most
-    selective to drive the query; with one there is nothing to choose."""
+    connection. A capped count of each requirement picks the most selective to drive
+    the query; when none is selective, a walk in key order is tried first (see
+    WALK_FACTOR), which finds a first page without reading every match."""
     found = parts(query, dialect)
     driver = None
     if found:
-        counts = (
-            [fetch(*estimate(part, dialect))[0][0] for part in found] if len(found) > 1 else [0]
-        )
+        counts = [fetch(*estimate(part, dialect))[0][0] for part in found]
+        rows = (query.offset + query.limit) * WALK_FACTOR
+        if min(counts) >= ESTIMATE_CAP and rows <= WALK_MAX:
+            page = [row[0] for row in fetch(*walk(query, found, rows, dialect))]
+            if len(page) == query.limit:
+                return page
         driver = counts.index(min(counts))
     text, params = statement(query, found, driver, dialect)
     return [row[0] for row in fetch(text, params)]
