@@ -409,6 +409,22 @@ def test_a_console_session_ends_after_its_idle_time_and_each_use_extends_it(
         sessions.open_console_session(Caller(), 600)
 
 
+def test_a_console_session_of_an_account_ends_with_its_password(storage: Storage) -> None:
+    service = NodeService(storage, SiteInfo(servers=()))
+    identity = ValueReference("0.NA/88.100.1", 300)
+    service.accounts.add("alice", identity, "first-password-1")
+    caller = service.accounts.log_in("alice", "first-password-1", "test")
+    session = service.sessions.open_console_session(caller, 600, account="alice")
+    assert service.sessions.console_caller(session, 600, "test")[0].identity == identity
+    service.accounts.add("alice", identity, "second-password-2")
+    with pytest.raises(AuthenticationNeeded, match="account was removed or changed"):
+        service.sessions.console_caller(session, 600, "test")
+    other = service.sessions.open_console_session(caller, 600, account="alice")
+    service.accounts.remove("alice")
+    with pytest.raises(AuthenticationNeeded):
+        service.sessions.console_caller(other, 600, "test")
+
+
 # -- identities, audit -----------------------------------------------------------------
 
 

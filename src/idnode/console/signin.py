@@ -74,7 +74,8 @@ async def sign_in(off: OffLoop, request: Request) -> Response:
     except IdnodeError as exc:
         return render(page, "signin.html", status=400, next=target, failed=exc.message)
     idle = request.app.state.idle_seconds
-    session_id = await off.write(off.service.sessions.open_console_session, caller, idle)
+    account = form.get("name", "") if form.get("method") == "account" else ""
+    session_id = await off.write(off.service.sessions.open_console_session, caller, idle, account)
     response = redirect(target)
     response.set_cookie(
         SESSION_COOKIE,

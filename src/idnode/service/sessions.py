@@ -159,15 +159,18 @@ class Sessions:
     #: idle time when that is shorter.
     CONSOLE_REFRESH_SECONDS = 60.0
 
-    def open_console_session(self, caller: Caller, idle_seconds: float) -> str:
+    def open_console_session(self, caller: Caller, idle_seconds: float, account: str = "") -> str:
         """A console session signed in as ``caller``, ending after ``idle_seconds``
-        without a request; its id is the cookie's value (and so a secret)."""
+        without a request; its id is the cookie's value (and so a secret). ``account``:
+        the account signed in with; the session ends when it is removed or given a new
+        password, as the tokens of its logins do."""
         if caller.identity is None:
             raise AuthenticationNeeded("a console session needs a signed-in identity")
         now = self._core.wall_clock()
         self._core.storage.purge_sessions(now)
         session_id = CONSOLE_SESSION + secrets.token_urlsafe(32)
-        session = StoredSession(session_id, b"", caller.identity, now + idle_seconds)
+        mark = _account_mark(self._core, account) if account else b""
+        session = StoredSession(session_id, mark, caller.identity, now + idle_seconds)
         self._core.storage.put_session(session)
         return session_id
 
@@ -183,6 +186,10 @@ class Sessions:
         now = self._core.wall_clock()
         if session is None or session.expires <= now or session.identity is None:
             raise AuthenticationNeeded("the console session has ended; sign in again")
+        if session.nonce:  # signed in with an account: is it still the same?
+            name = session.nonce.partition(b"\0")[0].decode("utf-8", "replace")
+            if not hmac.compare_digest(_account_mark(self._core, name), session.nonce):
+                raise AuthenticationNeeded("the account was removed or changed; sign in again")
         due = session.expires - now < idle_seconds - min(
             self.CONSOLE_REFRESH_SECONDS, idle_seconds / 2
         )
