@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import free_port, make_node, serve_process
+from idnode.config import Config
+from tests.conftest import RunningNode, free_port, make_node, serve_process
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads /proc to find the workers"
@@ -116,3 +119,26 @@ def test_serve_on_a_directory_that_is_not_a_node_says_so(tmp_path: Path) -> None
     assert result.returncode != 0
     assert "is not an idnode data directory" in result.stderr
     assert not (tmp_path / "missing").exists()
+
+
+def test_a_connection_accepted_just_before_a_stop_is_answered(tmp_path: Path) -> None:
+    """A client connects, the worker is told to stop, then the request arrives: it is
+    answered (uvicorn alone would close the still-silent connection at once)."""
+    node = make_node(tmp_path / "node")
+    node.close()
+    served = RunningNode(Config(data_dir=tmp_path / "node", handle_port=0, http_port=0))
+    try:
+        with socket.create_connection(("127.0.0.1", served.ports.http), timeout=10) as conn:
+            time.sleep(0.2)  # accepted by the worker's loop
+            stopping = threading.Thread(target=served.stop)
+            stopping.start()
+            time.sleep(0.15)  # the stop has begun; the request is "still on the way"
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: node\r\n\r\n")
+            answer = b""
+            while chunk := conn.recv(4096):
+                answer += chunk
+            stopping.join(30)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        assert b'"status":"ok"' in answer
+    finally:
+        served.stop()

@@ -51,6 +51,9 @@ log = logging.getLogger("idnode.server")
 #: How long a stopping worker goes on answering what it has read (systemd's
 #: TimeoutStopSec in deploy/idnode.service leaves room for it).
 DRAIN_SECONDS = 10.0
+#: How long a stopping worker waits, no longer accepting, for connections it has just
+#: accepted to send their request, before uvicorn's shutdown closes those still silent.
+ACCEPT_GRACE = 0.3
 
 
 class _HTTPServer(uvicorn.Server):
@@ -269,10 +272,16 @@ async def _drain(
     Closing this process's sockets closes none of them for the kernel when a
     supervisor holds them too: what arrives meanwhile waits for the other worker of
     the slot (see :mod:`idnode.server.supervisor`)."""
-    http_server.should_exit = True  # uvicorn drains its own connections
+    # uvicorn's shutdown closes at once a connection whose request has not arrived:
+    # one accepted a moment before, its request still on the way, would be dropped
+    # unanswered. So stop accepting first, and give those a moment to send it.
+    for listening in http_server.servers:
+        listening.close()
     tcp_server.close()
     limits.drain()
     udp.stop_reading(spare)
+    await asyncio.sleep(ACCEPT_GRACE)
+    http_server.should_exit = True  # uvicorn drains its own connections
     try:
         async with asyncio.timeout(DRAIN_SECONDS):
             await asyncio.gather(udp.drained(), limits.drained())
