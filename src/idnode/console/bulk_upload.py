@@ -20,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from idnode import bulk
-from idnode.console.web import Page, check_csrf, error_page, page_of, render
+from idnode.bodies import read_at_most
+from idnode.console.web import Page, check_csrf, error_page, page_of, render, render_text
 from idnode.errors import AuthenticationNeeded, IdnodeError, InvalidValue
 from idnode.service.offloop import OffLoop
 from idnode.templates import parse_readers
@@ -154,22 +155,17 @@ async def _registration(
 
 
 def _html(page: Page, report: bulk.BulkReport | None, failure: str) -> str:
-    return bytes(render(page, "bulk_result.html", report=report, failure=failure).body).decode()
+    return render_text(page, "bulk_result.html", report=report, failure=failure)
 
 
 async def _body(request: Request) -> str:
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_UPLOAD:
-            raise InvalidValue(f"the file is over {MAX_UPLOAD >> 20} MB; use idnode import")
-        chunks.append(chunk)
-    return await asyncio.to_thread(_decoded, chunks)  # up to 64 MB: off the loop
+    too_large = f"the file is over {MAX_UPLOAD >> 20} MB; use idnode import"
+    body = await read_at_most(request.stream(), MAX_UPLOAD, too_large)
+    return await asyncio.to_thread(_decoded, body)  # up to 64 MB: off the loop
 
 
-def _decoded(chunks: list[bytes]) -> str:
+def _decoded(body: bytes) -> str:
     try:
-        return b"".join(chunks).decode("utf-8-sig")
+        return body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidValue(f"the file is not UTF-8: {exc}") from exc

@@ -45,6 +45,8 @@ PERMISSION_NAMES: tuple[tuple[AdminPermission, str], ...] = (
     (AdminPermission.READ_VALUE, "Read value"),
     (AdminPermission.LIST_HANDLES, "List handles"),
 )
+#: A template field's access level, as the badge it shows.
+_ACCESS: dict[str, Access] = {"public": "public", "partner": "partner", "owner": "owner"}
 _SAFE_SCHEMES = frozenset({"http", "https", "ftp", "mailto"})
 _REFERENCE_TYPES = frozenset({"HS_ALIAS", "HS_SERV", "HS_NAMESPACE_REF"})
 _SECRET_TYPES = frozenset({"HS_SECKEY"})
@@ -85,12 +87,8 @@ def admin_permissions(permissions: AdminPermission) -> tuple[str, ...]:
 
 
 def _access(value: HandleValue, spec: Field | None) -> Access:
-    if spec is not None and spec.access in ("public", "partner", "owner"):
-        return (
-            "partner"
-            if spec.access == "partner"
-            else ("owner" if spec.access == "owner" else "public")
-        )
+    if spec is not None and spec.access in _ACCESS:
+        return _ACCESS[spec.access]
     if Permission.PUBLIC_READ in value.permissions:
         return "public"
     return "partner" if Permission.ADMIN_READ in value.permissions else "owner"

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from idnode import __version__
+from idnode.bodies import read_at_most
 from idnode.console.i18n import LANGUAGES, Translator, negotiate
 from idnode.errors import AuthenticationNeeded, IdnodeError, InvalidValue, http_status_of
 from idnode.service import ANONYMOUS, Caller
@@ -37,6 +38,7 @@ __all__ = [
     "page_of",
     "redirect",
     "render",
+    "render_text",
 ]
 
 SESSION_COOKIE = "idnode_console"
@@ -104,11 +106,7 @@ async def page_of(off: OffLoop, request: Request) -> Page:
 
 async def form_of(request: Request) -> list[tuple[str, str]]:
     """An ``application/x-www-form-urlencoded`` body's fields, in order."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM:
-            raise InvalidValue(f"the form is over {MAX_FORM} bytes")
+    body = await read_at_most(request.stream(), MAX_FORM, f"the form is over {MAX_FORM} bytes")
     try:
         return parse_qsl(body.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError as exc:
@@ -133,10 +131,10 @@ def check_csrf(page: Page, form: Mapping[str, str] | None = None) -> None:
         raise AuthenticationNeeded("the form has expired; load the page again")
 
 
-def render(page: Page, view: str, /, status: int = 200, **context: Any) -> HTMLResponse:
+def render_text(page: Page, view: str, /, **context: Any) -> str:
     """The template ``view`` rendered for ``page`` (its language, who is signed in)."""
     request = page.request
-    body = ENV.get_template(view).render(
+    return ENV.get_template(view).render(
         page=page,
         _=page._,
         lang=page.language,
@@ -146,7 +144,11 @@ def render(page: Page, view: str, /, status: int = 200, **context: Any) -> HTMLR
         here=str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
         **context,
     )
-    response = HTMLResponse(body, status_code=status)
+
+
+def render(page: Page, view: str, /, status: int = 200, **context: Any) -> HTMLResponse:
+    """:func:`render_text` as a page, with the headers every console page carries."""
+    response = HTMLResponse(render_text(page, view, **context), status_code=status)
     response.headers["Content-Language"] = page.language
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"

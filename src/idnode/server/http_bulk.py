@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from idnode import bulk
+from idnode.bodies import read_at_most
 from idnode.errors import IdnodeError, InvalidValue
 from idnode.handle.codes import ResponseCode
 from idnode.server import http_auth
@@ -73,15 +74,10 @@ async def register(off: OffLoop, request: Request) -> Response:
 
 
 async def _body(request: Request) -> str:
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BULK_BODY:
-            raise InvalidValue(f"the body is over {MAX_BULK_BODY} bytes; split the file")
-        chunks.append(chunk)
+    too_large = f"the body is over {MAX_BULK_BODY} bytes; split the file"
+    body = await read_at_most(request.stream(), MAX_BULK_BODY, too_large)
     try:
-        return b"".join(chunks).decode("utf-8")
+        return body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidValue(f"the body is not UTF-8: {exc}") from exc
 
