@@ -41,7 +41,9 @@ __all__ = [
     "IdnodeError",
     "InsufficientPermissions",
     "InvalidCredential",
+    "InvalidDocument",
     "InvalidHandle",
+    "InvalidQueryParameter",
     "InvalidSessionKey",
     "InvalidValue",
     "LocalProtocolError",
@@ -52,6 +54,7 @@ __all__ = [
     "NotResponsible",
     "OperationNotSupported",
     "ProtocolError",
+    "QueryTooLarge",
     "RecursionTooDeep",
     "Referral",
     "RemoteProtocolError",
@@ -66,6 +69,7 @@ __all__ = [
     "TooManyFailures",
     "ValueAlreadyExists",
     "ValuesNotFound",
+    "epcis_exception_of",
     "error_for",
     "http_status",
     "http_status_of",
@@ -165,6 +169,21 @@ class NoSuchResource(IdnodeError):
 
     response_code = ResponseCode.ERROR
     http_status = 404
+
+
+class InvalidDocument(InvalidValue):
+    """A document to capture (EPCIS) that is not valid: refused whole."""
+
+
+class InvalidQueryParameter(InvalidValue):
+    """A query parameter that is unknown or has a value it cannot take (EPCIS)."""
+
+
+class QueryTooLarge(IdnodeError):
+    """A query would return more than its caller allowed (EPCIS maxEventCount)."""
+
+    response_code = ResponseCode.INVALID_VALUE
+    http_status = 413
 
 
 class NoSuchTemplate(NoSuchResource):
@@ -389,3 +408,20 @@ def snms_status_of(exc: IdnodeError) -> int:
 def idhub_code_of(exc: IdnodeError) -> int:
     """The IDHub (DOIP) ``code`` for an error; 500 for one it has no code for."""
     return next((code for kind, code in _IDHUB_CODE if isinstance(exc, kind)), 500)
+
+
+def epcis_exception_of(exc: IdnodeError) -> str:
+    """The EPCIS REST binding's name for an error (its problem ``type`` is
+    ``epcisException:<name>``)."""
+    if isinstance(exc, InvalidQueryParameter):
+        return "QueryParameterException"
+    if isinstance(exc, QueryTooLarge):
+        return "QueryTooLargeException"
+    if isinstance(exc, InvalidValue | InvalidHandle):
+        return "ValidationException"
+    if isinstance(exc, AuthenticationNeeded | InsufficientPermissions | AuthenticationFailed
+                  | InvalidCredential | AuthenticationError):  # fmt: skip
+        return "SecurityException"
+    if isinstance(exc, NoSuchResource):
+        return "NoSuchResourceException"
+    return "ImplementationException"

@@ -174,6 +174,7 @@ def _open(config: Config) -> Node:
             recursive=config.role == "recursive",
             share=config.share,
             token_secret=token_secret(config),
+            gs1_prefix=config.gs1_prefix,
         )
         return Node(config, storage, service)
     except BaseException:

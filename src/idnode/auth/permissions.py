@@ -61,7 +61,7 @@ class Authorizer:
             return AdminPermission.ALL
         granted = AdminPermission.NONE
         for admin in governing:
-            if admin.permissions & ~granted and self._is_member(identity, admin.admin):
+            if admin.permissions & ~granted and self.is_member(identity, admin.admin):
                 granted |= admin.permissions
         return granted
 
@@ -82,7 +82,8 @@ class Authorizer:
                 f"{identity.index}:{identity.handle} may not {what} (lacks {names})"
             )
 
-    def _is_member(self, identity: ValueReference, ref: ValueReference) -> bool:
+    def is_member(self, identity: ValueReference, ref: ValueReference) -> bool:
+        """Whether ``ref`` is ``identity`` or a group (HS_VLIST) that holds it, nested."""
         seen: set[tuple[str, int]] = set()
         pending = [(ref, 0)]
         while pending:

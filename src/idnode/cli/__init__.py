@@ -123,6 +123,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Prefixes: home them here, delegate them to other nodes, list, unhome.",
     ),
     "template": ("template", "template_app", "Metadata templates: list, show, define."),
+    "trace": ("trace", "trace_app", "EPCIS events: capture, query, genealogy, recall."),
     "account": (
         "account",
         "account_app",

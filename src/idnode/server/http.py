@@ -13,6 +13,7 @@ import html
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -32,6 +33,7 @@ from idnode import __version__
 from idnode.auth.throttle import FailureLimiter
 from idnode.console import console_app
 from idnode.console.values import shown_values
+from idnode.epcisapi import epcis_routes
 from idnode.errors import (
     BadRequestParameter,
     IdnodeError,
@@ -360,6 +362,7 @@ def create_app(
             Route("/api/stats/reports", bound(http_stats.receive_report), methods=["POST"]),
             # The national system's SNMS and IDHub APIs (before the /api/ catch-all).
             *idis_routes(off),
+            *epcis_routes(off, partial(_caller, off)),
             Route("/api/openapi.json", openapi),
             Route("/api/{rest:text}", _api_not_found, methods=["GET", "HEAD"]),
             Route("/.well-known/gs1resolver", gs1_description, methods=GS1_METHODS),
@@ -386,6 +389,10 @@ def create_app(
     )
     app.state.auth_failures = auth_failures
     return FastResolution(off, app, answer_cache_bytes=answer_cache_bytes)
+
+
+async def _caller(off: OffLoop, request: Request, required: bool) -> Caller:
+    return await http_auth.caller_of(off, request, required=required)
 
 
 async def _to_console(request: Request) -> Response:

@@ -398,6 +398,46 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object"}, "the new version"), **_ERRORS},
                 },
             },
+            "/api/trace/{identifier}": {
+                "parameters": [
+                    {
+                        "name": "identifier",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "direction",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["down", "up"]},
+                    },
+                    {
+                        "name": "depth",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 20},
+                    },
+                ],
+                "get": {
+                    "summary": "Genealogy from EPCIS events: where an identifier went (down)"
+                    " or what it was made of (up); docs/traceability.md",
+                    "responses": {"200": _json({"type": "object"}, "nodes and edges"), **_ERRORS},
+                },
+            },
+            "/api/recall/{batch}": {
+                "parameters": [
+                    {"name": "batch", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "depth",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 20},
+                    },
+                ],
+                "get": {
+                    "summary": "Every identifier downstream of a batch, with where each was"
+                    " last seen",
+                    "responses": {"200": _json({"type": "object"}, "the identifiers"), **_ERRORS},
+                },
+            },
             "/api/bulk": {
                 "parameters": [
                     {"name": name, "in": "query", "schema": {"type": kind}}

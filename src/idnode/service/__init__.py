@@ -20,6 +20,7 @@ share (who is responsible for a handle, who administers it, what a caller may do
 ``service.prefixes``            homing and delegating prefixes (the node's operator)
 ``service.bulk``                bulk registration, staged then written
 ``service.statistics``          counts per prefix and hour, reports between nodes
+``service.trace``               EPCIS events: capture, queries, genealogy, recalls
 ==============================  =====================================================
 
 Every operation is synchronous: it may wait on the database or, on a recursive node,
@@ -45,6 +46,7 @@ from idnode.service.reads import Reads
 from idnode.service.sessions import Sessions
 from idnode.service.statistics import Statistics
 from idnode.service.templates import Templates
+from idnode.service.trace import Traceability
 from idnode.service.writes import Writes
 from idnode.sites import Share
 from idnode.stats import StatsRecorder
@@ -66,6 +68,8 @@ class NodeService:
 
     ``clock`` returns monotonic seconds; tests pass their own to step time. ``share``
     is this server's part of a site whose servers divide the handles; None: all.
+    ``gs1_prefix``: the prefix GS1 codes map to (docs/gs1.md), so that an event naming
+    a GS1 key reaches that identifier's record.
     ``token_secret`` signs the bearer tokens of the SNMS and IDHub APIs: the same in
     every worker of a node (:func:`idnode.node.token_secret`); none: a random one.
     """
@@ -82,6 +86,7 @@ class NodeService:
         recursive: bool = False,
         share: Share | None = None,
         token_secret: bytes = b"",
+        gs1_prefix: str = "",
     ) -> None:
         self.core = core = ServiceCore(
             storage,
@@ -105,3 +110,4 @@ class NodeService:
         self.prefixes = Prefixes(core)
         self.bulk = BulkWrites(core)
         self.statistics = Statistics(core)
+        self.trace = Traceability(core, gs1_prefix)

@@ -26,6 +26,7 @@ from idnode.domain import (
 from idnode.stats import ReportedRow, StatsRow
 
 if TYPE_CHECKING:
+    from idnode.storage.events import EventStore
     from idnode.storage.staging import Staging
 
 __all__ = ["RecordChange", "StagedChoice", "Storage"]
@@ -189,5 +190,9 @@ class Storage(Protocol):
         """Every account, by name."""
 
     def schema_version(self) -> int: ...
+
+    @property
+    def events(self) -> EventStore:
+        """The EPCIS event store, in the same database."""
 
     def close(self) -> None: ...

@@ -36,6 +36,7 @@ from idnode.metrics import record_cache
 from idnode.names import handle_key
 from idnode.stats import ReportedRow, StatsRow
 from idnode.storage.base import RecordChange, StagedChoice, Storage
+from idnode.storage.events import EventStore
 from idnode.storage.staging import Staging
 
 __all__ = ["FLUSH_ALL", "CachingStorage"]
@@ -278,6 +279,10 @@ class CachingStorage:
 
     def accounts(self) -> list[Account]:
         return self._inner.accounts()
+
+    @property
+    def events(self) -> EventStore:
+        return self._inner.events
 
     def schema_version(self) -> int:
         return self._inner.schema_version()

@@ -278,6 +278,117 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        10,
+        "EPCIS events",
+        # The traceability repository (storage/events.py): events with their indexed
+        # facts and the event as captured (body, JSON); the identifiers each names, by
+        # role (keyed identifier first: an identifier's events and each genealogy step
+        # are range reads); the enterprises and reader groups events are kept for; and
+        # capture jobs. seq is the order of capture; times are milliseconds, UTC.
+        sqlite=(
+            """CREATE TABLE epcis_events (
+                seq               INTEGER PRIMARY KEY,
+                event_id          TEXT NOT NULL UNIQUE,
+                event_type        TEXT NOT NULL,
+                event_time        INTEGER NOT NULL,
+                record_time       INTEGER NOT NULL,
+                action            TEXT NOT NULL,
+                biz_step          TEXT NOT NULL,
+                disposition       TEXT NOT NULL,
+                read_point        TEXT NOT NULL,
+                biz_location      TEXT NOT NULL,
+                transformation_id TEXT NOT NULL,
+                owner             TEXT NOT NULL,
+                access            INTEGER NOT NULL,
+                readers           TEXT NOT NULL,
+                capture_id        TEXT NOT NULL,
+                body              TEXT NOT NULL
+            )""",
+            "CREATE INDEX epcis_events_time ON epcis_events (event_time, seq)",
+            "CREATE INDEX epcis_events_record ON epcis_events (record_time, seq)",
+            "CREATE INDEX epcis_events_step ON epcis_events (biz_step, seq)",
+            "CREATE INDEX epcis_events_disposition ON epcis_events (disposition, seq)",
+            "CREATE INDEX epcis_events_read_point ON epcis_events (read_point, seq)",
+            "CREATE INDEX epcis_events_location ON epcis_events (biz_location, seq)",
+            "CREATE INDEX epcis_events_transformation ON epcis_events (transformation_id)",
+            """CREATE TABLE epcis_identifiers (
+                identifier TEXT NOT NULL,
+                role       TEXT NOT NULL,
+                seq        INTEGER NOT NULL,
+                PRIMARY KEY (identifier, role, seq)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX epcis_identifiers_event ON epcis_identifiers (seq)",
+            """CREATE TABLE epcis_audiences (
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                PRIMARY KEY (kind, name)
+            )""",
+            """CREATE TABLE epcis_captures (
+                id         TEXT PRIMARY KEY,
+                actor      TEXT NOT NULL,
+                owner      TEXT NOT NULL,
+                created    INTEGER NOT NULL,
+                finished   INTEGER,
+                success    INTEGER,
+                events     INTEGER NOT NULL,
+                duplicates INTEGER NOT NULL,
+                errors     TEXT NOT NULL
+            )""",
+            "CREATE INDEX epcis_captures_owner ON epcis_captures (owner, created)",
+        ),
+        postgresql=(
+            """CREATE TABLE epcis_events (
+                seq               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                event_id          TEXT NOT NULL UNIQUE,
+                event_type        TEXT NOT NULL,
+                event_time        BIGINT NOT NULL,
+                record_time       BIGINT NOT NULL,
+                action            TEXT NOT NULL,
+                biz_step          TEXT NOT NULL,
+                disposition       TEXT NOT NULL,
+                read_point        TEXT NOT NULL,
+                biz_location      TEXT NOT NULL,
+                transformation_id TEXT NOT NULL,
+                owner             TEXT NOT NULL,
+                access            INTEGER NOT NULL,
+                readers           TEXT NOT NULL,
+                capture_id        TEXT NOT NULL,
+                body              TEXT NOT NULL
+            )""",
+            "CREATE INDEX epcis_events_time ON epcis_events (event_time, seq)",
+            "CREATE INDEX epcis_events_record ON epcis_events (record_time, seq)",
+            "CREATE INDEX epcis_events_step ON epcis_events (biz_step, seq)",
+            "CREATE INDEX epcis_events_disposition ON epcis_events (disposition, seq)",
+            "CREATE INDEX epcis_events_read_point ON epcis_events (read_point, seq)",
+            "CREATE INDEX epcis_events_location ON epcis_events (biz_location, seq)",
+            "CREATE INDEX epcis_events_transformation ON epcis_events (transformation_id)",
+            """CREATE TABLE epcis_identifiers (
+                identifier TEXT COLLATE "C" NOT NULL,
+                role       TEXT NOT NULL,
+                seq        BIGINT NOT NULL,
+                PRIMARY KEY (identifier, role, seq)
+            )""",
+            "CREATE INDEX epcis_identifiers_event ON epcis_identifiers (seq)",
+            """CREATE TABLE epcis_audiences (
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                PRIMARY KEY (kind, name)
+            )""",
+            """CREATE TABLE epcis_captures (
+                id         TEXT PRIMARY KEY,
+                actor      TEXT NOT NULL,
+                owner      TEXT NOT NULL,
+                created    BIGINT NOT NULL,
+                finished   BIGINT,
+                success    INTEGER,
+                events     INTEGER NOT NULL,
+                duplicates INTEGER NOT NULL,
+                errors     TEXT NOT NULL
+            )""",
+            "CREATE INDEX epcis_captures_owner ON epcis_captures (owner, created)",
+        ),
+    ),
 )
 
 #: The migration after which every existing record must be (re)indexed for search.

@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 from idnode.domain import (
@@ -39,6 +40,7 @@ from idnode.names import handle_key
 from idnode.stats import ReportedRow, StatsRow
 from idnode.storage import search
 from idnode.storage.base import RecordChange
+from idnode.storage.events import EventStore
 from idnode.storage.migrations import SEARCH_INDEX_VERSION, pending
 
 __all__ = [
@@ -265,6 +267,10 @@ class SQLStorage(ABC):
 
     def schema_version(self) -> int:
         return int(self._fetch(self.sql.schema_version, ())[0][0])
+
+    @cached_property
+    def events(self) -> EventStore:
+        return EventStore(self.dialect, self._fetch, self._writing)
 
     # -- records -----------------------------------------------------------------------
 

@@ -1,0 +1,152 @@
+"""EPCIS documents in, events out: JSON and JSON-LD checked against the standard's
+JSON schema, XML (EPCIS 2.0 and 1.2) read into the same JSON form first.
+
+A document is accepted whole or not at all: :func:`read_document` raises
+:class:`DocumentRejected` naming every fault it found (the event, where in it, and
+what is wrong), so that a capture stores nothing from a document with one bad event.
+The schema is the one GS1 publishes (``schema/EPCIS-JSON-Schema.json``, Apache 2.0,
+from github.com/gs1/EPCIS); its ``uri`` formats are not enforced, since an event on
+our node may name an identifier as ``88.100.1/PUMP-0001``, which is not a URI.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import ValidationError
+
+from idnode.epcis.events import EVENT_TYPES, millis
+from idnode.errors import InvalidDocument, InvalidValue
+
+__all__ = ["MAX_EVENTS", "Document", "DocumentRejected", "read_document"]
+
+#: Events one capture may hold (GS1-EPCIS-Capture-Limit).
+MAX_EVENTS = 10_000
+#: The context every EPCIS 2.0 JSON-LD document names.
+STANDARD_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
+_MAX_FAULTS = 50
+
+
+class DocumentRejected(InvalidDocument):
+    """The document is not a valid EPCIS document; ``faults`` says each way it is not."""
+
+    def __init__(self, faults: list[str]) -> None:
+        shown = faults[:_MAX_FAULTS]
+        more = f" (and {len(faults) - len(shown)} more)" if len(faults) > len(shown) else ""
+        super().__init__("; ".join(shown) + more)
+        self.faults = faults
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    events: list[dict[str, Any]]  #: each as JSON, with the document's own context
+    context: list[Any]  #: the document's @context entries beyond the standard one
+
+
+def read_document(data: bytes, media_type: str = "") -> Document:
+    """The events of an EPCIS document (an EPCISDocument, or an EPCISQueryDocument
+    whose results are captured again), JSON or XML by ``media_type`` or, without one,
+    by its first character."""
+    kind = media_type.split(";", maxsplit=1)[0].strip().lower()
+    if "xml" in kind or (not kind and data.lstrip()[:1] == b"<"):
+        from idnode.epcis.xml import xml_to_json
+
+        doc = xml_to_json(data)
+    else:
+        try:
+            doc = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DocumentRejected([f"not JSON: {exc}"]) from exc
+    return check_document(doc)
+
+
+def check_document(doc: object) -> Document:
+    """The events of a document already read into its JSON form."""
+    if not isinstance(doc, dict):
+        raise DocumentRejected(["an EPCIS document is a JSON object"])
+    kind = doc.get("type")
+    if kind not in ("EPCISDocument", "EPCISQueryDocument"):
+        raise DocumentRejected([f"type must be EPCISDocument or EPCISQueryDocument, not {kind!r}"])
+    faults = [_describe(error) for error in _validator().iter_errors(doc)]
+    events = _event_list(doc)
+    if events is None and not faults:
+        faults.append("the document holds no event list")
+    events = events or []
+    if len(events) > MAX_EVENTS:
+        faults.append(f"{len(events)} events: one capture takes at most {MAX_EVENTS}")
+    for n, event in enumerate(events):
+        faults += [f"event {n}: {fault}" for fault in _event_faults(event)]
+    if faults:
+        raise DocumentRejected(sorted(set(faults), key=faults.index))
+    context = doc.get("@context", [])
+    context = context if isinstance(context, list) else [context]
+    own = [c for c in context if c != STANDARD_CONTEXT]
+    out = []
+    for event in events:
+        kept = dict(event)
+        if own and "@context" not in kept:
+            kept["@context"] = own
+        out.append(kept)
+    return Document(out, own)
+
+
+@cache
+def _validator() -> Draft7Validator:
+    schema = json.loads(
+        files("idnode.epcis").joinpath("schema/EPCIS-JSON-Schema.json").read_text("utf-8")
+    )
+    return Draft7Validator(schema)
+
+
+def _event_list(doc: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    body = doc.get("epcisBody")
+    if not isinstance(body, Mapping):
+        return None
+    if doc.get("type") == "EPCISQueryDocument":
+        results = body.get("queryResults", {})
+        body = results.get("resultsBody", {}) if isinstance(results, Mapping) else {}
+    events = body.get("eventList") if isinstance(body, Mapping) else None
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        return None
+    return events
+
+
+def _event_faults(event: Mapping[str, Any]) -> Iterator[str]:
+    """What the schema cannot say: times that parse, and which event types we keep."""
+    if event.get("type") not in EVENT_TYPES:
+        yield f"type {event.get('type')!r} is not one of {', '.join(EVENT_TYPES)}"
+    for field in ("eventTime", "recordTime"):
+        if isinstance(event.get(field), str):
+            try:
+                millis(event[field])
+            except InvalidValue as exc:
+                yield f"{field}: {exc}"
+    declaration = event.get("errorDeclaration")
+    if isinstance(declaration, Mapping) and isinstance(declaration.get("declarationTime"), str):
+        try:
+            millis(declaration["declarationTime"])
+        except InvalidValue as exc:
+            yield f"errorDeclaration.declarationTime: {exc}"
+
+
+def _describe(error: ValidationError) -> str:
+    """A schema fault as "event 3 (ObjectEvent): epcList: ... is not of type array",
+    from the most specific reason where the schema branches (if/then, anyOf)."""
+    if error.context:
+        error = min(error.context, key=lambda e: (-len(e.absolute_path), str(e.message)))
+    path = list(error.absolute_path)
+    where = ""
+    if path[:2] == ["epcisBody", "eventList"] and len(path) >= 3:
+        where, path = f"event {path[2]}: ", path[3:]
+    elif "resultsBody" in path and "eventList" in path:
+        at = path.index("eventList")
+        if len(path) > at + 1:
+            where, path = f"event {path[at + 1]}: ", path[at + 2 :]
+    field = ".".join(str(p) for p in path)
+    return f"{where}{field + ': ' if field else ''}{error.message}"

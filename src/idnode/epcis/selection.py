@@ -1,0 +1,115 @@
+"""What the event store is given and gives back: events to keep, and selections of
+kept events that its indexes can answer.
+
+A selection holds only what the store's indexes answer (times, steps, places, the
+identifiers named in a role) and who is asking; the service applies a query's other
+parameters to what comes back. Every selection carries the caller's :class:`Audience`,
+so that no event the caller may not read leaves the store: not in a page, not as a
+genealogy edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from idnode.epcis.events import EventFacts
+
+__all__ = [
+    "Access",
+    "Audience",
+    "CaptureJob",
+    "IdentifierMatch",
+    "NewEvent",
+    "Selection",
+    "StoredEvent",
+]
+
+
+class Access(IntEnum):
+    """Who may read an event besides the enterprise that captured it."""
+
+    PUBLIC = 0  #: anyone, anonymous readers included
+    PARTNER = 1  #: the members of the reader group it names
+    OWNER = 2  #: nobody else
+
+
+@dataclass(frozen=True, slots=True)
+class Audience:
+    """The readers a caller is among: the enterprises (prefixes) it may register
+    identifiers under, and the reader groups (``index:handle``) it is a member of."""
+
+    owners: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+
+
+ANYONE = Audience()
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    event_id: str
+    facts: EventFacts
+    body: dict[str, Any]  #: the event as captured, with its eventID and recordTime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    seq: int  #: the order of capture
+    event_id: str
+    record_time: int  #: milliseconds since the epoch
+    facts: EventFacts
+    body: dict[str, Any]
+    owner: str
+    access: Access
+    readers: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureJob:
+    """One capture, as the REST binding's ``/capture/{captureID}`` reports it."""
+
+    capture_id: str
+    actor: str
+    owner: str
+    created: int  #: milliseconds since the epoch
+    finished: int | None = None
+    success: bool | None = None
+    events: int = 0  #: events stored
+    duplicates: int = 0  #: events already held (same eventID): a repeated capture
+    errors: tuple[str, ...] = ()
+
+    @property
+    def running(self) -> bool:
+        return self.finished is None
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifierMatch:
+    """An event names one of ``keys`` (or a key starting with one of ``prefixes``) in
+    one of ``roles``."""
+
+    roles: frozenset[str]
+    keys: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    audience: Audience
+    event_types: tuple[str, ...] = ()
+    event_time: tuple[int | None, int | None] = (None, None)  #: [from, to)
+    record_time: tuple[int | None, int | None] = (None, None)
+    actions: tuple[str, ...] = ()
+    biz_steps: tuple[str, ...] = ()
+    dispositions: tuple[str, ...] = ()
+    read_points: tuple[str, ...] = ()
+    biz_locations: tuple[str, ...] = ()
+    transformation_ids: tuple[str, ...] = ()
+    event_ids: tuple[str, ...] = ()
+    identifiers: tuple[IdentifierMatch, ...] = ()  #: all must hold
+    order: str = "record"  #: "record" (capture order) or "event" (eventTime)
+    descending: bool = False
+    after: tuple[int, int] | None = None  #: resume after (order value, seq)
+    seqs: tuple[int, ...] = field(default=())  #: only these events (genealogy)

@@ -1,0 +1,353 @@
+"""The EPCIS event store: events, the identifiers they name, and capture jobs, in the
+node's own database (SQLite or PostgreSQL, one SQL text for both).
+
+Three tables (migration 10): ``epcis_events`` (one row per event: its indexed facts and
+the event as captured, JSON), ``epcis_identifiers`` (one row per identifier an event
+names and the role it plays there, keyed by identifier first, so that "the events of
+this pump" and every genealogy step are index range reads), and ``epcis_captures``.
+``epcis_audiences`` lists the enterprises and reader groups events were captured for,
+so that a caller's audience is worked out over a handful of names, not the events.
+
+Every read takes the caller's :class:`~idnode.epcis.selection.Audience` and filters by
+it in SQL: an event the caller may not read is never fetched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from idnode.epcis.events import EventFacts
+from idnode.epcis.selection import (
+    Access,
+    Audience,
+    CaptureJob,
+    NewEvent,
+    Selection,
+    StoredEvent,
+)
+
+if TYPE_CHECKING:
+    from idnode.storage.sql import Dialect
+
+__all__ = ["EventStore"]
+
+Fetch = Callable[..., list[Any]]
+Connection = Any
+_COLUMNS = (
+    "e.seq, e.event_id, e.record_time, e.event_type, e.event_time, e.action, e.biz_step,"
+    " e.disposition, e.read_point, e.biz_location, e.transformation_id, e.owner, e.access,"
+    " e.readers, e.body"
+)
+
+
+class EventStore:
+    """Events kept by one SQL backend; built by the backend with its own reader and
+    writer (each write one durable transaction)."""
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        fetch: Fetch,
+        writing: Callable[[], AbstractContextManager[Connection]],
+    ) -> None:
+        self._dialect = dialect
+        self._p = dialect.placeholder
+        self._fetch = fetch
+        self._writing = writing
+
+    # -- capture -------------------------------------------------------------------
+
+    def capture(
+        self, job: CaptureJob, events: Sequence[NewEvent], access: Access, readers: str
+    ) -> CaptureJob:
+        """Store ``events`` for ``job.owner`` in one transaction, skipping those whose
+        eventID is held already; the job, finished, as stored with them."""
+        p = self._p
+        insert = (
+            "INSERT INTO epcis_events (event_id, event_type, event_time, record_time, action,"
+            " biz_step, disposition, read_point, biz_location, transformation_id, owner,"
+            " access, readers, capture_id, body) VALUES"
+            f" ({', '.join([p] * 15)}) ON CONFLICT (event_id) DO NOTHING RETURNING seq"
+        )
+        named = f"INSERT INTO epcis_identifiers (identifier, role, seq) VALUES ({p}, {p}, {p})"
+        stored = 0
+        with self._writing() as conn:
+            for event in events:
+                f = event.facts
+                row = conn.execute(
+                    insert,
+                    (
+                        event.event_id,
+                        f.event_type,
+                        f.event_time,
+                        job.created,
+                        f.action,
+                        f.biz_step,
+                        f.disposition,
+                        f.read_point,
+                        f.biz_location,
+                        f.transformation_id,
+                        job.owner,
+                        int(access),
+                        readers,
+                        job.capture_id,
+                        json.dumps(event.body, ensure_ascii=False, separators=(",", ":")),
+                    ),
+                ).fetchone()
+                if row is None:
+                    continue
+                stored += 1
+                seq = int(row[0])
+                conn.cursor().executemany(named, [(key, role, seq) for role, key in f.identifiers])
+            for kind, name in (("owner", job.owner), ("group", readers)):
+                if name:
+                    conn.execute(
+                        f"INSERT INTO epcis_audiences VALUES ({p}, {p}) ON CONFLICT DO NOTHING",
+                        (kind, name),
+                    )
+            done = CaptureJob(
+                job.capture_id,
+                job.actor,
+                job.owner,
+                job.created,
+                job.created,
+                True,
+                stored,
+                len(events) - stored,
+            )
+            self._put_job(conn, done)
+        return done
+
+    def record_job(self, job: CaptureJob) -> None:
+        """Keep a capture job that stored nothing (a refused document)."""
+        with self._writing() as conn:
+            self._put_job(conn, job)
+
+    def _put_job(self, conn: Connection, job: CaptureJob) -> None:
+        p = self._p
+        conn.execute(
+            f"INSERT INTO epcis_captures VALUES ({', '.join([p] * 9)})",
+            (
+                job.capture_id,
+                job.actor,
+                job.owner,
+                job.created,
+                job.finished,
+                None if job.success is None else int(job.success),
+                job.events,
+                job.duplicates,
+                json.dumps(list(job.errors), ensure_ascii=False),
+            ),
+        )
+
+    def job(self, capture_id: str) -> CaptureJob | None:
+        rows = self._fetch(
+            "SELECT id, actor, owner, created, finished, success, events, duplicates, errors"
+            f" FROM epcis_captures WHERE id = {self._p}",
+            (capture_id,),
+            primary=True,
+        )
+        return _job(rows[0]) if rows else None
+
+    def jobs(self, owners: Sequence[str], limit: int) -> list[CaptureJob]:
+        """The newest capture jobs of these enterprises."""
+        if not owners:
+            return []
+        rows = self._fetch(
+            "SELECT id, actor, owner, created, finished, success, events, duplicates, errors"
+            f" FROM epcis_captures WHERE owner IN ({', '.join([self._p] * len(owners))})"
+            f" ORDER BY created DESC, id LIMIT {self._p}",
+            (*owners, limit),
+        )
+        return [_job(row) for row in rows]
+
+    def audiences(self) -> list[tuple[str, str]]:
+        """(kind, name) of every enterprise ("owner") and reader group ("group") that
+        events were captured for."""
+        rows = self._fetch("SELECT kind, name FROM epcis_audiences ORDER BY kind, name", ())
+        return [(str(k), str(n)) for k, n in rows]
+
+    # -- reads ---------------------------------------------------------------------
+
+    def select(self, selection: Selection, limit: int) -> list[StoredEvent]:
+        """Up to ``limit`` visible events the selection holds, in its order."""
+        where, params = self._where(selection)
+        column = "e.seq" if selection.order == "record" else "e.event_time"
+        direction = "DESC" if selection.descending else "ASC"
+        if selection.after is not None:
+            value, seq = selection.after
+            op = "<" if selection.descending else ">"
+            if selection.order == "record":
+                where.append(f"e.seq {op} {self._p}")
+                params.append(seq)
+            else:
+                where.append(
+                    f"(e.event_time {op} {self._p} OR (e.event_time = {self._p}"
+                    f" AND e.seq {op} {self._p}))"
+                )
+                params += [value, value, seq]
+        order = f"{column} {direction}" + ("" if column == "e.seq" else f", e.seq {direction}")
+        sql = (
+            f"SELECT {_COLUMNS} FROM epcis_events e WHERE {' AND '.join(where) or 'TRUE'}"
+            f" ORDER BY {order} LIMIT {self._p}"
+        )
+        rows = self._fetch(sql, (*params, limit), primary=True)
+        return [_event(row) for row in rows]
+
+    def naming(
+        self, identifiers: Sequence[str], roles: Sequence[str], audience: Audience
+    ) -> list[tuple[str, str, StoredEvent]]:
+        """(identifier, role, event) for every visible event that names one of
+        ``identifiers`` in one of ``roles``: one step of a genealogy."""
+        if not identifiers or not roles:
+            return []
+        p = self._p
+        visible, params = self._visible(audience)
+        sql = (
+            f"SELECT x.identifier, x.role, {_COLUMNS} FROM epcis_identifiers x"
+            " JOIN epcis_events e ON e.seq = x.seq"
+            f" WHERE x.identifier IN ({', '.join([p] * len(identifiers))})"
+            f" AND x.role IN ({', '.join([p] * len(roles))}) AND {visible}"
+            " ORDER BY e.event_time, e.seq"
+        )
+        rows = self._fetch(sql, (*identifiers, *roles, *params), primary=True)
+        return [(str(r[0]), str(r[1]), _event(r[2:])) for r in rows]
+
+    def named_by(self, seqs: Sequence[int], roles: Sequence[str]) -> list[tuple[int, str, str]]:
+        """(seq, role, identifier) of what the events ``seqs`` name in ``roles``."""
+        if not seqs:
+            return []
+        p = self._p
+        rows = self._fetch(
+            "SELECT seq, role, identifier FROM epcis_identifiers"
+            f" WHERE seq IN ({', '.join([p] * len(seqs))})"
+            f" AND role IN ({', '.join([p] * len(roles))}) ORDER BY seq, role, identifier",
+            (*seqs, *roles),
+            primary=True,
+        )
+        return [(int(s), str(r), str(i)) for s, r, i in rows]
+
+    def by_transformation(self, ids: Sequence[str], audience: Audience) -> list[StoredEvent]:
+        """The visible events that share one of these transformation IDs."""
+        if not ids:
+            return []
+        visible, params = self._visible(audience)
+        sql = (
+            f"SELECT {_COLUMNS} FROM epcis_events e WHERE e.transformation_id IN"
+            f" ({', '.join([self._p] * len(ids))}) AND {visible} ORDER BY e.seq"
+        )
+        return [_event(r) for r in self._fetch(sql, (*ids, *params), primary=True)]
+
+    def last_seen(self, identifier: str, audience: Audience) -> StoredEvent | None:
+        """The visible event with the latest eventTime that names ``identifier``."""
+        visible, params = self._visible(audience)
+        sql = (
+            f"SELECT {_COLUMNS} FROM epcis_identifiers x JOIN epcis_events e ON e.seq = x.seq"
+            f" WHERE x.identifier = {self._p} AND {visible}"
+            " ORDER BY e.event_time DESC, e.seq DESC LIMIT 1"
+        )
+        rows = self._fetch(sql, (identifier, *params), primary=True)
+        return _event(rows[0]) if rows else None
+
+    # -- SQL -----------------------------------------------------------------------
+
+    def _visible(self, audience: Audience) -> tuple[str, list[object]]:
+        p = self._p
+        terms, params = [f"e.access = {int(Access.PUBLIC)}"], list[object]()
+        if audience.owners:
+            terms.append(f"e.owner IN ({', '.join([p] * len(audience.owners))})")
+            params += sorted(audience.owners)
+        if audience.groups:
+            terms.append(
+                f"(e.access = {int(Access.PARTNER)}"
+                f" AND e.readers IN ({', '.join([p] * len(audience.groups))}))"
+            )
+            params += sorted(audience.groups)
+        return "(" + " OR ".join(terms) + ")", params
+
+    def _where(self, s: Selection) -> tuple[list[str], list[object]]:
+        p = self._p
+        visible, params = self._visible(s.audience)
+        where = [visible]
+        for column, chosen in (
+            ("e.event_type", s.event_types),
+            ("e.action", s.actions),
+            ("e.biz_step", s.biz_steps),
+            ("e.disposition", s.dispositions),
+            ("e.read_point", s.read_points),
+            ("e.biz_location", s.biz_locations),
+            ("e.transformation_id", s.transformation_ids),
+            ("e.event_id", s.event_ids),
+            ("e.seq", s.seqs),
+        ):
+            if chosen:
+                where.append(f"{column} IN ({', '.join([p] * len(chosen))})")
+                params += chosen
+        for column, (low, high) in (("e.event_time", s.event_time),
+                                    ("e.record_time", s.record_time)):  # fmt: skip
+            if low is not None:
+                where.append(f"{column} >= {p}")
+                params.append(low)
+            if high is not None:
+                where.append(f"{column} < {p}")
+                params.append(high)
+        for match in s.identifiers:
+            roles = sorted(match.roles)
+            terms, named = [], list[object]()
+            if match.keys:
+                terms.append(f"x.identifier IN ({', '.join([p] * len(match.keys))})")
+                named += match.keys
+            for prefix in match.prefixes:
+                terms.append(f"(x.identifier >= {p} AND x.identifier < {p})")
+                named += [prefix, prefix + "\U0010ffff"]
+            where.append(
+                "e.seq IN (SELECT x.seq FROM epcis_identifiers x WHERE"
+                f" x.role IN ({', '.join([p] * len(roles))})"
+                f" AND ({' OR '.join(terms) or 'FALSE'}))"
+            )
+            params += [*roles, *named]
+        return where, params
+
+
+def _event(row: Sequence[Any]) -> StoredEvent:
+    (seq, event_id, record_time, event_type, event_time, action, biz_step, disposition,
+     read_point, biz_location, transformation_id, owner, access, readers, body) = row  # fmt: skip
+    facts = EventFacts(
+        str(event_type),
+        int(event_time),
+        str(action),
+        str(biz_step),
+        str(disposition),
+        str(read_point),
+        str(biz_location),
+        str(transformation_id),
+        (),
+    )
+    return StoredEvent(
+        int(seq),
+        str(event_id),
+        int(record_time),
+        facts,
+        json.loads(body),
+        str(owner),
+        Access(int(access)),
+        str(readers),
+    )
+
+
+def _job(row: Sequence[Any]) -> CaptureJob:
+    capture_id, actor, owner, created, finished, success, events, duplicates, errors = row
+    return CaptureJob(
+        str(capture_id),
+        str(actor),
+        str(owner),
+        int(created),
+        None if finished is None else int(finished),
+        None if success is None else bool(success),
+        int(events),
+        int(duplicates),
+        tuple(json.loads(errors)),
+    )
