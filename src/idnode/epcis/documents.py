@@ -4,8 +4,9 @@ JSON schema, XML (EPCIS 2.0 and 1.2) read into the same JSON form first.
 A document is accepted whole or not at all: :func:`read_document` raises
 :class:`DocumentRejected` naming every fault it found (the event, where in it, and
 what is wrong), so that a capture stores nothing from a document with one bad event.
-The schema is the one GS1 publishes (``schema/EPCIS-JSON-Schema.json``, Apache 2.0,
-from github.com/gs1/EPCIS); its ``uri`` formats are not enforced, since an event on
+The schema is the one GS1 publishes (``schema/EPCIS-JSON-Schema.json``, from
+github.com/gs1/EPCIS, unchanged; ``schema/NOTICE.md`` says where from and under what
+notice); its ``uri`` formats are not enforced, since an event on
 our node may name an identifier as ``88.100.1/PUMP-0001``, which is not a URI.
 """
 
