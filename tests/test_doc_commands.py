@@ -184,6 +184,14 @@ PLAN: dict[tuple[str, str], Run | Skip] = {
     ),
     ("docs/http-api.md", 'curl -u "$AUTH" -X PUT'): Run(),
     ("docs/idis-api.md", "printf '%s\\n' 'pump-erp-2026!' > erp.pw"): Run(),
+    ("docs/traceability.md", "cat > events.jsonld"): Run(),
+    ("docs/traceability.md", "AUTH='300%3A88.100.1/OPS:'"): Run(
+        before=MAKE_OPS + f"SECRET={SECRET}\n"
+    ),
+    ("docs/traceability.md", "curl 'localhost:8000/epcis/events"): Run(),
+    ("docs/traceability.md", "curl 'localhost:8000/api/trace/"): Run(),
+    ("docs/traceability.md", "idnode trace recall"): Run(),
+    ("docs/traceability.md", "curl -u \"$AUTH\" -H 'Content-Type: application/json'"): Run(),
     ("docs/idis-api.md", "idnode keygen app.key > app_pub.json"): Run(),
 }
 

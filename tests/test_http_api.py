@@ -164,10 +164,10 @@ def test_openapi_document_is_valid_and_covers_every_route(http: httpx.Client) ->
     for route in app._app.routes:
         if isinstance(route, Mount) and route.path == "/console":
             continue  # the web console: pages for people, not an API (docs/console.md)
+        if getattr(route, "path", "").startswith("/epcis/"):
+            continue  # the EPCIS REST binding: GS1's own OpenAPI document describes it
         assert isinstance(route, Route)
         path = re.sub(r":\w+}", "}", route.path)
-        if path.startswith("/epcis/"):
-            continue  # the EPCIS REST binding: GS1's own OpenAPI document describes it
         if path in ("/", "/api/{rest}", "/console"):
             continue  # the index page, the catch-all 404 for unknown API paths, the
             # console's redirect to /console/

@@ -5,14 +5,19 @@ what, genealogy and recall; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import base64
+import http.server
 import json
 import random
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
+import websockets.sync.client
 
 from idnode.config import Config
 from idnode.domain import HandleRecord
@@ -21,11 +26,20 @@ from idnode.epcis.events import iso_time, millis
 from idnode.epcis.hashing import event_hash
 from idnode.epcis.identifiers import identifier_key, record_handle
 from idnode.epcis.queries import QueryParameterError, parse_query
-from idnode.errors import AuthenticationNeeded, InsufficientPermissions, NoSuchResource
+from idnode.epcis.schedules import parse_schedule
+from idnode.errors import (
+    AuthenticationNeeded,
+    InsufficientPermissions,
+    InvalidValue,
+    NoSuchResource,
+    ResourceExists,
+)
 from idnode.handle.values import HandleValue, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue, SiteInfo, ValueList
+from idnode.node import open_node
 from idnode.service import Caller, NodeService
 from idnode.storage import Storage
+from tests.clock import Clock
 from tests.conftest import add_secret_admin, idnode, make_node, running
 
 CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
@@ -661,3 +675,237 @@ def test_capture_and_recall_from_the_cli(tmp_path: Path) -> None:
     lines = recall.stdout.splitlines()
     assert len(lines) == 4
     assert any(ln.split()[:2] == ["88.100.1/PUMP-0001", "88.100.1/PUMP-0001"] for ln in lines)
+
+
+# -- named queries and subscriptions ------------------------------------------------------
+
+
+@pytest.fixture
+def clocked(storage: Storage) -> tuple[NodeService, Clock]:
+    clock = Clock(1_790_000_000.0)
+    svc = NodeService(storage, SiteInfo(servers=()), wall_clock=clock)
+    grant = AdminValue(AdminPermission.ALL, ACME.identity).to_bytes()  # type: ignore[arg-type]
+    svc.prefixes.put_record(HandleRecord("0.NA/88.100.1", (HandleValue(100, "HS_ADMIN", grant),)))
+    partners = ValueList((BUYER.identity,)).to_bytes()  # type: ignore[arg-type]
+    svc.prefixes.put_record(
+        HandleRecord("88.100.1/PARTNERS", (HandleValue(200, "HS_VLIST", partners),))
+    )
+    return svc, clock
+
+
+def test_a_named_query_runs_as_whoever_runs_it(clocked: tuple[NodeService, Clock]) -> None:
+    svc, _ = clocked
+    subs = svc.trace_subscriptions
+    svc.trace.capture(ACME, document(event(bizStep="shipping"), event(bizStep="packing")))
+    svc.trace.capture(
+        ACME, document(event(bizStep="shipping", epcList=["88.100.1/P9"])), access="public"
+    )
+    subs.define(ACME, "shipped", {"EQ_bizStep": ["shipping"], "eventType": "ObjectEvent"})
+    assert [q.name for q in subs.queries()] == ["shipped"]
+
+    def run(caller: Caller) -> int:
+        return len(svc.trace.events(caller, subs.run(caller, "shipped", [])).events)
+
+    assert (run(ACME), run(ANYONE)) == (2, 1)
+    with pytest.raises(ResourceExists):
+        subs.define(ACME, "shipped", {})
+    with pytest.raises(QueryParameterError):
+        subs.define(ACME, "broken", {"EQ_colour": "red"})
+    with pytest.raises(AuthenticationNeeded):
+        subs.define(ANYONE, "mine", {})
+    with pytest.raises(InsufficientPermissions):
+        subs.delete(BUYER, "shipped")
+    subs.delete(ACME, "shipped")
+    with pytest.raises(NoSuchResource):
+        subs.run(ACME, "shipped", [])
+
+
+def test_a_subscription_delivers_each_event_once_as_its_subscriber(
+    clocked: tuple[NodeService, Clock],
+) -> None:
+    svc, clock = clocked
+    subs = svc.trace_subscriptions
+    subs.define(ACME, "all", {})
+    mine = subs.subscribe(
+        ACME, "all", {"dest": "https://erp.example/cb", "secret": "s", "stream": True}
+    )
+    theirs = subs.subscribe(
+        BUYER, "all", {"dest": "https://buyer.example/cb", "secret": "t", "stream": True}
+    )
+    with pytest.raises(InvalidValue):
+        subs.subscribe(ACME, "all", {"dest": "ftp://x", "secret": "s", "stream": True})
+    with pytest.raises(InvalidValue):
+        subs.subscribe(ACME, "all", {"dest": "https://x", "secret": "s"})
+    clock.now += 1
+    svc.trace.capture(ACME, document(event(bizStep="packing")))
+    svc.trace.capture(
+        ACME, document(event(bizStep="shipping")), access="partner", readers="200:88.100.1/PARTNERS"
+    )
+    assert subs.batch(mine, 10) == ([], True), "not handed out before they settle"
+    clock.now += 2
+    rows, _ = subs.batch(mine, 10)
+    assert [r.body["bizStep"] for r in rows] == ["packing", "shipping"]
+    partner_rows, _ = subs.batch(theirs, 10)
+    assert [r.body["bizStep"] for r in partner_rows] == ["shipping"]
+    # One worker at a time; the cursor moves only when the destination took them.
+    assert subs.lease(mine)
+    assert not subs.lease(mine)
+    subs.delivered(mine, rows, "the destination answered 503")
+    failed = subs.subscription_by_id(mine.subscription_id)
+    assert (failed.last_seq, failed.failures) == (0, 1)
+    assert failed.next_due > clock.now * 1000
+    assert mine.subscription_id not in {s.subscription_id for s in subs.due()}
+    clock.now += 5
+    assert subs.lease(failed)
+    subs.delivered(failed, rows)
+    done = subs.subscription_by_id(mine.subscription_id)
+    assert (done.delivered, done.failures) == (2, 0)
+    assert subs.batch(done, 10) == ([], True)
+    svc.trace.capture(ACME, document(event(bizStep="receiving")))
+    clock.now += 2
+    rows, _ = subs.batch(done, 10)
+    assert [r.body["bizStep"] for r in rows] == ["receiving"]
+
+
+def test_a_schedule_says_when_a_subscription_is_next_due() -> None:
+    start = millis("2026-12-01T10:15:30Z")
+    hourly = parse_schedule({"minute": "0"})
+    assert iso_time(hourly.next_after(start)) == "2026-12-01T11:00:00.000Z"
+    daily = parse_schedule({"hour": "6", "minute": "30"})
+    assert iso_time(daily.next_after(start)) == "2026-12-02T06:30:00.000Z"
+    mondays = parse_schedule({"dayOfWeek": "1", "hour": "0"})
+    assert iso_time(mondays.next_after(start)) == "2026-12-07T00:00:00.000Z"
+    every = parse_schedule({"second": "0/20"})
+    assert iso_time(every.next_after(start)) == "2026-12-01T10:15:40.000Z"
+    leap = parse_schedule({"month": "2", "dayOfMonth": "29"})
+    assert iso_time(leap.next_after(start)) == "2028-02-29T00:00:00.000Z"
+    for bad in ({"hour": "24"}, {"fortnight": "1"}, {}, {"minute": "x"}):
+        with pytest.raises(InvalidValue):
+            parse_schedule(bad)
+
+
+class _Webhook(http.server.BaseHTTPRequestHandler):
+    """Collects what subscriptions post (``calls``: query string, document)."""
+
+    calls: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+    answer = 200
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).calls.append((self.path.partition("?")[2], json.loads(body)))
+        self.send_response(type(self).answer)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _delivered(hook: type[_Webhook], at_least: int, seconds: float = 20.0) -> list[str]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ids = [
+            e["eventID"]
+            for _, doc in hook.calls
+            for e in doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+        ]
+        if len(ids) >= at_least:
+            return ids
+        time.sleep(0.1)
+    raise AssertionError(f"{at_least} events not delivered in {seconds} s: {hook.calls}")
+
+
+def test_webhooks_and_websockets_over_http_and_across_a_restart(tmp_path: Path) -> None:
+    node = make_node(tmp_path)
+    add_secret_admin(node, OWNER, SECRET)
+    node.close()
+    auth = (f"300%3A{OWNER.handle}", SECRET)
+
+    class Hook(_Webhook):
+        calls: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+
+    hook = Hook
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), hook)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    dest = f"http://127.0.0.1:{receiver.server_address[1]}/cb?tenant=7"
+    config = Config(data_dir=tmp_path, handle_port=0, http_port=0)
+    try:
+        with running(config) as server:
+            base = server.http
+            made = httpx.post(
+                base + "/epcis/queries",
+                auth=auth,
+                json={"name": "packed", "query": {"EQ_bizStep": ["packing"]}},
+            )
+            assert made.status_code == 201, made.text
+            assert httpx.get(base + "/epcis/queries/packed").json()["query"] == {
+                "EQ_bizStep": "packing"
+            }
+            sub = httpx.post(
+                base + "/epcis/queries/packed/subscriptions",
+                auth=auth,
+                json={"dest": dest, "secret": "cb-s3cret", "stream": True},
+            )
+            assert sub.status_code == 201, sub.text
+            sid = sub.json()["subscriptionID"]
+            assert sub.headers["Location"].endswith(sid)
+            ws_url = base.replace("http://", "ws://") + "/epcis/queries/packed/events?stream=true"
+            basic = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            with websockets.sync.client.connect(
+                ws_url, additional_headers={"Authorization": basic}
+            ) as ws:
+                first = document(
+                    event(bizStep="packing", epcList=["88.100.1/A"]),
+                    event(bizStep="shipping", epcList=["88.100.1/B"]),
+                )
+                assert (
+                    httpx.post(base + "/epcis/capture", content=first, auth=auth).status_code == 202
+                )
+                pushed = json.loads(ws.recv(timeout=20))
+                events = pushed["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+                assert [e["epcList"] for e in events] == [["88.100.1/A"]]
+            ids = _delivered(hook, 1)
+            query, doc = hook.calls[0]
+            assert query == "tenant=7&secret=cb-s3cret"
+            assert doc["epcisBody"]["queryResults"]["subscriptionID"] == sid
+            assert len(ids) == 1
+        # While the node is down, more events are captured; after the restart the
+        # subscription goes on from where it stopped: each event delivered once.
+        opened = open_node(config)
+        try:
+            opened.service.trace.capture(
+                Caller(OWNER), document(event(bizStep="packing", epcList=["88.100.1/C"]))
+            )
+        finally:
+            opened.close()
+        with running(config) as server:
+            ids = _delivered(hook, 2)
+            assert len(ids) == len(set(ids)) == 2
+            # A failing destination is retried; nothing skipped meanwhile.
+            hook.answer = 503
+            again = document(event(bizStep="packing", epcList=["88.100.1/D"]))
+            assert (
+                httpx.post(server.http + "/epcis/capture", content=again, auth=auth).status_code
+                == 202
+            )
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                state = httpx.get(
+                    server.http + f"/epcis/queries/packed/subscriptions/{sid}", auth=auth
+                ).json()
+                if "lastError" in state:
+                    break
+                time.sleep(0.1)
+            assert state["lastError"] == "the destination answered 503"
+            hook.answer = 200
+            ids = _delivered(hook, 3, seconds=30)
+            assert len(set(ids)) == 3
+            assert httpx.delete(server.http + "/epcis/queries/packed", auth=auth).status_code == 204
+            assert (
+                httpx.get(
+                    server.http + f"/epcis/queries/packed/subscriptions/{sid}", auth=auth
+                ).status_code
+                == 404
+            )
+    finally:
+        receiver.shutdown()
+        receiver.server_close()

@@ -58,6 +58,7 @@ __all__ = [
     "RecursionTooDeep",
     "Referral",
     "RemoteProtocolError",
+    "ResourceExists",
     "ServerBusy",
     "ServerError",
     "SessionFailed",
@@ -177,6 +178,13 @@ class InvalidDocument(InvalidValue):
 
 class InvalidQueryParameter(InvalidValue):
     """A query parameter that is unknown or has a value it cannot take (EPCIS)."""
+
+
+class ResourceExists(IdnodeError):
+    """A named thing (an EPCIS named query) exists already."""
+
+    response_code = ResponseCode.HANDLE_ALREADY_EXISTS
+    http_status = 409
 
 
 class QueryTooLarge(IdnodeError):
@@ -417,11 +425,11 @@ def epcis_exception_of(exc: IdnodeError) -> str:
         return "QueryParameterException"
     if isinstance(exc, QueryTooLarge):
         return "QueryTooLargeException"
-    if isinstance(exc, InvalidValue | InvalidHandle):
+    if isinstance(exc, InvalidValue | InvalidHandle | ResourceExists):
         return "ValidationException"
     if isinstance(exc, AuthenticationNeeded | InsufficientPermissions | AuthenticationFailed
                   | InvalidCredential | AuthenticationError):  # fmt: skip
         return "SecurityException"
     if isinstance(exc, NoSuchResource):
-        return "NoSuchResourceException"
+        return "NoSuchNameException"
     return "ImplementationException"

@@ -21,7 +21,9 @@ from idnode.handle.values import ValueReference
 from idnode.node import Node
 from idnode.service import Caller
 
-trace_app = typer.Typer(no_args_is_help=True, help="EPCIS events: capture, query, trace, recall.")
+trace_app = typer.Typer(
+    no_args_is_help=True, help="EPCIS events: capture, query, genealogy, recall."
+)
 
 
 def _operator(node: Node) -> Caller:

@@ -23,6 +23,7 @@ from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
 
 from idnode.epcis.events import EVENT_TYPES, millis
+from idnode.epcis.vocabulary import Kind, bare
 from idnode.errors import InvalidDocument, InvalidValue
 
 __all__ = ["MAX_EVENTS", "Document", "DocumentRejected", "read_document"]
@@ -74,6 +75,8 @@ def check_document(doc: object) -> Document:
     kind = doc.get("type")
     if kind not in ("EPCISDocument", "EPCISQueryDocument"):
         raise DocumentRejected([f"type must be EPCISDocument or EPCISQueryDocument, not {kind!r}"])
+    for event in _event_list(doc) or ():
+        _bare_terms(event)
     faults = [_describe(error) for error in _validator().iter_errors(doc)]
     events = _event_list(doc)
     if events is None and not faults:
@@ -116,6 +119,32 @@ def _event_list(doc: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         return None
     return events
+
+
+def _bare_terms(event: dict[str, Any]) -> None:
+    """EPCIS 1.x wrote CBV terms as URNs (``urn:epcglobal:cbv:bizstep:shipping``), and
+    documents converted from it still do; 2.0's JSON schema takes the bare word for the
+    same term, so they are read as that word (the same event, by CBV's equivalence)."""
+
+    def term(value: object, kind: Kind) -> object:
+        return bare(value, kind) if isinstance(value, str) else value
+
+    for field, kind in (("bizStep", "BizStep"), ("disposition", "Disp")):
+        if field in event:
+            event[field] = term(event[field], kind)  # type: ignore[arg-type]
+    kept = event.get("persistentDisposition")
+    if isinstance(kept, dict):
+        for which in ("set", "unset"):
+            if isinstance(kept.get(which), list):
+                kept[which] = [term(v, "Disp") for v in kept[which]]
+    for field, kind in (("bizTransactionList", "BTT"), ("sourceList", "SDT"),
+                        ("destinationList", "SDT")):  # fmt: skip
+        for item in event.get(field) or ():
+            if isinstance(item, dict) and "type" in item:
+                item["type"] = term(item["type"], kind)  # type: ignore[arg-type]
+    declaration = event.get("errorDeclaration")
+    if isinstance(declaration, dict) and "reason" in declaration:
+        declaration["reason"] = term(declaration["reason"], "ER")
 
 
 def _event_faults(event: Mapping[str, Any]) -> Iterator[str]:

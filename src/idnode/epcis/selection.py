@@ -21,9 +21,11 @@ __all__ = [
     "Audience",
     "CaptureJob",
     "IdentifierMatch",
+    "NamedQuery",
     "NewEvent",
     "Selection",
     "StoredEvent",
+    "Subscription",
 ]
 
 
@@ -113,3 +115,32 @@ class Selection:
     descending: bool = False
     after: tuple[int, int] | None = None  #: resume after (order value, seq)
     seqs: tuple[int, ...] = field(default=())  #: only these events (genealogy)
+
+
+@dataclass(frozen=True, slots=True)
+class NamedQuery:
+    name: str
+    actor: str  #: who defined it (and may delete it)
+    params: tuple[tuple[str, str], ...]  #: query parameters, several values joined by |
+    created: int  #: ms
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A named query's new events pushed to ``dest`` as they are captured (``schedule``
+    empty: a stream) or on a schedule; delivered as the identity that subscribed."""
+
+    subscription_id: str
+    query_name: str
+    actor: str  #: ``index:handle`` of the subscriber, whose audience deliveries have
+    dest: str
+    secret: str
+    schedule: dict[str, str]  #: second, minute, hour, dayOfMonth, month, dayOfWeek
+    report_if_empty: bool
+    initial_record_time: int  #: ms: events recorded before are not delivered
+    created: int
+    last_seq: int = 0  #: the last event delivered, in capture order
+    next_due: int = 0  #: ms
+    failures: int = 0
+    last_error: str = ""
+    delivered: int = 0  #: events delivered so far

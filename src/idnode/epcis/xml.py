@@ -42,6 +42,7 @@ _NUMBERS = frozenset(
     ("value", "minValue", "maxValue", "meanValue", "sDev", "percRank", "percValue")
 )
 _FLATTENED = ("extension", "baseExtension")
+_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 #: Fields whose CBV terms EPCIS 1.2 wrote as URNs; 2.0's JSON takes the bare word.
 _TERMS: dict[str, Kind] = {"bizStep": "BizStep", "disposition": "Disp", "reason": "ER"}
 
@@ -71,7 +72,8 @@ class _Reader:
 
     def document(self, root: Element) -> dict[str, Any]:
         ns, name = _split(root.tag)
-        if ns not in _EPCIS_NS or name not in ("EPCISDocument", "EPCISQueryDocument"):
+        # Some 1.2 documents declare the epcis namespace but leave the root outside it.
+        if ns not in (*_EPCIS_NS, None) or name not in ("EPCISDocument", "EPCISQueryDocument"):
             raise DocumentRejected([f"the root element is {root.tag}, not an EPCIS document"])
         body = _child(root, "EPCISBody")
         if body is None:
@@ -142,6 +144,8 @@ class _Reader:
     def quantity(self, element: Element) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for e in element:
+            if e.get(_NIL) in ("true", "1"):
+                continue  # <quantity xsi:nil="true"/>: a class with no quantity given
             name = _split(e.tag)[1]
             out[name] = _number(_text(e)) if name == "quantity" else _text(e)
         return out
@@ -208,8 +212,8 @@ def _events(event_list: Element) -> list[Element]:
     found = []
     for child in event_list:
         ns, name = _split(child.tag)
-        if ns is None and name == "extension":  # 1.2 wraps TransformationEvent so
-            found += list(child)
+        if ns is None and name == "extension":  # 1.2 wraps newer event types so, nested
+            found += _events(child)
         else:
             found.append(child)
     return found

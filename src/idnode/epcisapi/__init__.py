@@ -11,20 +11,22 @@ and ``GS1-CBV-Version`` headers.
 
 from __future__ import annotations
 
-import time
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from idnode.bodies import read_at_most
 from idnode.epcis.events import iso_time
 from idnode.epcis.identifiers import record_handle
 from idnode.epcis.queries import parse_query
-from idnode.epcis.selection import CaptureJob
+from idnode.epcis.selection import CaptureJob, NamedQuery, Subscription
+from idnode.epcisapi.push import query_document, stream_to_websocket
 from idnode.errors import (
     IdnodeError,
     InvalidValue,
@@ -35,6 +37,7 @@ from idnode.errors import (
 from idnode.service import Caller
 from idnode.service.offloop import OffLoop
 from idnode.service.trace import Recalled, Trace, Traceability
+from idnode.service.trace_subscriptions import TraceSubscriptions
 
 __all__ = ["MAX_CAPTURE_BODY", "CallerOf", "epcis_routes"]
 
@@ -43,7 +46,6 @@ MAX_CAPTURE_BODY = 32 * 1024 * 1024
 CallerOf = Callable[[Request, bool], Awaitable[Caller]]
 _HEADERS = {"GS1-EPCIS-Version": "2.0.0", "GS1-CBV-Version": "2.0.0",
             "GS1-EPCIS-Min": "2.0.0", "GS1-EPCIS-Max": "2.0.0"}  # fmt: skip
-STANDARD_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 #: The per-resource query paths: path segment -> the query parameter it stands for.
 _RESOURCES = {
     "eventTypes": "eventType",
@@ -55,13 +57,24 @@ _RESOURCES = {
 }
 
 
-def epcis_routes(off: OffLoop, caller_of: CallerOf) -> list[Route]:
+def epcis_routes(off: OffLoop, caller_of: CallerOf) -> list[BaseRoute]:
     api = _Api(off, caller_of)
     return [
         Route("/epcis/capture", api.capture, methods=["POST"]),
         Route("/epcis/capture", api.jobs, methods=["GET"]),
         Route("/epcis/capture/{capture_id}", api.job, methods=["GET"]),
         Route("/epcis/events", api.events, methods=["GET"]),
+        Route("/epcis/events/{event_id:path}", api.event, methods=["GET"]),
+        Route("/epcis/queries", api.define_query, methods=["POST"]),
+        Route("/epcis/queries", api.list_queries, methods=["GET"]),
+        Route("/epcis/queries/{name}/events", api.query_events, methods=["GET"]),
+        WebSocketRoute("/epcis/queries/{name}/events", api.query_stream),
+        Route("/epcis/queries/{name}/subscriptions", api.subscribe, methods=["POST"]),
+        Route("/epcis/queries/{name}/subscriptions", api.subscriptions, methods=["GET"]),
+        Route(
+            "/epcis/queries/{name}/subscriptions/{sid}", api.subscription, methods=["GET", "DELETE"]
+        ),
+        Route("/epcis/queries/{name}", api.named_query, methods=["GET", "DELETE"]),
         Route("/epcis/{resource}/{value:path}/events", api.resource_events, methods=["GET"]),
         Route("/api/trace/{identifier:path}", api.trace, methods=["GET"]),
         Route("/api/recall/{batch:path}", api.recall, methods=["GET"]),
@@ -76,6 +89,10 @@ class _Api:
     @property
     def trace_service(self) -> Traceability:
         return self.off.service.trace
+
+    @property
+    def subs(self) -> TraceSubscriptions:
+        return self.off.service.trace_subscriptions
 
     async def capture(self, request: Request) -> Response:
         params = request.query_params
@@ -127,33 +144,122 @@ class _Api:
         extra = [(name, request.path_params["value"])]
         return await self._query(request, [*request.query_params.multi_items(), *extra])
 
-    async def _query(self, request: Request, params: list[tuple[str, str]]) -> Response:
+    async def _query(
+        self, request: Request, params: list[tuple[str, str]], name: str | None = None
+    ) -> Response:
         service = self.trace_service
         try:
             caller = await self.caller_of(request, False)
-            audience = await self.off.read(service.audience, caller)
-            query = parse_query(params, audience, service.gs1_prefix)
+            if name is None:
+                audience = await self.off.read(service.audience, caller)
+                query = parse_query(params, audience, service.gs1_prefix)
+            else:
+                query = await self.off.read(self.subs.run, caller, name, params)
             page = await self.off.read(service.events, caller, query)
         except IdnodeError as exc:
             return _problem(exc, request)
-        document = {
-            "@context": [STANDARD_CONTEXT, *page.context],
-            "type": "EPCISQueryDocument",
-            "schemaVersion": "2.0",
-            "creationDate": iso_time(int(time.time() * 1000)),
-            "epcisBody": {
-                "queryResults": {
-                    "queryName": "SimpleEventQuery",
-                    "resultsBody": {"eventList": page.events},
-                }
-            },
-        }
+        document = query_document(page.events, page.context, name or "SimpleEventQuery")
         headers: dict[str, str] = {}
         if page.next_token is not None:
             kept = [(k, v) for k, v in request.query_params.multi_items() if k != "nextPageToken"]
             url = request.url.path + "?" + urlencode([*kept, ("nextPageToken", page.next_token)])
             headers["Link"] = f'<{url}>; rel="next"'
         return _json(document, 200, **headers)
+
+    async def event(self, request: Request) -> Response:
+        event_id = request.path_params["event_id"]
+        response = await self._query(request, [("EQ_eventID", event_id)])
+        if response.status_code == 200 and b'"eventList":[]' in bytes(response.body):
+            return _problem(NoSuchResource(f"no event {event_id}"), request)
+        return response
+
+    # -- named queries and subscriptions ---------------------------------------------
+
+    async def define_query(self, request: Request) -> Response:
+        try:
+            caller = await self.caller_of(request, True)
+            body = await _json_body(request)
+            name = body.get("name")
+            if not isinstance(name, str):
+                raise InvalidValue("a named query has a name")
+            named = await self.off.write(self.subs.define, caller, name, body.get("query", {}))
+        except IdnodeError as exc:
+            return _problem(exc, request)
+        return _json(_named(named), 201, Location=f"/epcis/queries/{named.name}")
+
+    async def list_queries(self, request: Request) -> Response:
+        try:
+            await self.caller_of(request, False)
+            found = await self.off.read(self.subs.queries)
+        except IdnodeError as exc:
+            return _problem(exc, request)
+        return _json([_named(q) for q in found])
+
+    async def named_query(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            caller = await self.caller_of(request, request.method == "DELETE")
+            if request.method == "DELETE":
+                await self.off.write(self.subs.delete, caller, name)
+                return Response(status_code=204, headers=_HEADERS)
+            named = await self.off.read(self.subs.query, name)
+        except IdnodeError as exc:
+            return _problem(exc, request)
+        return _json(_named(named))
+
+    async def query_events(self, request: Request) -> Response:
+        return await self._query(request, list(request.query_params.multi_items()),
+                                 request.path_params["name"])  # fmt: skip
+
+    async def query_stream(self, websocket: WebSocket) -> None:
+        """``GET /epcis/queries/{name}/events`` upgraded to a WebSocket: the query's
+        new events as they come (``stream=true``) or on a schedule."""
+        try:
+            caller = await self.caller_of(websocket, False)  # type: ignore[arg-type]
+            named = await self.off.read(self.subs.query, websocket.path_params["name"])
+            params = dict(websocket.query_params)
+            if params.get("stream", "").lower() != "true" and not (
+                set(params) & {"second", "minute", "hour", "dayOfMonth", "month", "dayOfWeek"}
+            ):
+                raise InvalidValue("a subscription has either stream=true or a schedule")
+        except IdnodeError as exc:
+            await websocket.close(code=1008, reason=exc.message[:120])
+            return
+        await stream_to_websocket(self.off, websocket, caller, named, params)
+
+    async def subscribe(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            caller = await self.caller_of(request, True)
+            body = await _json_body(request)
+            made = await self.off.write(self.subs.subscribe, caller, name, body)
+        except IdnodeError as exc:
+            return _problem(exc, request)
+        location = f"/epcis/queries/{name}/subscriptions/{made.subscription_id}"
+        return _json(_subscription(made), 201, Location=location)
+
+    async def subscriptions(self, request: Request) -> Response:
+        try:
+            caller = await self.caller_of(request, True)
+            found = await self.off.read(self.subs.subscriptions, caller,
+                                        request.path_params["name"])  # fmt: skip
+        except IdnodeError as exc:
+            return _problem(exc, request)
+        return _json([_subscription(s) for s in found])
+
+    async def subscription(self, request: Request) -> Response:
+        name, sid = request.path_params["name"], request.path_params["sid"]
+        try:
+            caller = await self.caller_of(request, True)
+            if request.method == "DELETE":
+                await self.off.write(self.subs.unsubscribe, caller, name, sid)
+                return Response(status_code=204, headers=_HEADERS)
+            found = await self.off.read(self.subs.subscription, caller, name, sid)
+        except IdnodeError as exc:
+            return _problem(exc, request)
+        return _json(_subscription(found))
+
+    # -- genealogy -----------------------------------------------------------------
 
     async def trace(self, request: Request) -> Response:
         params = request.query_params
@@ -228,6 +334,41 @@ def recalled_json(item: Recalled) -> dict[str, Any]:
             "readPoint": (body.get("readPoint") or {}).get("id"),
             "disposition": body.get("disposition"),
         }
+    return out
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await read_at_most(request.stream(), 1024 * 1024, "the body is over 1 MiB")
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidValue(f"the body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidValue("the body is a JSON object")
+    return body
+
+
+def _named(named: NamedQuery) -> dict[str, Any]:
+    query = {k: (v.split("|") if "|" in v else v) for k, v in named.params}
+    return {"name": named.name, "query": query, "createdAt": iso_time(named.created)}
+
+
+def _subscription(sub: Subscription) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "subscriptionID": sub.subscription_id,
+        "queryName": sub.query_name,
+        "dest": sub.dest,
+        "createdAt": iso_time(sub.created),
+        "initialRecordTime": iso_time(sub.initial_record_time),
+        "reportIfEmpty": sub.report_if_empty,
+        "deliveredEventCount": sub.delivered,
+    }
+    if sub.schedule:
+        out["schedule"] = sub.schedule
+    else:
+        out["stream"] = True
+    if sub.last_error:
+        out["lastError"] = sub.last_error
     return out
 
 

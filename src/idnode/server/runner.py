@@ -22,6 +22,7 @@ import uvicorn
 
 from idnode import __version__, logs
 from idnode.config import CONFIG_FILE, Config
+from idnode.epcisapi.push import push_subscriptions_every
 from idnode.errors import ConfigError, IdnodeError
 from idnode.metrics import save_snapshot, set_queue_depth, worker_started
 from idnode.node import Node, open_node, server_signer
@@ -238,6 +239,8 @@ async def _serve_node(
         asyncio.create_task(_flush_stats_every(off, config.stats_flush_seconds)),
         asyncio.create_task(_refresh_homed_every(off)),
         asyncio.create_task(_sample_queues_every_second(off, udp, limits)),
+        # EPCIS subscriptions: each worker delivers what is due, leased in the database.
+        asyncio.create_task(push_subscriptions_every(off)),
     ]
     if report and config.parent_url:
         background.append(asyncio.create_task(_report_stats_every(node, off)))

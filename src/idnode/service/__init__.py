@@ -21,6 +21,7 @@ share (who is responsible for a handle, who administers it, what a caller may do
 ``service.bulk``                bulk registration, staged then written
 ``service.statistics``          counts per prefix and hour, reports between nodes
 ``service.trace``               EPCIS events: capture, queries, genealogy, recalls
+``service.trace_subscriptions`` named EPCIS queries, subscriptions pushing new events
 ==============================  =====================================================
 
 Every operation is synchronous: it may wait on the database or, on a recursive node,
@@ -47,6 +48,7 @@ from idnode.service.sessions import Sessions
 from idnode.service.statistics import Statistics
 from idnode.service.templates import Templates
 from idnode.service.trace import Traceability
+from idnode.service.trace_subscriptions import TraceSubscriptions
 from idnode.service.writes import Writes
 from idnode.sites import Share
 from idnode.stats import StatsRecorder
@@ -111,3 +113,4 @@ class NodeService:
         self.bulk = BulkWrites(core)
         self.statistics = Statistics(core)
         self.trace = Traceability(core, gs1_prefix)
+        self.trace_subscriptions = TraceSubscriptions(core, self.trace)

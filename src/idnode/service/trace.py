@@ -186,13 +186,13 @@ class Traceability:
         if (
             limit is not None
             and first_page
-            and len(self._collect(query, query.selection, limit + 1)) > limit
+            and len(self.collect(query, query.selection, limit + 1)) > limit
         ):
             raise QueryTooLarge(f"the query selects more than maxEventCount={limit} events")
         wanted = query.per_page
         if query.count_limit is not None:
             wanted = min(wanted, query.count_limit)
-        found = self._collect(query, query.selection, wanted + 1)
+        found = self.collect(query, query.selection, wanted + 1)
         more = len(found) > wanted
         found = found[:wanted]
         token = None
@@ -202,7 +202,7 @@ class Traceability:
             token = query.token_after(value, last.seq)
         return Page([_shown(row) for row in found], token, _contexts(found))
 
-    def _collect(self, query: EventQuery, selection: Selection, wanted: int) -> list[StoredEvent]:
+    def collect(self, query: EventQuery, selection: Selection, wanted: int) -> list[StoredEvent]:
         """Up to ``wanted`` events of the selection that pass the query's other tests,
         reading the store in batches."""
         found: list[StoredEvent] = []

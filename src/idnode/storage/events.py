@@ -24,9 +24,11 @@ from idnode.epcis.selection import (
     Access,
     Audience,
     CaptureJob,
+    NamedQuery,
     NewEvent,
     Selection,
     StoredEvent,
+    Subscription,
 )
 
 if TYPE_CHECKING:
@@ -252,6 +254,129 @@ class EventStore:
         rows = self._fetch(sql, (identifier, *params), primary=True)
         return _event(rows[0]) if rows else None
 
+    def last_seq(self) -> int:
+        """The newest event's number in capture order (0: none)."""
+        rows = self._fetch("SELECT coalesce(max(seq), 0) FROM epcis_events", (), primary=True)
+        return int(rows[0][0])
+
+    # -- named queries and subscriptions ---------------------------------------------
+
+    def put_query(self, query: NamedQuery) -> bool:
+        """Keep a named query; False if the name is taken."""
+        p = self._p
+        with self._writing() as conn:
+            cursor = conn.execute(
+                f"INSERT INTO epcis_queries VALUES ({p}, {p}, {p}, {p})"
+                " ON CONFLICT (name) DO NOTHING",
+                (query.name, query.actor, json.dumps(list(query.params)), query.created),
+            )
+            return bool(cursor.rowcount == 1)
+
+    def queries(self, name: str | None = None) -> list[NamedQuery]:
+        where, params = ("WHERE name = " + self._p, (name,)) if name is not None else ("", ())
+        rows = self._fetch(
+            f"SELECT name, actor, query, created FROM epcis_queries {where} ORDER BY name",
+            params,
+            primary=True,
+        )
+        return [
+            NamedQuery(str(n), str(a), tuple((str(k), str(v)) for k, v in json.loads(q)), int(c))
+            for n, a, q, c in rows
+        ]
+
+    def delete_query(self, name: str) -> bool:
+        """Forget a named query and every subscription to it."""
+        p = self._p
+        with self._writing() as conn:
+            conn.execute(f"DELETE FROM epcis_subscriptions WHERE query_name = {p}", (name,))
+            return bool(conn.execute(f"DELETE FROM epcis_queries WHERE name = {p}", (name,))
+                        .rowcount == 1)  # fmt: skip
+
+    def put_subscription(self, sub: Subscription) -> None:
+        p = self._p
+        with self._writing() as conn:
+            conn.execute(
+                f"INSERT INTO epcis_subscriptions VALUES ({', '.join([p] * 15)})",
+                (
+                    sub.subscription_id,
+                    sub.query_name,
+                    sub.actor,
+                    sub.dest,
+                    sub.secret,
+                    json.dumps(sub.schedule) if sub.schedule else "",
+                    int(sub.report_if_empty),
+                    sub.initial_record_time,
+                    sub.created,
+                    sub.last_seq,
+                    sub.next_due,
+                    0,
+                    sub.failures,
+                    sub.last_error,
+                    sub.delivered,
+                ),
+            )
+
+    def subscriptions(
+        self,
+        *,
+        query_name: str | None = None,
+        subscription_id: str | None = None,
+        due_by: int | None = None,
+    ) -> list[Subscription]:
+        """Subscriptions to a query, one by its id, or those due by a time and not
+        leased to a worker then."""
+        p = self._p
+        params: list[object]
+        if subscription_id is not None:
+            where, params = f"id = {p}", [subscription_id]
+        elif query_name is not None:
+            where, params = f"query_name = {p}", [query_name]
+        else:
+            where, params = f"next_due <= {p} AND lease_until <= {p}", [due_by, due_by]
+        rows = self._fetch(
+            "SELECT id, query_name, actor, dest, secret, schedule, report_if_empty,"
+            " initial_record_time, created, last_seq, next_due, failures, last_error,"
+            f" delivered FROM epcis_subscriptions WHERE {where} ORDER BY created, id",
+            params,
+            primary=True,
+        )
+        return [_subscription(row) for row in rows]
+
+    def delete_subscription(self, subscription_id: str) -> bool:
+        with self._writing() as conn:
+            return bool(
+                conn.execute(
+                    f"DELETE FROM epcis_subscriptions WHERE id = {self._p}", (subscription_id,)
+                ).rowcount
+                == 1
+            )
+
+    def lease(self, subscription_id: str, now: int, until: int) -> bool:
+        """Take the subscription for one delivery (until ``until``, ms) unless another
+        worker holds it; whether this one now does."""
+        p = self._p
+        with self._writing() as conn:
+            cursor = conn.execute(
+                f"UPDATE epcis_subscriptions SET lease_until = {p}"
+                f" WHERE id = {p} AND lease_until <= {p}",
+                (until, subscription_id, now),
+            )
+            return bool(cursor.rowcount == 1)
+
+    def delivered(
+        self, subscription_id: str, last_seq: int, count: int, next_due: int, error: str
+    ) -> None:
+        """Record a delivery (``error`` empty) or a failed one, and release the lease."""
+        p = self._p
+        failures = "failures + 1" if error else "0"
+        with self._writing() as conn:
+            conn.execute(
+                f"UPDATE epcis_subscriptions SET last_seq = {p}, delivered = delivered + {p},"
+                f" next_due = {p}, lease_until = 0, failures = {failures}, last_error = {p}"
+                f" WHERE id = {p}",
+                (last_seq, count, next_due, error, subscription_id),
+            )
+
     # -- SQL -----------------------------------------------------------------------
 
     def _visible(self, audience: Audience) -> tuple[str, list[object]]:
@@ -351,3 +476,14 @@ def _job(row: Sequence[Any]) -> CaptureJob:
         int(duplicates),
         tuple(json.loads(errors)),
     )
+
+
+def _subscription(row: Sequence[Any]) -> Subscription:
+    (sid, query_name, actor, dest, secret, schedule, report_if_empty, initial, created,
+     last_seq, next_due, failures, last_error, delivered) = row  # fmt: skip
+    return Subscription(
+        str(sid), str(query_name), str(actor), str(dest), str(secret),
+        json.loads(schedule) if schedule else {}, bool(report_if_empty), int(initial),
+        int(created), int(last_seq), int(next_due), int(failures), str(last_error),
+        int(delivered),
+    )  # fmt: skip

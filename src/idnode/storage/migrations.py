@@ -389,6 +389,67 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX epcis_captures_owner ON epcis_captures (owner, created)",
         ),
     ),
+    Migration(
+        11,
+        "EPCIS named queries and subscriptions",
+        # A subscription remembers the last event it delivered (last_seq, in capture
+        # order), when it is next due, and a lease (lease_until, ms) that one worker
+        # takes before delivering, so that two workers never push the same events.
+        sqlite=(
+            """CREATE TABLE epcis_queries (
+                name    TEXT PRIMARY KEY,
+                actor   TEXT NOT NULL,
+                query   TEXT NOT NULL,
+                created INTEGER NOT NULL
+            )""",
+            """CREATE TABLE epcis_subscriptions (
+                id                  TEXT PRIMARY KEY,
+                query_name          TEXT NOT NULL,
+                actor               TEXT NOT NULL,
+                dest                TEXT NOT NULL,
+                secret              TEXT NOT NULL,
+                schedule            TEXT NOT NULL,
+                report_if_empty     INTEGER NOT NULL,
+                initial_record_time INTEGER NOT NULL,
+                created             INTEGER NOT NULL,
+                last_seq            INTEGER NOT NULL,
+                next_due            INTEGER NOT NULL,
+                lease_until         INTEGER NOT NULL,
+                failures            INTEGER NOT NULL,
+                last_error          TEXT NOT NULL,
+                delivered           INTEGER NOT NULL
+            )""",
+            "CREATE INDEX epcis_subscriptions_due ON epcis_subscriptions (next_due)",
+            "CREATE INDEX epcis_subscriptions_query ON epcis_subscriptions (query_name)",
+        ),
+        postgresql=(
+            """CREATE TABLE epcis_queries (
+                name    TEXT PRIMARY KEY,
+                actor   TEXT NOT NULL,
+                query   TEXT NOT NULL,
+                created BIGINT NOT NULL
+            )""",
+            """CREATE TABLE epcis_subscriptions (
+                id                  TEXT PRIMARY KEY,
+                query_name          TEXT NOT NULL,
+                actor               TEXT NOT NULL,
+                dest                TEXT NOT NULL,
+                secret              TEXT NOT NULL,
+                schedule            TEXT NOT NULL,
+                report_if_empty     INTEGER NOT NULL,
+                initial_record_time BIGINT NOT NULL,
+                created             BIGINT NOT NULL,
+                last_seq            BIGINT NOT NULL,
+                next_due            BIGINT NOT NULL,
+                lease_until         BIGINT NOT NULL,
+                failures            INTEGER NOT NULL,
+                last_error          TEXT NOT NULL,
+                delivered           BIGINT NOT NULL
+            )""",
+            "CREATE INDEX epcis_subscriptions_due ON epcis_subscriptions (next_due)",
+            "CREATE INDEX epcis_subscriptions_query ON epcis_subscriptions (query_name)",
+        ),
+    ),
 )
 
 #: The migration after which every existing record must be (re)indexed for search.

@@ -1,0 +1,176 @@
+"""Pushing subscribed events: to webhooks from every worker, and over WebSockets.
+
+Each worker looks every second for subscriptions with something to deliver; it takes
+a lease in the database before it posts, so one worker delivers each batch, and it
+moves the subscription's cursor only after the destination answered 2xx. A failing
+destination is tried again later, waiting twice as long each time (at most five
+minutes); nothing is skipped meanwhile. The callback is ``POST {dest}?secret=...``
+with an EPCISQueryDocument, as the REST binding's draft says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import httpx
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from idnode.epcis.events import iso_time, millis
+from idnode.epcis.schedules import FIELDS, parse_schedule
+from idnode.epcis.selection import NamedQuery, StoredEvent, Subscription
+from idnode.errors import IdnodeError
+from idnode.service import Caller
+from idnode.service.offloop import OffLoop
+
+__all__ = ["BATCH", "push_subscriptions_every", "query_document", "stream_to_websocket"]
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+STANDARD_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
+
+
+def query_document(
+    events: list[dict[str, Any]],
+    context: list[Any],
+    query_name: str = "SimpleEventQuery",
+    subscription_id: str | None = None,
+) -> dict[str, Any]:
+    """An EPCISQueryDocument of ``events``."""
+    results: dict[str, Any] = {"queryName": query_name}
+    if subscription_id is not None:
+        results["subscriptionID"] = subscription_id
+    results["resultsBody"] = {"eventList": events}
+    return {
+        "@context": [STANDARD_CONTEXT, *context],
+        "type": "EPCISQueryDocument",
+        "schemaVersion": "2.0",
+        "creationDate": iso_time(int(time.time() * 1000)),
+        "epcisBody": {"queryResults": results},
+    }
+
+
+def shown(rows: list[StoredEvent]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The events as a query returns them, and the namespaces they use."""
+    events, seen = [], dict[str, Any]()
+    for row in rows:
+        body = dict(row.body)
+        context = body.pop("@context", None)
+        for entry in context if isinstance(context, list) else [context] if context else []:
+            seen.setdefault(repr(entry), entry)
+        events.append(body)
+    return events, list(seen.values())
+
+
+async def push_subscriptions_every(off: OffLoop, period: float = 1.0) -> None:
+    """Deliver due webhook subscriptions until cancelled."""
+    async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
+        while True:
+            try:
+                await push_due(off, client)
+            except IdnodeError as exc:  # the database is away: try at the next turn
+                log.warning("could not deliver subscriptions: %s", exc.message)
+            await asyncio.sleep(period)
+
+
+async def push_due(off: OffLoop, client: httpx.AsyncClient) -> int:
+    """One turn: deliver what is due; how many events were delivered."""
+    subs = off.service.trace_subscriptions
+    delivered = 0
+    for subscription in await off.read(subs.due):
+        if not subscription.schedule:  # a stream: only when there is something new
+            waiting, _ = await off.read(subs.batch, subscription, 1)
+            if not waiting:
+                continue
+        if not await off.write(subs.lease, subscription):
+            continue  # another worker has it
+        delivered += await _deliver(off, client, subscription)
+    return delivered
+
+
+async def _deliver(off: OffLoop, client: httpx.AsyncClient, subscription: Subscription) -> int:
+    subs = off.service.trace_subscriptions
+    total = 0
+    while True:
+        rows, exists = await off.read(subs.batch, subscription, BATCH)
+        if not exists:
+            return total
+        if not rows and not (subscription.schedule and subscription.report_if_empty):
+            await off.write(subs.delivered, subscription, [])
+            return total
+        events, context = shown(rows)
+        document = query_document(events, context, subscription.query_name,
+                                  subscription.subscription_id)  # fmt: skip
+        error = await _post(client, subscription, document)
+        await off.write(subs.delivered, subscription, rows, error)
+        if error:
+            log.warning("subscription %s to %s: %s", subscription.subscription_id,
+                        subscription.dest, error)  # fmt: skip
+            return total
+        total += len(rows)
+        if len(rows) < BATCH:
+            return total
+        subscription = await off.read(subs.subscription_by_id, subscription.subscription_id)
+        if not await off.write(subs.lease, subscription):
+            return total  # taken by another worker meanwhile: it goes on
+
+
+async def _post(client: httpx.AsyncClient, subscription: Subscription, document: Any) -> str:
+    """ "" if the destination took the document, else what went wrong."""
+    parts = urlsplit(subscription.dest)
+    query = "&".join(q for q in (parts.query, urlencode({"secret": subscription.secret})) if q)
+    url = urlunsplit(parts._replace(query=query))
+    try:
+        answer = await client.post(url, json=document)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if 200 <= answer.status_code < 300:
+        return ""
+    return f"the destination answered {answer.status_code}"
+
+
+async def stream_to_websocket(
+    off: OffLoop,
+    websocket: WebSocket,
+    caller: Caller,
+    named: NamedQuery,
+    params: dict[str, str],
+) -> None:
+    """Send the named query's new events to a WebSocket as they are captured
+    (``stream=true``) or on a schedule, until the client goes away."""
+    subs = off.service.trace_subscriptions
+    schedule = {k: v for k, v in params.items() if k in FIELDS}
+    plan = parse_schedule(schedule) if schedule else None
+    report_if_empty = params.get("reportIfEmpty", "false").lower() == "true"
+    initial = params.get("initialRecordTime")
+    start = millis(initial) if initial else int(time.time() * 1000)
+    last_seq = 0
+    await websocket.accept()
+    # The client says nothing after connecting; waiting for what it says is how its
+    # leaving is noticed, between deliveries as well as during them.
+    gone = asyncio.ensure_future(websocket.receive())
+    try:
+        while True:
+            if plan is not None:
+                wait = plan.next_after(int(time.time() * 1000)) / 1000 - time.time()
+            else:
+                wait = 0.5
+            await asyncio.wait({gone}, timeout=max(wait, 0))
+            if gone.done():
+                if gone.result().get("type") == "websocket.disconnect":
+                    break
+                gone = asyncio.ensure_future(websocket.receive())  # a message: ignored
+                continue
+            rows = await off.read(subs.since, caller, named, None, last_seq, BATCH, start)
+            if rows or (plan is not None and report_if_empty):
+                events, context = shown(rows)
+                await websocket.send_json(query_document(events, context, named.name))
+                last_seq = rows[-1].seq if rows else last_seq
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    finally:
+        gone.cancel()
