@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 DATA   ?= .idnode-demo
 
-.PHONY: run test lint bench bench-bulk bench-postgres bench-console clean venv
+.PHONY: run test lint bench bench-bulk bench-postgres bench-console bench-trace clean venv
 
 $(BIN)/idnode: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench-bulk: venv
 # Server time per web console page at 1,000,000 identifiers (builds the node once, ~6 min).
 bench-console: venv
 	$(BIN)/python -m bench.console --write-docs
+
+# EPCIS capture and queries at 1,000,000 events (builds the node once, a few minutes).
+bench-trace: venv
+	$(BIN)/python -m bench.trace --write-docs
 
 # Needs a PostgreSQL server (--database URL, default postgres@127.0.0.1/idnode_bench).
 bench-postgres: venv

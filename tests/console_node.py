@@ -2,20 +2,23 @@
 
 - ``operator`` (password account) acts as 300:0.NA/88.100.1, the prefix's
   administrator (every permission): the node's admin key file proves it too;
-- ``300:88.100.1/VIEWER`` (secret key) may list handles and nothing more.
+- ``300:88.100.1/VIEWER`` (secret key) may list handles and nothing more;
+- the demo's EPCIS events for those pumps (the inspections public), for the trace pages.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import httpx
 
-from idnode.demo import demo_records
+from idnode.demo import demo_events, demo_records
 from idnode.domain import HandleRecord
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
+from idnode.service import Caller
 from tests.conftest import make_node
 
 PASSWORD = "console-password-1"
@@ -28,7 +31,22 @@ PUMPS = 60
 def build(path: Path) -> Path:
     """An initialised node in ``path`` holding the demo with ``PUMPS`` pumps."""
     node = make_node(path)
-    node.service.bulk.register_many(demo_records(PUMPS), replace=True)
+    records = list(demo_records(PUMPS))
+    node.service.bulk.register_many(records, replace=True)
+    events = list(demo_events(records))
+    for access in ("public", "owner"):
+        chosen = [e for e in events if (e.get("bizStep") == "inspecting") == (access == "public")]
+        document = {
+            "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
+            "type": "EPCISDocument",
+            "schemaVersion": "2.0",
+            "creationDate": "2026-07-06T00:00:00Z",
+            "epcisBody": {"eventList": chosen},
+        }
+        node.service.trace.capture(
+            Caller(ValueReference("0.NA/88.100.1", 300)), json.dumps(document).encode(),
+            access=access,
+        )  # fmt: skip
     node.service.accounts.add("operator", ValueReference("0.NA/88.100.1", 300), PASSWORD)
     prefix_handle = node.storage.get("0.NA/88.100.1")
     assert prefix_handle is not None

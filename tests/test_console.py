@@ -21,6 +21,7 @@ from idnode.console.catalog import ZH_CN
 from idnode.console.codes import codes_for
 from idnode.console.i18n import _PROBLEMS, Translator, field_problem, negotiate
 from idnode.console.values import PERMISSION_NAMES
+from idnode.epcis.identifiers import identifier_key
 from idnode.errors import AuthenticationNeeded
 from idnode.handle.values import Permission, ValueReference
 from idnode.handle.valuetypes import SiteInfo
@@ -354,6 +355,7 @@ def _strings_of_the_console() -> set[str]:
             found.add(match.group(1) if match.group(1) is not None else match.group(2))
     found |= {name for _, name in PERMISSION_NAMES} | {"All permissions"}
     found |= set(ROLES) | set(FIELD_TYPES) | {"added", "removed", "changed"}
+    found |= {"transformation", "aggregation", "association", "commissioning"}  # trace edges
     found |= {text for _, text in _PROBLEMS}
     return found
 
@@ -546,3 +548,60 @@ def test_the_statistics_page_shows_what_child_nodes_reported(
     row = re.search(r"<tr><td>plant-7</td><td>88\.100\.1\.7</td>(.*?)</tr>", page)
     assert row, page
     assert re.findall(r"<td>([\d,]+)</td>", row.group(1)) == ["2,000", "5", "0"]
+
+
+def test_the_trace_pages_show_what_the_visitor_may_read(
+    node_dir: Path, operator: httpx.Client, anonymous: httpx.Client
+) -> None:
+    """An identifier's events, its genealogy both ways (graph data and table) and a
+    recall; a visitor sees the public events only."""
+    node = open_node(Config(data_dir=node_dir))
+    owner = Caller(ValueReference("0.NA/88.100.1", 300))
+    try:
+        batch = "88.100.1/BATCH-TRACE-1"
+
+        def doc(*events: dict[str, object]) -> bytes:
+            return json.dumps({
+                "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
+                "type": "EPCISDocument", "schemaVersion": "2.0",
+                "creationDate": "2026-11-30T00:00:00Z", "epcisBody": {"eventList": list(events)},
+            }).encode()  # fmt: skip
+
+        pump, pallet = "88.100.1/PUMP-T1", "urn:epc:id:sscc:4012345.0000000077"
+        zone = {"eventTimeZoneOffset": "+08:00"}
+        node.service.trace.capture(owner, doc(
+            {"type": "TransformationEvent", "eventTime": "2026-11-01T08:00:00Z", **zone,
+             "inputEPCList": [batch], "outputEPCList": [pump], "bizStep": "assembling"},
+            {"type": "AggregationEvent", "eventTime": "2026-11-02T08:00:00Z", **zone,
+             "action": "ADD", "parentID": pallet, "childEPCs": [pump], "bizStep": "packing"},
+        ))  # fmt: skip
+        node.service.trace.capture(owner, doc(
+            {"type": "ObjectEvent", "eventTime": "2026-11-01T12:00:00Z", **zone,
+             "action": "OBSERVE", "epcList": [pump], "bizStep": "inspecting"},
+        ), access="public")  # fmt: skip
+    finally:
+        node.close()
+    page = operator.get("/console/trace/88.100.1/PUMP-T1")
+    assert page.status_code == 200, page.text
+    graph = json.loads(re.search(r'id="trace-data">(.*?)</script>', page.text, re.S).group(1))  # type: ignore[union-attr]
+    columns = {n["name"]: n["x"] for n in graph["nodes"]}
+    pallet_key = identifier_key("urn:epc:id:sscc:4012345.0000000077")
+    assert columns["88.100.1/BATCH-TRACE-1"] < columns["88.100.1/PUMP-T1"] < columns[pallet_key]
+    assert page.text.count("<tr><td>2026-11-0") == 3  # the timeline: every event
+    assert "inspecting" in page.text
+    assert "packing" in page.text
+    recall = operator.get("/console/recall/88.100.1/BATCH-TRACE-1")
+    assert "88.100.1/PUMP-T1" in recall.text
+    assert pallet_key in recall.text
+    seen = anonymous.get("/console/trace/88.100.1/PUMP-T1", headers={"Accept-Language": "en"})
+    assert seen.status_code == 200
+    assert "inspecting" in seen.text
+    assert "packing" not in seen.text
+    assert "trace-data" not in seen.text  # no genealogy it may read
+    assert "No genealogy" in seen.text
+    assert (
+        "88.100.1/PUMP-T1"
+        not in anonymous.get("/console/recall/88.100.1/BATCH-TRACE-1").text.split("</h1>")[1]
+    )
+    record = operator.get("/console/record/88.100.1/PUMP-0001")
+    assert 'href="/console/trace/88.100.1/PUMP-0001"' in record.text

@@ -183,6 +183,8 @@ PAGES = [
     "/console/record/88.100.1/PUMP-0001",
     "/console/edit/88.100.1/PUMP-0001",
     "/console/history/88.100.1/PUMP-0001",
+    "/console/trace/88.100.1/PUMP-0001",
+    "/console/recall/88.100.1/PART-IMP-00001",
     "/console/new?template=serial-item",
     "/console/bulk",
     "/console/templates",
@@ -198,6 +200,7 @@ PAGES = [
 ANONYMOUS_PAGES = [
     "/console/",
     "/console/record/88.100.1/PUMP-0001",
+    "/console/trace/88.100.1/PUMP-0001",
     "/console/bulk",
     "/console/no-such-page",
     "/88.100.1/PUMP-0001?noredirect",

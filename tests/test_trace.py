@@ -323,7 +323,13 @@ def test_a_document_with_one_bad_event_is_refused_whole(service: NodeService) ->
     assert any("event 1: eventTime" in f for f in faults), faults
     assert not any(f.startswith("event 0") for f in faults), faults
     assert query(service, ACME) == []
-    for broken in (b"{", b"[]", b"<a/>", b'{"type": "EPCISDocument"}', b"<x><!ENTITY"):
+    extended = event()
+    extended["ex:x"] = 1
+    deep_json = document(extended).replace(b'"ex:x": 1', b'"ex:x": ' + b"[" * 100_000)
+    nested = "<ex:deep>" * 100_000 + "</ex:deep>" * 100_000
+    deep_xml = XML_2.replace("</ObjectEvent>", nested + "</ObjectEvent>").encode()
+    for broken in (b"{", b"[]", b"<a/>", b'{"type": "EPCISDocument"}', b"<x><!ENTITY",
+                   deep_json, deep_xml):  # fmt: skip
         with pytest.raises(DocumentRejected):
             service.trace.capture(ACME, broken)
     assert query(service, ACME) == []

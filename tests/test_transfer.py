@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,18 +15,36 @@ from bench.processes import start_server
 from idnode.cli import app
 from idnode.client import HandleClient
 from idnode.config import load_config
-from idnode.demo import demo_records
+from idnode.demo import demo_events, demo_records
 from idnode.domain import Account, HandleRecord
+from idnode.epcis.queries import parse_query
 from idnode.errors import StorageError
 from idnode.handle.codes import ResponseCode
 from idnode.handle.messages import ResolutionResponse
 from idnode.handle.values import HandleValue, ValueReference
+from idnode.handle.valuetypes import AdminPermission, AdminValue, SiteInfo
 from idnode.node import open_node
+from idnode.service import Caller, NodeService
 from idnode.storage import SQLiteStorage, open_storage
 from idnode.storage.transfer import copy_storage, fingerprint
 from tests.conftest import running
 
 runner = CliRunner()
+
+
+def _grant_prefix(service: NodeService, owner: Caller) -> None:
+    grant = AdminValue(AdminPermission.ALL, owner.identity).to_bytes()  # type: ignore[arg-type]
+    service.prefixes.put_record(
+        HandleRecord("0.NA/88.100.1", (HandleValue(100, "HS_ADMIN", grant),))
+    )
+
+
+def _document(events: list[dict[str, object]]) -> bytes:
+    return json.dumps({
+        "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
+        "type": "EPCISDocument", "schemaVersion": "2.0",
+        "creationDate": "2026-07-06T00:00:00Z", "epcisBody": {"eventList": events},
+    }).encode()  # fmt: skip
 
 
 def test_round_trip_sqlite_postgres_sqlite(tmp_path: Path, postgres_url: str) -> None:
@@ -34,6 +53,17 @@ def test_round_trip_sqlite_postgres_sqlite(tmp_path: Path, postgres_url: str) ->
     source.put_many(demo_records(200), replace=True)
     ops = Account("ops", ValueReference("0.NA/88.100.1", 300), "scrypt$14$8$1$c2FsdA==$aGFzaA==", 7)
     source.put_account(ops)
+    # EPCIS events, a named query and a subscription part-way through them go along.
+    owner = Caller(ValueReference("0.NA/88.100.1", 300))
+    service = NodeService(source, SiteInfo(servers=()))
+    _grant_prefix(service, owner)
+    events = list(demo_events(list(demo_records(200))))
+    service.trace.capture(owner, _document(events[:300]))
+    service.trace_subscriptions.define(owner, "packed", {"EQ_bizStep": "packing"})
+    sub = service.trace_subscriptions.subscribe(
+        owner, "packed", {"dest": "https://erp.example/cb", "secret": "s", "stream": True,
+                          "initialRecordTime": "2020-01-01T00:00:00Z"})  # fmt: skip
+    source.events.delivered(sub.subscription_id, 120, 3, 0, "")
     pg = open_storage(postgres_url)
     back = SQLiteStorage(tmp_path / "b.db")
     try:
@@ -44,6 +74,15 @@ def test_round_trip_sqlite_postgres_sqlite(tmp_path: Path, postgres_url: str) ->
         assert first.prefixes == 1
         assert back.get("88.100.1/pump-0007") == source.get("88.100.1/PUMP-0007")
         assert back.accounts() == [ops]  # password accounts go along, hashes and all
+        assert first.events == 300
+        copied = NodeService(back, SiteInfo(servers=()))
+        assert copied.trace_subscriptions.subscription_by_id(sub.subscription_id).last_seq == 120
+        query = parse_query([("perPage", "1000")], copied.trace.audience(owner))
+        assert len(copied.trace.events(owner, query).events) == 300
+        # New captures are numbered after the copied ones, on PostgreSQL too.
+        on_pg = NodeService(pg, SiteInfo(servers=()))
+        on_pg.trace.capture(owner, _document(events[300:301]))
+        assert pg.events.last_seq() == 301
     finally:
         source.close()
         pg.close()

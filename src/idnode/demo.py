@@ -19,7 +19,7 @@ from idnode.handle.values import HandleValue, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.templates import BUILTIN
 
-__all__ = ["DEMO_PREFIX", "demo_records"]
+__all__ = ["DEMO_PREFIX", "demo_events", "demo_records"]
 
 DEMO_PREFIX = "88.100.1"
 _BASE_URL = "https://pumps.example.com/id"
@@ -153,3 +153,88 @@ def demo_records(
             ts,
             admin,
         )
+
+
+#: The demo's pallets and customers as GS1 keys (example company prefix 4012345).
+_PLANT = "urn:epc:id:sgln:4012345.00001.0"
+
+
+def demo_events(records: list[HandleRecord], prefix: str = DEMO_PREFIX, seed: int = 7
+                ) -> Iterator[dict[str, object]]:  # fmt: skip
+    """A year of production as EPCIS events, made from the demo's records: each pump
+    assembled from its batch and five parts, tested on a bench (with the pressure and
+    temperature the bench read), pumps packed onto pallets by batch, pallets shipped
+    to customers and unpacked there, and the pumps whose status is "returned" received
+    back. Ordered by time, as a plant would capture them."""
+    rng = random.Random(seed)
+    pumps = []
+    for record in records:
+        if "/PUMP-" not in record.handle:
+            continue
+        fields = {v.type: v.data.decode() for v in record.values if v.type != "HS_ADMIN"}
+        pumps.append((record.handle, fields["BATCH"], date.fromisoformat(fields["MANUFACTURED"]),
+                      fields["STATUS"], int(fields["CUSTOMER"].split()[-1])))  # fmt: skip
+    events: list[tuple[str, dict[str, object]]] = []
+
+    def at(day: date, hour: int, minute: int = 0) -> str:
+        return f"{day.isoformat()}T{hour:02d}:{minute:02d}:00.000+08:00"
+
+    def add(when: str, event: dict[str, object]) -> None:
+        event = {"type": event.pop("type"), "eventTime": when, "eventTimeZoneOffset": "+08:00",
+                 **event}  # fmt: skip
+        events.append((when, event))
+
+    by_batch: dict[tuple[str, date], list[str]] = {}
+    for n, (pump, batch, day, status, customer) in enumerate(pumps):
+        parts = [f"{prefix}/PART-{code}-{rng.randint(1, 100):05d}" for code, *_ in _PARTS]
+        add(at(day, 8, n % 60), {
+            "type": "TransformationEvent", "inputEPCList": [batch, *parts],
+            "outputEPCList": [pump], "bizStep": "assembling",
+            "readPoint": {"id": f"{prefix}/MACHINE-ASSY-0{rng.randint(1, 4)}"},
+            "bizLocation": {"id": _PLANT},
+        })  # fmt: skip
+        add(at(day, 14, n % 60), {
+            "type": "ObjectEvent", "action": "OBSERVE", "epcList": [pump],
+            "bizStep": "inspecting", "disposition": "conformant",
+            "readPoint": {"id": f"{prefix}/MACHINE-TEST-0{rng.randint(1, 4)}"},
+            "sensorElementList": [{"sensorReport": [
+                {"type": "gs1:AbsolutePressure", "value": round(rng.uniform(5.5, 6.5), 2),
+                 "uom": "BAR"},
+                {"type": "gs1:Temperature", "value": round(rng.uniform(21, 38), 1), "uom": "CEL"},
+            ]}],
+        })  # fmt: skip
+        by_batch.setdefault((batch, day), []).append(pump)
+        if status == "returned":
+            back = day + timedelta(days=rng.randint(60, 200))
+            add(at(back, 10), {
+                "type": "ObjectEvent", "action": "OBSERVE", "epcList": [pump],
+                "bizStep": "receiving", "disposition": "returned", "bizLocation": {"id": _PLANT},
+                "sourceList": [{"type": "owning_party",
+                                "source": f"urn:epc:id:pgln:4012345.{customer:05d}"}],
+            })  # fmt: skip
+    pallet = 0
+    for (_, day), packed in sorted(by_batch.items(), key=lambda item: (item[0][1], item[0][0])):
+        for start in range(0, len(packed), 12):
+            pallet += 1
+            sscc = f"urn:epc:id:sscc:4012345.0{pallet:09d}"
+            on = packed[start : start + 12]
+            customer = rng.randint(1, 400)
+            where = f"urn:epc:id:sgln:4012345.{customer:05d}.0"
+            add(at(day + timedelta(days=1), 9), {
+                "type": "AggregationEvent", "action": "ADD", "parentID": sscc, "childEPCs": on,
+                "bizStep": "packing", "bizLocation": {"id": _PLANT},
+            })  # fmt: skip
+            add(at(day + timedelta(days=2), 7), {
+                "type": "ObjectEvent", "action": "OBSERVE", "epcList": [sscc],
+                "bizStep": "shipping", "disposition": "in_transit", "readPoint": {"id": _PLANT},
+                "bizTransactionList": [{"type": "po", "bizTransaction":
+                                        f"urn:epcglobal:cbv:bt:4012345000009:PO-{pallet}"}],
+                "destinationList": [{"type": "owning_party",
+                                     "destination": f"urn:epc:id:pgln:4012345.{customer:05d}"}],
+            })  # fmt: skip
+            add(at(day + timedelta(days=4), 11), {
+                "type": "AggregationEvent", "action": "DELETE", "parentID": sscc,
+                "bizStep": "unpacking", "bizLocation": {"id": where},
+            })  # fmt: skip
+    for _, event in sorted(events, key=lambda item: item[0]):
+        yield event

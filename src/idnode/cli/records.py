@@ -15,10 +15,13 @@ import typer
 from idnode import bulk
 from idnode.bulk import FORMATS, BulkOptions
 from idnode.cli.common import advancing, err, fail, local_node, out, progress_bars
-from idnode.demo import DEMO_PREFIX, demo_records
+from idnode.demo import DEMO_PREFIX, demo_events, demo_records
+from idnode.domain import HandleRecord
 from idnode.errors import ConfigError, IdnodeError, NotResponsible
+from idnode.handle.values import ValueReference
 from idnode.jsonformat import record_to_json
 from idnode.node import Node
+from idnode.service import Caller
 from idnode.sites import Share
 from idnode.templates import parse_readers
 
@@ -171,11 +174,39 @@ def demo(
         if if_empty and service.reads.count(DEMO_PREFIX) > 0:
             return
         service.prefixes.home_prefix(DEMO_PREFIX)
+        made = list(demo_records(serials))
         with progress_bars() as progress:
-            records = advancing(progress, "loading demo", demo_records(serials))
+            records = advancing(progress, "loading demo", made)
             written = service.bulk.register_many(records, replace=True).created
+        captured = _capture_demo_events(node, made)
     except IdnodeError as exc:
         fail(exc.message)
     out.print(
-        f"demo loaded: {written} identifiers under {DEMO_PREFIX}, e.g. {DEMO_PREFIX}/PUMP-0001"
+        f"demo loaded: {written} identifiers under {DEMO_PREFIX}, e.g. {DEMO_PREFIX}/PUMP-0001;"
+        f" {captured} EPCIS events (docs/traceability.md)"
     )
+
+
+def _capture_demo_events(node: Node, records: list[HandleRecord]) -> int:
+    """The demo's year of events, as the node's administrator: the bench tests are
+    public, everything else the manufacturer's own."""
+    config = node.config
+    caller = Caller(ValueReference(config.admin_handle, config.admin_index), "cli")
+    events = list(demo_events(records))
+    public = [e for e in events if e.get("bizStep") == "inspecting"]
+    private = [e for e in events if e.get("bizStep") != "inspecting"]
+    captured = 0
+    for chosen, access in ((public, "public"), (private, "owner")):
+        for start in range(0, len(chosen), 5000):
+            document = {
+                "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
+                "type": "EPCISDocument",
+                "schemaVersion": "2.0",
+                "creationDate": "2026-07-06T00:00:00Z",
+                "epcisBody": {"eventList": chosen[start : start + 5000]},
+            }
+            job = node.service.trace.capture(
+                caller, json.dumps(document).encode(), prefix=DEMO_PREFIX, access=access
+            )
+            captured += job.events
+    return captured

@@ -23,7 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from idnode.auth.throttle import FailureLimiter
-from idnode.console import bulk_upload, node_pages, records, signin
+from idnode.console import bulk_upload, node_pages, records, signin, trace_pages
 from idnode.console.web import ENV, page_of, render
 from idnode.errors import NoSuchResource
 from idnode.service.offloop import OffLoop
@@ -89,6 +89,9 @@ def console_app(
             Route("/identities/admin", bound(node_pages.save_admin), methods=["POST"]),
             Route("/audit", bound(node_pages.audit_page)),
             Route("/stats", bound(node_pages.stats_page)),
+            Route("/trace", bound(trace_pages.trace_page)),
+            Route("/trace/{identifier:path}", bound(trace_pages.trace_page)),
+            Route("/recall/{batch:path}", bound(trace_pages.recall_page)),
             Route("/fragments/count", bound(node_pages.prefix_count)),
             Route("/fragments/parent", bound(node_pages.parent_health)),
             Mount("/static", app=StaticFiles(directory=Path(__file__).parent / "static")),

@@ -250,4 +250,42 @@ ZH_CN: dict[str, str] = {
     ),
     "Node": "节点",
     "No child node has reported in the last 7 days.": "最近 7 天没有下级节点上报。",
+    # Traceability (trace_pages.py, trace.html, recall.html)
+    "Traceability": "追溯",
+    "Trace": "追溯",
+    "Identifier, EPC or Digital Link": "标识、EPC 或数字链接",
+    "Key": "键",
+    "Record": "记录",
+    "Recall: everything downstream": "召回：所有下游",
+    "Recall": "召回",
+    "Genealogy": "谱系",
+    "Genealogy of {id}": "{id} 的谱系",
+    "Left: what it is made of; right: where it went, up to {n} steps each way.": (
+        "左侧：由什么制成；右侧：去向何处；各方向最多 {n} 步。"
+    ),
+    "Stopped early: too many identifiers.": "标识过多，已提前停止。",
+    "To": "到",
+    "Kind": "类型",
+    "Until": "直到",
+    "No genealogy: no event you may read makes it from something or puts it into something.": (
+        "没有谱系：您可读取的事件中，没有一条记录它由什么制成或被放入什么。"
+    ),
+    "Events": "事件",
+    "Event": "事件",
+    "Business step": "业务步骤",
+    "Disposition": "状态",
+    "Where": "地点",
+    "The newest {n} events are shown.": "显示最新的 {n} 条事件。",
+    "No event you may read names it.": "您可读取的事件中没有提到它的。",
+    "Everything downstream of it in the events you may read, and where each was last seen.": (
+        "您可读取的事件中它的所有下游，以及各自最后出现的位置。"
+    ),
+    "Steps": "步数",
+    "Last seen": "最后出现",
+    "{n} identifiers.": "共 {n} 个标识。",
+    "Nothing downstream of it in the events you may read.": "您可读取的事件中没有它的下游。",
+    "transformation": "加工转换",
+    "aggregation": "装箱聚合",
+    "association": "关联",
+    "commissioning": "赋码投产",
 }

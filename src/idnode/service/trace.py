@@ -273,7 +273,7 @@ class Traceability:
         for start in range(0, len(frontier), 500):
             chunk = frontier[start : start + 500]
             near = self._store.naming(chunk, list(steps), audience)
-            linking = [(ident, role, ev) for ident, role, ev in near if _links(ev, role)]
+            linking = near  # the store returns only events that are steps in their role
             by_transformation = {ev.facts.transformation_id for _, _, ev in linking
                                  if ev.facts.transformation_id}  # fmt: skip
             partners: dict[int, StoredEvent] = {ev.seq: ev for _, _, ev in linking}
@@ -321,9 +321,8 @@ class Traceability:
         deletes = [
             (ident, ev)
             for ident, _, ev in self._store.naming(
-                sorted(set(parent_of.values())), ["parent"], audience
+                sorted(set(parent_of.values())), ["parent"], audience, steps=False
             )
-            if ev.facts.action == "DELETE"
         ]
         children: dict[int, set[str]] = {}
         for seq, _, ident in self._store.named_by([ev.seq for _, ev in deletes], ["child"]):
@@ -357,19 +356,6 @@ class Traceability:
                 )
             )
         return out
-
-
-def _links(event: StoredEvent, role: str) -> bool:
-    """Whether naming an identifier in ``role`` makes ``event`` a genealogy step: a
-    transformation always, packing and associating only when they add."""
-    if role in ("input", "input_class", "output", "output_class"):
-        return event.facts.event_type == "TransformationEvent"
-    if role in ("lot", "epc"):
-        return event.facts.event_type == "ObjectEvent" and event.facts.action == "ADD"
-    return event.facts.action == "ADD" and event.facts.event_type in (
-        "AggregationEvent",
-        "AssociationEvent",
-    )
 
 
 def _unique(edges: list[TraceEdge]) -> list[TraceEdge]:

@@ -15,7 +15,7 @@ it in SQL: an event the caller may not read is never fetched.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +34,48 @@ from idnode.epcis.selection import (
 if TYPE_CHECKING:
     from idnode.storage.sql import Dialect
 
-__all__ = ["EventStore"]
+__all__ = ["TABLES", "EventStore"]
 
 Fetch = Callable[..., list[Any]]
+#: Every table of the event store: its columns, and its key (the order of copies).
+TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "epcis_events": (
+        ("seq", "event_id", "event_type", "event_time", "record_time", "action", "biz_step",
+         "disposition", "read_point", "biz_location", "transformation_id", "owner", "access",
+         "readers", "capture_id", "body"),
+        ("seq",),
+    ),
+    "epcis_identifiers": (("identifier", "role", "seq"), ("identifier", "role", "seq")),
+    "epcis_audiences": (("kind", "name"), ("kind", "name")),
+    "epcis_captures": (
+        ("id", "actor", "owner", "created", "finished", "success", "events", "duplicates",
+         "errors"),
+        ("id",),
+    ),
+    "epcis_queries": (("name", "actor", "query", "created"), ("name",)),
+    "epcis_subscriptions": (
+        ("id", "query_name", "actor", "dest", "secret", "schedule", "report_if_empty",
+         "initial_record_time", "created", "last_seq", "next_due", "lease_until", "failures",
+         "last_error", "delivered"),
+        ("id",),
+    ),
+}  # fmt: skip
 Connection = Any
+#: An event's genealogy facts, without its body.
+_FACTS = (
+    "e.seq, e.event_id, e.record_time, e.event_type, e.event_time, e.action, e.biz_step,"
+    " e.disposition, e.read_point, e.biz_location, e.transformation_id, e.owner, e.access,"
+    " e.readers"
+)
+#: Events that are a genealogy step for the role they name an identifier in.
+_STEP = (
+    "((x.role IN ('input', 'input_class', 'output', 'output_class')"
+    " AND e.event_type = 'TransformationEvent')"
+    " OR (x.role IN ('child', 'child_class', 'parent') AND e.action = 'ADD'"
+    " AND e.event_type IN ('AggregationEvent', 'AssociationEvent'))"
+    " OR (x.role IN ('lot', 'epc') AND e.action = 'ADD' AND e.event_type = 'ObjectEvent'))"
+)
+_UNPACKING = "(e.action = 'DELETE' AND e.event_type IN ('AggregationEvent', 'AssociationEvent'))"
 _COLUMNS = (
     "e.seq, e.event_id, e.record_time, e.event_type, e.event_time, e.action, e.biz_step,"
     " e.disposition, e.read_point, e.biz_location, e.transformation_id, e.owner, e.access,"
@@ -200,23 +238,33 @@ class EventStore:
         return [_event(row) for row in rows]
 
     def naming(
-        self, identifiers: Sequence[str], roles: Sequence[str], audience: Audience
+        self,
+        identifiers: Sequence[str],
+        roles: Sequence[str],
+        audience: Audience,
+        *,
+        steps: bool = True,
     ) -> list[tuple[str, str, StoredEvent]]:
         """(identifier, role, event) for every visible event that names one of
-        ``identifiers`` in one of ``roles``: one step of a genealogy."""
+        ``identifiers`` in one of ``roles``. With ``steps``, only events that are a
+        genealogy step in that role (a transformation; an aggregation or association
+        that adds; a commissioning ObjectEvent that adds); without, only aggregations
+        that take out (DELETE), for when a child was unpacked. Events come without
+        their body: a genealogy needs the facts only."""
         if not identifiers or not roles:
             return []
         p = self._p
         visible, params = self._visible(audience)
+        kind = _STEP if steps else _UNPACKING
         sql = (
-            f"SELECT x.identifier, x.role, {_COLUMNS} FROM epcis_identifiers x"
+            f"SELECT x.identifier, x.role, {_FACTS} FROM epcis_identifiers x"
             " JOIN epcis_events e ON e.seq = x.seq"
             f" WHERE x.identifier IN ({', '.join([p] * len(identifiers))})"
-            f" AND x.role IN ({', '.join([p] * len(roles))}) AND {visible}"
+            f" AND x.role IN ({', '.join([p] * len(roles))}) AND {visible} AND {kind}"
             " ORDER BY e.event_time, e.seq"
         )
         rows = self._fetch(sql, (*identifiers, *roles, *params), primary=True)
-        return [(str(r[0]), str(r[1]), _event(r[2:])) for r in rows]
+        return [(str(r[0]), str(r[1]), _event((*r[2:], "{}"))) for r in rows]
 
     def named_by(self, seqs: Sequence[int], roles: Sequence[str]) -> list[tuple[int, str, str]]:
         """(seq, role, identifier) of what the events ``seqs`` name in ``roles``."""
@@ -233,15 +281,15 @@ class EventStore:
         return [(int(s), str(r), str(i)) for s, r, i in rows]
 
     def by_transformation(self, ids: Sequence[str], audience: Audience) -> list[StoredEvent]:
-        """The visible events that share one of these transformation IDs."""
+        """The visible events that share one of these transformation IDs (no body)."""
         if not ids:
             return []
         visible, params = self._visible(audience)
         sql = (
-            f"SELECT {_COLUMNS} FROM epcis_events e WHERE e.transformation_id IN"
+            f"SELECT {_FACTS} FROM epcis_events e WHERE e.transformation_id IN"
             f" ({', '.join([self._p] * len(ids))}) AND {visible} ORDER BY e.seq"
         )
-        return [_event(r) for r in self._fetch(sql, (*ids, *params), primary=True)]
+        return [_event((*r, "{}")) for r in self._fetch(sql, (*ids, *params), primary=True)]
 
     def last_seen(self, identifier: str, audience: Audience) -> StoredEvent | None:
         """The visible event with the latest eventTime that names ``identifier``."""
@@ -258,6 +306,55 @@ class EventStore:
         """The newest event's number in capture order (0: none)."""
         rows = self._fetch("SELECT coalesce(max(seq), 0) FROM epcis_events", (), primary=True)
         return int(rows[0][0])
+
+    # -- copies between backends (idnode migrate) -----------------------------------
+
+    def rows(self, table: str, batch: int = 5000) -> Iterator[tuple[Any, ...]]:
+        """Every row of one of :data:`TABLES`, in key order, read a batch at a time."""
+        columns, key = TABLES[table]
+        p = self._p
+        last: tuple[Any, ...] | None = None
+        width = len(key)
+        while True:
+            after = ""
+            params: list[object] = []
+            if last is not None:
+                after = f"WHERE ({', '.join(key)}) > ({', '.join([p] * width)})"
+                params = list(last[:width])
+            ordered = [*key, *(c for c in columns if c not in key)]
+            sql = (
+                f"SELECT {', '.join(ordered)}"
+                f" FROM {table} {after} ORDER BY {', '.join(key)} LIMIT {p}"
+            )
+            found = self._fetch(sql, (*params, batch), primary=True)
+            yield from (tuple(row) for row in found)
+            if len(found) < batch:
+                return
+            last = tuple(found[-1])
+
+    def load(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert rows :meth:`rows` read from another store, as they were (an event
+        keeps its number in capture order, which subscriptions' cursors count on)."""
+        if not rows:
+            return
+        columns, key = TABLES[table]
+        ordered = [*key, *(c for c in columns if c not in key)]
+        overriding = (
+            " OVERRIDING SYSTEM VALUE"
+            if table == "epcis_events" and self._dialect.name == "postgresql"
+            else ""
+        )
+        sql = (
+            f"INSERT INTO {table} ({', '.join(ordered)}){overriding}"
+            f" VALUES ({', '.join([self._p] * len(ordered))})"
+        )
+        with self._writing() as conn:
+            conn.cursor().executemany(sql, list(rows))
+            if overriding:  # the next capture numbers after the copied ones
+                conn.execute(
+                    "SELECT setval(pg_get_serial_sequence('epcis_events', 'seq'),"
+                    " (SELECT max(seq) FROM epcis_events))"
+                )
 
     # -- named queries and subscriptions ---------------------------------------------
 

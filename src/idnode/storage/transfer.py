@@ -1,8 +1,9 @@
 """Copying a node's data between storage backends, verified by counts and checksums.
 
 The checksum covers every record in key order (case-folded key, handle as registered,
-values in wire layout) and the homed prefixes, so two stores with the same checksum
-answer every resolution identically.
+values in wire layout), the homed prefixes, the password accounts and every row of the
+EPCIS event store, so two stores with the same checksum answer every resolution and
+every event query identically.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from idnode.errors import StorageError
 from idnode.handle.encoded import EncodedValues
 from idnode.names import handle_key
 from idnode.storage.base import Storage
+from idnode.storage.events import TABLES
 
 __all__ = ["Fingerprint", "copy_storage", "fingerprint"]
 
@@ -25,6 +27,7 @@ class Fingerprint:
     records: int
     prefixes: int
     sha256: str
+    events: int = 0
 
 
 def fingerprint(storage: Storage) -> Fingerprint:
@@ -45,7 +48,12 @@ def fingerprint(storage: Storage) -> Fingerprint:
         who = account.identity
         line = f"{account.name}\0{who.index}:{who.handle}\0{account.password}\0"
         digest.update(b"A" + line.encode())
-    return Fingerprint(records, len(prefixes), digest.hexdigest())
+    events = 0
+    for table in TABLES:
+        for row in storage.events.rows(table):
+            events += table == "epcis_events"
+            digest.update(table.encode() + b"\0" + repr(row).encode())
+    return Fingerprint(records, len(prefixes), digest.hexdigest(), events)
 
 
 def copy_storage(
@@ -55,7 +63,7 @@ def copy_storage(
 
     Raises StorageError if the target is not empty or the copy does not match.
     """
-    if target.count() or target.homed_prefixes():
+    if target.count() or target.homed_prefixes() or target.events.last_seq():
         raise StorageError("the target database is not empty; migrate into an empty one")
 
     def counted() -> Iterator[HandleRecord]:
@@ -69,6 +77,14 @@ def copy_storage(
         target.home_prefix(prefix)
     for account in source.accounts():
         target.put_account(account)
+    for table in TABLES:  # EPCIS events, their index, captures, queries, subscriptions
+        batch: list[tuple[object, ...]] = []
+        for row in source.events.rows(table):
+            batch.append(row)
+            if len(batch) == 5000:
+                target.events.load(table, batch)
+                batch = []
+        target.events.load(table, batch)
     want, got = fingerprint(source), fingerprint(target)
     if want != got:
         raise StorageError(f"copy does not match the source: source {want}, target {got}")

@@ -114,12 +114,38 @@ function drawCharts() {
   }
 }
 
+// A genealogy: nodes in columns (made of: left, went into: right), as the page placed them.
+function drawGraphs() {
+  if (typeof echarts === "undefined") return;
+  const colours = { transformation: "#2f6f4f", aggregation: "#2b5797", association: "#7a4f9a", commissioning: "#8a6d1f" };
+  for (const holder of document.querySelectorAll("[data-graph]")) {
+    const data = JSON.parse(document.getElementById(holder.dataset.graph).textContent);
+    const chart = echarts.init(holder, null, { renderer: "svg" });
+    chart.setOption({
+      animation: false,
+      tooltip: { formatter: (p) => (p.dataType === "edge" ? p.data.kind : p.data.name) },
+      series: [{
+        type: "graph", layout: "none", roam: true, symbolSize: 12,
+        label: { show: true, position: "bottom", fontSize: 10, formatter: (p) => p.data.name.split("/").pop() },
+        edgeSymbol: ["none", "arrow"], edgeSymbolSize: 7,
+        data: data.nodes.map((n) => ({ ...n, itemStyle: { color: n.start ? "#b03a2e" : "#555" } })),
+        links: data.links.map((l) => ({ ...l, lineStyle: { color: colours[l.kind] || "#888", width: 1.5 } })),
+      }],
+    });
+    chart.on("click", (p) => {
+      if (p.dataType === "node") window.location.href = "/console/trace/" + encodeURIComponent(p.data.name);
+    });
+    window.addEventListener("resize", () => chart.resize());
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const keyForm = document.getElementById("key-signin");
   if (keyForm) keyForm.addEventListener("submit", (e) => keySignIn(keyForm, e));
   const bulkForm = document.getElementById("bulk-form");
   if (bulkForm) bulkForm.addEventListener("submit", (e) => bulkUpload(bulkForm, e));
   drawCharts();
+  drawGraphs();
   document.body.addEventListener("htmx:configRequest", (e) => {
     const token = csrfToken();
     if (token) e.detail.headers["X-CSRF-Token"] = token;
