@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import os
 import random
 import threading
 import time
@@ -915,3 +916,25 @@ def test_webhooks_and_websockets_over_http_and_across_a_restart(tmp_path: Path) 
     finally:
         receiver.shutdown()
         receiver.server_close()
+
+
+def test_the_standards_own_example_files_capture(storage: Storage) -> None:
+    """Every EPCIS document among GS1's examples (github.com/gs1/EPCIS, not shipped
+    here: GS1's notice does not cover copying them) captures unchanged. Point
+    ``IDNODE_EPCIS_EXAMPLES`` at a checkout's example directory to run it; capture-job
+    examples (``EPCISCaptureJob``) are not event documents and are left out."""
+    folder = os.environ.get("IDNODE_EPCIS_EXAMPLES")
+    if not folder:
+        pytest.skip("IDNODE_EPCIS_EXAMPLES names no directory of GS1's EPCIS examples")
+    svc = NodeService(storage, SiteInfo(servers=()), admins=[ACME.identity])  # type: ignore[list-item]
+    files = sorted(p for p in Path(folder).rglob("*")
+                   if p.suffix in (".json", ".jsonld", ".xml") and "CaptureJob" not in p.name)  # fmt: skip
+    assert files, f"no example documents under {folder}"
+    refused = {}
+    for path in files:
+        kind = "application/xml" if path.suffix == ".xml" else "application/ld+json"
+        try:
+            svc.trace.capture(ACME, path.read_bytes(), kind)
+        except DocumentRejected as exc:
+            refused[path.name] = exc.faults[:3]
+    assert not refused, refused
