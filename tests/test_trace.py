@@ -33,6 +33,7 @@ from idnode.errors import (
     InsufficientPermissions,
     InvalidValue,
     NoSuchResource,
+    QueryTooLarge,
     ResourceExists,
 )
 from idnode.handle.values import HandleValue, ValueReference
@@ -540,6 +541,14 @@ def test_query_parameters_are_checked(service: NodeService) -> None:
         other.resumed(first.next_token)
     with pytest.raises(QueryParameterError):
         parse_query([("nextPageToken", "garbage!")], audience)
+    # eventCountLimit caps the whole answer, across pages; maxEventCount refuses.
+    service.trace.capture(ACME, document(*(event(at=f"2026-11-30T1{n}:00:00Z") for n in range(4))))
+    limited = query(service, ACME, perPage="2", eventCountLimit="3", orderBy="eventTime")
+    assert len(limited) == 3
+    assert len(query(service, ACME, perPage="2")) == 6
+    with pytest.raises(QueryTooLarge):
+        query(service, ACME, maxEventCount="5")
+    assert len(query(service, ACME, maxEventCount="6")) == 6
 
 
 # -- genealogy and recall ------------------------------------------------------------------

@@ -20,7 +20,7 @@ import json
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -88,7 +88,7 @@ class EventQuery:
     count_limit: int | None = None  #: eventCountLimit: at most this many in all
     max_count: int | None = None  #: maxEventCount: refuse a query that finds more
     fingerprint: str = ""  #: what a page token is bound to
-    descriptions: tuple[str, ...] = field(default=())
+    served: int = 0  #: events the earlier pages returned (for eventCountLimit)
 
     def matches(self, event: Mapping[str, Any]) -> bool:
         return all(test(event) for test in self.tests)
@@ -98,14 +98,26 @@ class EventQuery:
         try:
             data = json.loads(base64.urlsafe_b64decode(token.encode() + b"=="))
             value, seq, fingerprint = int(data[0]), int(data[1]), str(data[2])
+            served = int(data[3])
         except (ValueError, TypeError, IndexError, KeyError) as exc:
             raise QueryParameterError("nextPageToken is not one this repository issued") from exc
         if fingerprint != self.fingerprint:
             raise QueryParameterError("nextPageToken belongs to another query")
-        return replace(self, selection=replace(self.selection, after=(value, seq)))
+        return replace(self, selection=replace(self.selection, after=(value, seq)), served=served)
 
-    def token_after(self, order_value: int, seq: int) -> str:
-        raw = json.dumps([order_value, seq, self.fingerprint]).encode()
+    def wanted(self) -> int:
+        """How many events this page may hold."""
+        if self.count_limit is None:
+            return self.per_page
+        return max(0, min(self.per_page, self.count_limit - self.served))
+
+    def token_after(self, order_value: int, seq: int, returned: int) -> str | None:
+        """The token of the next page after one that returned ``returned`` events
+        ending at (``order_value``, ``seq``); None when eventCountLimit is reached."""
+        served = self.served + returned
+        if self.count_limit is not None and served >= self.count_limit:
+            return None
+        raw = json.dumps([order_value, seq, self.fingerprint, served]).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

@@ -189,17 +189,15 @@ class Traceability:
             and len(self.collect(query, query.selection, limit + 1)) > limit
         ):
             raise QueryTooLarge(f"the query selects more than maxEventCount={limit} events")
-        wanted = query.per_page
-        if query.count_limit is not None:
-            wanted = min(wanted, query.count_limit)
-        found = self.collect(query, query.selection, wanted + 1)
+        wanted = query.wanted()
+        found = self.collect(query, query.selection, wanted + 1) if wanted else []
         more = len(found) > wanted
         found = found[:wanted]
         token = None
-        if more and query.count_limit is None:
+        if more:
             last = found[-1]
             value = last.facts.event_time if query.selection.order == "event" else last.seq
-            token = query.token_after(value, last.seq)
+            token = query.token_after(value, last.seq, len(found))
         return Page([_shown(row) for row in found], token, _contexts(found))
 
     def collect(self, query: EventQuery, selection: Selection, wanted: int) -> list[StoredEvent]:
