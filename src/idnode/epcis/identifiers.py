@@ -18,6 +18,7 @@ key, so that a query in one form finds events captured in another:
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import quote, unquote, urlsplit
 
 from idnode.errors import InvalidValue
@@ -64,8 +65,10 @@ class InvalidIdentifier(InvalidValue):
     not one: keys are compared as written)."""
 
 
+@lru_cache(maxsize=65536)
 def identifier_key(text: str, gs1_prefix: str = "") -> str:
-    """The key ``text`` is stored and matched by (see the module's docstring)."""
+    """The key ``text`` is stored and matched by (see the module's docstring).
+    Remembered: an identifier recurs in event after event (and in each event's hash)."""
     text = text.strip()
     low = text[:12].lower()
     if low.startswith("urn:epc:"):

@@ -14,6 +14,7 @@ it in SQL: an event the caller may not read is never fetched.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -40,9 +41,9 @@ Fetch = Callable[..., list[Any]]
 #: Every table of the event store: its columns, and its key (the order of copies).
 TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "epcis_events": (
-        ("seq", "event_id", "event_type", "event_time", "record_time", "action", "biz_step",
-         "disposition", "read_point", "biz_location", "transformation_id", "owner", "access",
-         "readers", "capture_id", "body"),
+        ("seq", "event_key", "event_id", "event_type", "event_time", "record_time", "action",
+         "biz_step", "disposition", "read_point", "biz_location", "transformation_id", "owner",
+         "access", "readers", "capture_id", "body"),
         ("seq",),
     ),
     "epcis_identifiers": (("identifier", "role", "seq"), ("identifier", "role", "seq")),
@@ -107,10 +108,10 @@ class EventStore:
         eventID is held already; the job, finished, as stored with them."""
         p = self._p
         insert = (
-            "INSERT INTO epcis_events (event_id, event_type, event_time, record_time, action,"
-            " biz_step, disposition, read_point, biz_location, transformation_id, owner,"
-            " access, readers, capture_id, body) VALUES"
-            f" ({', '.join([p] * 15)}) ON CONFLICT (event_id) DO NOTHING RETURNING seq"
+            "INSERT INTO epcis_events (event_key, event_id, event_type, event_time, record_time,"
+            " action, biz_step, disposition, read_point, biz_location, transformation_id,"
+            " owner, access, readers, capture_id, body) VALUES"
+            f" ({', '.join([p] * 16)}) ON CONFLICT (event_key) DO NOTHING RETURNING seq"
         )
         named = f"INSERT INTO epcis_identifiers (identifier, role, seq) VALUES ({p}, {p}, {p})"
         stored = 0
@@ -120,6 +121,7 @@ class EventStore:
                 row = conn.execute(
                     insert,
                     (
+                        event_key(event.event_id),
                         event.event_id,
                         f.event_type,
                         f.event_time,
@@ -502,7 +504,7 @@ class EventStore:
             ("e.read_point", s.read_points),
             ("e.biz_location", s.biz_locations),
             ("e.transformation_id", s.transformation_ids),
-            ("e.event_id", s.event_ids),
+            ("e.event_key", tuple(event_key(i) for i in s.event_ids)),
             ("e.seq", s.seqs),
         ):
             if chosen:
@@ -532,6 +534,11 @@ class EventStore:
             )
             params += [*roles, *named]
         return where, params
+
+
+def event_key(event_id: str) -> bytes:
+    """What an event is unique by: 16 bytes of the SHA-256 of its eventID."""
+    return hashlib.sha256(event_id.encode()).digest()[:16]
 
 
 def _event(row: Sequence[Any]) -> StoredEvent:

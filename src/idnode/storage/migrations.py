@@ -282,14 +282,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         10,
         "EPCIS events",
         # The traceability repository (storage/events.py): events with their indexed
-        # facts and the event as captured (body, JSON); the identifiers each names, by
+        # facts and the event as captured (body, JSON), unique by event_key (the first
+        # 16 bytes of the SHA-256 of the eventID: a hash ID is 90 characters, and an
+        # index of them outgrows the cache at a million events); the identifiers each names, by
         # role (keyed identifier first: an identifier's events and each genealogy step
         # are range reads); the enterprises and reader groups events are kept for; and
         # capture jobs. seq is the order of capture; times are milliseconds, UTC.
         sqlite=(
             """CREATE TABLE epcis_events (
                 seq               INTEGER PRIMARY KEY,
-                event_id          TEXT NOT NULL UNIQUE,
+                event_key         BLOB NOT NULL UNIQUE,
+                event_id          TEXT NOT NULL,
                 event_type        TEXT NOT NULL,
                 event_time        INTEGER NOT NULL,
                 record_time       INTEGER NOT NULL,
@@ -340,7 +343,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         postgresql=(
             """CREATE TABLE epcis_events (
                 seq               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                event_id          TEXT NOT NULL UNIQUE,
+                event_key         BYTEA NOT NULL UNIQUE,
+                event_id          TEXT NOT NULL,
                 event_type        TEXT NOT NULL,
                 event_time        BIGINT NOT NULL,
                 record_time       BIGINT NOT NULL,
