@@ -709,31 +709,40 @@ def clocked(storage: Storage) -> tuple[NodeService, Clock]:
     return svc, clock
 
 
-def test_a_named_query_runs_as_whoever_runs_it(clocked: tuple[NodeService, Clock]) -> None:
+def test_a_named_query_is_its_definers_own(clocked: tuple[NodeService, Clock]) -> None:
     svc, _ = clocked
     subs = svc.trace_subscriptions
     svc.trace.capture(ACME, document(event(bizStep="shipping"), event(bizStep="packing")))
-    svc.trace.capture(
-        ACME, document(event(bizStep="shipping", epcList=["88.100.1/P9"])), access="public"
-    )
     subs.define(ACME, "shipped", {"EQ_bizStep": ["shipping"], "eventType": "ObjectEvent"})
-    assert [q.name for q in subs.queries()] == ["shipped"]
-
-    def run(caller: Caller) -> int:
-        return len(svc.trace.events(caller, subs.run(caller, "shipped", [])).events)
-
-    assert (run(ACME), run(ANYONE)) == (2, 1)
+    assert [q.name for q in subs.queries(ACME)] == ["shipped"]
+    assert len(svc.trace.events(ACME, subs.run(ACME, "shipped", [])).events) == 1
+    # Its parameters (a customer's lot, a site) are nobody else's business.
+    assert subs.queries(BUYER) == []
+    with pytest.raises(NoSuchResource):
+        subs.run(BUYER, "shipped", [])
+    with pytest.raises(AuthenticationNeeded):
+        subs.queries(ANYONE)
+    with pytest.raises(QueryParameterError):
+        subs.run(ACME, "shipped", [("EQ_bizStep", "receiving")])  # would change it
+    assert len(svc.trace.events(ACME, subs.run(ACME, "shipped", [("perPage", "1")])).events) == 1
     with pytest.raises(ResourceExists):
         subs.define(ACME, "shipped", {})
     with pytest.raises(QueryParameterError):
         subs.define(ACME, "broken", {"EQ_colour": "red"})
     with pytest.raises(AuthenticationNeeded):
         subs.define(ANYONE, "mine", {})
-    with pytest.raises(InsufficientPermissions):
+    with pytest.raises(NoSuchResource):
         subs.delete(BUYER, "shipped")
     subs.delete(ACME, "shipped")
     with pytest.raises(NoSuchResource):
         subs.run(ACME, "shipped", [])
+    subs.define(ACME, "again", {})
+    for dest in ("ftp://x", "http://[::1", "http://a\u0000b/", "https:///nohost", 7):
+        with pytest.raises(InvalidValue):
+            subs.subscribe(ACME, "again", {"dest": dest, "secret": "s", "stream": True})
+    with pytest.raises(InvalidValue):
+        subs.subscribe(ACME, "again", {"dest": "https://x.example", "secret": "s",
+                                        "stream": True, "initialRecordTime": "0001-01-01T00:00:00+01:00"})  # fmt: skip
 
 
 def test_a_subscription_delivers_each_event_once_as_its_subscriber(
@@ -745,8 +754,9 @@ def test_a_subscription_delivers_each_event_once_as_its_subscriber(
     mine = subs.subscribe(
         ACME, "all", {"dest": "https://erp.example/cb", "secret": "s", "stream": True}
     )
+    subs.define(BUYER, "mine", {})
     theirs = subs.subscribe(
-        BUYER, "all", {"dest": "https://buyer.example/cb", "secret": "t", "stream": True}
+        BUYER, "mine", {"dest": "https://buyer.example/cb", "secret": "t", "stream": True}
     )
     with pytest.raises(InvalidValue):
         subs.subscribe(ACME, "all", {"dest": "ftp://x", "secret": "s", "stream": True})
@@ -754,33 +764,39 @@ def test_a_subscription_delivers_each_event_once_as_its_subscriber(
         subs.subscribe(ACME, "all", {"dest": "https://x", "secret": "s"})
     clock.now += 1
     svc.trace.capture(ACME, document(event(bizStep="packing")))
-    svc.trace.capture(
-        ACME, document(event(bizStep="shipping")), access="partner", readers="200:88.100.1/PARTNERS"
-    )
-    assert subs.batch(mine, 10) == ([], True), "not handed out before they settle"
-    clock.now += 2
-    rows, _ = subs.batch(mine, 10)
-    assert [r.body["bizStep"] for r in rows] == ["packing", "shipping"]
-    partner_rows, _ = subs.batch(theirs, 10)
-    assert [r.body["bizStep"] for r in partner_rows] == ["shipping"]
-    # One worker at a time; the cursor moves only when the destination took them.
+    svc.trace.capture(ACME, document(event(bizStep="shipping")), access="partner",
+                      readers="200:88.100.1/PARTNERS")  # fmt: skip
+    batch = subs.batch(mine, 10)
+    assert [r.body["bizStep"] for r in batch.rows] == ["packing", "shipping"]
+    assert batch.scanned == 2
+    partner = subs.batch(theirs, 10)
+    assert [r.body["bizStep"] for r in partner.rows] == ["shipping"]
+    # One worker at a time, and only as the subscription was read: a worker that read
+    # it before another delivered cannot deliver it again.
     assert subs.lease(mine)
     assert not subs.lease(mine)
-    subs.delivered(mine, rows, "the destination answered 503")
+    subs.delivered(mine, batch, "the destination answered 503")
     failed = subs.subscription_by_id(mine.subscription_id)
     assert (failed.last_seq, failed.failures) == (0, 1)
     assert failed.next_due > clock.now * 1000
     assert mine.subscription_id not in {s.subscription_id for s in subs.due()}
     clock.now += 5
     assert subs.lease(failed)
-    subs.delivered(failed, rows)
+    subs.delivered(failed, batch)
     done = subs.subscription_by_id(mine.subscription_id)
-    assert (done.delivered, done.failures) == (2, 0)
-    assert subs.batch(done, 10) == ([], True)
+    assert (done.delivered, done.failures, done.last_seq) == (2, 0, 2)
+    assert not subs.lease(failed), "a stale read cannot take it again"
+    assert subs.batch(done, 10).rows == []
     svc.trace.capture(ACME, document(event(bizStep="receiving")))
-    clock.now += 2
-    rows, _ = subs.batch(done, 10)
-    assert [r.body["bizStep"] for r in rows] == ["receiving"]
+    assert [r.body["bizStep"] for r in subs.batch(done, 10).rows] == ["receiving"]
+    # A query that selects none of the new events moves its cursor past them.
+    subs.define(ACME, "returned", {"EQ_disposition": "returned"})
+    none = subs.subscribe(ACME, "returned", {"dest": "https://erp.example/cb", "secret": "s",
+                                              "stream": True, "initialRecordTime": "2020-01-01T00:00:00Z"})  # fmt: skip
+    empty = subs.batch(none, 10)
+    assert (empty.rows, empty.scanned) == ([], 3)
+    subs.skip(none, empty.scanned)
+    assert subs.subscription_by_id(none.subscription_id).last_seq == 3
 
 
 def test_a_schedule_says_when_a_subscription_is_next_due() -> None:
@@ -853,9 +869,9 @@ def test_webhooks_and_websockets_over_http_and_across_a_restart(tmp_path: Path) 
                 json={"name": "packed", "query": {"EQ_bizStep": ["packing"]}},
             )
             assert made.status_code == 201, made.text
-            assert httpx.get(base + "/epcis/queries/packed").json()["query"] == {
-                "EQ_bizStep": "packing"
-            }
+            assert httpx.get(base + "/epcis/queries/packed").status_code == 401
+            named = httpx.get(base + "/epcis/queries/packed", auth=auth).json()
+            assert named["query"] == {"EQ_bizStep": "packing"}
             sub = httpx.post(
                 base + "/epcis/queries/packed/subscriptions",
                 auth=auth,

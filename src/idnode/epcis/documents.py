@@ -13,10 +13,12 @@ our node may name an identifier as ``88.100.1/PUMP-0001``, which is not a URI.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
+from itertools import islice
 from typing import Any
 
 import fastjsonschema
@@ -35,6 +37,11 @@ MAX_EVENTS = 10_000
 #: The context every EPCIS 2.0 JSON-LD document names.
 STANDARD_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 _MAX_FAULTS = 50
+#: A \u escape of a lone UTF-16 surrogate, which no text can be stored with.
+_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
 
 
 class DocumentRejected(InvalidDocument):
@@ -70,11 +77,17 @@ def _read(data: bytes, media_type: str) -> Document:
 
         doc = xml_to_json(data)
     else:
+        if _SURROGATE.search(data) or b"\\u0000" in data or b"\x00" in data:
+            raise DocumentRejected(["the document holds a NUL or an unpaired surrogate"])
         try:
-            doc = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            doc = json.loads(data, parse_constant=_no_constant)
+        except ValueError as exc:  # JSONDecodeError, and numbers too long to read
             raise DocumentRejected([f"not JSON: {exc}"]) from exc
     return check_document(doc)
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def check_document(doc: object) -> Document:
@@ -92,11 +105,13 @@ def check_document(doc: object) -> Document:
         faults.append("the document holds no event list")
     events = events or []
     if len(events) > MAX_EVENTS:
-        faults.append(f"{len(events)} events: one capture takes at most {MAX_EVENTS}")
+        raise DocumentRejected([f"{len(events)} events: one capture takes at most {MAX_EVENTS}"])
     for n, event in enumerate(events):
+        if len(faults) > _MAX_FAULTS:
+            break
         faults += [f"event {n}: {fault}" for fault in _event_faults(event)]
     if faults:
-        raise DocumentRejected(sorted(set(faults), key=faults.index))
+        raise DocumentRejected(list(dict.fromkeys(faults)))
     context = doc.get("@context", [])
     context = context if isinstance(context, list) else [context]
     own = [c for c in context if c != STANDARD_CONTEXT]
@@ -116,7 +131,7 @@ def _schema_faults(doc: dict[str, Any]) -> list[str]:
     try:
         _compiled()(doc)
     except JsonSchemaValueException as exc:
-        faults = [_describe(error) for error in _validator().iter_errors(doc)]
+        faults = [_describe(e) for e in islice(_validator().iter_errors(doc), 4 * _MAX_FAULTS)]
         return faults or [exc.message.removeprefix("data.")]
     return []
 

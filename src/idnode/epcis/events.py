@@ -72,6 +72,10 @@ class EventFacts:
     identifiers: tuple[tuple[str, str], ...]  #: (role, key), each once
 
 
+#: Times after the end of this year would not be written back in four digits.
+_LAST_YEAR = 9998
+
+
 def millis(text: str) -> int:
     """Milliseconds since the epoch of an RFC 3339 time (InvalidValue if it is not)."""
     try:
@@ -80,6 +84,12 @@ def millis(text: str) -> int:
         raise InvalidValue(f"{text!r} is not a date and time (RFC 3339)") from exc
     if moment.tzinfo is None:
         raise InvalidValue(f"{text!r} has no time zone (Z or ±hh:mm)")
+    try:
+        utc = moment.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise InvalidValue(f"{text!r} is outside the years 1 to 9999 in UTC") from exc
+    if not 1 <= utc.year <= _LAST_YEAR:
+        raise InvalidValue(f"{text!r} is outside the years 1 to {_LAST_YEAR} in UTC")
     return int(moment.timestamp() * 1000 + (0.5 if moment.microsecond % 1000 >= 500 else 0))
 
 

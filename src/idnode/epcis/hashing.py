@@ -12,6 +12,7 @@ written ``ni:///sha-256;<hex>?ver=CBV2.0``.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -169,16 +170,18 @@ def _extension(key: str, value: Any, ns: dict[str, str]) -> str:
 def _scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
-        return _number(float(value))
-    text = str(value)
     try:
+        if isinstance(value, int | float):
+            return _number(float(value))
+        text = str(value)
         return _number(float(text)) if text.strip() and not text.isalpha() else text
-    except ValueError:
-        return text
+    except (ValueError, OverflowError):  # not a number, or one past a double's range
+        return str(value)
 
 
 def _number(number: float) -> str:
+    if not math.isfinite(number):
+        return repr(number)
     return str(int(number)) if number.is_integer() else repr(number)
 
 

@@ -74,7 +74,10 @@ def identifier_key(text: str, gs1_prefix: str = "") -> str:
     if low.startswith("urn:epc:"):
         return _from_urn(text)
     if low.startswith(("http://", "https://")):
-        parts = urlsplit(text)
+        try:
+            parts = urlsplit(text)
+        except ValueError as exc:  # an unclosed [IPv6 address, say
+            raise InvalidIdentifier(f"{text[:80]!r} is not a URL: {exc}") from exc
         segments = [s for s in parts.path.split("/") if s]
         gs1 = _digital_link(segments)
         if gs1 is not None:

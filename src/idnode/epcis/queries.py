@@ -20,6 +20,7 @@ import json
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -40,6 +41,9 @@ __all__ = [
 
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 1000
+#: The largest maxEventCount: checking it reads that many events.
+MAX_COUNT = 10_000
+_TOKEN_MAX = 1 << 62
 Test = Callable[[Mapping[str, Any]], bool]
 
 _MATCH_ROLES = {
@@ -101,6 +105,8 @@ class EventQuery:
             served = int(data[3])
         except (ValueError, TypeError, IndexError, KeyError) as exc:
             raise QueryParameterError("nextPageToken is not one this repository issued") from exc
+        if not all(-_TOKEN_MAX < n < _TOKEN_MAX for n in (value, seq, served)):
+            raise QueryParameterError("nextPageToken is not one this repository issued")
         if fingerprint != self.fingerprint:
             raise QueryParameterError("nextPageToken belongs to another query")
         return replace(self, selection=replace(self.selection, after=(value, seq)), served=served)
@@ -149,7 +155,7 @@ def parse_query(
         tuple(parsed.tests),
         per_page,
         _count(merged, "eventCountLimit", None, None),
-        _count(merged, "maxEventCount", None, None),
+        _count(merged, "maxEventCount", None, MAX_COUNT),
         fingerprint,
     )
     if "nextPageToken" in merged:
@@ -172,7 +178,7 @@ def _count(merged: Mapping[str, list[str]], name: str, default: int | None,
     if name not in merged:
         return default
     text = merged[name][0]
-    if not text.isdigit() or int(text) < 1:
+    if not re.fullmatch(r"[0-9]{1,9}", text) or int(text) < 1:
         raise QueryParameterError(f"{name} is a positive whole number, not {text!r}")
     value = int(text)
     if most is not None and value > most:
@@ -282,7 +288,10 @@ class _Parser:
                 if bare(str(item.get("type", "")), vocabulary) != wanted_type:
                     continue
                 value = str(item.get(what, ""))
-                if (value if what == "bizTransaction" else identifier_key(value, gs1)) in wanted:
+                if what != "bizTransaction":
+                    with suppress(InvalidIdentifier):  # else compared as written
+                        value = identifier_key(value, gs1)
+                if value in wanted:
                     return True
             return False
 

@@ -115,6 +115,7 @@ class Selection:
     descending: bool = False
     after: tuple[int, int] | None = None  #: resume after (order value, seq)
     seqs: tuple[int, ...] = field(default=())  #: only these events (genealogy)
+    through: int | None = None  #: only events numbered up to this one
 
 
 @dataclass(frozen=True, slots=True)

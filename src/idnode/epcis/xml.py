@@ -15,6 +15,7 @@ entity expansion, no external references.
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 from xml.etree.ElementTree import Element
 
@@ -59,7 +60,7 @@ def xml_to_json(data: bytes) -> dict[str, Any]:
                     prefixes[uri] = prefix
             elif root is None:
                 root = item
-    except (ParseError, DefusedXmlException) as exc:
+    except (ParseError, DefusedXmlException, LookupError, ValueError) as exc:
         raise DocumentRejected([f"not well-formed XML: {exc}"]) from exc
     assert root is not None
     return _Reader(prefixes).document(root)
@@ -249,4 +250,6 @@ def _number(text: str) -> int | float | str:
         number = float(text)
     except ValueError:
         return text  # left for the schema to refuse
+    if not math.isfinite(number):
+        return text  # NaN and infinities: left for the schema to refuse
     return int(number) if number.is_integer() and "." not in text and "e" not in text else number

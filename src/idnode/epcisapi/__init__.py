@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket
 from idnode.bodies import read_at_most
 from idnode.epcis.events import iso_time
 from idnode.epcis.identifiers import record_handle
-from idnode.epcis.queries import parse_query
+from idnode.epcis.queries import QueryParameterError, parse_query
 from idnode.epcis.selection import CaptureJob, NamedQuery, Subscription
 from idnode.epcisapi.push import query_document, stream_to_websocket
 from idnode.errors import (
@@ -101,8 +101,8 @@ class _Api:
             body = await read_at_most(
                 request.stream(), MAX_CAPTURE_BODY, f"a capture is at most {MAX_CAPTURE_BODY} bytes"
             )
-            job = await self.off.write(
-                self.trace_service.capture,
+            prepared = await self.off.read(
+                self.trace_service.prepare,
                 caller,
                 body,
                 request.headers.get("content-type", ""),
@@ -110,6 +110,7 @@ class _Api:
                 access=params.get("access", "owner"),
                 readers=params.get("readers", ""),
             )
+            job = await self.off.write(self.trace_service.store, prepared)
         except IdnodeError as exc:
             return _problem(exc, request)
         location = f"/epcis/capture/{job.capture_id}"
@@ -141,8 +142,11 @@ class _Api:
         name = _RESOURCES.get(resource)
         if name is None:
             return _problem(NoSuchResource(f"no query resource {resource!r}"), request)
-        extra = [(name, request.path_params["value"])]
-        return await self._query(request, [*request.query_params.multi_items(), *extra])
+        given = list(request.query_params.multi_items())
+        if any(key == name for key, _ in given):
+            refusal = QueryParameterError(f"{name} is given by the path; it cannot be given again")
+            return _problem(refusal, request)
+        return await self._query(request, [*given, (name, request.path_params["value"])])
 
     async def _query(
         self, request: Request, params: list[tuple[str, str]], name: str | None = None
@@ -189,8 +193,8 @@ class _Api:
 
     async def list_queries(self, request: Request) -> Response:
         try:
-            await self.caller_of(request, False)
-            found = await self.off.read(self.subs.queries)
+            caller = await self.caller_of(request, True)
+            found = await self.off.read(self.subs.queries, caller)
         except IdnodeError as exc:
             return _problem(exc, request)
         return _json([_named(q) for q in found])
@@ -198,11 +202,11 @@ class _Api:
     async def named_query(self, request: Request) -> Response:
         name = request.path_params["name"]
         try:
-            caller = await self.caller_of(request, request.method == "DELETE")
+            caller = await self.caller_of(request, True)
             if request.method == "DELETE":
                 await self.off.write(self.subs.delete, caller, name)
                 return Response(status_code=204, headers=_HEADERS)
-            named = await self.off.read(self.subs.query, name)
+            named = await self.off.read(self.subs.query, caller, name)
         except IdnodeError as exc:
             return _problem(exc, request)
         return _json(_named(named))
@@ -215,8 +219,8 @@ class _Api:
         """``GET /epcis/queries/{name}/events`` upgraded to a WebSocket: the query's
         new events as they come (``stream=true``) or on a schedule."""
         try:
-            caller = await self.caller_of(websocket, False)  # type: ignore[arg-type]
-            named = await self.off.read(self.subs.query, websocket.path_params["name"])
+            caller = await self.caller_of(websocket, True)  # type: ignore[arg-type]
+            named = await self.off.read(self.subs.query, caller, websocket.path_params["name"])
             params = dict(websocket.query_params)
             if params.get("stream", "").lower() != "true" and not (
                 set(params) & {"second", "minute", "hour", "dayOfMonth", "month", "dayOfWeek"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import suppress
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -25,6 +26,7 @@ from idnode.epcis.selection import NamedQuery, StoredEvent, Subscription
 from idnode.errors import IdnodeError
 from idnode.service import Caller
 from idnode.service.offloop import OffLoop
+from idnode.service.trace_subscriptions import Batch
 
 __all__ = ["BATCH", "push_subscriptions_every", "query_document", "stream_to_websocket"]
 
@@ -67,13 +69,15 @@ def shown(rows: list[StoredEvent]) -> tuple[list[dict[str, Any]], list[Any]]:
 
 
 async def push_subscriptions_every(off: OffLoop, period: float = 1.0) -> None:
-    """Deliver due webhook subscriptions until cancelled."""
+    """Deliver due webhook subscriptions until cancelled. Nothing stops it but
+    cancellation: a failing database or a broken subscription is logged and the next
+    turn tries again."""
     async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
         while True:
             try:
                 await push_due(off, client)
-            except IdnodeError as exc:  # the database is away: try at the next turn
-                log.warning("could not deliver subscriptions: %s", exc.message)
+            except Exception:
+                log.warning("could not deliver subscriptions", exc_info=True)
             await asyncio.sleep(period)
 
 
@@ -82,37 +86,46 @@ async def push_due(off: OffLoop, client: httpx.AsyncClient) -> int:
     subs = off.service.trace_subscriptions
     delivered = 0
     for subscription in await off.read(subs.due):
-        if not subscription.schedule:  # a stream: only when there is something new
-            waiting, _ = await off.read(subs.batch, subscription, 1)
-            if not waiting:
-                continue
-        if not await off.write(subs.lease, subscription):
-            continue  # another worker has it
-        delivered += await _deliver(off, client, subscription)
+        try:
+            if not subscription.schedule:  # a stream: only when there is something new
+                waiting = await off.read(subs.batch, subscription, 1)
+                if not waiting.exists:
+                    continue
+                if not waiting.rows:
+                    await off.write(subs.skip, subscription, waiting.scanned)
+                    continue
+            if not await off.write(subs.lease, subscription):
+                continue  # another worker has it, or delivered it since it was read
+            delivered += await _deliver(off, client, subscription)
+        except Exception as exc:
+            log.warning("subscription %s failed", subscription.subscription_id, exc_info=True)
+            with suppress(Exception):
+                await off.write(subs.delivered, subscription, Batch([], 0), f"error: {exc}")
     return delivered
 
 
 async def _deliver(off: OffLoop, client: httpx.AsyncClient, subscription: Subscription) -> int:
+    """Post the leased subscription's new events, a batch at a time."""
     subs = off.service.trace_subscriptions
     total = 0
     while True:
-        rows, exists = await off.read(subs.batch, subscription, BATCH)
-        if not exists:
+        batch = await off.read(subs.batch, subscription, BATCH)
+        if not batch.exists:
             return total
-        if not rows and not (subscription.schedule and subscription.report_if_empty):
-            await off.write(subs.delivered, subscription, [])
+        if not batch.rows and not (subscription.schedule and subscription.report_if_empty):
+            await off.write(subs.delivered, subscription, batch)
             return total
-        events, context = shown(rows)
+        events, context = shown(batch.rows)
         document = query_document(events, context, subscription.query_name,
                                   subscription.subscription_id)  # fmt: skip
         error = await _post(client, subscription, document)
-        await off.write(subs.delivered, subscription, rows, error)
+        await off.write(subs.delivered, subscription, batch, error)
         if error:
             log.warning("subscription %s to %s: %s", subscription.subscription_id,
                         subscription.dest, error)  # fmt: skip
             return total
-        total += len(rows)
-        if len(rows) < BATCH:
+        total += len(batch.rows)
+        if len(batch.rows) < BATCH:
             return total
         subscription = await off.read(subs.subscription_by_id, subscription.subscription_id)
         if not await off.write(subs.lease, subscription):
@@ -126,7 +139,7 @@ async def _post(client: httpx.AsyncClient, subscription: Subscription, document:
     url = urlunsplit(parts._replace(query=query))
     try:
         answer = await client.post(url, json=document)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"
     if 200 <= answer.status_code < 300:
         return ""
@@ -143,11 +156,15 @@ async def stream_to_websocket(
     """Send the named query's new events to a WebSocket as they are captured
     (``stream=true``) or on a schedule, until the client goes away."""
     subs = off.service.trace_subscriptions
-    schedule = {k: v for k, v in params.items() if k in FIELDS}
-    plan = parse_schedule(schedule) if schedule else None
+    try:
+        schedule = {k: v for k, v in params.items() if k in FIELDS}
+        plan = parse_schedule(schedule) if schedule else None
+        initial = params.get("initialRecordTime")
+        start = millis(initial) if initial else int(time.time() * 1000)
+    except IdnodeError as exc:
+        await websocket.close(code=1008, reason=exc.message[:120])
+        return
     report_if_empty = params.get("reportIfEmpty", "false").lower() == "true"
-    initial = params.get("initialRecordTime")
-    start = millis(initial) if initial else int(time.time() * 1000)
     last_seq = 0
     await websocket.accept()
     # The client says nothing after connecting; waiting for what it says is how its
@@ -156,7 +173,8 @@ async def stream_to_websocket(
     try:
         while True:
             if plan is not None:
-                wait = plan.next_after(int(time.time() * 1000)) / 1000 - time.time()
+                due = await off.read(plan.next_after, int(time.time() * 1000))
+                wait = due / 1000 - time.time()
             else:
                 wait = 0.5
             await asyncio.wait({gone}, timeout=max(wait, 0))
@@ -165,11 +183,11 @@ async def stream_to_websocket(
                     break
                 gone = asyncio.ensure_future(websocket.receive())  # a message: ignored
                 continue
-            rows = await off.read(subs.since, caller, named, None, last_seq, BATCH, start)
-            if rows or (plan is not None and report_if_empty):
-                events, context = shown(rows)
+            batch = await off.read(subs.since, caller, named, last_seq, BATCH, start)
+            if batch.rows or (plan is not None and report_if_empty):
+                events, context = shown(batch.rows)
                 await websocket.send_json(query_document(events, context, named.name))
-                last_seq = rows[-1].seq if rows else last_seq
+            last_seq = batch.scanned
     except (WebSocketDisconnect, RuntimeError):
         return
     finally:

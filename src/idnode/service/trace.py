@@ -35,7 +35,7 @@ from idnode.names import NA_PREFIX, handle_key, split_handle
 from idnode.service.core import Caller, ServiceCore
 from idnode.templates import parse_readers
 
-__all__ = ["MAX_DEPTH", "Page", "Recalled", "Trace", "TraceEdge", "Traceability"]
+__all__ = ["MAX_DEPTH", "Page", "Prepared", "Recalled", "Trace", "TraceEdge", "Traceability"]
 
 #: The deepest a trace or recall follows genealogy.
 MAX_DEPTH = 20
@@ -49,6 +49,16 @@ _UP = {"output": ("transformation", "input"), "output_class": ("transformation",
 _FAR_SIDE = {"output": ("output", "output_class"), "input": ("input", "input_class"),
              "parent": ("parent",), "child": ("child", "child_class"), "epc": ("epc",),
              "lot": ("lot",)}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A checked capture, ready to store."""
+
+    job: CaptureJob
+    events: list[NewEvent]
+    access: Access
+    readers: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +146,24 @@ class Traceability:
         """Check an EPCIS document and store its events for an enterprise, all or none;
         the finished capture job. A repeated event (same eventID, or same canonical
         hash when it has none) is counted, not stored twice."""
+        return self.store(
+            self.prepare(caller, data, media_type, prefix=prefix, access=access, readers=readers)
+        )
+
+    def prepare(
+        self,
+        caller: Caller,
+        data: bytes,
+        media_type: str = "",
+        *,
+        prefix: str = "",
+        access: str = "owner",
+        readers: str = "",
+    ) -> Prepared:
+        """The first half of :meth:`capture`: who may, and the document checked,
+        hashed and indexed. It writes nothing, so a front end runs it on a reader
+        thread and only :meth:`store` on the writer, which a large document would
+        otherwise hold for the whole check."""
         prefix = prefix or self.enterprise_of(caller)
         level = _access(access, readers)
         if readers:
@@ -149,8 +177,12 @@ class Traceability:
         document = read_document(data, media_type)
         now = int(self._core.wall_clock() * 1000)
         job = CaptureJob(f"{now:x}-{secrets.token_hex(6)}", caller.actor, prefix, now)
-        events = self._prepared(document, now)
-        return self._store.capture(job, events, level, readers)
+        return Prepared(job, self._prepared(document, now), level, readers)
+
+    def store(self, prepared: Prepared) -> CaptureJob:
+        """The second half of :meth:`capture`: one transaction."""
+        return self._store.capture(prepared.job, prepared.events, prepared.access,
+                                   prepared.readers)  # fmt: skip
 
     def _prepared(self, document: Document, now: int) -> list[NewEvent]:
         out: list[NewEvent] = []
@@ -158,8 +190,10 @@ class Traceability:
             try:
                 facts = facts_of(event, self.gs1_prefix)
                 event_id = str(event.get("eventID") or event_hash(event))
-            except InvalidIdentifier as exc:
-                raise InvalidValue(f"event {len(out)}: {exc}") from exc
+            except InvalidValue as exc:  # InvalidIdentifier among them
+                raise InvalidValue(f"event {len(out)}: {exc.message}") from exc
+            except RecursionError:
+                raise InvalidValue(f"event {len(out)}: its extensions nest too deeply") from None
             body = dict(event)
             body["eventID"] = event_id
             body["recordTime"] = iso_time(now)

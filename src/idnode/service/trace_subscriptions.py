@@ -7,9 +7,11 @@ what that identity could have queried. Its cursor (the last event delivered, in
 capture order) is in the database: a restarted node goes on where it stopped, and a
 lease taken in the database lets one worker of several deliver each batch.
 
-Events are handed to a subscription only once they are ``SETTLE_MS`` old: on
-PostgreSQL, capture numbers are drawn before commit, so a later number can commit
-first; waiting a moment keeps the cursor from passing an event still committing.
+Captures are numbered in the order they commit (SQLite has one writer; on PostgreSQL
+the event store takes a lock for each capture), so a cursor that has passed an event
+number has seen every event before it. A subscription whose query selects none of the
+new events moves its cursor past them without delivering, so that it does not look at
+them again.
 """
 
 from __future__ import annotations
@@ -17,17 +19,16 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from idnode.epcis.events import iso_time, millis
-from idnode.epcis.queries import EventQuery, parse_query
+from idnode.epcis.queries import EventQuery, QueryParameterError, parse_query
 from idnode.epcis.schedules import parse_schedule
 from idnode.epcis.selection import Audience, NamedQuery, StoredEvent, Subscription
 from idnode.errors import (
     AuthenticationNeeded,
-    InsufficientPermissions,
     InvalidValue,
     NoSuchResource,
     ResourceExists,
@@ -36,9 +37,8 @@ from idnode.handle.values import ValueReference
 from idnode.service.core import Caller, ServiceCore
 from idnode.service.trace import Traceability
 
-__all__ = ["SETTLE_MS", "TraceSubscriptions"]
+__all__ = ["Batch", "TraceSubscriptions"]
 
-SETTLE_MS = 1000
 #: How long one worker holds a subscription while it delivers.
 LEASE_MS = 60_000
 #: The longest wait before trying a failing destination again.
@@ -69,28 +69,36 @@ class TraceSubscriptions:
             raise ResourceExists(f"a query named {name} exists")
         return named
 
-    def queries(self) -> list[NamedQuery]:
-        return self._store.queries()
+    def queries(self, caller: Caller) -> list[NamedQuery]:
+        """The queries ``caller`` defined: their parameters are its own business (a
+        customer's lot, a site, a PO number), not the node's."""
+        _authenticated(caller, "list named queries")
+        return [q for q in self._store.queries() if q.actor == caller.actor]
 
-    def query(self, name: str) -> NamedQuery:
+    def query(self, caller: Caller, name: str) -> NamedQuery:
+        """A query ``caller`` defined (NoSuchResource for anyone else's)."""
+        _authenticated(caller, "use a named query")
         found = self._store.queries(name)
-        if not found:
+        if not found or found[0].actor != caller.actor:
             raise NoSuchResource(f"no query named {name}")
         return found[0]
 
     def delete(self, caller: Caller, name: str) -> None:
         """Forget a query (and its subscriptions); only who defined it may."""
-        named = self.query(name)
-        _authenticated(caller, "delete a named query")
-        if named.actor != caller.actor:
-            raise InsufficientPermissions(f"{caller.actor} did not define query {name}")
+        self.query(caller, name)
         self._store.delete_query(name)
 
-    def run(self, caller: Caller, name: str, extra: list[tuple[str, str]]) -> EventQuery:
-        """The named query for ``caller``, with ``extra`` parameters (paging) added."""
-        named = self.query(name)
+    def run(self, caller: Caller, name: str, paging: list[tuple[str, str]]) -> EventQuery:
+        """The named query for ``caller``, with paging parameters; any other parameter
+        is refused, since it would change what the query's name stands for."""
+        named = self.query(caller, name)
+        other = sorted({k for k, _ in paging} - {"perPage", "nextPageToken"})
+        if other:
+            raise QueryParameterError(
+                f"a named query takes perPage and nextPageToken, not {other[0]}"
+            )
         audience = self._trace.audience(caller)
-        return parse_query([*named.params, *extra], audience, self._trace.gs1_prefix)
+        return parse_query([*named.params, *paging], audience, self._trace.gs1_prefix)
 
     # -- subscriptions -------------------------------------------------------------
 
@@ -98,16 +106,18 @@ class TraceSubscriptions:
         """A webhook subscription: ``dest``, ``secret``, and ``stream: true`` or a
         ``schedule``; ``reportIfEmpty``, ``initialRecordTime`` optional."""
         _authenticated(caller, "subscribe")
-        self.query(name)
+        self.query(caller, name)
         dest, secret = body.get("dest"), body.get("secret", "")
-        if not isinstance(dest, str) or urlsplit(dest).scheme not in ("http", "https"):
+        if not isinstance(dest, str) or not _web_address(dest):
             raise InvalidValue("dest is the http or https URL events are posted to")
         if not isinstance(secret, str):
             raise InvalidValue("secret is a string")
         schedule = _schedule_of(body)
         now = self._now()
         initial = body.get("initialRecordTime")
-        start = millis(initial) if isinstance(initial, str) else now
+        if initial is not None and not isinstance(initial, str):
+            raise InvalidValue("initialRecordTime is a date and time (RFC 3339)")
+        start = millis(initial) if initial is not None else now
         subscription = Subscription(
             subscription_id=secrets.token_hex(12),
             query_name=name,
@@ -125,7 +135,7 @@ class TraceSubscriptions:
 
     def subscriptions(self, caller: Caller, name: str) -> list[Subscription]:
         """The caller's subscriptions to a query."""
-        self.query(name)
+        self.query(caller, name)
         return [s for s in self._store.subscriptions(query_name=name) if s.actor == caller.actor]
 
     def subscription(self, caller: Caller, name: str, subscription_id: str) -> Subscription:
@@ -150,57 +160,74 @@ class TraceSubscriptions:
         return self._store.subscriptions(due_by=self._now())
 
     def lease(self, subscription: Subscription) -> bool:
+        """Take ``subscription`` for one delivery, if it is still as read (see
+        :meth:`EventStore.lease`)."""
         now = self._now()
-        return self._store.lease(subscription.subscription_id, now, now + LEASE_MS)
+        return self._store.lease(subscription, now, now + LEASE_MS)
 
-    def batch(self, subscription: Subscription, limit: int) -> tuple[list[StoredEvent], bool]:
-        """The subscriber's next events (at most ``limit``), and whether its query
-        still exists."""
+    def batch(self, subscription: Subscription, limit: int) -> Batch:
+        """The subscriber's next events (at most ``limit``)."""
         found = self._store.queries(subscription.query_name)
         if not found:
-            return [], False
+            return Batch([], subscription.last_seq, exists=False)
         caller = Caller(_identity(subscription.actor), "subscription")
-        return self.since(caller, found[0], subscription, subscription.last_seq, limit), True
+        return self.since(caller, found[0], subscription.last_seq, limit,
+                          subscription.initial_record_time)  # fmt: skip
 
     def since(
-        self,
-        caller: Caller,
-        named: NamedQuery,
-        subscription: Subscription | None,
-        last_seq: int,
-        limit: int,
-        initial: int | None = None,
-    ) -> list[StoredEvent]:
-        """The events of ``named`` that ``caller`` reads, captured after ``last_seq``
-        and settled, in capture order."""
-        start = subscription.initial_record_time if subscription is not None else initial
-        bounds = [("LT_recordTime", iso_time(self._now() - SETTLE_MS))]
-        if start is not None:
-            bounds.append(("GE_recordTime", iso_time(start)))
+        self, caller: Caller, named: NamedQuery, last_seq: int, limit: int, initial: int
+    ) -> Batch:
+        """The events of ``named`` that ``caller`` reads, captured after ``last_seq``,
+        recorded from ``initial`` on, in capture order; and how far that looked."""
+        newest = self._store.last_seq()
         query = parse_query(
-            [*named.params, *bounds], self._trace.audience(caller), self._trace.gs1_prefix
+            [*named.params, ("GE_recordTime", iso_time(initial))],
+            self._trace.audience(caller),
+            self._trace.gs1_prefix,
         )
         selection = replace(query.selection, order="record", descending=False,
-                            after=(last_seq, last_seq))  # fmt: skip
-        return self._trace.collect(query, selection, limit)
+                            after=(last_seq, last_seq), through=newest)  # fmt: skip
+        rows = self._trace.collect(query, selection, limit)
+        scanned = rows[-1].seq if len(rows) == limit else max(newest, last_seq)
+        return Batch(rows, scanned)
 
-    def delivered(
-        self, subscription: Subscription, events: list[StoredEvent], error: str = ""
-    ) -> None:
-        """Move the cursor past ``events`` (none moved if ``error``) and say when the
-        subscription is next due."""
+    def skip(self, subscription: Subscription, scanned: int) -> None:
+        """Move the cursor past events looked at that the query does not select."""
+        if scanned > subscription.last_seq:
+            self._store.move_cursor(subscription, scanned)
+
+    def delivered(self, subscription: Subscription, batch: Batch, error: str = "") -> None:
+        """Move the cursor past ``batch`` (not at all if ``error``), release the lease
+        and say when the subscription is next due."""
         now = self._now()
         if error:
             wait = min(MAX_BACKOFF_MS, 1000 * 2 ** min(subscription.failures, 16))
             self._store.delivered(subscription.subscription_id, subscription.last_seq, 0,
                                   now + wait, error[:500])  # fmt: skip
             return
-        last = events[-1].seq if events else subscription.last_seq
         if subscription.schedule:
             due = parse_schedule(subscription.schedule).next_after(now)
         else:
             due = now  # a stream: looked at again at the next turn
-        self._store.delivered(subscription.subscription_id, last, len(events), due, "")
+        last = max(batch.scanned, subscription.last_seq)
+        self._store.delivered(subscription.subscription_id, last, len(batch.rows), due, "")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    rows: list[StoredEvent]
+    scanned: int  #: every event up to this one was looked at
+    exists: bool = True  #: whether the subscription's query still exists
+
+
+def _web_address(text: str) -> bool:
+    """An http or https URL with a host, and nothing in it a client would refuse."""
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return False
+    printable = text.isprintable() and " " not in text
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and printable
 
 
 def _authenticated(caller: Caller, what: str) -> None:

@@ -111,11 +111,15 @@ class EventStore:
             "INSERT INTO epcis_events (event_key, event_id, event_type, event_time, record_time,"
             " action, biz_step, disposition, read_point, biz_location, transformation_id,"
             " owner, access, readers, capture_id, body) VALUES"
-            f" ({', '.join([p] * 16)}) ON CONFLICT (event_key) DO NOTHING RETURNING seq"
+            f" ({', '.join([p] * 16)}) ON CONFLICT (event_key, owner) DO NOTHING RETURNING seq"
         )
         named = f"INSERT INTO epcis_identifiers (identifier, role, seq) VALUES ({p}, {p}, {p})"
         stored = 0
         with self._writing() as conn:
+            if self._dialect.name == "postgresql":
+                # One capture at a time, so that capture numbers commit in their order
+                # and a subscription's cursor never passes one still committing.
+                conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('epcis capture', 0))")
             for event in events:
                 f = event.facts
                 row = conn.execute(
@@ -450,30 +454,49 @@ class EventStore:
                 == 1
             )
 
-    def lease(self, subscription_id: str, now: int, until: int) -> bool:
-        """Take the subscription for one delivery (until ``until``, ms) unless another
-        worker holds it; whether this one now does."""
+    def lease(self, subscription: Subscription, now: int, until: int) -> bool:
+        """Take the subscription for one delivery (until ``until``, ms) if it is as
+        ``subscription`` says (same cursor, due) and no worker holds it: a worker that
+        read it before another delivered cannot take it and deliver again."""
         p = self._p
         with self._writing() as conn:
             cursor = conn.execute(
                 f"UPDATE epcis_subscriptions SET lease_until = {p}"
-                f" WHERE id = {p} AND lease_until <= {p}",
-                (until, subscription_id, now),
+                f" WHERE id = {p} AND lease_until <= {p} AND next_due <= {p} AND last_seq = {p}",
+                (until, subscription.subscription_id, now, now, subscription.last_seq),
             )
             return bool(cursor.rowcount == 1)
+
+    def move_cursor(self, subscription: Subscription, last_seq: int) -> None:
+        """Past events examined that the subscription's query does not select (no
+        delivery, no lease): unless a worker moved it meanwhile."""
+        p = self._p
+        with self._writing() as conn:
+            conn.execute(
+                f"UPDATE epcis_subscriptions SET last_seq = {p}"
+                f" WHERE id = {p} AND last_seq = {p} AND lease_until = 0",
+                (last_seq, subscription.subscription_id, subscription.last_seq),
+            )
 
     def delivered(
         self, subscription_id: str, last_seq: int, count: int, next_due: int, error: str
     ) -> None:
-        """Record a delivery (``error`` empty) or a failed one, and release the lease."""
+        """Record a delivery (``error`` empty: the cursor moves to ``last_seq``, never
+        back) or a failed one (the cursor stays), and release the lease."""
         p = self._p
-        failures = "failures + 1" if error else "0"
         with self._writing() as conn:
+            if error:
+                conn.execute(
+                    f"UPDATE epcis_subscriptions SET next_due = {p}, lease_until = 0,"
+                    f" failures = failures + 1, last_error = {p} WHERE id = {p}",
+                    (next_due, error, subscription_id),
+                )
+                return
             conn.execute(
-                f"UPDATE epcis_subscriptions SET last_seq = {p}, delivered = delivered + {p},"
-                f" next_due = {p}, lease_until = 0, failures = {failures}, last_error = {p}"
-                f" WHERE id = {p}",
-                (last_seq, count, next_due, error, subscription_id),
+                f"UPDATE epcis_subscriptions SET last_seq = CASE WHEN last_seq < {p} THEN {p}"
+                f" ELSE last_seq END, delivered = delivered + {p}, next_due = {p},"
+                f" lease_until = 0, failures = 0, last_error = '' WHERE id = {p}",
+                (last_seq, last_seq, count, next_due, subscription_id),
             )
 
     # -- SQL -----------------------------------------------------------------------
@@ -518,6 +541,9 @@ class EventStore:
             if high is not None:
                 where.append(f"{column} < {p}")
                 params.append(high)
+        if s.through is not None:
+            where.append(f"e.seq <= {p}")
+            params.append(s.through)
         for match in s.identifiers:
             roles = sorted(match.roles)
             terms, named = [], list[object]()

@@ -284,14 +284,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         # The traceability repository (storage/events.py): events with their indexed
         # facts and the event as captured (body, JSON), unique by event_key (the first
         # 16 bytes of the SHA-256 of the eventID: a hash ID is 90 characters, and an
-        # index of them outgrows the cache at a million events); the identifiers each names, by
+        # index of them outgrows the cache at a million events) within its owner, so
+        # that two enterprises may both hold one event and neither learns of the
+        # other's; the identifiers each names, by
         # role (keyed identifier first: an identifier's events and each genealogy step
         # are range reads); the enterprises and reader groups events are kept for; and
         # capture jobs. seq is the order of capture; times are milliseconds, UTC.
         sqlite=(
             """CREATE TABLE epcis_events (
                 seq               INTEGER PRIMARY KEY,
-                event_key         BLOB NOT NULL UNIQUE,
+                event_key         BLOB NOT NULL,
                 event_id          TEXT NOT NULL,
                 event_type        TEXT NOT NULL,
                 event_time        INTEGER NOT NULL,
@@ -308,6 +310,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 capture_id        TEXT NOT NULL,
                 body              TEXT NOT NULL
             )""",
+            "CREATE UNIQUE INDEX epcis_events_key ON epcis_events (event_key, owner)",
             "CREATE INDEX epcis_events_time ON epcis_events (event_time, seq)",
             "CREATE INDEX epcis_events_record ON epcis_events (record_time, seq)",
             "CREATE INDEX epcis_events_step ON epcis_events (biz_step, seq)",
@@ -343,7 +346,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         postgresql=(
             """CREATE TABLE epcis_events (
                 seq               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                event_key         BYTEA NOT NULL UNIQUE,
+                event_key         BYTEA NOT NULL,
                 event_id          TEXT NOT NULL,
                 event_type        TEXT NOT NULL,
                 event_time        BIGINT NOT NULL,
@@ -360,6 +363,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 capture_id        TEXT NOT NULL,
                 body              TEXT NOT NULL
             )""",
+            "CREATE UNIQUE INDEX epcis_events_key ON epcis_events (event_key, owner)",
             "CREATE INDEX epcis_events_time ON epcis_events (event_time, seq)",
             "CREATE INDEX epcis_events_record ON epcis_events (record_time, seq)",
             "CREATE INDEX epcis_events_step ON epcis_events (biz_step, seq)",
@@ -375,12 +379,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "CREATE INDEX epcis_identifiers_event ON epcis_identifiers (seq)",
             """CREATE TABLE epcis_audiences (
-                kind TEXT NOT NULL,
-                name TEXT NOT NULL,
+                kind TEXT COLLATE "C" NOT NULL,
+                name TEXT COLLATE "C" NOT NULL,
                 PRIMARY KEY (kind, name)
             )""",
             """CREATE TABLE epcis_captures (
-                id         TEXT PRIMARY KEY,
+                id         TEXT COLLATE "C" PRIMARY KEY,
                 actor      TEXT NOT NULL,
                 owner      TEXT NOT NULL,
                 created    BIGINT NOT NULL,
@@ -428,13 +432,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
         postgresql=(
             """CREATE TABLE epcis_queries (
-                name    TEXT PRIMARY KEY,
+                name    TEXT COLLATE "C" PRIMARY KEY,
                 actor   TEXT NOT NULL,
                 query   TEXT NOT NULL,
                 created BIGINT NOT NULL
             )""",
             """CREATE TABLE epcis_subscriptions (
-                id                  TEXT PRIMARY KEY,
+                id                  TEXT COLLATE "C" PRIMARY KEY,
                 query_name          TEXT NOT NULL,
                 actor               TEXT NOT NULL,
                 dest                TEXT NOT NULL,
