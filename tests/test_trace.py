@@ -360,15 +360,22 @@ def test_events_are_read_by_their_enterprise_unless_shared(service: NodeService)
     trace.capture(ACME, document(event(epcList=["88.100.1/P1"], bizStep="receiving")),
                   access="public")  # fmt: skip
     trace.capture(RIVAL, document(event(epcList=["88.100.1/P1"], bizStep="repairing")))
+    # The same event captured by two enterprises is each one's own: the second learns
+    # nothing of the first's (not counted as held) and takes nothing from it.
+    shared = event(epcList=["88.100.1/P2"], bizStep="receiving", eventID="urn:uuid:5ba7")
+    first = trace.capture(ACME, document(shared))
+    second = trace.capture(RIVAL, document(shared))
+    assert (first.events, second.events, second.duplicates) == (1, 1, 0)
+    assert trace.capture(RIVAL, document(shared)).duplicates == 1
 
     def steps(caller: Caller, **params: str) -> list[str]:
         return sorted(e["bizStep"] for e in query(service, caller, **params))
 
-    assert steps(ACME) == ["packing", "receiving", "shipping"]
-    assert steps(ACME_OPS) == ["packing", "receiving", "shipping"]
+    assert steps(ACME) == ["packing", "receiving", "receiving", "shipping"]
+    assert steps(ACME_OPS) == ["packing", "receiving", "receiving", "shipping"]
     assert steps(BUYER) == ["receiving", "shipping"]
     assert steps(ANYONE) == ["receiving"]
-    assert steps(RIVAL) == ["receiving", "repairing"]
+    assert steps(RIVAL) == ["receiving", "receiving", "repairing"]
     # Nor does paging reveal them: one event per page, no page empty.
     pages = trace.events(ANYONE, parse_query([("perPage", "1")], trace.audience(ANYONE)))
     assert len(pages.events) == 1
@@ -523,6 +530,25 @@ def test_queries_find_what_a_brute_force_filter_finds(service: NodeService) -> N
             assert times == sorted(times, reverse=params["orderDirection"] == "DESC")
 
 
+def test_a_class_pattern_finds_its_class_and_lots(service: NodeService) -> None:
+    classes = [{"epcClass": "urn:epc:idpat:sgtin:4012345.012345.*", "quantity": 1},
+               {"epcClass": "urn:epc:class:lgtin:4012345.012345.LOT A/1", "quantity": 2}]  # fmt: skip
+    service.trace.capture(ACME, document(
+        event(quantityList=classes[:1]), event(quantityList=classes[1:]),
+        event(quantityList=[{"epcClass": "urn:epc:idpat:sgtin:4012345.099999.*", "quantity": 3}]),
+    ))  # fmt: skip
+    found = query(service, ACME, MATCH_epcClass="urn:epc:idpat:sgtin:4012345.012345.*")
+    assert sorted(e["quantityList"][0]["quantity"] for e in found) == [1, 2]
+    lot = query(service, ACME, MATCH_epcClass="https://id.gs1.org/01/04012345123456/10/LOT%20A%2F1")
+    assert [e["quantityList"][0]["quantity"] for e in lot] == [2]
+    # A commissioning event's lot, however it is spelled, reaches its serials.
+    service.trace.capture(ACME, document(event(
+        action="ADD", epcList=["urn:epc:id:sgtin:4012345.012345.77"],
+        ilmd={"cbvmda:lotNumber": "LOT A/1"}, bizStep="commissioning")))  # fmt: skip
+    down = service.trace.trace(ACME, "urn:epc:class:lgtin:4012345.012345.LOT%20A%2F1", "down", 1)
+    assert "https://id.gs1.org/01/04012345123456/21/77" in down.nodes
+
+
 def test_query_parameters_are_checked(service: NodeService) -> None:
     audience = service.trace.audience(ACME)
     for bad in ([("EQ_nonsense", "1")], [("GE_eventTime", "monday")], [("perPage", "0")],
@@ -572,6 +598,10 @@ def genealogy_events() -> Iterator[dict[str, Any]]:
             yield event("AggregationEvent", at="2026-11-02T12:00:00Z", action="DELETE",
                         parentID="urn:epc:id:sscc:4012345.0000000001",
                         childEPCs=["88.100.1/PUMP-0002"], bizStep="unpacking")  # fmt: skip
+    # Taking a class of goods off pallet 2 takes no pump off it.
+    yield event("AggregationEvent", at="2026-11-04T08:00:00Z", action="DELETE",
+                parentID="urn:epc:id:sscc:4012345.0000000002", bizStep="unpacking",
+                childQuantityList=[{"epcClass": "urn:epc:class:lgtin:4012345.099999.X", "quantity": 1}])  # fmt: skip
     yield event("ObjectEvent", at="2026-11-05T08:00:00Z",
                 epcList=["urn:epc:id:sscc:4012345.0000000001"], bizStep="shipping",
                 bizLocation={"id": "urn:epc:id:sgln:0614141.00777.0"})  # fmt: skip
@@ -591,7 +621,12 @@ def test_a_trace_follows_transformation_and_aggregation_both_ways(service: NodeS
     kept = [e for e in down.edges if e.source == "88.100.1/PUMP-0001" and e.target == pallet1]
     assert kept[0].until is None
     assert kept[0].kind == "aggregation"
+    onto2 = [e for e in down.edges if e.target == pallet2]
+    assert [e.until for e in onto2] == [None], "a class taken off takes no pump off"
     up = service.trace.trace(ACME, "https://brand.example/00/040123450000000016", "up", 5)
+    unpacked_up = [e for e in up.edges if e.source == "88.100.1/PUMP-0002"]
+    assert [e.until for e in unpacked_up] == [millis("2026-11-02T12:00:00Z")], "both ways"
+    assert {e.owner for e in up.edges} == {"88.100.1"}
     assert up.nodes == {pallet1: 0, "88.100.1/PUMP-0001": 1, "88.100.1/PUMP-0002": 1, batch: 2}
     assert service.trace.trace(ACME, BATCH, "down", 1).nodes.keys() == {
         batch, "88.100.1/PUMP-0001", "88.100.1/PUMP-0002"}  # fmt: skip
@@ -677,9 +712,9 @@ def test_capture_and_recall_from_the_cli(tmp_path: Path) -> None:
     file.write_bytes(document(*genealogy_events()))
     done = idnode("trace", "capture", str(file), "--data-dir", str(data))
     assert done.returncode == 0, done.stderr
-    assert "captured 5 event(s) for 88.100.1" in done.stdout
+    assert "captured 6 event(s) for 88.100.1" in done.stdout
     again = idnode("trace", "capture", str(file), "--data-dir", str(data))
-    assert "captured 0 event(s) for 88.100.1, 5 already held" in again.stdout
+    assert "captured 0 event(s) for 88.100.1, 6 already held" in again.stdout
     bad = tmp_path / "bad.json"
     bad.write_bytes(document(event(action="MOVE")))
     refused = idnode("trace", "capture", str(bad), "--data-dir", str(data))

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from idnode.epcis.identifiers import DIGITAL_LINK, identifier_key
 from idnode.epcis.vocabulary import bare
@@ -103,7 +104,7 @@ def facts_of(event: Mapping[str, Any], gs1_prefix: str = "") -> EventFacts:
     """The facts of a schema-valid event."""
     event_type = str(event["type"])
     seen: dict[tuple[str, str], None] = {}
-    for role, text in _named(event):
+    for role, text in _named(event, gs1_prefix):
         seen[(role, identifier_key(text, gs1_prefix))] = None
     return EventFacts(
         event_type=event_type,
@@ -118,7 +119,7 @@ def facts_of(event: Mapping[str, Any], gs1_prefix: str = "") -> EventFacts:
     )
 
 
-def _named(event: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+def _named(event: Mapping[str, Any], gs1_prefix: str) -> Iterator[tuple[str, str]]:
     for field, role in _INSTANCE_FIELDS.items():
         value = event.get(field)
         if isinstance(value, str):
@@ -129,10 +130,10 @@ def _named(event: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         for element in event.get(field) or ():
             if isinstance(element, Mapping) and "epcClass" in element:
                 yield role, str(element["epcClass"])
-    yield from _lots(event)
+    yield from _lots(event, gs1_prefix)
 
 
-def _lots(event: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+def _lots(event: Mapping[str, Any], gs1_prefix: str) -> Iterator[tuple[str, str]]:
     """A commissioning event's batch: an ObjectEvent that adds serialised GTINs and says
     their lot in its instance data makes each a member of that lot (GTIN + lot), so a
     recall of the batch reaches them."""
@@ -145,11 +146,11 @@ def _lots(event: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     if lot is None:
         return
     for epc in event.get("epcList") or ():
-        key = identifier_key(str(epc))
+        key = identifier_key(str(epc), gs1_prefix)
         head = DIGITAL_LINK + "01/"
         if key.startswith(head) and "/21/" in key:
             gtin = key[len(head) :].split("/", 1)[0]
-            yield "lot", f"{head}{gtin}/10/{lot}"
+            yield "lot", f"{head}{gtin}/10/{quote(lot, safe='')}"
 
 
 def _place(value: object, gs1_prefix: str) -> str:

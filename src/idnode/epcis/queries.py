@@ -259,7 +259,14 @@ class _Parser:
 
     def _match(self, name: str, values: list[str]) -> None:
         keys, prefixes = [], []
+        classes = name.endswith("Class")
         for value in values:
+            if classes and value.lower().startswith("urn:epc:idpat:sgtin:"):
+                # A GTIN written as a pattern: the class itself, and its lots (LGTINs).
+                key = self.key(value)
+                keys.append(key)
+                prefixes.append(key + "/10/")
+                continue
             try:
                 prefix = pattern_prefix(value, self.gs1_prefix)
             except InvalidIdentifier as exc:

@@ -317,6 +317,7 @@ def trace_json(trace: Trace, gs1_prefix: str) -> dict[str, Any]:
                 "kind": e.kind,
                 "eventID": e.event_id,
                 "eventTime": iso_time(e.at),
+                "enterprise": e.owner,
                 **({"until": iso_time(e.until)} if e.until is not None else {}),
             }
             for e in trace.edges
@@ -333,6 +334,7 @@ def recalled_json(item: Recalled) -> dict[str, Any]:
         out["lastSeen"] = {
             "eventID": seen.event_id,
             "eventTime": body.get("eventTime"),
+            "enterprise": seen.owner,
             "bizStep": body.get("bizStep"),
             "bizLocation": (body.get("bizLocation") or {}).get("id"),
             "readPoint": (body.get("readPoint") or {}).get("id"),

@@ -79,6 +79,7 @@ class TraceEdge:
     event_id: str
     at: int  #: the event's time, ms
     until: int | None = None  #: when it was unpacked (an aggregation's DELETE), ms
+    owner: str = ""  #: the enterprise whose event says so
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +318,6 @@ class Traceability:
             named: dict[int, list[tuple[str, str]]] = {}
             for seq, role, ident in self._store.named_by(sorted(partners), far_roles):
                 named.setdefault(seq, []).append((role, ident))
-            unpacked = self._unpacking(linking, audience) if direction == "down" else {}
             for ident, role, ev in linking:
                 kind, far_side = steps[role]
                 if kind == "aggregation" and ev.facts.event_type == "AssociationEvent":
@@ -329,46 +329,46 @@ class Traceability:
                         if far_role not in _FAR_SIDE[far_side] or far == ident:
                             continue
                         source, target = (ident, far) if direction == "down" else (far, ident)
-                        until = unpacked.get((ident, far, ev.seq)) if kind in (
-                            "aggregation", "association") else None  # fmt: skip
                         edges.append(
-                            TraceEdge(source, target, kind, ev.event_id, ev.facts.event_time, until)
+                            TraceEdge(
+                                source,
+                                target,
+                                kind,
+                                ev.event_id,
+                                ev.facts.event_time,
+                                owner=ev.owner,
+                            )
                         )
-        return edges
+        return self._with_unpacking(edges, audience)
 
-    def _unpacking(
-        self, linking: Sequence[tuple[str, str, StoredEvent]], audience: Audience
-    ) -> dict[tuple[str, str, int], int]:
-        """When each child was taken out of its parent again: the first DELETE of the
-        same parent after the packing that names the child, or names no child (all)."""
-        packs = [(i, ev) for i, role, ev in linking if role in ("child", "child_class")]
+    def _with_unpacking(self, edges: list[TraceEdge], audience: Audience) -> list[TraceEdge]:
+        """Each packing edge with when its child was taken out again: the first DELETE
+        of the same parent after the packing that names the child (as an instance or
+        its class), or names no child at all (everything out). Either way a trace
+        goes, so the same edge says the same both ways."""
+        packs = [e for e in edges if e.kind in ("aggregation", "association")]
         if not packs:
-            return {}
-        parent_of = {
-            seq: ident
-            for seq, _, ident in self._store.named_by(
-                sorted({ev.seq for _, ev in packs}), ["parent"]
-            )
-        }
-        deletes = [
-            (ident, ev)
-            for ident, _, ev in self._store.naming(
-                sorted(set(parent_of.values())), ["parent"], audience, steps=False
-            )
-        ]
+            return edges
+        deletes: dict[str, list[StoredEvent]] = {}
+        parents = sorted({e.target for e in packs})
+        for parent, _, ev in self._store.naming(parents, ["parent"], audience, steps=False):
+            deletes.setdefault(parent, []).append(ev)
+        if not deletes:
+            return edges
+        seqs = sorted({ev.seq for evs in deletes.values() for ev in evs})
         children: dict[int, set[str]] = {}
-        for seq, _, ident in self._store.named_by([ev.seq for _, ev in deletes], ["child"]):
+        for seq, _, ident in self._store.named_by(seqs, ["child", "child_class"]):
             children.setdefault(seq, set()).add(ident)
-        out = {}
-        for child, pack in packs:
-            parent = parent_of.get(pack.seq)
-            for ident, ev in deletes:
-                if ident != parent or ev.facts.event_time < pack.facts.event_time:
-                    continue
-                named = children.get(ev.seq)
-                if named is None or child in named:
-                    out[(child, parent, pack.seq)] = ev.facts.event_time
-                    break
+        out = []
+        for edge in edges:
+            until = None
+            if edge.kind in ("aggregation", "association"):
+                for ev in deletes.get(edge.target, ()):
+                    named = children.get(ev.seq)
+                    if ev.facts.event_time >= edge.at and (named is None or edge.source in named):
+                        until = ev.facts.event_time
+                        break
+            out.append(edge if until is None else replace(edge, until=until))
         return out
 
     def recall(self, caller: Caller, batch: str, depth: int = MAX_DEPTH) -> list[Recalled]:

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["TABLES", "EventStore"]
 
 Fetch = Callable[..., list[Any]]
+#: The most values one IN list takes (PostgreSQL allows 65,535 parameters a statement).
+_CHUNK = 1000
 #: Every table of the event store: its columns, and its key (the order of copies).
 TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "epcis_events": (
@@ -257,6 +259,11 @@ class EventStore:
         that adds; a commissioning ObjectEvent that adds); without, only aggregations
         that take out (DELETE), for when a child was unpacked. Events come without
         their body: a genealogy needs the facts only."""
+        if len(identifiers) > _CHUNK:
+            found = [row for start in range(0, len(identifiers), _CHUNK)
+                     for row in self.naming(identifiers[start : start + _CHUNK], roles,
+                                            audience, steps=steps)]  # fmt: skip
+            return sorted(found, key=lambda row: (row[2].facts.event_time, row[2].seq))
         if not identifiers or not roles:
             return []
         p = self._p
@@ -274,6 +281,9 @@ class EventStore:
 
     def named_by(self, seqs: Sequence[int], roles: Sequence[str]) -> list[tuple[int, str, str]]:
         """(seq, role, identifier) of what the events ``seqs`` name in ``roles``."""
+        if len(seqs) > _CHUNK:  # PostgreSQL takes at most 65,535 parameters a statement
+            return [row for start in range(0, len(seqs), _CHUNK)
+                    for row in self.named_by(seqs[start : start + _CHUNK], roles)]  # fmt: skip
         if not seqs:
             return []
         p = self._p
@@ -288,6 +298,9 @@ class EventStore:
 
     def by_transformation(self, ids: Sequence[str], audience: Audience) -> list[StoredEvent]:
         """The visible events that share one of these transformation IDs (no body)."""
+        if len(ids) > _CHUNK:
+            chunks = [ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK)]
+            return [ev for chunk in chunks for ev in self.by_transformation(chunk, audience)]
         if not ids:
             return []
         visible, params = self._visible(audience)

@@ -114,6 +114,10 @@ function drawCharts() {
   }
 }
 
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
 // A genealogy: nodes in columns (made of: left, went into: right), as the page placed them.
 function drawGraphs() {
   if (typeof echarts === "undefined") return;
@@ -123,7 +127,8 @@ function drawGraphs() {
     const chart = echarts.init(holder, null, { renderer: "svg" });
     chart.setOption({
       animation: false,
-      tooltip: { formatter: (p) => (p.dataType === "edge" ? p.data.kind : p.data.name) },
+      // ECharts writes a tooltip as HTML: an identifier is text, so it is escaped.
+      tooltip: { formatter: (p) => escapeHtml(p.dataType === "edge" ? p.data.kind : p.data.name) },
       series: [{
         type: "graph", layout: "none", roam: true, symbolSize: 12,
         label: { show: true, position: "bottom", fontSize: 10, formatter: (p) => p.data.name.split("/").pop() },
