@@ -152,16 +152,19 @@ async def _tcp_load(port: int, load: Load, until: asyncio.Event) -> None:
     while not until.is_set():
         request_id += 1
         load.sent += 1
+        writer = None
         try:
             async with asyncio.timeout(ANSWER_WITHIN):
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 writer.write(_request(request_id))
                 envelope = await reader.readexactly(20)
                 body = await reader.readexactly(int.from_bytes(envelope[16:20], "big"))
-                writer.close()
         except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             load.failed.append(f"tcp {request_id}: {exc!r}")
             continue
+        finally:  # a connection a killed worker dropped mid-answer is closed too
+            if writer is not None:
+                writer.close()
         reply = decode_message(envelope + body)
         if reply.response_code == ResponseCode.SUCCESS:
             load.answered += 1
