@@ -181,7 +181,7 @@ def covering_events() -> list[dict[str, Any]]:
               ilmd={"cbvmda:lotNumber": "LOT-7", "ex:line": {"ex:station": "S3"}},
               **{"ex:shift": "night"}),
         event("ObjectEvent", action="OBSERVE", epcList=["https://id.gs1.org/01/04012345111118/21/1001"],
-              quantityList=[{"epcClass": "urn:epc:class:lgtin:4012345.011111.LOT-7", "quantity": 2.5, "uom": "KGM"}],
+              quantityList=[{"epcClass": "urn:epc:class:lgtin:4012345.012345.1111.LOT-7", "quantity": 2.5, "uom": "KGM"}],
               bizStep="inspecting", persistentDisposition={"set": ["completeness_verified"]},
               sensorElementList=[{
                   "sensorMetadata": {"time": "2026-11-30T00:00:00Z", "deviceID": "urn:epc:id:giai:4012345.T1"},
@@ -246,7 +246,7 @@ XML_2 = """<?xml version="1.0" encoding="UTF-8"?>
       <action>OBSERVE</action>
       <bizStep>inspecting</bizStep>
       <persistentDisposition><set>completeness_verified</set></persistentDisposition>
-      <quantityList><quantityElement><epcClass>urn:epc:class:lgtin:4012345.011111.LOT-7</epcClass>
+      <quantityList><quantityElement><epcClass>urn:epc:class:lgtin:4012345.012345.1111.LOT-7</epcClass>
         <quantity>2.5</quantity><uom>KGM</uom></quantityElement></quantityList>
       <sensorElementList><sensorElement>
         <sensorMetadata time="2026-11-30T00:00:00Z" deviceID="urn:epc:id:giai:4012345.T1"/>
@@ -407,7 +407,7 @@ def random_events(rng: random.Random, n: int) -> list[dict[str, Any]]:
             if rng.random() < 0.5:
                 e["quantityList"] = [
                     {
-                        "epcClass": "urn:epc:class:lgtin:4012345.011111.L1",
+                        "epcClass": "urn:epc:class:lgtin:4012345.012345.1111.L1",
                         "quantity": rng.randint(1, 20),
                     }
                 ]
@@ -998,3 +998,37 @@ def test_the_standards_own_example_files_capture(storage: Storage) -> None:
         except DocumentRejected as exc:
             refused[path.name] = exc.faults[:3]
     assert not refused, refused
+
+
+def test_inputs_that_break_rules_get_precise_errors(service: NodeService) -> None:
+    """Each of these once escaped as a server error; each is now refused, and nothing
+    is stored."""
+    refused_documents = [
+        document(event(quantityList=[{"epcClass": "urn:epc:class:lgtin:4012345.012345.1",
+                                      "quantity": 1}])).replace(b'"quantity": 1', b'"quantity": NaN'),
+        document(event(epcList=["88.100.1/P"])).replace(b"88.100.1/P", b"88.100.1/\\ud800"),
+        document(event(epcList=["88.100.1/P"])).replace(b"88.100.1/P", b"88.100.1/\\u0000"),
+        document(event(epcList=["88.100.1/P"])).replace(b'"88.100.1/P"', b"1" + b"0" * 5000),
+        document(event(epcList=["https://[x/01/1"])),
+        document(event(at="0001-01-01T00:00:00+01:00")),
+        document(event(at="9999-12-31T23:59:59-01:00")),
+        XML_2.replace('encoding="UTF-8"', 'encoding="x-unknown"').encode(),
+    ]  # fmt: skip
+    for data in refused_documents:
+        with pytest.raises(InvalidValue):
+            service.trace.capture(ACME, data)
+    assert query(service, ACME) == []
+    # A huge number in an event without an eventID still hashes.
+    big = event(quantityList=[{"epcClass": "urn:epc:class:lgtin:4012345.012345.1", "quantity": 1}])
+    huge = document(big).replace(b'"quantity": 1', b'"quantity": 1' + b"0" * 400)
+    assert service.trace.capture(ACME, huge).events == 1
+    audience = service.trace.audience(ACME)
+    for params in ([("MATCH_epc", "https://[x")], [("perPage", "²")],
+                   [("maxEventCount", "9" * 30)], [("maxEventCount", "10001")]):  # fmt: skip
+        with pytest.raises(InvalidValue):
+            parse_query(params, audience)
+    with pytest.raises(InvalidValue):
+        service.trace.trace(ACME, "https://[x", "down", 2)
+    forged = base64.urlsafe_b64encode(json.dumps([10**30, 1, "x", 0]).encode()).decode()
+    with pytest.raises(QueryParameterError):
+        parse_query([("nextPageToken", forged)], audience)

@@ -88,7 +88,7 @@ def millis(text: str) -> int:
     try:
         utc = moment.astimezone(UTC)
     except (OverflowError, ValueError) as exc:
-        raise InvalidValue(f"{text!r} is outside the years 1 to 9999 in UTC") from exc
+        raise InvalidValue(f"{text!r} is outside the years 1 to {_LAST_YEAR} in UTC") from exc
     if not 1 <= utc.year <= _LAST_YEAR:
         raise InvalidValue(f"{text!r} is outside the years 1 to {_LAST_YEAR} in UTC")
     return int(moment.timestamp() * 1000 + (0.5 if moment.microsecond % 1000 >= 500 else 0))
