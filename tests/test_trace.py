@@ -181,7 +181,7 @@ def covering_events() -> list[dict[str, Any]]:
               ilmd={"cbvmda:lotNumber": "LOT-7", "ex:line": {"ex:station": "S3"}},
               **{"ex:shift": "night"}),
         event("ObjectEvent", action="OBSERVE", epcList=["https://id.gs1.org/01/04012345111118/21/1001"],
-              quantityList=[{"epcClass": "urn:epc:class:lgtin:4012345.012345.1111.LOT-7", "quantity": 2.5, "uom": "KGM"}],
+              quantityList=[{"epcClass": "urn:epc:class:lgtin:4012345.011111.LOT-7", "quantity": 2.5, "uom": "KGM"}],
               bizStep="inspecting", persistentDisposition={"set": ["completeness_verified"]},
               sensorElementList=[{
                   "sensorMetadata": {"time": "2026-11-30T00:00:00Z", "deviceID": "urn:epc:id:giai:4012345.T1"},
@@ -246,7 +246,7 @@ XML_2 = """<?xml version="1.0" encoding="UTF-8"?>
       <action>OBSERVE</action>
       <bizStep>inspecting</bizStep>
       <persistentDisposition><set>completeness_verified</set></persistentDisposition>
-      <quantityList><quantityElement><epcClass>urn:epc:class:lgtin:4012345.012345.1111.LOT-7</epcClass>
+      <quantityList><quantityElement><epcClass>urn:epc:class:lgtin:4012345.011111.LOT-7</epcClass>
         <quantity>2.5</quantity><uom>KGM</uom></quantityElement></quantityList>
       <sensorElementList><sensorElement>
         <sensorMetadata time="2026-11-30T00:00:00Z" deviceID="urn:epc:id:giai:4012345.T1"/>
@@ -407,7 +407,7 @@ def random_events(rng: random.Random, n: int) -> list[dict[str, Any]]:
             if rng.random() < 0.5:
                 e["quantityList"] = [
                     {
-                        "epcClass": "urn:epc:class:lgtin:4012345.012345.1111.L1",
+                        "epcClass": "urn:epc:class:lgtin:4012345.011111.L1",
                         "quantity": rng.randint(1, 20),
                     }
                 ]

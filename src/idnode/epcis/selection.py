@@ -10,7 +10,7 @@ genealogy edge.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
@@ -44,9 +44,6 @@ class Audience:
 
     owners: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
-
-
-ANYONE = Audience()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +111,6 @@ class Selection:
     order: str = "record"  #: "record" (capture order) or "event" (eventTime)
     descending: bool = False
     after: tuple[int, int] | None = None  #: resume after (order value, seq)
-    seqs: tuple[int, ...] = field(default=())  #: only these events (genealogy)
     through: int | None = None  #: only events numbered up to this one
 
 

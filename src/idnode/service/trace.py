@@ -250,9 +250,6 @@ class Traceability:
             selection = replace(selection, after=(order, last.seq))
         return found[:wanted]
 
-    def selection(self, caller: Caller) -> Selection:
-        return Selection(self.audience(caller))
-
     # -- genealogy ---------------------------------------------------------------
 
     def key_of(self, identifier: str) -> str:

@@ -169,11 +169,6 @@ class EventStore:
             self._put_job(conn, done)
         return done
 
-    def record_job(self, job: CaptureJob) -> None:
-        """Keep a capture job that stored nothing (a refused document)."""
-        with self._writing() as conn:
-            self._put_job(conn, job)
-
     def _put_job(self, conn: Connection, job: CaptureJob) -> None:
         p = self._p
         conn.execute(
@@ -541,7 +536,6 @@ class EventStore:
             ("e.biz_location", s.biz_locations),
             ("e.transformation_id", s.transformation_ids),
             ("e.event_key", tuple(event_key(i) for i in s.event_ids)),
-            ("e.seq", s.seqs),
         ):
             if chosen:
                 where.append(f"{column} IN ({', '.join([p] * len(chosen))})")
