@@ -104,8 +104,9 @@ def measure(base: str, pumps: int, runs: int) -> dict[str, list[float]]:
     return times
 
 
-def table(times: dict[str, list[float]]) -> str:
-    lines = ["| page | median | p95 | max |", "|---|---:|---:|---:|"]
+def table(times: dict[str, list[float]], what: str = "page") -> str:
+    """Median, p95 and maximum of each kind of request, in milliseconds."""
+    lines = [f"| {what} | median | p95 | max |", "|---|---:|---:|---:|"]
     for name, values in times.items():
         ordered = sorted(values)
         p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
@@ -149,9 +150,14 @@ def main() -> None:
     )
     print(report)
     if args.write_docs:
-        text = DOCS.read_text()
-        start, end = text.index(MARK), text.rindex(MARK)
-        DOCS.write_text(text[: start + len(MARK)] + "\n" + report + text[end:])
+        write_docs(MARK, report)
+
+
+def write_docs(mark: str, report: str) -> None:
+    """Put ``report`` between the two ``mark`` lines of docs/performance.md."""
+    text = DOCS.read_text()
+    start, end = text.index(mark), text.rindex(mark)
+    DOCS.write_text(text[: start + len(mark)] + "\n" + report + text[end:])
 
 
 if __name__ == "__main__":

@@ -20,23 +20,21 @@ import argparse
 import json
 import random
 import shutil
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.console import machine
+from bench.console import machine, table, write_docs
 from idnode.config import Config
+from idnode.epcis.documents import capture_document
 from idnode.epcis.queries import parse_query
 from idnode.handle.values import ValueReference
 from idnode.node import init_node, open_node
 from idnode.service import Caller
 
 DATA_ROOT = Path(__file__).parent / ".data"
-DOCS = Path(__file__).parent.parent / "docs" / "performance.md"
 MARK = "<!-- bench.trace -->"
-CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 PREFIX = "88.100.1"
 #: Per pump: assembled, inspected, seen eight times in service; per casting: cast.
 EVENTS_PER_PUMP = 11
@@ -190,14 +188,7 @@ def ensure_node(events: int, database: str) -> tuple[Path, float, int]:
 
 
 def _capture(node: Any, caller: Caller, events: list[dict[str, Any]]) -> int:
-    document = {
-        "@context": [CONTEXT],
-        "type": "EPCISDocument",
-        "schemaVersion": "2.0",
-        "creationDate": "2026-12-01T00:00:00Z",
-        "epcisBody": {"eventList": events},
-    }
-    job = node.service.trace.capture(caller, json.dumps(document).encode(), access="public")
+    job = node.service.trace.capture(caller, capture_document(events), access="public")
     return int(job.events)
 
 
@@ -260,12 +251,6 @@ def main() -> None:
     }
     times = {name: timed(fn, args.runs) for name, fn in kinds.items()}
     node.close()
-    lines = ["| query | median | p95 | max |", "|---|---:|---:|---:|"]
-    for name, values in times.items():
-        ordered = sorted(values)
-        p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-        lines.append(f"| {name} | {statistics.median(ordered) * 1000:.1f} ms "
-                     f"| {p95 * 1000:.1f} ms | {ordered[-1] * 1000:.1f} ms |")  # fmt: skip
     backend = "PostgreSQL" if args.database else "SQLite"
     captured = f"capture: {rate:,.0f} events/s " + (
         f"over the {built:,} events of the build" if built else "when this node was built"
@@ -273,13 +258,11 @@ def main() -> None:
     report = (
         f"{args.events:,} events ({backend}), {args.runs} runs each, in process through the"
         f" service; {machine()}.\n\n{captured} (documents of 5,000 events, schema-checked,"
-        f" hashed, one transaction each).\n\n" + "\n".join(lines) + "\n"
+        f" hashed, one transaction each).\n\n{table(times, 'query')}\n"
     )
     print(report)
     if args.write_docs:
-        text = DOCS.read_text()
-        start, end = text.index(MARK), text.rindex(MARK)
-        DOCS.write_text(text[: start + len(MARK)] + "\n" + report + text[end:])
+        write_docs(MARK, report)
 
 
 if __name__ == "__main__":
