@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import httpx
 
 from idnode.demo import demo_events, demo_records
 from idnode.domain import HandleRecord
+from idnode.epcis.documents import capture_document
 from idnode.handle.values import HandleValue, Permission, ValueReference
 from idnode.handle.valuetypes import AdminPermission, AdminValue
 from idnode.service import Caller
@@ -36,15 +36,8 @@ def build(path: Path) -> Path:
     events = list(demo_events(records))
     for access in ("public", "owner"):
         chosen = [e for e in events if (e.get("bizStep") == "inspecting") == (access == "public")]
-        document = {
-            "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
-            "type": "EPCISDocument",
-            "schemaVersion": "2.0",
-            "creationDate": "2026-07-06T00:00:00Z",
-            "epcisBody": {"eventList": chosen},
-        }
         node.service.trace.capture(
-            Caller(ValueReference("0.NA/88.100.1", 300)), json.dumps(document).encode(),
+            Caller(ValueReference("0.NA/88.100.1", 300)), capture_document(chosen),
             access=access,
         )  # fmt: skip
     node.service.accounts.add("operator", ValueReference("0.NA/88.100.1", 300), PASSWORD)

@@ -21,6 +21,7 @@ from idnode.console.catalog import ZH_CN
 from idnode.console.codes import codes_for
 from idnode.console.i18n import _PROBLEMS, Translator, field_problem, negotiate
 from idnode.console.values import PERMISSION_NAMES
+from idnode.epcis.documents import capture_document
 from idnode.epcis.identifiers import identifier_key
 from idnode.errors import AuthenticationNeeded
 from idnode.handle.values import Permission, ValueReference
@@ -561,11 +562,7 @@ def test_the_trace_pages_show_what_the_visitor_may_read(
         batch = "88.100.1/BATCH-TRACE-1"
 
         def doc(*events: dict[str, object]) -> bytes:
-            return json.dumps({
-                "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
-                "type": "EPCISDocument", "schemaVersion": "2.0",
-                "creationDate": "2026-11-30T00:00:00Z", "epcisBody": {"eventList": list(events)},
-            }).encode()  # fmt: skip
+            return capture_document(events)
 
         pump, pallet = "88.100.1/PUMP-T1", "urn:epc:id:sscc:4012345.0000000077"
         zone = {"eventTimeZoneOffset": "+08:00"}

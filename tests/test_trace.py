@@ -22,7 +22,7 @@ import websockets.sync.client
 
 from idnode.config import Config
 from idnode.domain import HandleRecord
-from idnode.epcis.documents import DocumentRejected, read_document
+from idnode.epcis.documents import DocumentRejected, capture_document, read_document
 from idnode.epcis.events import iso_time, millis
 from idnode.epcis.hashing import event_hash
 from idnode.epcis.identifiers import identifier_key, record_handle
@@ -44,7 +44,6 @@ from idnode.storage import Storage
 from tests.clock import Clock
 from tests.conftest import add_secret_admin, idnode, make_node, running
 
-CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 ACME = Caller(ValueReference("0.NA/88.100.1", 300))  # administers 88.100.1
 ACME_OPS = Caller(ValueReference("88.100.1/ops", 300))  # may register under 88.100.1
 BUYER = Caller(ValueReference("88.200/buyer", 300))  # a partner of ACME's
@@ -53,12 +52,8 @@ ANYONE = Caller()
 
 
 def document(*events: dict[str, Any], extra_context: Any = None) -> bytes:
-    context: list[Any] = [CONTEXT]
-    if extra_context:
-        context.append(extra_context)
-    doc = {"@context": context, "type": "EPCISDocument", "schemaVersion": "2.0",
-           "creationDate": "2026-11-30T10:00:00Z", "epcisBody": {"eventList": list(events)}}  # fmt: skip
-    return json.dumps(doc).encode()
+    context = [extra_context] if extra_context else []
+    return capture_document(events, context, created="2026-11-30T10:00:00Z")
 
 
 def event(kind: str = "ObjectEvent", at: str = "2026-11-30T08:00:00.000+08:00", **fields: Any

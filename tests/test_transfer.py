@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from idnode.client import HandleClient
 from idnode.config import load_config
 from idnode.demo import demo_events, demo_records
 from idnode.domain import Account, HandleRecord
+from idnode.epcis.documents import capture_document
 from idnode.epcis.queries import parse_query
 from idnode.errors import StorageError
 from idnode.handle.codes import ResponseCode
@@ -39,14 +39,6 @@ def _grant_prefix(service: NodeService, owner: Caller) -> None:
     )
 
 
-def _document(events: list[dict[str, object]]) -> bytes:
-    return json.dumps({
-        "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
-        "type": "EPCISDocument", "schemaVersion": "2.0",
-        "creationDate": "2026-07-06T00:00:00Z", "epcisBody": {"eventList": events},
-    }).encode()  # fmt: skip
-
-
 def test_round_trip_sqlite_postgres_sqlite(tmp_path: Path, postgres_url: str) -> None:
     source = SQLiteStorage(tmp_path / "a.db")
     source.home_prefix("88.100.1")
@@ -58,7 +50,7 @@ def test_round_trip_sqlite_postgres_sqlite(tmp_path: Path, postgres_url: str) ->
     service = NodeService(source, SiteInfo(servers=()))
     _grant_prefix(service, owner)
     events = list(demo_events(list(demo_records(200))))
-    service.trace.capture(owner, _document(events[:300]))
+    service.trace.capture(owner, capture_document(events[:300]))
     service.trace_subscriptions.define(owner, "packed", {"EQ_bizStep": "packing"})
     sub = service.trace_subscriptions.subscribe(
         owner, "packed", {"dest": "https://erp.example/cb", "secret": "s", "stream": True,
@@ -81,7 +73,7 @@ def test_round_trip_sqlite_postgres_sqlite(tmp_path: Path, postgres_url: str) ->
         assert len(copied.trace.events(owner, query).events) == 300
         # New captures are numbered after the copied ones, on PostgreSQL too.
         on_pg = NodeService(pg, SiteInfo(servers=()))
-        on_pg.trace.capture(owner, _document(events[300:301]))
+        on_pg.trace.capture(owner, capture_document(events[300:301]))
         assert pg.events.last_seq() == 301
     finally:
         source.close()

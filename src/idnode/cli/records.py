@@ -17,6 +17,7 @@ from idnode.bulk import FORMATS, BulkOptions
 from idnode.cli.common import advancing, err, fail, local_node, out, progress_bars
 from idnode.demo import DEMO_PREFIX, demo_events, demo_records
 from idnode.domain import HandleRecord
+from idnode.epcis.documents import capture_document
 from idnode.errors import ConfigError, IdnodeError, NotResponsible
 from idnode.handle.values import ValueReference
 from idnode.jsonformat import record_to_json
@@ -198,15 +199,7 @@ def _capture_demo_events(node: Node, records: list[HandleRecord]) -> int:
     captured = 0
     for chosen, access in ((public, "public"), (private, "owner")):
         for start in range(0, len(chosen), 5000):
-            document = {
-                "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
-                "type": "EPCISDocument",
-                "schemaVersion": "2.0",
-                "creationDate": "2026-07-06T00:00:00Z",
-                "epcisBody": {"eventList": chosen[start : start + 5000]},
-            }
-            job = node.service.trace.capture(
-                caller, json.dumps(document).encode(), prefix=DEMO_PREFIX, access=access
-            )
+            document = capture_document(chosen[start : start + 5000])
+            job = node.service.trace.capture(caller, document, prefix=DEMO_PREFIX, access=access)
             captured += job.events
     return captured

@@ -17,6 +17,7 @@ from idnode.console.web import error_page, page_of, redirect, render
 from idnode.epcis.events import iso_time
 from idnode.epcis.identifiers import record_handle
 from idnode.epcis.queries import parse_query
+from idnode.epcis.vocabulary import bare
 from idnode.errors import IdnodeError
 from idnode.service.offloop import OffLoop
 from idnode.service.trace import Trace
@@ -89,16 +90,11 @@ def _row(event: dict[str, Any]) -> dict[str, str]:
         "time": str(event.get("eventTime", "")),
         "type": str(event.get("type", "")),
         "action": str(event.get("action", "")),
-        "step": _word(event.get("bizStep")),
-        "disposition": _word(event.get("disposition")),
+        "step": bare(str(event.get("bizStep", "")), "BizStep"),
+        "disposition": bare(str(event.get("disposition", "")), "Disp"),
         "where": str(place.get("id", "")) if isinstance(place, dict) else "",
         "id": str(event.get("eventID", "")),
     }
-
-
-def _word(value: object) -> str:
-    text = str(value or "")
-    return text.rsplit("-", 1)[-1] if text.startswith("https://ref.gs1.org/cbv/") else text
 
 
 def _edge(edge: Any, direction: str) -> dict[str, str]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -26,11 +27,19 @@ from fastjsonschema import JsonSchemaValueException
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
 
-from idnode.epcis.events import EVENT_TYPES, millis
+from idnode.epcis.events import EVENT_TYPES, iso_time, millis
 from idnode.epcis.vocabulary import Kind, bare
 from idnode.errors import InvalidDocument, InvalidValue
 
-__all__ = ["MAX_EVENTS", "Document", "DocumentRejected", "read_document"]
+__all__ = [
+    "MAX_EVENTS",
+    "STANDARD_CONTEXT",
+    "Document",
+    "DocumentRejected",
+    "capture_document",
+    "query_document",
+    "read_document",
+]
 
 #: Events one capture may hold (GS1-EPCIS-Capture-Limit).
 MAX_EVENTS = 10_000
@@ -58,6 +67,41 @@ class DocumentRejected(InvalidDocument):
 class Document:
     events: list[dict[str, Any]]  #: each as JSON, with the document's own context
     context: list[Any]  #: the document's @context entries beyond the standard one
+
+
+def capture_document(
+    events: Sequence[Mapping[str, Any]], context: Sequence[Any] = (), created: str = ""
+) -> bytes:
+    """An EPCISDocument of ``events`` as bytes to capture (``context``: the
+    namespaces of their extensions; ``created``: its creationDate, else now)."""
+    document = {
+        "@context": [STANDARD_CONTEXT, *context],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": created or iso_time(int(time.time() * 1000)),
+        "epcisBody": {"eventList": list(events)},
+    }
+    return json.dumps(document).encode()
+
+
+def query_document(
+    events: list[dict[str, Any]],
+    context: Sequence[Any],
+    query_name: str = "SimpleEventQuery",
+    subscription_id: str | None = None,
+) -> dict[str, Any]:
+    """An EPCISQueryDocument of ``events``, as queries answer and subscriptions push."""
+    results: dict[str, Any] = {"queryName": query_name}
+    if subscription_id is not None:
+        results["subscriptionID"] = subscription_id
+    results["resultsBody"] = {"eventList": events}
+    return {
+        "@context": [STANDARD_CONTEXT, *context],
+        "type": "EPCISQueryDocument",
+        "schemaVersion": "2.0",
+        "creationDate": iso_time(int(time.time() * 1000)),
+        "epcisBody": {"queryResults": results},
+    }
 
 
 def read_document(data: bytes, media_type: str = "") -> Document:

@@ -11,7 +11,6 @@ and ``GS1-CBV-Version`` headers.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -21,12 +20,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from idnode.bodies import read_at_most
+from idnode.bodies import parse_json, read_at_most
+from idnode.epcis.documents import query_document
 from idnode.epcis.events import iso_time
 from idnode.epcis.identifiers import record_handle
 from idnode.epcis.queries import QueryParameterError, parse_query
 from idnode.epcis.selection import CaptureJob, NamedQuery, Subscription
-from idnode.epcisapi.push import query_document, stream_to_websocket
+from idnode.epcisapi.push import stream_to_websocket
 from idnode.errors import (
     IdnodeError,
     InvalidValue,
@@ -345,10 +345,7 @@ def recalled_json(item: Recalled) -> dict[str, Any]:
 
 async def _json_body(request: Request) -> dict[str, Any]:
     raw = await read_at_most(request.stream(), 1024 * 1024, "the body is over 1 MiB")
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidValue(f"the body is not JSON: {exc}") from exc
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise InvalidValue("the body is a JSON object")
     return body

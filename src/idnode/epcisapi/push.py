@@ -20,52 +20,21 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import httpx
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from idnode.epcis.events import iso_time, millis
+from idnode.epcis.documents import query_document
+from idnode.epcis.events import millis
 from idnode.epcis.schedules import FIELDS, parse_schedule
-from idnode.epcis.selection import NamedQuery, StoredEvent, Subscription
+from idnode.epcis.selection import NamedQuery, Subscription
 from idnode.errors import IdnodeError
 from idnode.service import Caller
 from idnode.service.offloop import OffLoop
+from idnode.service.trace import page_of
 from idnode.service.trace_subscriptions import Batch
 
-__all__ = ["BATCH", "push_subscriptions_every", "query_document", "stream_to_websocket"]
+__all__ = ["BATCH", "push_subscriptions_every", "stream_to_websocket"]
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
-STANDARD_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
-
-
-def query_document(
-    events: list[dict[str, Any]],
-    context: list[Any],
-    query_name: str = "SimpleEventQuery",
-    subscription_id: str | None = None,
-) -> dict[str, Any]:
-    """An EPCISQueryDocument of ``events``."""
-    results: dict[str, Any] = {"queryName": query_name}
-    if subscription_id is not None:
-        results["subscriptionID"] = subscription_id
-    results["resultsBody"] = {"eventList": events}
-    return {
-        "@context": [STANDARD_CONTEXT, *context],
-        "type": "EPCISQueryDocument",
-        "schemaVersion": "2.0",
-        "creationDate": iso_time(int(time.time() * 1000)),
-        "epcisBody": {"queryResults": results},
-    }
-
-
-def shown(rows: list[StoredEvent]) -> tuple[list[dict[str, Any]], list[Any]]:
-    """The events as a query returns them, and the namespaces they use."""
-    events, seen = [], dict[str, Any]()
-    for row in rows:
-        body = dict(row.body)
-        context = body.pop("@context", None)
-        for entry in context if isinstance(context, list) else [context] if context else []:
-            seen.setdefault(repr(entry), entry)
-        events.append(body)
-    return events, list(seen.values())
 
 
 async def push_subscriptions_every(off: OffLoop, period: float = 1.0) -> None:
@@ -115,8 +84,8 @@ async def _deliver(off: OffLoop, client: httpx.AsyncClient, subscription: Subscr
         if not batch.rows and not (subscription.schedule and subscription.report_if_empty):
             await off.write(subs.delivered, subscription, batch)
             return total
-        events, context = shown(batch.rows)
-        document = query_document(events, context, subscription.query_name,
+        page = page_of(batch.rows)
+        document = query_document(page.events, page.context, subscription.query_name,
                                   subscription.subscription_id)  # fmt: skip
         error = await _post(client, subscription, document)
         await off.write(subs.delivered, subscription, batch, error)
@@ -185,8 +154,8 @@ async def stream_to_websocket(
                 continue
             batch = await off.read(subs.since, caller, named, last_seq, BATCH, start)
             if batch.rows or (plan is not None and report_if_empty):
-                events, context = shown(batch.rows)
-                await websocket.send_json(query_document(events, context, named.name))
+                page = page_of(batch.rows)
+                await websocket.send_json(query_document(page.events, page.context, named.name))
             last_seq = batch.scanned
     except (WebSocketDisconnect, RuntimeError):
         return

@@ -6,13 +6,13 @@ them the answer is 401 with ``WWW-Authenticate`` offering Basic and a fresh sess
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, overload
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from idnode.bodies import parse_json
 from idnode.errors import BadRequestParameter, IdnodeError, InvalidValue
 from idnode.handle.codes import ResponseCode
 from idnode.handle.values import HandleValue
@@ -57,12 +57,7 @@ async def json_body(request: Request) -> Any:
     body = await request.body()
     if len(body) > MAX_BODY:
         raise InvalidValue(f"request body over {MAX_BODY} bytes")
-    try:
-        return json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidValue(f"request body is not JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise InvalidValue("request body is JSON nested too deep") from exc
+    return parse_json(body or b"{}")
 
 
 def _values(doc: Any) -> tuple[HandleValue, ...]:

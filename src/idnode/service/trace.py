@@ -35,7 +35,16 @@ from idnode.names import NA_PREFIX, handle_key, split_handle
 from idnode.service.core import Caller, ServiceCore
 from idnode.templates import parse_readers
 
-__all__ = ["MAX_DEPTH", "Page", "Prepared", "Recalled", "Trace", "TraceEdge", "Traceability"]
+__all__ = [
+    "MAX_DEPTH",
+    "Page",
+    "Prepared",
+    "Recalled",
+    "Trace",
+    "TraceEdge",
+    "Traceability",
+    "page_of",
+]
 
 #: The deepest a trace or recall follows genealogy.
 MAX_DEPTH = 20
@@ -233,7 +242,7 @@ class Traceability:
             last = found[-1]
             value = last.facts.event_time if query.selection.order == "event" else last.seq
             token = query.token_after(value, last.seq, len(found))
-        return Page([_shown(row) for row in found], token, _contexts(found))
+        return page_of(found, token)
 
     def collect(self, query: EventQuery, selection: Selection, wanted: int) -> list[StoredEvent]:
         """Up to ``wanted`` events of the selection that pass the query's other tests,
@@ -267,9 +276,11 @@ class Traceability:
     ) -> Trace:
         """What ``identifier`` went into (down) or was made of (up), ``depth`` steps
         far, from the events ``caller`` may read."""
+        return self._trace(self.audience(caller), identifier, direction, depth)
+
+    def _trace(self, audience: Audience, identifier: str, direction: str, depth: int) -> Trace:
         if not 1 <= depth <= MAX_DEPTH:
             raise InvalidValue(f"depth is from 1 to {MAX_DEPTH}")
-        audience = self.audience(caller)
         start = self.key_of(identifier)
         steps = _DOWN if direction == "down" else _UP
         nodes, edges, frontier = {start: 0}, list[TraceEdge](), [start]
@@ -370,8 +381,8 @@ class Traceability:
 
     def recall(self, caller: Caller, batch: str, depth: int = MAX_DEPTH) -> list[Recalled]:
         """Every identifier downstream of ``batch``, with the last event that saw it."""
-        trace = self.trace(caller, batch, "down", depth)
         audience = self.audience(caller)
+        trace = self._trace(audience, batch, "down", depth)
         out = []
         for ident, level in sorted(trace.nodes.items(), key=lambda item: (item[1], item[0])):
             if level == 0:
@@ -391,19 +402,17 @@ def _unique(edges: list[TraceEdge]) -> list[TraceEdge]:
     return list(dict.fromkeys(edges))
 
 
-def _shown(row: StoredEvent) -> dict[str, Any]:
-    body = dict(row.body)
-    body.pop("@context", None)
-    return body
-
-
-def _contexts(rows: Sequence[StoredEvent]) -> list[Any]:
-    seen: dict[str, Any] = {}
+def page_of(rows: Sequence[StoredEvent], next_token: str | None = None) -> Page:
+    """The events as a query returns them: each as captured, without the namespaces it
+    was captured with, which the page gathers once for its document's ``@context``."""
+    events, seen = [], dict[str, Any]()
     for row in rows:
-        context = row.body.get("@context")
+        body = dict(row.body)
+        context = body.pop("@context", None)
         for entry in context if isinstance(context, list) else [context] if context else []:
             seen.setdefault(repr(entry), entry)
-    return list(seen.values())
+        events.append(body)
+    return Page(events, next_token, list(seen.values()))
 
 
 def _access(access: str, readers: str) -> Access:
